@@ -1,0 +1,209 @@
+"""Command line: parses, loads settings, calls wiring. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from streamserve import __version__
+from streamserve.embedded import EmbeddedBroker, EmbeddedError, EmbeddedRedis
+from streamserve.errors import ConfigError, StreamserveError
+from streamserve.settings import Settings, load_settings
+from streamserve.wiring import Runtime, build_app
+
+logger = logging.getLogger("streamserve")
+
+EMBEDDED_SESSION_TIMEOUT_MS = 6000
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML settings file (env STREAMSERVE_CONFIG)")
+    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env STREAMSERVE_BOOTSTRAP_SERVERS)")
+    p.add_argument("--redis-url", help="Redis URL (env STREAMSERVE_REDIS_URL)")
+    p.add_argument("--topic-prefix", help="prefix of every topic name (env STREAMSERVE_TOPIC_PREFIX)")
+    p.add_argument("--http-port", type=int, help="port of /metrics and /healthz (0: any free port)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (env STREAMSERVE_LOG_LEVEL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamserve",
+        description="Score Kafka events in real time, learn from delayed labels, hot-swap snapshots.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamserve {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run every role in one process (starts an embedded broker "
+                                   "and Redis when none is given)")
+    _common(up)
+    for name, text in (("score", "run the scorer"), ("join", "run the joiner")):
+        _common(sub.add_parser(name, help=text))
+    learn = sub.add_parser("learn", help="run the learner of every model (or of --model)")
+    _common(learn)
+    learn.add_argument("--model", action="append", help="a model to learn (repeatable)")
+    topics = sub.add_parser("topics", help="topics as code")
+    tsub = topics.add_subparsers(dest="topics_command", required=True)
+    _common(tsub.add_parser("create", help="create the topics idempotently; report mismatches"))
+    snaps = sub.add_parser("snapshots", help="list, pin or unpin model versions")
+    ssub = snaps.add_subparsers(dest="snapshots_command", required=True)
+    ls = ssub.add_parser("list", help="versions of a model, newest first")
+    _common(ls)
+    ls.add_argument("--model", default="default")
+    pin = ssub.add_parser("pin", help="serve a given version (rollback) until unpinned")
+    _common(pin)
+    pin.add_argument("--model", default="default")
+    pin.add_argument("--version", type=int, required=True, dest="snap_version")
+    unpin = ssub.add_parser("unpin", help="serve the newest version again")
+    _common(unpin)
+    unpin.add_argument("--model", default="default")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {
+        "kafka": {"bootstrap_servers": args.bootstrap_servers, "topic_prefix": args.topic_prefix},
+        "redis": {"url": args.redis_url},
+        "http": {"port": args.http_port},
+    }
+    s = load_settings(args.config, overrides=overrides)
+    if args.log_level:
+        s = dataclasses.replace(s, log_level=args.log_level)
+    return s
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
+    )
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _run_roles(s: Settings, roles: Sequence[str], *, models: Sequence[str] | None = None,
+               ephemeral_key_ok: bool = False, banner: bool = False) -> int:
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    rt = Runtime.build(s, ephemeral_key_ok=ephemeral_key_ok)
+    if banner:
+        for line in rt.create_topics().lines():
+            logger.info("topics: %s", line)
+    app = build_app(rt, stop, roles, models).start()
+    if banner:
+        _print_banner(s, rt, app.status.port if app.status else None)
+    return app.wait()
+
+
+def _print_banner(s: Settings, rt: Runtime, http_port: int | None) -> None:
+    lines = [
+        "streamserve is up",
+        f"  bootstrap servers : {s.kafka.bootstrap_servers}",
+        f"  redis url         : {s.redis.url}",
+        f"  events topic      : {rt.topics['events']}",
+        f"  feedback topic    : {rt.topics['feedback']}",
+        f"  predictions topic : {rt.topics['predictions']}",
+        f"  models            : {', '.join(m.name for m in s.models)}",
+    ]
+    if http_port is not None:
+        lines.append(f"  metrics           : http://{s.http.host}:{http_port}/metrics")
+    lines.append("  stop with Ctrl-C")
+    print("\n".join(lines), flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _configure_logging(s.log_level)
+    broker = redis_server = None
+    try:
+        if not s.kafka.bootstrap_servers:
+            broker = EmbeddedBroker().start()
+            kafka = dataclasses.replace(
+                s.kafka,
+                bootstrap_servers=broker.bootstrap_servers,
+                session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS,
+            )
+            s = dataclasses.replace(s, kafka=kafka)
+        if not s.redis.url:
+            redis_server = EmbeddedRedis().start()
+            s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=redis_server.url))
+        return _run_roles(s, ("scorer", "joiner", "learner"),
+                          ephemeral_key_ok=redis_server is not None, banner=True)
+    finally:
+        if broker is not None:
+            broker.stop()
+        if redis_server is not None:
+            redis_server.stop()
+
+
+def cmd_role(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _configure_logging(s.log_level)
+    role = {"score": "scorer", "join": "joiner", "learn": "learner"}[args.command]
+    return _run_roles(s, (role,), models=getattr(args, "model", None))
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _configure_logging(s.log_level)
+    report = Runtime.build(s, ephemeral_key_ok=True).create_topics()
+    for line in report.lines():
+        print(line)
+    return 1 if report.mismatches else 0
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _configure_logging(s.log_level)
+    rt = Runtime.build(s, ephemeral_key_ok=True)
+    s.model(args.model)
+    if args.snapshots_command == "pin":
+        rt.store.pin(args.model, args.snap_version)
+    elif args.snapshots_command == "unpin":
+        rt.store.unpin(args.model)
+    serving = rt.store.serving_version(args.model)
+    out = []
+    for v in sorted(rt.store.versions(args.model), reverse=True):
+        meta = rt.store.get_meta(args.model, v)
+        out.append({
+            "version": v,
+            "serving": v == serving,
+            "parent": meta.parent if meta else None,
+            "created_at": meta.created_at if meta else None,
+            "examples_seen": meta.examples_seen if meta else None,
+            "metrics": meta.metrics if meta else None,
+        })
+    print(json.dumps({"model": args.model, "pinned": rt.store.is_pinned(args.model),
+                      "serving": serving, "versions": out}, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"up": cmd_up, "score": cmd_role, "join": cmd_role, "learn": cmd_role,
+                "topics": cmd_topics, "snapshots": cmd_snapshots}
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        print(f"streamserve: {exc}", file=sys.stderr)
+        return 2
+    except (EmbeddedError, StreamserveError) as exc:
+        print(f"streamserve: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin Kafka clients: configs, delivery tracking, dead letters, topic admin."""

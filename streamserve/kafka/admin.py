@@ -1,0 +1,120 @@
+"""Create the topics declared in topics/topics.yaml, idempotently, and report mismatches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from streamserve.kafka.exceptions import FatalKafkaError
+from streamserve.topics import TopicSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TopicReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"created  {t}" for t in self.created]
+        out += [f"exists   {t}" for t in self.existing]
+        out += [f"MISMATCH {m}" for m in self.mismatches]
+        return out
+
+
+def ensure_topics(
+    admin_conf: Mapping[str, Any],
+    specs: Mapping[str, TopicSpec],
+    *,
+    prefix: str = "",
+    replication_factor: int | None = None,
+    timeout_s: float = 15.0,
+) -> TopicReport:
+    """Create missing topics; compare existing ones with their spec (partitions, cleanup)."""
+    admin = AdminClient(dict(admin_conf))
+    report = TopicReport()
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise FatalKafkaError(f"cannot list topics: {exc}") from exc
+    to_create: list[NewTopic] = []
+    for spec in specs.values():
+        name = prefix + spec.name
+        if name in existing:
+            report.existing.append(name)
+            have = len(existing[name].partitions)
+            if have != spec.partitions:
+                report.mismatches.append(
+                    f"{name}: {have} partitions, topics.yaml says {spec.partitions}"
+                )
+            continue
+        config = {"cleanup.policy": spec.cleanup_policy, **dict(spec.config)}
+        to_create.append(
+            NewTopic(
+                name,
+                num_partitions=spec.partitions,
+                replication_factor=replication_factor or spec.replication_factor,
+                config=config,
+            )
+        )
+    if to_create:
+        for name, fut in admin.create_topics(to_create, request_timeout=timeout_s).items():
+            try:
+                fut.result(timeout=timeout_s)
+                report.created.append(name)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    report.existing.append(name)
+                else:
+                    raise FatalKafkaError(f"cannot create topic {name}: {exc}") from exc
+    _compare_cleanup(admin, specs, prefix, report, [n for n in report.existing], timeout_s)
+    return report
+
+
+def _compare_cleanup(
+    admin: AdminClient,
+    specs: Mapping[str, TopicSpec],
+    prefix: str,
+    report: TopicReport,
+    names: list[str],
+    timeout_s: float,
+) -> None:
+    by_name = {prefix + s.name: s for s in specs.values()}
+    if not names:
+        return
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
+    try:
+        futures = admin.describe_configs(resources, request_timeout=timeout_s)
+    except (KafkaException, ValueError) as exc:  # some brokers do not describe configs
+        logger.info("cannot describe topic configs: %s", exc)
+        return
+    for res, fut in futures.items():
+        try:
+            entries = fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            logger.info("cannot describe config of %s: %s", res.name, exc)
+            continue
+        entry = entries.get("cleanup.policy")
+        want = by_name[res.name].cleanup_policy
+        if entry is not None and entry.value and entry.value != want:
+            report.mismatches.append(
+                f"{res.name}: cleanup.policy={entry.value}, topics.yaml says {want}"
+            )
+
+
+def partitions_of(admin_conf: Mapping[str, Any], topic: str, timeout_s: float = 10.0) -> list[int]:
+    """The partition ids of a topic (empty if it does not exist)."""
+    admin = AdminClient(dict(admin_conf))
+    md = admin.list_topics(topic=topic, timeout=timeout_s)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return []
+    return sorted(t.partitions)

@@ -1,0 +1,131 @@
+"""Store an input offset only after everything it produced was acknowledged.
+
+Each consumed micro-batch opens a :class:`Batch`. Every record produced for it (a
+prediction, an example, a dead-letter copy) counts as expected; its delivery callback
+counts it acknowledged. :meth:`OffsetTracker.settle` stores the batch's offsets once the
+batch and every batch before it are fully acknowledged, so a stored offset never runs
+ahead of unacknowledged output: at-least-once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from streamserve.kafka.exceptions import DeliveryError
+
+logger = logging.getLogger(__name__)
+
+
+class Batch:
+    """The outputs of one consumed micro-batch, and the offsets they stand for."""
+
+    __slots__ = ("acked", "closed", "error", "expected", "offsets")
+
+    def __init__(self, offsets: dict[tuple[str, int], int]) -> None:
+        self.offsets = offsets
+        self.expected = 0
+        self.acked = 0
+        self.error: KafkaError | None = None
+        self.closed = False
+
+    def expect(self) -> None:
+        self.expected += 1
+
+    def on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None and self.error is None:
+            self.error = err
+        self.acked += 1
+
+    @property
+    def done(self) -> bool:
+        return self.closed and self.acked >= self.expected
+
+
+def next_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
+    """The offset to store per (topic, partition): one past the last record of the batch."""
+    offsets: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        if m.error() is None:
+            key = (m.topic(), m.partition())
+            off = m.offset() + 1
+            if off > offsets.get(key, -1):
+                offsets[key] = off
+    return offsets
+
+
+class OffsetTracker:
+    """Orders batches and stores their offsets once acknowledged, oldest first."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self._pending: deque[Batch] = deque()
+
+    def open(self, msgs: list[Message]) -> Batch:
+        batch = Batch(next_offsets(msgs))
+        self._pending.append(batch)
+        return batch
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def settle(self) -> int:
+        """Store offsets of every acknowledged batch at the head; return how many settled.
+
+        Raises DeliveryError when a record of a finished batch was not acknowledged:
+        nothing past it is stored, so a restart reprocesses it.
+        """
+        merged: dict[tuple[str, int], int] = {}
+        settled = 0
+        while self._pending and self._pending[0].done:
+            batch = self._pending[0]
+            if batch.error is not None:
+                self._store(merged)
+                raise DeliveryError(f"a produced record was not acknowledged: {batch.error.str()}")
+            self._pending.popleft()
+            for key, off in batch.offsets.items():
+                if off > merged.get(key, -1):
+                    merged[key] = off
+            settled += 1
+        self._store(merged)
+        return settled
+
+    def forget(self, partitions: list[TopicPartition]) -> None:
+        """Drop offsets of partitions no longer assigned (after a revoke or loss)."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        for batch in self._pending:
+            for key in gone & batch.offsets.keys():
+                del batch.offsets[key]
+
+    def _store(self, merged: dict[tuple[str, int], int]) -> None:
+        if not merged:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in merged.items()]
+        try:
+            self._consumer.store_offsets(offsets=tps)
+        except KafkaException as exc:
+            # A partition revoked meanwhile cannot take a stored offset; its new owner
+            # resumes from the last commit and reprocesses (at-least-once).
+            logger.debug("store_offsets: %s", exc)
+
+
+def produce(producer: Any, batch: Batch | None, topic: str, value: bytes | None, key: bytes | None,
+            headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Produce one record counted in ``batch``, waiting while the local queue is full."""
+    cb = batch.on_delivery if batch is not None else None
+    while True:
+        try:
+            if headers is None:
+                producer.produce(topic, value, key, on_delivery=cb)
+            else:
+                producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+        except BufferError:
+            producer.poll(0.05)
+            continue
+        if batch is not None:
+            batch.expect()
+        return

@@ -1,0 +1,113 @@
+"""Every Prometheus metric streamserve exports, in one place.
+
+Metrics live in a registry passed in (one per process in production, one per test), so
+several apps can run side by side without clashing.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+)
+
+
+class Metrics:
+    """The metric families, labelled by role, model or stage as each needs."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        # scorer
+        self.events_scored = Counter(
+            "streamserve_events_scored", "Events scored, per model.", ["model"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "streamserve_batch_seconds",
+            "Wall time to process one micro-batch, per role.",
+            ["role"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "streamserve_batch_records",
+            "Records per micro-batch, per role.",
+            ["role"],
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "streamserve_end_to_end_seconds",
+            "Event timestamp to prediction produced, per model.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.serving_version = Gauge(
+            "streamserve_serving_version", "Snapshot version a scorer serves.", ["model"], registry=r
+        )
+        self.swaps = Counter(
+            "streamserve_snapshot_swaps", "Snapshots hot-swapped into scoring.", ["model"], registry=r
+        )
+        self.swap_failures = Counter(
+            "streamserve_snapshot_swap_failures",
+            "Snapshots refused or failed to load (the old one kept serving).",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.swap_delay_seconds = Histogram(
+            "streamserve_snapshot_swap_delay_seconds",
+            "Snapshot written to snapshot serving in this scorer.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        # joiner
+        self.joins_matched = Counter(
+            "streamserve_joins_matched", "Events joined with their labels.", registry=r
+        )
+        self.joins_expired = Counter(
+            "streamserve_joins_expired",
+            "Events or labels whose join window passed without a match.",
+            ["kind"],
+            registry=r,
+        )
+        self.join_records = Counter(
+            "streamserve_join_records", "Records read by the joiner.", ["kind"], registry=r
+        )
+        # learner
+        self.examples_learned = Counter(
+            "streamserve_examples_learned", "Examples learned, per model.", ["model"], registry=r
+        )
+        self.checkpoints = Counter(
+            "streamserve_checkpoints", "Snapshots written, per model.", ["model"], registry=r
+        )
+        self.checkpoint_failures = Counter(
+            "streamserve_checkpoint_failures",
+            "Snapshot writes that failed and will be retried, per model.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.learner_version = Gauge(
+            "streamserve_learner_version", "Newest snapshot version written.", ["model"], registry=r
+        )
+        self.learner_leader = Gauge(
+            "streamserve_learner_leader", "1 while this process holds the model's lease.", ["model"], registry=r
+        )
+        self.prequential = Gauge(
+            "streamserve_prequential_metric",
+            "Running prequential metric of the learner.",
+            ["model", "metric"],
+            registry=r,
+        )
+        # shared
+        self.dead_letters = Counter(
+            "streamserve_dead_letters",
+            "Records sent to the dead-letter topic.",
+            ["stage"],
+            registry=r,
+        )
+        self.produce_errors = Counter(
+            "streamserve_produce_errors", "Records the broker did not acknowledge.", ["topic"], registry=r
+        )

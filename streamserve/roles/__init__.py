@@ -1,0 +1,1 @@
+"""The roles: scorer, joiner, learner. Each is a loop over its inputs."""

@@ -1,0 +1,120 @@
+"""Join state in Redis: "put mine, get theirs", atomic per event id.
+
+An event and its label may reach different joiner replicas at the same moment (producers
+partition by different hash functions). One Lua script per record stores this side with
+the window as TTL and returns the other side if it is there, so whichever arrives second
+sees the first. Nothing is deleted on a match: replaying a record (after a crash, or an
+aborted transaction) matches again, which keeps the join idempotent. Both keys of one id
+share a hash tag, so the script runs on one Redis Cluster slot.
+
+A sorted set of pending keys (score: deadline) lets :meth:`JoinState.sweep` count what
+expired without a match.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from streamserve.records import Features, LabelValue
+
+_PUT_GET = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return redis.call('GET', KEYS[2])
+"""
+
+EVENT = "e"
+LABEL = "l"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSide:
+    features: Features
+    ts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSide:
+    label: LabelValue
+    ts: int | None
+
+
+Side = EventSide | LabelSide
+
+
+class JoinState:
+    """Stores one side of each pair until the other arrives or the window passes."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str, window_s: float) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._ttl_ms = max(1, int(window_s * 1000))
+        self._pending = f"{prefix}:join:pending"
+        self._script = client.register_script(_PUT_GET)
+
+    def _key(self, event_id: str, kind: str) -> str:
+        return f"{self._prefix}:join:{{{event_id}}}:{kind}"
+
+    def put_many(self, items: Sequence[tuple[str, Side]]) -> list[Side | None]:
+        """Store each side; return the other side of each pair where it is present.
+
+        One round trip for the scripts, one for the pending-set bookkeeping.
+        """
+        if not items:
+            return []
+        now_ms = int(time.time() * 1000)
+        deadline = now_ms + self._ttl_ms
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id, side in items:
+            mine, theirs = (EVENT, LABEL) if isinstance(side, EventSide) else (LABEL, EVENT)
+            self._script(
+                keys=[self._key(event_id, mine), self._key(event_id, theirs)],
+                args=[_dump(side), self._ttl_ms],
+                client=pipe,
+            )
+        raw: list[Any] = pipe.execute()
+        out: list[Side | None] = []
+        book = self._redis.pipeline(transaction=False)
+        for (event_id, side), other in zip(items, raw, strict=True):
+            mine = EVENT if isinstance(side, EventSide) else LABEL
+            if other is None:
+                book.zadd(self._pending, {f"{mine}|{event_id}": deadline})
+                out.append(None)
+            else:
+                book.zrem(self._pending, f"{EVENT}|{event_id}", f"{LABEL}|{event_id}")
+                out.append(_load(other, EVENT if mine == LABEL else LABEL))
+        book.execute()
+        return out
+
+    def sweep(self, now_ms: int | None = None, limit: int = 1000) -> dict[str, int]:
+        """Count and forget pending sides whose window passed: {"event": n, "label": m}."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        due: list[bytes] = self._redis.zrangebyscore(self._pending, "-inf", now_ms, 0, limit)
+        counts = {"event": 0, "label": 0}
+        if not due:
+            return counts
+        pipe = self._redis.pipeline(transaction=False)
+        for member in due:
+            pipe.zrem(self._pending, member)
+        for member, removed in zip(due, pipe.execute(), strict=True):
+            if removed:  # another replica may have swept it first
+                counts["event" if member.startswith(b"e|") else "label"] += 1
+        return counts
+
+
+def _dump(side: Side) -> str:
+    if isinstance(side, EventSide):
+        return json.dumps({"f": side.features, "ts": side.ts}, separators=(",", ":"))
+    return json.dumps({"l": side.label, "ts": side.ts}, separators=(",", ":"))
+
+
+def _load(raw: bytes, kind: str) -> Side:
+    obj = json.loads(raw)
+    if kind == EVENT:
+        return EventSide(obj["f"], obj["ts"])
+    return LabelSide(obj["l"], obj["ts"])

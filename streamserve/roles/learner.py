@@ -1,0 +1,330 @@
+"""The learner: examples -> predict first (prequential), update metrics, learn; checkpoint.
+
+One learner writes each model: it must hold the model's lease in Redis, and every
+snapshot write checks that lease and that the version is newer (fencing), atomically.
+The examples-topic offsets live inside each snapshot: on start the leader resumes from
+the newest snapshot that verifies, at the offsets it reflects, so the model reflects each
+example once. Offsets are also committed to the consumer group, for lag dashboards only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, TopicPartition
+
+from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.learners.base import Learner
+from streamserve.learners.catalogue import build_learner, load_learner
+from streamserve.learners.evaluation import RunningMetrics
+from streamserve.learners.exceptions import LabelError, LearnerError
+from streamserve.learners.labels import coerce_label
+from streamserve.learners.spec import ModelSpec
+from streamserve.metrics import Metrics
+from streamserve.records import Example
+from streamserve.serde.codecs import Decoder
+from streamserve.serde.exceptions import DecodeError
+from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
+from streamserve.snapshots.exceptions import FencedError, SnapshotError
+from streamserve.snapshots.lease import Lease
+from streamserve.snapshots.store import SnapshotStore
+
+logger = logging.getLogger(__name__)
+
+_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+class LeadershipLost(Exception):
+    """The lease is gone (expired or taken): drop in-memory state and stand by."""
+
+
+@dataclass
+class LearnerState:
+    """What a leader holds in memory between checkpoints."""
+
+    learner: Learner
+    metrics: RunningMetrics
+    version: int = 0
+    examples_seen: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)
+    since_checkpoint: int = 0
+    last_checkpoint: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    examples_topic: str
+    batch_size: int
+    batch_timeout_s: float
+    checkpoint_every_examples: int
+    checkpoint_every_s: float
+    start_from: str = "earliest"
+    partition_refresh_s: float = 30.0
+
+
+class LearnerRole:
+    """Leads one model when it holds the lease; otherwise stands by."""
+
+    def __init__(
+        self,
+        *,
+        spec: ModelSpec,
+        config: LearnerConfig,
+        consumer_factory: Callable[[], Any],
+        partitions: Callable[[], list[int]],
+        decoder: Decoder[Example],
+        producer: Any,
+        dead_letters: DeadLetterSink,
+        store: SnapshotStore,
+        codec: SnapshotCodec,
+        lease: Lease,
+        metrics: Metrics,
+        on_learned: Callable[[str, Example, Any], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self._cfg = config
+        self._consumer_factory = consumer_factory
+        self._partitions = partitions
+        self._decode = decoder.decode
+        self._producer = producer
+        self._dlq = dead_letters
+        self._store = store
+        self._codec = codec
+        self._lease = lease
+        self._metrics = metrics
+        self._on_learned = on_learned
+        self._learned = metrics.examples_learned.labels(spec.name)
+        self._leader = metrics.learner_leader.labels(spec.name)
+        self.state: LearnerState | None = None
+        self._next_checkpoint_try = 0.0
+
+    # -- leadership -------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        wait_s = self._lease.ttl_ms / 3000.0
+        while not stop.is_set():
+            try:
+                held = self._lease.acquire()
+            except _REDIS_ERRORS as exc:
+                logger.warning("learner %s: cannot reach Redis for the lease: %s", self.spec.name, exc)
+                held = False
+            if not held:
+                stop.wait(wait_s)
+                continue
+            self._leader.set(1)
+            logger.info("learner %s: leading (lease %s)", self.spec.name, self._lease.token)
+            try:
+                self._lead(stop)
+            except LeadershipLost as exc:
+                logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
+            finally:
+                self._leader.set(0)
+                self.state = None
+
+    def _lead(self, stop: threading.Event) -> None:
+        state = self._restore()
+        self.state = state
+        consumer = self._consumer_factory()
+        assigned: set[int] = set()
+        try:
+            self._assign_new(consumer, state, assigned)
+            next_refresh = time.monotonic() + self._cfg.partition_refresh_s
+            next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= next_renew:
+                    self._renew()
+                    next_renew = now + self._lease.ttl_ms / 3000.0
+                if now >= next_refresh or not assigned:
+                    self._assign_new(consumer, state, assigned)
+                    next_refresh = now + self._cfg.partition_refresh_s
+                    if not assigned:
+                        stop.wait(0.5)
+                        continue
+                msgs = consumer.consume(self._cfg.batch_size, self._cfg.batch_timeout_s)
+                if msgs:
+                    self._learn_batch(state, msgs)
+                self._producer.poll(0)
+                if self._checkpoint_due(state):
+                    self._checkpoint(state, consumer)
+            # clean shutdown: a final checkpoint, then give the lease up
+            if state.since_checkpoint:
+                self._checkpoint(state, consumer, final=True)
+            self._release()
+        finally:
+            consumer.close()
+
+    def _renew(self) -> None:
+        try:
+            if not self._lease.renew():
+                raise LeadershipLost("lease expired or taken by another learner")
+        except _REDIS_ERRORS as exc:
+            # Keep learning: the checkpoint script checks the lease atomically, so a
+            # learner that lost the lease meanwhile can never write.
+            logger.warning("learner %s: cannot renew the lease: %s", self.spec.name, exc)
+
+    def _release(self) -> None:
+        try:
+            self._lease.release()
+        except _REDIS_ERRORS as exc:
+            logger.warning("learner %s: cannot release the lease: %s", self.spec.name, exc)
+
+    # -- restore ----------------------------------------------------------------------
+
+    def _restore(self) -> LearnerState:
+        """The newest snapshot that verifies and loads, or a fresh model."""
+        name = self.spec.name
+        latest = self._redis_call(lambda: self._store.latest_version(name)) or 0
+        versions = sorted(self._redis_call(lambda: self._store.versions(name)), reverse=True)
+        for version in versions:
+            blob = self._redis_call(lambda v=version: self._store.get_blob(name, v))  # type: ignore[misc]
+            if blob is None:
+                continue
+            try:
+                meta, payload = self._codec.decode(blob)
+                learner = load_learner(self.spec, meta.format, payload)
+                metrics = RunningMetrics.from_state(self.spec.task, meta.extra.get("metrics_state", {}))
+            except (SnapshotError, LearnerError) as exc:
+                logger.error("learner %s: snapshot v%d is unusable (%s); trying older", name, version, exc)
+                self._metrics.swap_failures.labels(name, "restore").inc()
+                continue
+            logger.info(
+                "learner %s: resumed from v%d (%d examples, offsets %s)",
+                name, meta.version, meta.examples_seen, meta.offsets,
+            )
+            self._metrics.learner_version.labels(name).set(latest)
+            return LearnerState(
+                learner=learner, metrics=metrics, version=latest,
+                examples_seen=meta.examples_seen, offsets=dict(meta.offsets),
+            )
+        logger.info("learner %s: no snapshot to resume; starting a fresh model", name)
+        return LearnerState(
+            learner=build_learner(self.spec), metrics=RunningMetrics(self.spec.task), version=latest
+        )
+
+    def _redis_call(self, fn: Callable[[], Any]) -> Any:
+        delay = 0.2
+        while True:
+            try:
+                return fn()
+            except _REDIS_ERRORS as exc:
+                logger.warning("learner %s: Redis unavailable: %s; retrying", self.spec.name, exc)
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
+
+    def _assign_new(self, consumer: Any, state: LearnerState, assigned: set[int]) -> None:
+        try:
+            partitions = self._partitions()
+        except Exception as exc:
+            logger.warning("learner %s: cannot list partitions: %s", self.spec.name, exc)
+            return
+        new = [p for p in partitions if p not in assigned]
+        if not new:
+            return
+        default = OFFSET_BEGINNING if self._cfg.start_from == "earliest" else OFFSET_END
+        tps = [
+            TopicPartition(self._cfg.examples_topic, p, state.offsets.get(p, default)) for p in new
+        ]
+        consumer.incremental_assign(tps)
+        assigned.update(new)
+        logger.info("learner %s: reading %s", self.spec.name,
+                    ", ".join(f"[{tp.partition}]@{tp.offset}" for tp in tps))
+
+    # -- learning ---------------------------------------------------------------------
+
+    def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
+        learner, metrics, task = state.learner, state.metrics, self.spec.task
+        learned = 0
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    logger.warning("learner %s: consume error: %s", self.spec.name, err.str())
+                continue
+            try:
+                example = self._decode(m.value(), m.timestamp()[1])
+                y = coerce_label(task, example.label)
+            except (DecodeError, LabelError) as exc:
+                self._dlq.send(m, "learn", exc, None)
+            else:
+                scored = learner.predict_one(example.features)
+                metrics.update(y, scored)
+                learner.learn_one(example.features, y)
+                learned += 1
+                if self._on_learned is not None:
+                    self._on_learned(self.spec.name, example, scored)
+            state.offsets[m.partition()] = m.offset() + 1
+        state.examples_seen += learned
+        state.since_checkpoint += learned
+        self._learned.inc(learned)
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _checkpoint_due(self, state: LearnerState) -> bool:
+        if state.since_checkpoint == 0:
+            return False
+        now = time.monotonic()
+        if now < self._next_checkpoint_try:
+            return False
+        return (
+            state.since_checkpoint >= self._cfg.checkpoint_every_examples
+            or now - state.last_checkpoint >= self._cfg.checkpoint_every_s
+        )
+
+    def _checkpoint(self, state: LearnerState, consumer: Any, final: bool = False) -> bool:
+        """Write a signed snapshot; True on success. Redis errors are retried later."""
+        name = self.spec.name
+        # Dead-letter copies must be acknowledged before the offsets past them are stored.
+        self._producer.flush(30)
+        values = state.metrics.as_dict()
+        meta = SnapshotMeta(
+            model=name,
+            version=state.version + 1,
+            parent=state.version or None,
+            created_at=time.time(),
+            examples_seen=state.examples_seen,
+            offsets=dict(state.offsets),
+            metrics=values,
+            format=state.learner.format,
+            learner=self.spec.learner,
+            extra={"metrics_state": state.metrics.state()},
+        )
+        blob = self._codec.encode(meta, state.learner.dumps())
+        try:
+            self._store.publish(meta, blob, lease_token=self._lease.token)
+        except FencedError as exc:
+            raise LeadershipLost(str(exc)) from exc
+        except _REDIS_ERRORS as exc:
+            self._metrics.checkpoint_failures.labels(name, "redis").inc()
+            logger.warning("learner %s: checkpoint v%d failed (%s); will retry",
+                           name, meta.version, exc)
+            self._next_checkpoint_try = time.monotonic() + 1.0
+            if final:
+                logger.error("learner %s: final checkpoint not written; the next leader "
+                             "relearns from v%d's offsets", name, state.version)
+            return False
+        state.version = meta.version
+        state.since_checkpoint = 0
+        state.last_checkpoint = time.monotonic()
+        self._metrics.checkpoints.labels(name).inc()
+        self._metrics.learner_version.labels(name).set(meta.version)
+        for metric, value in values.items():
+            self._metrics.prequential.labels(name, metric).set(value)
+        logger.info("learner %s: checkpoint v%d (%d examples)", name, meta.version, state.examples_seen)
+        self._commit_for_lag(consumer, state)
+        return True
+
+    def _commit_for_lag(self, consumer: Any, state: LearnerState) -> None:
+        if not state.offsets:
+            return
+        tps = [TopicPartition(self._cfg.examples_topic, p, o) for p, o in state.offsets.items()]
+        try:
+            consumer.commit(offsets=tps, asynchronous=True)
+        except Exception as exc:  # lag reporting only; the snapshot holds the truth
+            logger.debug("learner %s: offset commit for lag failed: %s", self.spec.name, exc)

@@ -1,0 +1,121 @@
+"""The scorer: events -> predictions, one snapshot version per batch per model."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Message
+
+from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.delivery import Batch, produce
+from streamserve.learners.base import Learner, Scored
+from streamserve.metrics import Metrics
+from streamserve.records import Event, Prediction
+from streamserve.serde.codecs import Decoder, Encoder
+from streamserve.serde.exceptions import DecodeError, EncodeError
+from streamserve.snapshots.holder import SnapshotHolder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model this scorer serves: its name and the holder of its current snapshot."""
+
+    name: str
+    holder: SnapshotHolder[Learner]
+
+
+class ScoreError(Exception):
+    """A model failed to score one event (it goes to the dead-letter topic)."""
+
+
+class Scorer:
+    """Decodes a batch, reads each model's snapshot once, scores, produces predictions."""
+
+    def __init__(
+        self,
+        *,
+        decoder: Decoder[Event],
+        encoder: Encoder[Prediction],
+        producer: Any,
+        predictions_topic: str,
+        dead_letters: DeadLetterSink,
+        models: Sequence[ServedModel],
+        metrics: Metrics,
+    ) -> None:
+        self._decode = decoder.decode
+        self._encode = encoder.encode
+        self._producer = producer
+        self._topic = predictions_topic
+        self._dlq = dead_letters
+        self._models = list(models)
+        self._scored = {m.name: metrics.events_scored.labels(m.name) for m in self._models}
+        self._e2e = {m.name: metrics.end_to_end_seconds.labels(m.name) for m in self._models}
+
+    def handle(self, msgs: list[Message], batch: Batch) -> None:
+        events: list[Event] = []
+        sources: list[Message] = []
+        decode = self._decode
+        for m in msgs:
+            try:
+                events.append(decode(m.value(), m.timestamp()[1]))
+            except DecodeError as exc:
+                self._dlq.send(m, "decode", exc, batch)
+                continue
+            sources.append(m)
+        if not events:
+            return
+        features = [e.features for e in events]
+        failed: set[int] = set()
+        for served in self._models:
+            serving = served.holder.current  # one version for the whole batch
+            scored = self._score(served.name, serving.model, features)
+            now_ms = int(time.time() * 1000)
+            encode, topic, producer = self._encode, self._topic, self._producer
+            observe = self._e2e[served.name].observe
+            count = 0
+            for i, (event, s) in enumerate(zip(events, scored, strict=True)):
+                if isinstance(s, Exception):
+                    if i not in failed:
+                        failed.add(i)
+                        self._dlq.send(sources[i], "score", s, batch)
+                    continue
+                pred = Prediction(
+                    event.event_id, served.name, serving.version, s.prediction,
+                    s.probabilities, s.score, event.ts, now_ms,
+                )
+                try:
+                    value = encode(pred)
+                except EncodeError as exc:
+                    if i not in failed:
+                        failed.add(i)
+                        self._dlq.send(sources[i], "encode", exc, batch)
+                    continue
+                produce(producer, batch, topic, value, event.event_id.encode())
+                count += 1
+                if event.ts is not None:
+                    observe(max(0.0, now_ms - event.ts) / 1000.0)
+            self._scored[served.name].inc(count)
+
+    def _score(
+        self, name: str, model: Learner, features: list[dict[str, Any]]
+    ) -> list[Scored | Exception]:
+        try:
+            return list(model.predict_many(features))
+        except Exception:
+            logger.debug("%s: batch scoring failed; scoring one by one", name, exc_info=True)
+        out: list[Scored | Exception] = []
+        for x in features:
+            try:
+                out.append(model.predict_one(x))
+            except Exception as exc:
+                out.append(ScoreError(f"model {name}: {type(exc).__name__}: {exc}"))
+        return out
+
+    def tick(self) -> None:
+        return None

@@ -1,0 +1,426 @@
+"""Typed, frozen settings from a YAML file, the environment and command-line flags.
+
+Precedence, lowest first: built-in defaults, the YAML file, ``STREAMSERVE_*`` environment
+variables, command-line flags. Unknown keys are rejected and every error names the key
+(``ConfigError``). Secrets are :class:`Secret` values and never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from streamserve.errors import ConfigError
+from streamserve.learners.catalogue import build_learner
+from streamserve.learners.exceptions import LearnerConfigError
+from streamserve.learners.spec import ModelSpec, Task
+
+
+class Secret:
+    """A string that does not show itself in logs, reprs or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str | None = None
+    topic_prefix: str = ""
+    group_prefix: str = "streamserve"
+    # librdkafka properties given to every client unchanged (security.protocol, sasl.*,
+    # ssl.*, client.id, ...). Values are strings, as librdkafka takes them.
+    client: Mapping[str, str] = field(default_factory=dict)
+    consumer: Mapping[str, str] = field(default_factory=dict)
+    producer: Mapping[str, str] = field(default_factory=dict)
+    session_timeout_ms: int = 45000
+    replication_factor: int | None = None
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    key_prefix: str = "ss"
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    socket_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SerdeSettings:
+    output_format: Literal["avro", "json"] = "avro"
+    schema_registry_url: str | None = None
+    schema_registry_username: str | None = None
+    schema_registry_password: Secret | None = None
+    topics_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotSettings:
+    signing_key: Secret | None = None
+    signing_key_file: str | None = None
+    keep: int = 10
+    checkpoint_every_examples: int = 1000
+    checkpoint_every_seconds: float = 10.0
+    poll_interval_seconds: float = 2.0
+    lease_ttl_ms: int = 10000
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    batch_size: int = 1000
+    batch_timeout_ms: int = 20
+
+
+@dataclass(frozen=True)
+class JoinerSettings:
+    window_seconds: float = 3600.0
+    batch_size: int = 1000
+    batch_timeout_ms: int = 50
+    sweep_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    batch_size: int = 500
+    batch_timeout_ms: int = 100
+    start_from: Literal["earliest", "latest"] = "earliest"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9100
+
+
+DEFAULT_MODEL = ModelSpec(name="default", task=Task.BINARY, learner="logistic_regression")
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    serde: SerdeSettings = field(default_factory=SerdeSettings)
+    snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
+    scorer: ScorerSettings = field(default_factory=ScorerSettings)
+    joiner: JoinerSettings = field(default_factory=JoinerSettings)
+    learner: LearnerSettings = field(default_factory=LearnerSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    models: tuple[ModelSpec, ...] = (DEFAULT_MODEL,)
+    log_level: str = "INFO"
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise ConfigError("models", f"no model named {name!r}")
+
+
+# Environment variables with a fixed meaning; any other setting can be given as
+# STREAMSERVE__SECTION__KEY=value (value parsed as a YAML scalar).
+ENV_ALIASES: Mapping[str, tuple[str, str]] = {
+    "STREAMSERVE_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "STREAMSERVE_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "STREAMSERVE_REDIS_URL": ("redis", "url"),
+    "STREAMSERVE_REDIS_PASSWORD": ("redis", "password"),
+    "STREAMSERVE_SNAPSHOT_KEY": ("snapshots", "signing_key"),
+    "STREAMSERVE_SNAPSHOT_KEY_FILE": ("snapshots", "signing_key_file"),
+    "STREAMSERVE_SCHEMA_REGISTRY_URL": ("serde", "schema_registry_url"),
+    "STREAMSERVE_HTTP_PORT": ("http", "port"),
+    "STREAMSERVE_LOG_LEVEL": ("log_level", ""),
+}
+
+_MODEL_KEYS = frozenset({"name", "task", "learner", "params", "preprocess"})
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    validate_models: bool = True,
+) -> Settings:
+    """Build settings from a YAML file, ``env`` (default ``os.environ``) and overrides.
+
+    ``overrides`` maps section -> key -> value (as the CLI flags give them).
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    path = config_file or env.get("STREAMSERVE_CONFIG")
+    if path:
+        data = _read_yaml(Path(path))
+    _merge(data, _env_overrides(env))
+    for section, values in (overrides or {}).items():
+        _merge(data, {section: {k: v for k, v in values.items() if v is not None}})
+    return settings_from_dict(data, validate_models=validate_models)
+
+
+def settings_from_dict(data: Mapping[str, Any], *, validate_models: bool = True) -> Settings:
+    """Build and validate settings from a plain dict (what tests use)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("<root>", "the config file must hold a mapping of sections")
+    raw = dict(data)
+    models_raw = raw.pop("models", None)
+    settings = _build(Settings, {k: v for k, v in raw.items()}, "", skip={"models"})
+    models = _build_models(models_raw, validate=validate_models)
+    settings = dataclasses.replace(settings, models=models)
+    _check(settings)
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", f"{path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError("<root>", f"{path} must hold a mapping of sections")
+    return loaded
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in env.items():
+        if name in ENV_ALIASES:
+            section, key = ENV_ALIASES[name]
+            if key:
+                _merge(out, {section: {key: _env_value(value)}})
+            else:
+                out[section] = value
+        elif name.startswith("STREAMSERVE__"):
+            parts = [p.lower() for p in name[len("STREAMSERVE__") :].split("__") if p]
+            if len(parts) == 1:
+                out[parts[0]] = _env_value(value)
+            elif len(parts) == 2:
+                _merge(out, {parts[0]: {parts[1]: _env_value(value)}})
+            else:
+                raise ConfigError(name, "expected STREAMSERVE__SECTION__KEY")
+    return out
+
+
+def _env_value(value: str) -> Any:
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return value if isinstance(parsed, dict | list) or parsed is None else parsed
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        elif isinstance(value, Mapping):
+            base[key] = dict(value)
+        else:
+            base[key] = value
+
+
+def _build(cls: type[Any], data: Any, path: str, skip: frozenset[str] | set[str] = frozenset()) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(path or "<root>", f"expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}.{unknown[0]}" if path else str(unknown[0])
+        raise ConfigError(where, f"unknown key (known: {', '.join(sorted(names - set(skip)))})")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name not in data:
+            continue
+        key = f"{path}.{f.name}" if path else f.name
+        kwargs[f.name] = _coerce(hints[f.name], data[f.name], key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return _build(tp, value, key)
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        non_none = [t for t in options if t is not type(None)]
+        return _coerce(non_none[0], value, key)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(key, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        return value
+    if tp is Secret:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(key, "must be a non-empty string")
+        return Secret(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"must be true or false; got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"must be an integer; got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"must be a number; got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string; got {value!r}")
+        return value
+    if origin is Mapping or origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, "must be a mapping of names to values")
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            if isinstance(v, dict | list) or v is None:
+                raise ConfigError(f"{key}.{k}", "must be a scalar")
+            out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+        return types.MappingProxyType(out)
+    raise ConfigError(key, f"unsupported setting type {tp!r}")  # pragma: no cover
+
+
+def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
+    if raw is None:
+        return (DEFAULT_MODEL,)
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("models", "must be a non-empty list of models")
+    specs: list[ModelSpec] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        key = f"models[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(key, "must be a mapping with name, task and learner")
+        unknown = sorted(set(item) - _MODEL_KEYS)
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_MODEL_KEYS))})")
+        for required in ("name", "task", "learner"):
+            if required not in item:
+                raise ConfigError(f"{key}.{required}", "required")
+        name = item["name"]
+        if not isinstance(name, str) or not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{key}.name", "must be letters, digits, '-' or '_'")
+        if name in seen:
+            raise ConfigError(f"{key}.name", f"duplicate model name {name!r}")
+        seen.add(name)
+        try:
+            task = Task(item["task"])
+        except ValueError as exc:
+            allowed = ", ".join(t.value for t in Task)
+            raise ConfigError(f"{key}.task", f"must be one of {allowed}; got {item['task']!r}") from exc
+        learner = item["learner"]
+        if not isinstance(learner, str) or not learner:
+            raise ConfigError(f"{key}.learner", "must be a built-in name or 'pkg.module:factory'")
+        params = item.get("params", {}) or {}
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"{key}.params", "must be a mapping of keyword arguments")
+        preprocess = item.get("preprocess", True)
+        if not isinstance(preprocess, bool):
+            raise ConfigError(f"{key}.preprocess", "must be true or false")
+        spec = ModelSpec(name=name, task=task, learner=learner, params=dict(params), preprocess=preprocess)
+        if validate:
+            try:
+                build_learner(spec)
+            except LearnerConfigError as exc:
+                raise ConfigError(f"{key}.learner", str(exc)) from exc
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _check(s: Settings) -> None:
+    positive_ints = {
+        "scorer.batch_size": s.scorer.batch_size,
+        "joiner.batch_size": s.joiner.batch_size,
+        "learner.batch_size": s.learner.batch_size,
+        "snapshots.keep": s.snapshots.keep,
+        "snapshots.checkpoint_every_examples": s.snapshots.checkpoint_every_examples,
+        "snapshots.lease_ttl_ms": s.snapshots.lease_ttl_ms,
+        "kafka.session_timeout_ms": s.kafka.session_timeout_ms,
+    }
+    for key, value in positive_ints.items():
+        if value <= 0:
+            raise ConfigError(key, f"must be positive; got {value}")
+    positive_floats = {
+        "joiner.window_seconds": s.joiner.window_seconds,
+        "snapshots.checkpoint_every_seconds": s.snapshots.checkpoint_every_seconds,
+        "snapshots.poll_interval_seconds": s.snapshots.poll_interval_seconds,
+        "joiner.sweep_interval_seconds": s.joiner.sweep_interval_seconds,
+    }
+    for key, fvalue in positive_floats.items():
+        if fvalue <= 0:
+            raise ConfigError(key, f"must be positive; got {fvalue}")
+    if not 0 <= s.http.port <= 65535:
+        raise ConfigError("http.port", f"must be 0..65535; got {s.http.port}")
+    if s.snapshots.lease_ttl_ms < 1000:
+        raise ConfigError("snapshots.lease_ttl_ms", "must be at least 1000 ms")
+    if s.snapshots.signing_key_file and not Path(s.snapshots.signing_key_file).is_file():
+        raise ConfigError("snapshots.signing_key_file", f"no such file: {s.snapshots.signing_key_file}")
+    if s.redis.url is not None and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+    if s.kafka.replication_factor is not None and s.kafka.replication_factor <= 0:
+        raise ConfigError("kafka.replication_factor", "must be positive")
+    for section, props in (("client", s.kafka.client), ("consumer", s.kafka.consumer), ("producer", s.kafka.producer)):
+        for prop in props:
+            if prop in _MANAGED_KAFKA_PROPS:
+                raise ConfigError(
+                    f"kafka.{section}.{prop}", "is managed by streamserve; use the dedicated setting"
+                )
+
+
+_MANAGED_KAFKA_PROPS = frozenset(
+    {"bootstrap.servers", "group.id", "enable.auto.offset.store", "transactional.id", "isolation.level"}
+)
+
+
+def signing_keys(s: Settings) -> list[bytes]:
+    """The snapshot signing keys: the configured key first, then any in the key file.
+
+    The key file may hold several keys, one per line (the first signs when no key is set;
+    all verify), which is how keys are rotated.
+    """
+    keys: list[bytes] = []
+    if s.snapshots.signing_key is not None:
+        keys.append(s.snapshots.signing_key.get().encode())
+    if s.snapshots.signing_key_file:
+        text = Path(s.snapshots.signing_key_file).read_text(encoding="utf-8")
+        keys.extend(line.strip().encode() for line in text.splitlines() if line.strip())
+    for key in keys:
+        if len(key) < 16:
+            raise ConfigError("snapshots.signing_key", "must be at least 16 characters")
+    return keys

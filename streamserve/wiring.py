@@ -1,0 +1,398 @@
+"""Builds roles from settings: the only place objects are assembled."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from streamserve.errors import ConfigError
+from streamserve.kafka import config as kconf
+from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
+from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.learners.base import Learner
+from streamserve.learners.catalogue import build_learner, load_learner
+from streamserve.learners.spec import ModelSpec
+from streamserve.metrics import Metrics
+from streamserve.roles.join_state import JoinState
+from streamserve.roles.joiner import Joiner
+from streamserve.roles.learner import LearnerConfig, LearnerRole
+from streamserve.roles.loop import ConsumerLoop
+from streamserve.roles.retry import RetryPolicy
+from streamserve.roles.scorer import Scorer, ServedModel
+from streamserve.serde.codecs import Serde
+from streamserve.serde.registry import SchemaRegistryClient
+from streamserve.serde.schemas import SchemaCatalog
+from streamserve.settings import Settings, signing_keys
+from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
+from streamserve.snapshots.holder import Serving, SnapshotHolder
+from streamserve.snapshots.lease import Lease, new_holder_token
+from streamserve.snapshots.store import SnapshotStore
+from streamserve.snapshots.watcher import SnapshotWatcher
+from streamserve.status_server import StatusServer
+from streamserve.topics import TopicSpec, default_topics_dir, load_topic_specs
+
+logger = logging.getLogger(__name__)
+
+LOGICAL_TOPICS = ("events", "feedback", "predictions", "examples", "drift-alerts", "dead-letter")
+
+
+def redis_client(s: Settings) -> redis.Redis:
+    r = s.redis
+    if not r.url:
+        raise ConfigError("redis.url", "required; pass --redis-url or set STREAMSERVE_REDIS_URL")
+    kwargs: dict[str, Any] = {
+        "socket_timeout": r.socket_timeout_s,
+        "socket_connect_timeout": r.socket_timeout_s,
+        "health_check_interval": 30,
+    }
+    if r.username:
+        kwargs["username"] = r.username
+    if r.password is not None:
+        kwargs["password"] = r.password.get()
+    if r.url.startswith("rediss://"):
+        for key, value in (
+            ("ssl_ca_certs", r.ssl_ca_certs),
+            ("ssl_certfile", r.ssl_certfile),
+            ("ssl_keyfile", r.ssl_keyfile),
+        ):
+            if value:
+                kwargs[key] = value
+    return redis.Redis.from_url(r.url, **kwargs)
+
+
+def snapshot_codec(s: Settings, *, ephemeral_ok: bool) -> SnapshotCodec:
+    keys = signing_keys(s)
+    if not keys:
+        if not ephemeral_ok:
+            raise ConfigError(
+                "snapshots.signing_key",
+                "required: set STREAMSERVE_SNAPSHOT_KEY or snapshots.signing_key_file "
+                "(scorers load only snapshots whose signature verifies)",
+            )
+        logger.warning(
+            "no snapshot signing key configured; using a random key for this process "
+            "(fine for the embedded Redis, which keeps nothing)"
+        )
+        keys = [secrets.token_hex(32).encode()]
+    return SnapshotCodec(keys)
+
+
+@dataclass
+class Runtime:
+    """What every role shares in one process."""
+
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: Metrics
+    redis: redis.Redis
+    store: SnapshotStore
+    codec: SnapshotCodec
+    serde: Serde
+    topic_specs: dict[str, TopicSpec]
+    topics: dict[str, str]  # logical -> physical name
+
+    @classmethod
+    def build(
+        cls,
+        s: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        ephemeral_key_ok: bool = False,
+    ) -> Runtime:
+        topics_dir = Path(s.serde.topics_dir) if s.serde.topics_dir else default_topics_dir()
+        specs = load_topic_specs(topics_dir)
+        topics = {name: kconf.topic_name(s.kafka, name) for name in specs}
+        catalog = SchemaCatalog.load(topics_dir, specs)
+        sr = None
+        if s.serde.schema_registry_url:
+            password = s.serde.schema_registry_password
+            sr = SchemaRegistryClient(
+                s.serde.schema_registry_url,
+                username=s.serde.schema_registry_username,
+                password=password.get() if password else None,
+            )
+        serde = Serde(catalog, output_format=s.serde.output_format, registry=sr, topic_names=topics)
+        registry = registry or CollectorRegistry()
+        client = redis_client(s)
+        return cls(
+            settings=s,
+            registry=registry,
+            metrics=Metrics(registry),
+            redis=client,
+            store=SnapshotStore(client, prefix=s.redis.key_prefix, keep=s.snapshots.keep),
+            codec=snapshot_codec(s, ephemeral_ok=ephemeral_key_ok),
+            serde=serde,
+            topic_specs=specs,
+            topics=topics,
+        )
+
+    def create_topics(self) -> TopicReport:
+        s = self.settings
+        return ensure_topics(
+            kconf.admin_config(s.kafka),
+            self.topic_specs,
+            prefix=s.kafka.topic_prefix,
+            replication_factor=s.kafka.replication_factor,
+        )
+
+    def producer(self, role: str) -> tuple[Producer, kconf.ClientErrors]:
+        errors = kconf.ClientErrors(role)
+        return Producer(kconf.producer_config(self.settings.kafka, errors)), errors
+
+    def consumer(self, role: str, group_suffix: str, errors: kconf.ClientErrors) -> Consumer:
+        group = f"{self.settings.kafka.group_prefix}-{group_suffix}"
+        return Consumer(kconf.consumer_config(self.settings.kafka, group, errors))
+
+    def dead_letters(self, producer: Producer) -> DeadLetterSink:
+        return DeadLetterSink(producer, self.topics["dead-letter"], self.metrics)
+
+
+@dataclass
+class Role:
+    """A named loop run in its own thread, with what to stop when it ends."""
+
+    name: str
+    run: Callable[[threading.Event], None]
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    health: Callable[[], dict[str, Any]] = field(default_factory=lambda: dict)
+
+
+def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
+    s = rt.settings
+    producer, errors = rt.producer("scorer")
+    served: list[ServedModel] = []
+    watchers: list[SnapshotWatcher[Learner]] = []
+    for spec in s.models:
+        holder, watcher = _serving(rt, spec)
+        served.append(ServedModel(spec.name, holder))
+        watchers.append(watcher)
+    scorer = Scorer(
+        decoder=rt.serde.event_decoder(),
+        encoder=rt.serde.prediction_encoder(),
+        producer=producer,
+        predictions_topic=rt.topics["predictions"],
+        dead_letters=rt.dead_letters(producer),
+        models=served,
+        metrics=rt.metrics,
+    )
+    loop = ConsumerLoop(
+        role="scorer",
+        consumer=rt.consumer("scorer", "scorer", errors),
+        producer=producer,
+        topics=[rt.topics["events"]],
+        handler=scorer,
+        errors=errors,
+        metrics=rt.metrics,
+        batch_size=s.scorer.batch_size,
+        timeout_s=s.scorer.batch_timeout_ms / 1000.0,
+    )
+
+    def health() -> dict[str, Any]:
+        return {
+            "serving": {m.name: m.holder.current.version for m in served},
+            "partitions": len(loop.assigned),
+        }
+
+    return Role("scorer", loop.run, [w.stop for w in watchers], health)
+
+
+def _serving(rt: Runtime, spec: ModelSpec) -> tuple[SnapshotHolder[Learner], SnapshotWatcher[Learner]]:
+    """A holder that serves the untrained model as version 0 until a snapshot loads."""
+    m = rt.metrics
+    holder: SnapshotHolder[Learner] = SnapshotHolder(Serving(0, build_learner(spec)))
+    m.serving_version.labels(spec.name).set(0)
+
+    def load(meta: SnapshotMeta, payload: bytes) -> Learner:
+        return load_learner(spec, meta.format, payload)
+
+    def on_swap(old: int, new: int, delay_s: float) -> None:
+        m.swaps.labels(spec.name).inc()
+        m.serving_version.labels(spec.name).set(new)
+        m.swap_delay_seconds.labels(spec.name).observe(max(0.0, delay_s))
+        logger.info("scorer: %s now serves v%d (was v%d)", spec.name, new, old)
+
+    def on_failure(version: int, reason: str) -> None:
+        m.swap_failures.labels(spec.name, reason).inc()
+
+    watcher: SnapshotWatcher[Learner] = SnapshotWatcher(
+        store=rt.store,
+        codec=rt.codec,
+        model=spec.name,
+        holder=holder,
+        load=load,
+        poll_interval_s=rt.settings.snapshots.poll_interval_seconds,
+        on_swap=on_swap,
+        on_failure=on_failure,
+    )
+    try:
+        watcher.check_once()
+    except redis.RedisError as exc:
+        logger.warning("scorer: Redis unavailable at start (%s); serving %s v0", exc, spec.name)
+    watcher.start()
+    return holder, watcher
+
+
+def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
+    s = rt.settings
+    producer, errors = rt.producer("joiner")
+    joiner = Joiner(
+        events_topic=rt.topics["events"],
+        event_decoder=rt.serde.event_decoder(),
+        label_decoder=rt.serde.label_decoder(),
+        example_encoder=rt.serde.example_encoder(),
+        producer=producer,
+        examples_topic=rt.topics["examples"],
+        dead_letters=rt.dead_letters(producer),
+        state=JoinState(rt.redis, prefix=s.redis.key_prefix, window_s=s.joiner.window_seconds),
+        retry=RetryPolicy(stop),
+        metrics=rt.metrics,
+        sweep_interval_s=s.joiner.sweep_interval_seconds,
+    )
+    loop = ConsumerLoop(
+        role="joiner",
+        consumer=rt.consumer("joiner", "joiner", errors),
+        producer=producer,
+        topics=[rt.topics["events"], rt.topics["feedback"]],
+        handler=joiner,
+        errors=errors,
+        metrics=rt.metrics,
+        batch_size=s.joiner.batch_size,
+        timeout_s=s.joiner.batch_timeout_ms / 1000.0,
+    )
+    return Role("joiner", loop.run, [], lambda: {"partitions": len(loop.assigned)})
+
+
+def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
+    s = rt.settings
+    producer, errors = rt.producer(f"learner-{spec.name}")
+    topic = rt.topics["examples"]
+    admin = kconf.admin_config(s.kafka)
+
+    def consumer() -> Consumer:
+        return rt.consumer(f"learner-{spec.name}", f"learner-{spec.name}", errors)
+
+    role = LearnerRole(
+        spec=spec,
+        config=LearnerConfig(
+            examples_topic=topic,
+            batch_size=s.learner.batch_size,
+            batch_timeout_s=s.learner.batch_timeout_ms / 1000.0,
+            checkpoint_every_examples=s.snapshots.checkpoint_every_examples,
+            checkpoint_every_s=s.snapshots.checkpoint_every_seconds,
+            start_from=s.learner.start_from,
+        ),
+        consumer_factory=consumer,
+        partitions=lambda: partitions_of(admin, topic),
+        decoder=rt.serde.example_decoder(),
+        producer=producer,
+        dead_letters=rt.dead_letters(producer),
+        store=rt.store,
+        codec=rt.codec,
+        lease=Lease(
+            rt.redis,
+            rt.store.lease_key(spec.name),
+            ttl_ms=s.snapshots.lease_ttl_ms,
+            holder=new_holder_token(),
+        ),
+        metrics=rt.metrics,
+    )
+
+    def health() -> dict[str, Any]:
+        st = role.state
+        return {
+            "model": spec.name,
+            "leader": st is not None,
+            "version": st.version if st else None,
+            "examples_seen": st.examples_seen if st else None,
+        }
+
+    return Role(f"learner-{spec.name}", role.run, [producer.flush], health)
+
+
+class App:
+    """Runs roles in threads, serves /metrics and /healthz, stops them all together."""
+
+    def __init__(self, rt: Runtime, roles: Sequence[Role], stop: threading.Event) -> None:
+        self.rt = rt
+        self.roles = list(roles)
+        self.stop = stop
+        self._threads: dict[str, threading.Thread] = {}
+        self._errors: dict[str, BaseException] = {}
+        self.status: StatusServer | None = None
+        self.started_at = time.time()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        roles: dict[str, Any] = {}
+        ok = True
+        for role in self.roles:
+            alive = self._threads.get(role.name) is not None and self._threads[role.name].is_alive()
+            ok = ok and alive
+            roles[role.name] = {"alive": alive, **role.health()}
+        return ok, {"roles": roles, "host": socket.gethostname(), "uptime_s": time.time() - self.started_at}
+
+    def start(self) -> App:
+        http = self.rt.settings.http
+        if http.enabled:
+            self.status = StatusServer(http.host, http.port, self.rt.registry, self.health).start()
+            logger.info("metrics on http://%s:%d/metrics", self.status.host, self.status.port)
+        for role in self.roles:
+            t = threading.Thread(target=self._run_role, args=(role,), name=role.name, daemon=True)
+            self._threads[role.name] = t
+            t.start()
+        return self
+
+    def _run_role(self, role: Role) -> None:
+        try:
+            role.run(self.stop)
+        except BaseException as exc:
+            self._errors[role.name] = exc
+            logger.exception("%s failed; stopping every role", role.name)
+            self.stop.set()
+
+    def wait(self, join_timeout_s: float = 60.0) -> int:
+        """Block until stop is set, then join every role; 0 if none failed."""
+        while not self.stop.wait(0.5):
+            pass
+        for name, t in self._threads.items():
+            t.join(join_timeout_s)
+            if t.is_alive():
+                logger.error("%s did not stop within %.0fs", name, join_timeout_s)
+        for role in self.roles:
+            for close in role.closers:
+                try:
+                    close()
+                except Exception:
+                    logger.exception("closing %s", role.name)
+        if self.status is not None:
+            self.status.stop()
+        return 1 if self._errors else 0
+
+    @property
+    def errors(self) -> dict[str, BaseException]:
+        return dict(self._errors)
+
+
+def build_app(
+    rt: Runtime, stop: threading.Event, roles: Sequence[str], models: Sequence[str] | None = None
+) -> App:
+    """An app running the named roles ("scorer", "joiner", "learner")."""
+    built: list[Role] = []
+    if "scorer" in roles:
+        built.append(build_scorer(rt, stop))
+    if "joiner" in roles:
+        built.append(build_joiner(rt, stop))
+    if "learner" in roles:
+        names = list(models) if models else [m.name for m in rt.settings.models]
+        built.extend(build_learner_role(rt, rt.settings.model(n)) for n in names)
+    return App(rt, built, stop)

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamserve.errors import ConfigError
+from streamserve.learners.spec import Task
+from streamserve.settings import Secret, load_settings, settings_from_dict, signing_keys
+
+
+def test_defaults_serve_one_binary_logistic_regression() -> None:
+    s = settings_from_dict({})
+    assert [m.name for m in s.models] == ["default"]
+    assert s.models[0].task is Task.BINARY
+    assert s.models[0].learner == "logistic_regression"
+    assert s.http.host == "127.0.0.1"
+    assert s.serde.output_format == "avro"
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"kafka": {"bootstrap": "x"}}, "kafka.bootstrap"),
+        ({"scorer": {"batch_size": 0}}, "scorer.batch_size"),
+        ({"scorer": {"batch_size": "10"}}, "scorer.batch_size"),
+        ({"serde": {"output_format": "xml"}}, "serde.output_format"),
+        ({"http": {"port": 70000}}, "http.port"),
+        ({"redis": {"url": "http://x"}}, "redis.url"),
+        ({"kafka": {"client": {"bootstrap.servers": "x"}}}, "kafka.client.bootstrap.servers"),
+        ({"kafka": {"client": {"sasl": {"nested": 1}}}}, "kafka.client.sasl"),
+        ({"models": []}, "models"),
+        ({"models": [{"name": "m", "task": "binary"}]}, "models[0].learner"),
+        ({"models": [{"name": "m", "task": "ranking", "learner": "x"}]}, "models[0].task"),
+        ({"models": [{"name": "m", "task": "binary", "learner": "no_such_model"}]},
+         "models[0].learner"),
+        ({"models": [{"name": "m", "task": "binary", "learner": "logistic_regression",
+                      "colour": 1}]}, "models[0].colour"),
+        ({"models": [{"name": "m", "task": "binary", "learner": "logistic_regression"},
+                     {"name": "m", "task": "binary", "learner": "logistic_regression"}]},
+         "models[1].name"),
+        ({"unknown_section": {}}, "unknown_section"),
+    ],
+)
+def test_bad_config_names_the_key(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict(data)
+    assert info.value.key == key
+    assert key in str(info.value)
+
+
+def test_unknown_learner_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"models": [{"name": "m", "task": "binary", "learner": "nope"}]})
+    assert "logistic_regression" in info.value.reason
+
+
+def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka: {bootstrap_servers: file:9092, topic_prefix: p.}\nhttp: {port: 1}\n")
+    env = {"STREAMSERVE_BOOTSTRAP_SERVERS": "env:9092", "STREAMSERVE__HTTP__PORT": "2"}
+    s = load_settings(cfg, env=env)
+    assert s.kafka.bootstrap_servers == "env:9092"
+    assert s.kafka.topic_prefix == "p."
+    assert s.http.port == 2
+    s = load_settings(cfg, env=env, overrides={"kafka": {"bootstrap_servers": "flag:9092"}})
+    assert s.kafka.bootstrap_servers == "flag:9092"
+
+
+def test_config_file_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", env={})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kafka: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad, env={})
+
+
+def test_secrets_never_show(tmp_path: Path) -> None:
+    s = settings_from_dict({"redis": {"password": "hunter2-very-secret"},
+                            "snapshots": {"signing_key": "k" * 32}})
+    assert isinstance(s.redis.password, Secret)
+    assert "hunter2" not in repr(s)
+    assert "hunter2" not in str(s.redis)
+    assert s.redis.password.get() == "hunter2-very-secret"
+
+
+def test_signing_keys_from_value_and_rotation_file(tmp_path: Path) -> None:
+    keyfile = tmp_path / "keys"
+    keyfile.write_text("new-key-0123456789abcdef\nold-key-0123456789abcdef\n")
+    s = settings_from_dict({"snapshots": {"signing_key_file": str(keyfile)}})
+    assert signing_keys(s) == [b"new-key-0123456789abcdef", b"old-key-0123456789abcdef"]
+    with pytest.raises(ConfigError, match="16 characters"):
+        signing_keys(settings_from_dict({"snapshots": {"signing_key": "short"}}))
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"snapshots": {"signing_key_file": str(tmp_path / "none")}})
+    assert info.value.key == "snapshots.signing_key_file"
+
+
+def test_kafka_passthrough_values_become_strings() -> None:
+    s = settings_from_dict({"kafka": {"client": {"security.protocol": "SASL_SSL",
+                                                 "enable.ssl.certificate.verification": False,
+                                                 "socket.timeout.ms": 1000}}})
+    assert dict(s.kafka.client) == {"security.protocol": "SASL_SSL",
+                                    "enable.ssl.certificate.verification": "false",
+                                    "socket.timeout.ms": "1000"}
