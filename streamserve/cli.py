@@ -26,9 +26,13 @@ EMBEDDED_SESSION_TIMEOUT_MS = 6000
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML settings file (env STREAMSERVE_CONFIG)")
-    p.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (env STREAMSERVE_BOOTSTRAP_SERVERS)")
+    p.add_argument(
+        "--bootstrap-servers", help="Kafka bootstrap servers (env STREAMSERVE_BOOTSTRAP_SERVERS)"
+    )
     p.add_argument("--redis-url", help="Redis URL (env STREAMSERVE_REDIS_URL)")
-    p.add_argument("--topic-prefix", help="prefix of every topic name (env STREAMSERVE_TOPIC_PREFIX)")
+    p.add_argument(
+        "--topic-prefix", help="prefix of every topic name (env STREAMSERVE_TOPIC_PREFIX)"
+    )
     p.add_argument("--http-port", type=int, help="port of /metrics and /healthz (0: any free port)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (env STREAMSERVE_LOG_LEVEL)")
 
@@ -36,12 +40,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamserve",
-        description="Score Kafka events in real time, learn from delayed labels, hot-swap snapshots.",
+        description="Score Kafka events, learn from delayed labels, hot-swap snapshots.",
     )
     parser.add_argument("--version", action="version", version=f"streamserve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="run every role in one process (starts an embedded broker "
-                                   "and Redis when none is given)")
+    up = sub.add_parser(
+        "up",
+        help="run every role in one process (starts an embedded broker "
+        "and Redis when none is given)",
+    )
     _common(up)
     for name, text in (("score", "run the scorer"), ("join", "run the joiner")):
         _common(sub.add_parser(name, help=text))
@@ -94,8 +101,14 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _run_roles(s: Settings, roles: Sequence[str], *, models: Sequence[str] | None = None,
-               ephemeral_key_ok: bool = False, banner: bool = False) -> int:
+def _run_roles(
+    s: Settings,
+    roles: Sequence[str],
+    *,
+    models: Sequence[str] | None = None,
+    ephemeral_key_ok: bool = False,
+    banner: bool = False,
+) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     rt = Runtime.build(s, ephemeral_key_ok=ephemeral_key_ok)
@@ -140,8 +153,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         if not s.redis.url:
             redis_server = EmbeddedRedis().start()
             s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=redis_server.url))
-        return _run_roles(s, ("scorer", "joiner", "learner"),
-                          ephemeral_key_ok=redis_server is not None, banner=True)
+        return _run_roles(
+            s,
+            ("scorer", "joiner", "learner"),
+            ephemeral_key_ok=redis_server is not None,
+            banner=True,
+        )
     finally:
         if broker is not None:
             broker.stop()
@@ -178,23 +195,40 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     out = []
     for v in sorted(rt.store.versions(args.model), reverse=True):
         meta = rt.store.get_meta(args.model, v)
-        out.append({
-            "version": v,
-            "serving": v == serving,
-            "parent": meta.parent if meta else None,
-            "created_at": meta.created_at if meta else None,
-            "examples_seen": meta.examples_seen if meta else None,
-            "metrics": meta.metrics if meta else None,
-        })
-    print(json.dumps({"model": args.model, "pinned": rt.store.is_pinned(args.model),
-                      "serving": serving, "versions": out}, indent=2))
+        out.append(
+            {
+                "version": v,
+                "serving": v == serving,
+                "parent": meta.parent if meta else None,
+                "created_at": meta.created_at if meta else None,
+                "examples_seen": meta.examples_seen if meta else None,
+                "metrics": meta.metrics if meta else None,
+            }
+        )
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "pinned": rt.store.is_pinned(args.model),
+                "serving": serving,
+                "versions": out,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"up": cmd_up, "score": cmd_role, "join": cmd_role, "learn": cmd_role,
-                "topics": cmd_topics, "snapshots": cmd_snapshots}
+    commands = {
+        "up": cmd_up,
+        "score": cmd_role,
+        "join": cmd_role,
+        "learn": cmd_role,
+        "topics": cmd_topics,
+        "snapshots": cmd_snapshots,
+    }
     try:
         return commands[args.command](args)
     except ConfigError as exc:

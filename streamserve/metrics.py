@@ -9,7 +9,21 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -45,10 +59,16 @@ class Metrics:
             registry=r,
         )
         self.serving_version = Gauge(
-            "streamserve_serving_version", "Snapshot version a scorer serves.", ["model"], registry=r
+            "streamserve_serving_version",
+            "Snapshot version a scorer serves.",
+            ["model"],
+            registry=r,
         )
         self.swaps = Counter(
-            "streamserve_snapshot_swaps", "Snapshots hot-swapped into scoring.", ["model"], registry=r
+            "streamserve_snapshot_swaps",
+            "Snapshots hot-swapped into scoring.",
+            ["model"],
+            registry=r,
         )
         self.swap_failures = Counter(
             "streamserve_snapshot_swap_failures",
@@ -93,7 +113,10 @@ class Metrics:
             "streamserve_learner_version", "Newest snapshot version written.", ["model"], registry=r
         )
         self.learner_leader = Gauge(
-            "streamserve_learner_leader", "1 while this process holds the model's lease.", ["model"], registry=r
+            "streamserve_learner_leader",
+            "1 while this process holds the model's lease.",
+            ["model"],
+            registry=r,
         )
         self.prequential = Gauge(
             "streamserve_prequential_metric",
@@ -109,5 +132,8 @@ class Metrics:
             registry=r,
         )
         self.produce_errors = Counter(
-            "streamserve_produce_errors", "Records the broker did not acknowledge.", ["topic"], registry=r
+            "streamserve_produce_errors",
+            "Records the broker did not acknowledge.",
+            ["topic"],
+            registry=r,
         )

@@ -188,7 +188,7 @@ def settings_from_dict(data: Mapping[str, Any], *, validate_models: bool = True)
         raise ConfigError("<root>", "the config file must hold a mapping of sections")
     raw = dict(data)
     models_raw = raw.pop("models", None)
-    settings = _build(Settings, {k: v for k, v in raw.items()}, "", skip={"models"})
+    settings: Settings = _build(Settings, raw, "", skip={"models"})
     models = _build_models(models_raw, validate=validate_models)
     settings = dataclasses.replace(settings, models=models)
     _check(settings)
@@ -249,7 +249,9 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[key] = value
 
 
-def _build(cls: type[Any], data: Any, path: str, skip: frozenset[str] | set[str] = frozenset()) -> Any:
+def _build(
+    cls: type[Any], data: Any, path: str, skip: frozenset[str] | set[str] = frozenset()
+) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -329,12 +331,18 @@ def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
             raise ConfigError(key, "must be a mapping with name, task and learner")
         unknown = sorted(set(item) - _MODEL_KEYS)
         if unknown:
-            raise ConfigError(f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_MODEL_KEYS))})")
+            raise ConfigError(
+                f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_MODEL_KEYS))})"
+            )
         for required in ("name", "task", "learner"):
             if required not in item:
                 raise ConfigError(f"{key}.{required}", "required")
         name = item["name"]
-        if not isinstance(name, str) or not name or not name.replace("-", "").replace("_", "").isalnum():
+        if (
+            not isinstance(name, str)
+            or not name
+            or not name.replace("-", "").replace("_", "").isalnum()
+        ):
             raise ConfigError(f"{key}.name", "must be letters, digits, '-' or '_'")
         if name in seen:
             raise ConfigError(f"{key}.name", f"duplicate model name {name!r}")
@@ -343,7 +351,9 @@ def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
             task = Task(item["task"])
         except ValueError as exc:
             allowed = ", ".join(t.value for t in Task)
-            raise ConfigError(f"{key}.task", f"must be one of {allowed}; got {item['task']!r}") from exc
+            raise ConfigError(
+                f"{key}.task", f"must be one of {allowed}; got {item['task']!r}"
+            ) from exc
         learner = item["learner"]
         if not isinstance(learner, str) or not learner:
             raise ConfigError(f"{key}.learner", "must be a built-in name or 'pkg.module:factory'")
@@ -353,7 +363,9 @@ def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
         preprocess = item.get("preprocess", True)
         if not isinstance(preprocess, bool):
             raise ConfigError(f"{key}.preprocess", "must be true or false")
-        spec = ModelSpec(name=name, task=task, learner=learner, params=dict(params), preprocess=preprocess)
+        spec = ModelSpec(
+            name=name, task=task, learner=learner, params=dict(params), preprocess=preprocess
+        )
         if validate:
             try:
                 build_learner(spec)
@@ -390,21 +402,34 @@ def _check(s: Settings) -> None:
     if s.snapshots.lease_ttl_ms < 1000:
         raise ConfigError("snapshots.lease_ttl_ms", "must be at least 1000 ms")
     if s.snapshots.signing_key_file and not Path(s.snapshots.signing_key_file).is_file():
-        raise ConfigError("snapshots.signing_key_file", f"no such file: {s.snapshots.signing_key_file}")
+        raise ConfigError(
+            "snapshots.signing_key_file", f"no such file: {s.snapshots.signing_key_file}"
+        )
     if s.redis.url is not None and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
     if s.kafka.replication_factor is not None and s.kafka.replication_factor <= 0:
         raise ConfigError("kafka.replication_factor", "must be positive")
-    for section, props in (("client", s.kafka.client), ("consumer", s.kafka.consumer), ("producer", s.kafka.producer)):
+    for section, props in (
+        ("client", s.kafka.client),
+        ("consumer", s.kafka.consumer),
+        ("producer", s.kafka.producer),
+    ):
         for prop in props:
             if prop in _MANAGED_KAFKA_PROPS:
                 raise ConfigError(
-                    f"kafka.{section}.{prop}", "is managed by streamserve; use the dedicated setting"
+                    f"kafka.{section}.{prop}",
+                    "is managed by streamserve; use the dedicated setting",
                 )
 
 
 _MANAGED_KAFKA_PROPS = frozenset(
-    {"bootstrap.servers", "group.id", "enable.auto.offset.store", "transactional.id", "isolation.level"}
+    {
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.offset.store",
+        "transactional.id",
+        "isolation.level",
+    }
 )
 
 

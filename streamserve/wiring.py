@@ -110,6 +110,8 @@ class Runtime:
         registry: CollectorRegistry | None = None,
         ephemeral_key_ok: bool = False,
     ) -> Runtime:
+        kconf.admin_config(s.kafka)  # fails early, naming kafka.bootstrap_servers, if missing
+        codec = snapshot_codec(s, ephemeral_ok=ephemeral_key_ok)
         topics_dir = Path(s.serde.topics_dir) if s.serde.topics_dir else default_topics_dir()
         specs = load_topic_specs(topics_dir)
         topics = {name: kconf.topic_name(s.kafka, name) for name in specs}
@@ -131,7 +133,7 @@ class Runtime:
             metrics=Metrics(registry),
             redis=client,
             store=SnapshotStore(client, prefix=s.redis.key_prefix, keep=s.snapshots.keep),
-            codec=snapshot_codec(s, ephemeral_ok=ephemeral_key_ok),
+            codec=codec,
             serde=serde,
             topic_specs=specs,
             topics=topics,
@@ -164,7 +166,7 @@ class Role:
 
     name: str
     run: Callable[[threading.Event], None]
-    closers: list[Callable[[], None]] = field(default_factory=list)
+    closers: list[Callable[[], object]] = field(default_factory=list)
     health: Callable[[], dict[str, Any]] = field(default_factory=lambda: dict)
 
 
@@ -207,7 +209,9 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     return Role("scorer", loop.run, [w.stop for w in watchers], health)
 
 
-def _serving(rt: Runtime, spec: ModelSpec) -> tuple[SnapshotHolder[Learner], SnapshotWatcher[Learner]]:
+def _serving(
+    rt: Runtime, spec: ModelSpec
+) -> tuple[SnapshotHolder[Learner], SnapshotWatcher[Learner]]:
     """A holder that serves the untrained model as version 0 until a snapshot loads."""
     m = rt.metrics
     holder: SnapshotHolder[Learner] = SnapshotHolder(Serving(0, build_learner(spec)))
@@ -339,7 +343,11 @@ class App:
             alive = self._threads.get(role.name) is not None and self._threads[role.name].is_alive()
             ok = ok and alive
             roles[role.name] = {"alive": alive, **role.health()}
-        return ok, {"roles": roles, "host": socket.gethostname(), "uptime_s": time.time() - self.started_at}
+        return ok, {
+            "roles": roles,
+            "host": socket.gethostname(),
+            "uptime_s": time.time() - self.started_at,
+        }
 
     def start(self) -> App:
         http = self.rt.settings.http

@@ -39,8 +39,11 @@ def dead_letter_headers(msg: Message, stage: str, exc: BaseException) -> list[tu
         (H_ERROR_CLASS, type(exc).__name__.encode()),
         (H_ERROR_MESSAGE, text.encode("utf-8", "replace")),
     ]
-    for name, value in msg.headers() or []:
-        headers.append((name, value if isinstance(value, bytes) else b""))
+    original = msg.headers() or []
+    items = original.items() if isinstance(original, dict) else original
+    for name, value in items:
+        raw = value.encode() if isinstance(value, str) else value
+        headers.append((name, raw if isinstance(raw, bytes) else b""))
     return headers
 
 
@@ -55,9 +58,19 @@ class DeadLetterSink:
     def send(self, msg: Message, stage: str, exc: BaseException, batch: Batch | None) -> None:
         logger.warning(
             "dead-letter: %s[%s]@%s stage=%s %s: %s",
-            msg.topic(), msg.partition(), msg.offset(), stage, type(exc).__name__,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            stage,
+            type(exc).__name__,
             str(exc)[:200],
         )
-        produce(self._producer, batch, self.topic, msg.value(), msg.key(),
-                dead_letter_headers(msg, stage, exc))
+        produce(
+            self._producer,
+            batch,
+            self.topic,
+            msg.value(),
+            msg.key(),
+            dead_letter_headers(msg, stage, exc),
+        )
         self._metrics.dead_letters.labels(stage).inc()

@@ -49,11 +49,11 @@ def next_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
     """The offset to store per (topic, partition): one past the last record of the batch."""
     offsets: dict[tuple[str, int], int] = {}
     for m in msgs:
-        if m.error() is None:
-            key = (m.topic(), m.partition())
-            off = m.offset() + 1
-            if off > offsets.get(key, -1):
-                offsets[key] = off
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        if m.error() is None and topic is not None and partition is not None and offset is not None:
+            key = (topic, partition)
+            if offset + 1 > offsets.get(key, -1):
+                offsets[key] = offset + 1
     return offsets
 
 
@@ -113,8 +113,14 @@ class OffsetTracker:
             logger.debug("store_offsets: %s", exc)
 
 
-def produce(producer: Any, batch: Batch | None, topic: str, value: bytes | None, key: bytes | None,
-            headers: list[tuple[str, bytes]] | None = None) -> None:
+def produce(
+    producer: Any,
+    batch: Batch | None,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     """Produce one record counted in ``batch``, waiting while the local queue is full."""
     cb = batch.on_delivery if batch is not None else None
     while True:

@@ -94,7 +94,7 @@ class JoinState:
     def sweep(self, now_ms: int | None = None, limit: int = 1000) -> dict[str, int]:
         """Count and forget pending sides whose window passed: {"event": n, "label": m}."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        due: list[bytes] = self._redis.zrangebyscore(self._pending, "-inf", now_ms, 0, limit)
+        due: list[bytes] = list(self._redis.zrangebyscore(self._pending, "-inf", now_ms, 0, limit))  # type: ignore[arg-type]
         counts = {"event": 0, "label": 0}
         if not due:
             return counts

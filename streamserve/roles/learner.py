@@ -112,7 +112,9 @@ class LearnerRole:
             try:
                 held = self._lease.acquire()
             except _REDIS_ERRORS as exc:
-                logger.warning("learner %s: cannot reach Redis for the lease: %s", self.spec.name, exc)
+                logger.warning(
+                    "learner %s: cannot reach Redis for the lease: %s", self.spec.name, exc
+                )
                 held = False
             if not held:
                 stop.wait(wait_s)
@@ -189,19 +191,29 @@ class LearnerRole:
             try:
                 meta, payload = self._codec.decode(blob)
                 learner = load_learner(self.spec, meta.format, payload)
-                metrics = RunningMetrics.from_state(self.spec.task, meta.extra.get("metrics_state", {}))
+                metrics = RunningMetrics.from_state(
+                    self.spec.task, meta.extra.get("metrics_state", {})
+                )
             except (SnapshotError, LearnerError) as exc:
-                logger.error("learner %s: snapshot v%d is unusable (%s); trying older", name, version, exc)
+                logger.error(
+                    "learner %s: snapshot v%d is unusable (%s); trying older", name, version, exc
+                )
                 self._metrics.swap_failures.labels(name, "restore").inc()
                 continue
             logger.info(
                 "learner %s: resumed from v%d (%d examples, offsets %s)",
-                name, meta.version, meta.examples_seen, meta.offsets,
+                name,
+                meta.version,
+                meta.examples_seen,
+                meta.offsets,
             )
             self._metrics.learner_version.labels(name).set(latest)
             return LearnerState(
-                learner=learner, metrics=metrics, version=latest,
-                examples_seen=meta.examples_seen, offsets=dict(meta.offsets),
+                learner=learner,
+                metrics=metrics,
+                version=latest,
+                examples_seen=meta.examples_seen,
+                offsets=dict(meta.offsets),
             )
         logger.info("learner %s: no snapshot to resume; starting a fresh model", name)
         return LearnerState(
@@ -233,8 +245,11 @@ class LearnerRole:
         ]
         consumer.incremental_assign(tps)
         assigned.update(new)
-        logger.info("learner %s: reading %s", self.spec.name,
-                    ", ".join(f"[{tp.partition}]@{tp.offset}" for tp in tps))
+        logger.info(
+            "learner %s: reading %s",
+            self.spec.name,
+            ", ".join(f"[{tp.partition}]@{tp.offset}" for tp in tps),
+        )
 
     # -- learning ---------------------------------------------------------------------
 
@@ -259,7 +274,9 @@ class LearnerRole:
                 learned += 1
                 if self._on_learned is not None:
                     self._on_learned(self.spec.name, example, scored)
-            state.offsets[m.partition()] = m.offset() + 1
+            partition, offset = m.partition(), m.offset()
+            if partition is not None and offset is not None:
+                state.offsets[partition] = offset + 1
         state.examples_seen += learned
         state.since_checkpoint += learned
         self._learned.inc(learned)
@@ -302,12 +319,17 @@ class LearnerRole:
             raise LeadershipLost(str(exc)) from exc
         except _REDIS_ERRORS as exc:
             self._metrics.checkpoint_failures.labels(name, "redis").inc()
-            logger.warning("learner %s: checkpoint v%d failed (%s); will retry",
-                           name, meta.version, exc)
+            logger.warning(
+                "learner %s: checkpoint v%d failed (%s); will retry", name, meta.version, exc
+            )
             self._next_checkpoint_try = time.monotonic() + 1.0
             if final:
-                logger.error("learner %s: final checkpoint not written; the next leader "
-                             "relearns from v%d's offsets", name, state.version)
+                logger.error(
+                    "learner %s: final checkpoint not written; the next leader "
+                    "relearns from v%d's offsets",
+                    name,
+                    state.version,
+                )
             return False
         state.version = meta.version
         state.since_checkpoint = 0
@@ -316,7 +338,9 @@ class LearnerRole:
         self._metrics.learner_version.labels(name).set(meta.version)
         for metric, value in values.items():
             self._metrics.prequential.labels(name, metric).set(value)
-        logger.info("learner %s: checkpoint v%d (%d examples)", name, meta.version, state.examples_seen)
+        logger.info(
+            "learner %s: checkpoint v%d (%d examples)", name, meta.version, state.examples_seen
+        )
         self._commit_for_lag(consumer, state)
         return True
 

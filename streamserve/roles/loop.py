@@ -69,7 +69,10 @@ class ConsumerLoop:
 
     def run(self, stop: threading.Event) -> None:
         self._consumer.subscribe(
-            self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            self._topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         try:
             while not stop.is_set():
@@ -108,7 +111,9 @@ class ConsumerLoop:
     def _check_fatal(self) -> None:
         err = self._errors.fatal()
         if err is not None:
-            raise FatalKafkaError(f"{self.role}: {err.str()} (check kafka.client security settings)")
+            raise FatalKafkaError(
+                f"{self.role}: {err.str()} (check kafka.client security settings)"
+            )
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
@@ -122,16 +127,23 @@ class ConsumerLoop:
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        logger.warning("%s: lost %s; their new owner reprocesses from the last commit",
-                       self.role, _fmt(partitions))
+        logger.warning(
+            "%s: lost %s; their new owner reprocesses from the last commit",
+            self.role,
+            _fmt(partitions),
+        )
         self._tracker.forget(partitions)
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _drain(self) -> None:
         remaining = self._producer.flush(self._flush_timeout_s)
         if remaining:
-            logger.error("%s: %d records still unacknowledged after %.0fs",
-                         self.role, remaining, self._flush_timeout_s)
+            logger.error(
+                "%s: %d records still unacknowledged after %.0fs",
+                self.role,
+                remaining,
+                self._flush_timeout_s,
+            )
         try:
             self._tracker.settle()
         except DeliveryError as exc:

@@ -19,7 +19,9 @@ T = TypeVar("T")
 class RetryPolicy:
     """Exponential backoff from ``initial_s`` to ``max_s``; gives up only on ``stop``."""
 
-    def __init__(self, stop: threading.Event, *, initial_s: float = 0.1, max_s: float = 5.0) -> None:
+    def __init__(
+        self, stop: threading.Event, *, initial_s: float = 0.1, max_s: float = 5.0
+    ) -> None:
         self._stop = stop
         self._initial_s = initial_s
         self._max_s = max_s

@@ -86,8 +86,14 @@ class Scorer:
                         self._dlq.send(sources[i], "score", s, batch)
                     continue
                 pred = Prediction(
-                    event.event_id, served.name, serving.version, s.prediction,
-                    s.probabilities, s.score, event.ts, now_ms,
+                    event.event_id,
+                    served.name,
+                    serving.version,
+                    s.prediction,
+                    s.probabilities,
+                    s.score,
+                    event.ts,
+                    now_ms,
                 )
                 try:
                     value = encode(pred)

@@ -47,8 +47,12 @@ def make_settings(bootstrap: str, redis_url: str, uid: str, **sections: Any) -> 
 
 
 @contextmanager
-def running(settings: Settings, roles: Iterable[str] = ("scorer", "joiner", "learner"),
-            *, create: bool = True) -> Iterator[App]:
+def running(
+    settings: Settings,
+    roles: Iterable[str] = ("scorer", "joiner", "learner"),
+    *,
+    create: bool = True,
+) -> Iterator[App]:
     """Run the roles in this process; stop and join them when the block ends."""
     rt = Runtime.build(settings)
     if create:
@@ -67,8 +71,9 @@ def producer(bootstrap: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
 
 
-def produce_json(bootstrap: str, topic: str, records: Iterable[dict[str, Any]],
-                 key: str = "event_id") -> int:
+def produce_json(
+    bootstrap: str, topic: str, records: Iterable[dict[str, Any]], key: str = "event_id"
+) -> int:
     p = producer(bootstrap)
     n = 0
     for rec in records:
@@ -82,13 +87,25 @@ def produce_json(bootstrap: str, topic: str, records: Iterable[dict[str, Any]],
     return n
 
 
-def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool],
-               timeout_s: float = 60.0, decode: Callable[[Any], Any] | None = None) -> list[Any]:
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[Any]], bool],
+    timeout_s: float = 60.0,
+    decode: Callable[[Any], Any] | None = None,
+) -> list[Any]:
     """Read a topic from the beginning (no group) until ``until(records)`` or the timeout."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     md = admin.list_topics(topic=topic, timeout=10).topics[topic]
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions])
     out: list[Any] = []
     deadline = time.monotonic() + timeout_s
@@ -104,10 +121,13 @@ def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool]
         c.close()
 
 
-def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> None:
+def wait_for(
+    cond: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -14,6 +15,7 @@ from streamserve.wiring import App, Runtime
 from tests.integration.harness import (
     make_settings,
     produce_json,
+    producer,
     read_topic,
     running,
     wait_for,
@@ -25,16 +27,20 @@ def _events(uid: str, n: int, start: int = 0, seed: int = 1) -> list[dict[str, A
     out = []
     for i in range(start, start + n):
         x1, x2 = rng.uniform(-1, 1), rng.uniform(-1, 1)
-        out.append({
-            "event_id": f"{uid}-{i}",
-            "features": {"x1": x1, "x2": x2, "color": rng.choice(["red", "blue"])},
-        })
+        out.append(
+            {
+                "event_id": f"{uid}-{i}",
+                "features": {"x1": x1, "x2": x2, "color": rng.choice(["red", "blue"])},
+            }
+        )
     return out
 
 
 def _labels(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"event_id": e["event_id"], "label": e["features"]["x1"] + 0.5 * e["features"]["x2"] > 0}
-            for e in events]
+    return [
+        {"event_id": e["event_id"], "label": e["features"]["x1"] + 0.5 * e["features"]["x2"] > 0}
+        for e in events
+    ]
 
 
 def _predictions(serde: Serde) -> Any:
@@ -46,16 +52,20 @@ def _rt(app: App) -> Runtime:
     return app.rt
 
 
-def test_every_event_gets_a_prediction(bootstrap: str, redis_url: str, uid: str,
-                                       redis_client: redis.Redis) -> None:
+def test_every_event_gets_a_prediction(
+    bootstrap: str, redis_url: str, uid: str, redis_client: redis.Redis
+) -> None:
     s = make_settings(bootstrap, redis_url, uid)
     with running(s, roles=("scorer",)) as app:
         rt = _rt(app)
         events = _events(uid, 3000)
         produce_json(bootstrap, rt.topics["events"], events)
         preds: list[Prediction] = read_topic(
-            bootstrap, rt.topics["predictions"], decode=_predictions(rt.serde),
-            until=lambda got: len({p.event_id for p in got}) >= len(events), timeout_s=90,
+            bootstrap,
+            rt.topics["predictions"],
+            decode=_predictions(rt.serde),
+            until=lambda got: len({p.event_id for p in got}) >= len(events),
+            timeout_s=90,
         )
     ids = {p.event_id for p in preds}
     assert ids == {e["event_id"] for e in events}
@@ -66,8 +76,9 @@ def test_every_event_gets_a_prediction(bootstrap: str, redis_url: str, uid: str,
     assert p.ts is not None and p.scored_at >= p.ts
 
 
-def test_feedback_trains_and_a_newer_version_serves(bootstrap: str, redis_url: str, uid: str,
-                                                    redis_client: redis.Redis) -> None:
+def test_feedback_trains_and_a_newer_version_serves(
+    bootstrap: str, redis_url: str, uid: str, redis_client: redis.Redis
+) -> None:
     s = make_settings(bootstrap, redis_url, uid)
     with running(s) as app:
         rt = _rt(app)
@@ -76,14 +87,20 @@ def test_feedback_trains_and_a_newer_version_serves(bootstrap: str, redis_url: s
         produce_json(bootstrap, rt.topics["feedback"], _labels(first))
         wait_for(lambda: (rt.store.serving_version("default") or 0) >= 1, 90, "a first snapshot")
         scorer_health = app.health()[1]["roles"]["scorer"]
-        wait_for(lambda: app.health()[1]["roles"]["scorer"]["serving"]["default"] >= 1, 30,
-                 f"the scorer to swap (health {scorer_health})")
+        wait_for(
+            lambda: app.health()[1]["roles"]["scorer"]["serving"]["default"] >= 1,
+            30,
+            f"the scorer to swap (health {scorer_health})",
+        )
         second = _events(uid, 500, start=10_000)
         produce_json(bootstrap, rt.topics["events"], second)
         later_ids = {e["event_id"] for e in second}
         preds = read_topic(
-            bootstrap, rt.topics["predictions"], decode=_predictions(rt.serde),
-            until=lambda got: later_ids <= {p.event_id for p in got}, timeout_s=90,
+            bootstrap,
+            rt.topics["predictions"],
+            decode=_predictions(rt.serde),
+            until=lambda got: later_ids <= {p.event_id for p in got},
+            timeout_s=90,
         )
         later = [p for p in preds if p.event_id in later_ids]
         truth = {lb["event_id"]: lb["label"] for lb in _labels(second)}
@@ -99,24 +116,39 @@ def test_feedback_trains_and_a_newer_version_serves(bootstrap: str, redis_url: s
 
 
 def test_bad_records_go_to_dead_letter_and_good_ones_are_scored(
-        bootstrap: str, redis_url: str, uid: str, redis_client: redis.Redis) -> None:
+    bootstrap: str, redis_url: str, uid: str, redis_client: redis.Redis
+) -> None:
     s = make_settings(bootstrap, redis_url, uid)
     with running(s, roles=("scorer",)) as app:
         rt = _rt(app)
         events = _events(uid, 50)
-        p = __import__("tests.integration.harness", fromlist=["producer"]).producer(bootstrap)
-        bad = [b"", b"\x00\x00\x00\x00\x63garbage", b"{\"features\": {}}", b"[1,2]",
-               b"{\"event_id\": \"x\", \"features\": {\"a\": [1]}}", b"\xff\xfe"]
-        import json
+        p = producer(bootstrap)
+        bad = [
+            b"",
+            b"\x00\x00\x00\x00\x63garbage",
+            b'{"features": {}}',
+            b"[1,2]",
+            b'{"event_id": "x", "features": {"a": [1]}}',
+            b"\xff\xfe",
+        ]
         for i, e in enumerate(events):
             p.produce(rt.topics["events"], json.dumps(e).encode(), e["event_id"].encode())
             if i < len(bad):
                 p.produce(rt.topics["events"], bad[i], b"bad")
         assert p.flush(30) == 0
-        preds = read_topic(bootstrap, rt.topics["predictions"], decode=_predictions(rt.serde),
-                           until=lambda got: len(got) >= len(events), timeout_s=60)
-        dead = read_topic(bootstrap, rt.topics["dead-letter"],
-                          until=lambda got: len(got) >= len(bad), timeout_s=60)
+        preds = read_topic(
+            bootstrap,
+            rt.topics["predictions"],
+            decode=_predictions(rt.serde),
+            until=lambda got: len(got) >= len(events),
+            timeout_s=60,
+        )
+        dead = read_topic(
+            bootstrap,
+            rt.topics["dead-letter"],
+            until=lambda got: len(got) >= len(bad),
+            timeout_s=60,
+        )
     assert {pr.event_id for pr in preds} == {e["event_id"] for e in events}
     assert sorted(m.value() or b"" for m in dead) == sorted(bad)
     for m in dead:

@@ -32,13 +32,27 @@ def test_defaults_serve_one_binary_logistic_regression() -> None:
         ({"models": []}, "models"),
         ({"models": [{"name": "m", "task": "binary"}]}, "models[0].learner"),
         ({"models": [{"name": "m", "task": "ranking", "learner": "x"}]}, "models[0].task"),
-        ({"models": [{"name": "m", "task": "binary", "learner": "no_such_model"}]},
-         "models[0].learner"),
-        ({"models": [{"name": "m", "task": "binary", "learner": "logistic_regression",
-                      "colour": 1}]}, "models[0].colour"),
-        ({"models": [{"name": "m", "task": "binary", "learner": "logistic_regression"},
-                     {"name": "m", "task": "binary", "learner": "logistic_regression"}]},
-         "models[1].name"),
+        (
+            {"models": [{"name": "m", "task": "binary", "learner": "no_such_model"}]},
+            "models[0].learner",
+        ),
+        (
+            {
+                "models": [
+                    {"name": "m", "task": "binary", "learner": "logistic_regression", "colour": 1}
+                ]
+            },
+            "models[0].colour",
+        ),
+        (
+            {
+                "models": [
+                    {"name": "m", "task": "binary", "learner": "logistic_regression"},
+                    {"name": "m", "task": "binary", "learner": "logistic_regression"},
+                ]
+            },
+            "models[1].name",
+        ),
         ({"unknown_section": {}}, "unknown_section"),
     ],
 )
@@ -77,8 +91,9 @@ def test_config_file_errors_are_clear(tmp_path: Path) -> None:
 
 
 def test_secrets_never_show(tmp_path: Path) -> None:
-    s = settings_from_dict({"redis": {"password": "hunter2-very-secret"},
-                            "snapshots": {"signing_key": "k" * 32}})
+    s = settings_from_dict(
+        {"redis": {"password": "hunter2-very-secret"}, "snapshots": {"signing_key": "k" * 32}}
+    )
     assert isinstance(s.redis.password, Secret)
     assert "hunter2" not in repr(s)
     assert "hunter2" not in str(s.redis)
@@ -98,9 +113,19 @@ def test_signing_keys_from_value_and_rotation_file(tmp_path: Path) -> None:
 
 
 def test_kafka_passthrough_values_become_strings() -> None:
-    s = settings_from_dict({"kafka": {"client": {"security.protocol": "SASL_SSL",
-                                                 "enable.ssl.certificate.verification": False,
-                                                 "socket.timeout.ms": 1000}}})
-    assert dict(s.kafka.client) == {"security.protocol": "SASL_SSL",
-                                    "enable.ssl.certificate.verification": "false",
-                                    "socket.timeout.ms": "1000"}
+    s = settings_from_dict(
+        {
+            "kafka": {
+                "client": {
+                    "security.protocol": "SASL_SSL",
+                    "enable.ssl.certificate.verification": False,
+                    "socket.timeout.ms": 1000,
+                }
+            }
+        }
+    )
+    assert dict(s.kafka.client) == {
+        "security.protocol": "SASL_SSL",
+        "enable.ssl.certificate.verification": "false",
+        "socket.timeout.ms": "1000",
+    }

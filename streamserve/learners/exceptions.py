@@ -1,0 +1,29 @@
+"""Errors raised by the learners subpackage."""
+
+from __future__ import annotations
+
+from streamserve.errors import StreamserveError
+
+
+class LearnerError(StreamserveError):
+    """Base class of every learner error."""
+
+
+class LearnerConfigError(LearnerError):
+    """A model spec cannot be turned into a learner; the message says what to change.
+
+    The caller prefixes the config key (``ConfigError(key, str(exc))``).
+    """
+
+
+class LabelError(LearnerError):
+    """A label does not fit the model's task; the message says what was expected."""
+
+
+class ModelError(LearnerError):
+    """The underlying model raised while predicting or learning one record."""
+
+
+class PayloadError(LearnerError):
+    """Serialized learner or metrics state that cannot be restored (corrupt, wrong format,
+    or made for a different task)."""

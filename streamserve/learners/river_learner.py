@@ -1,0 +1,183 @@
+"""``RiverLearner``: any River classifier or regressor behind the :class:`Learner` protocol."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from river import base, compose
+
+from streamserve.errors import StreamserveError
+from streamserve.learners.base import Scored
+from streamserve.learners.exceptions import (
+    LearnerConfigError,
+    LearnerError,
+    ModelError,
+    PayloadError,
+)
+from streamserve.learners.preprocessing import Preprocess
+from streamserve.learners.scoring import (
+    scored_from_binary_proba,
+    scored_from_multiclass_proba,
+    scored_from_value,
+)
+from streamserve.learners.spec import ModelSpec, Task
+from streamserve.records import Features, LabelValue
+
+logger = logging.getLogger(__name__)
+
+RIVER_FORMAT = "river-pickle/1"
+PICKLE_PROTOCOL = 5
+
+
+def starts_with_preprocess(model: Any) -> bool:
+    """Whether ``model`` is a River pipeline whose first step is :class:`Preprocess`."""
+    if not isinstance(model, compose.Pipeline) or not model.steps:
+        return False
+    return isinstance(next(iter(model.steps.values())), Preprocess)
+
+
+def check_fits_task(task: Task, model: Any, what: str) -> None:
+    """Raise :class:`LearnerConfigError` unless ``model`` can learn ``task``."""
+    if not isinstance(model, base.Estimator):
+        raise LearnerConfigError(
+            f"{what} is not a River estimator (got {type(model).__name__}); expected a River "
+            f"classifier or regressor, or a pipeline ending in one"
+        )
+    if task is Task.REGRESSION:
+        if not isinstance(model, base.Regressor):
+            raise LearnerConfigError(
+                f"{what} ({type(model).__name__}) is not a regressor; task 'regression' needs "
+                f"a river.base.Regressor"
+            )
+        return
+    if not isinstance(model, base.Classifier):
+        raise LearnerConfigError(
+            f"{what} ({type(model).__name__}) is not a classifier; task '{task}' needs a "
+            f"river.base.Classifier"
+        )
+    if task is Task.MULTICLASS and not model._multiclass:
+        raise LearnerConfigError(
+            f"{what} ({type(model).__name__}) is a binary classifier; for task 'multiclass' "
+            f"wrap it in river.multiclass.OneVsRestClassifier or pick a multiclass learner"
+        )
+
+
+class RiverLearner:
+    """Wraps a River estimator or pipeline; prepends :class:`Preprocess` when
+    ``spec.preprocess`` (unless the pipeline already starts with one).
+
+    Classifiers are scored with ``predict_proba_one``; a classifier that cannot give
+    probabilities is scored with ``predict_one`` and its ``Scored`` has
+    ``probabilities=None`` and ``score=None``.
+    """
+
+    format: str = RIVER_FORMAT
+
+    def __init__(self, spec: ModelSpec, estimator: Any) -> None:
+        model = estimator
+        if (
+            spec.preprocess
+            and isinstance(estimator, base.Estimator)
+            and not starts_with_preprocess(estimator)
+        ):
+            model = Preprocess() | estimator
+        self._setup(spec, model)
+
+    @classmethod
+    def _restored(cls, spec: ModelSpec, model: Any) -> RiverLearner:
+        learner = cls.__new__(cls)
+        learner._setup(spec, model)
+        return learner
+
+    def _setup(self, spec: ModelSpec, model: Any) -> None:
+        check_fits_task(spec.task, model, f"learner {spec.learner!r}")
+        self.spec = spec
+        self._model = model
+        self._has_proba = spec.task is not Task.REGRESSION
+        self._from_proba: Callable[[Any], Scored] = (
+            scored_from_binary_proba if spec.task is Task.BINARY else scored_from_multiclass_proba
+        )
+
+    @property
+    def estimator(self) -> Any:
+        """The River model this learner runs (including the prepended ``Preprocess``)."""
+        return self._model
+
+    def predict_one(self, x: Features) -> Scored:
+        try:
+            if self._has_proba:
+                return self._from_proba(self._model.predict_proba_one(x))
+            if self.spec.task is Task.REGRESSION:
+                return scored_from_value(self._model.predict_one(x))
+            return self._from_label(self._model.predict_one(x))
+        except NotImplementedError:
+            if not self._has_proba:
+                raise ModelError(f"model {self.spec.name!r} cannot predict") from None
+            logger.info("model %r gives no probabilities; scoring with predict_one", self.spec.name)
+            self._has_proba = False
+            return self.predict_one(x)
+        except StreamserveError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"model {self.spec.name!r} failed to predict: {exc!r}") from exc
+
+    def _from_label(self, label: Any) -> Scored:
+        if label is None:
+            return Scored(prediction=None, probabilities=None, score=None)
+        if self.spec.task is Task.BINARY:
+            return Scored(prediction=bool(label), probabilities=None, score=None)
+        return Scored(prediction=str(label), probabilities=None, score=None)
+
+    def predict_many(self, xs: Sequence[Features]) -> list[Scored]:
+        predict_one = self.predict_one
+        return [predict_one(x) for x in xs]
+
+    def learn_one(self, x: Features, y: LabelValue) -> None:
+        try:
+            self._model.learn_one(x, y)
+        except Exception as exc:
+            raise ModelError(f"model {self.spec.name!r} failed to learn: {exc!r}") from exc
+
+    def clone(self) -> RiverLearner:
+        return RiverLearner._restored(self.spec, self._model.clone())
+
+    def dumps(self) -> bytes:
+        try:
+            return pickle.dumps(self._model, protocol=PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise LearnerError(
+                f"model {self.spec.name!r} cannot be pickled: {exc!r}; a custom estimator must "
+                f"be picklable (no lambdas or open handles)"
+            ) from exc
+
+
+def load_river(spec: ModelSpec, payload: bytes) -> RiverLearner:
+    """Restore a :class:`RiverLearner` from :meth:`RiverLearner.dumps` bytes.
+
+    Unpickling can run arbitrary code: the caller MUST have verified the payload's signature
+    (``streamserve.snapshots``) before calling this. Raises :class:`PayloadError` when the bytes
+    do not unpickle to a River model fit for ``spec``.
+    """
+    try:
+        model = pickle.loads(payload)
+    except Exception as exc:
+        raise PayloadError(
+            f"model {spec.name!r}: {RIVER_FORMAT} payload does not unpickle: {exc!r}"
+        ) from exc
+    if not isinstance(model, base.Estimator):
+        raise PayloadError(
+            f"model {spec.name!r}: the payload holds a {type(model).__name__}, "
+            f"not a River estimator"
+        )
+    if spec.preprocess and not starts_with_preprocess(model):
+        raise PayloadError(
+            f"model {spec.name!r}: the snapshot was trained without Preprocess but the spec has "
+            f"preprocess=true; start the model afresh or set preprocess=false"
+        )
+    try:
+        return RiverLearner._restored(spec, model)
+    except LearnerConfigError as exc:
+        raise PayloadError(f"model {spec.name!r}: snapshot does not fit the spec: {exc}") from exc

@@ -1,0 +1,77 @@
+"""Turn raw model outputs (probability dicts, numbers) into :class:`Scored`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from streamserve.learners.base import Scored
+
+
+def unscored_classification() -> Scored:
+    """What an untrained classifier returns."""
+    return Scored(prediction=None, probabilities={}, score=None)
+
+
+def binary_scored(p_true: float) -> Scored:
+    """Scored for a binary classifier whose probability of ``True`` is ``p_true``."""
+    return Scored(
+        prediction=p_true >= 0.5,
+        probabilities={"false": 1.0 - p_true, "true": p_true},
+        score=p_true,
+    )
+
+
+def scored_from_binary_proba(proba: Mapping[Any, float]) -> Scored:
+    """From a River ``predict_proba_one`` output over the labels True/False."""
+    if not proba:
+        return unscored_classification()
+    total = 0.0
+    for p in proba.values():
+        total += p
+    if not total > 0.0 or math.isinf(total):
+        return unscored_classification()
+    p_true = proba.get(True, 0.0) / total
+    if not 0.0 <= p_true <= 1.0:  # NaN from a diverged model
+        return unscored_classification()
+    return binary_scored(p_true)
+
+
+def scored_from_multiclass_proba(proba: Mapping[Any, float]) -> Scored:
+    """From a River ``predict_proba_one`` output over text class labels.
+
+    Classes are ordered by label, so the output (and the float sums behind it) does not
+    depend on the order a model happens to hold its classes in, e.g. after unpickling.
+    """
+    if not proba:
+        return unscored_classification()
+    items = sorted(
+        (label if isinstance(label, str) else str(label), p) for label, p in proba.items()
+    )
+    total = 0.0
+    for _, p in items:
+        total += p
+    if not total > 0.0 or math.isinf(total):
+        return unscored_classification()
+    probabilities: dict[str, float] = {}
+    best_label = ""
+    best_p = -1.0
+    for label, p in items:
+        q = p / total
+        probabilities[label] = q
+        if q > best_p:
+            best_label, best_p = label, q
+    if best_p < 0.0:  # every probability was NaN
+        return unscored_classification()
+    return Scored(prediction=best_label, probabilities=probabilities, score=best_p)
+
+
+def scored_from_value(value: Any) -> Scored:
+    """From a regressor's output; a missing or non-finite value gives no prediction."""
+    if value is None:
+        return Scored(prediction=None, probabilities=None, score=None)
+    y = float(value)
+    if math.isfinite(y):
+        return Scored(prediction=y, probabilities=None, score=y)
+    return Scored(prediction=None, probabilities=None, score=None)

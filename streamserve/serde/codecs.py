@@ -1,0 +1,178 @@
+"""The serde facade the roles use: one decoder or encoder per record kind and topic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal, Protocol, TypeVar
+
+from streamserve.records import Event, Example, Label, Prediction
+from streamserve.serde.avro import AvroBodyWriter, RegistryWriterSchemas
+from streamserve.serde.exceptions import DecodeError, SerdeError
+from streamserve.serde.outbound import alert_to_dict, example_to_dict, prediction_to_dict
+from streamserve.serde.registry import SchemaRegistryClient
+from streamserve.serde.schemas import SchemaCatalog
+from streamserve.serde.validate import (
+    RecordShape,
+    event_from_avro,
+    event_from_json,
+    example_from_avro,
+    example_from_json,
+    label_from_avro,
+    label_from_json,
+    prediction_from_avro,
+    prediction_from_json,
+)
+from streamserve.serde.wire import AvroEncoder, FromDict, JsonEncoder, ToDict, WireDecoder
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+OutputFormat = Literal["avro", "json"]
+
+
+class Decoder(Protocol[T_co]):
+    def decode(self, value: bytes | None, record_ts: int | None) -> T_co:
+        """Decode one Kafka record value; ``record_ts`` is its timestamp (epoch ms).
+
+        Raises DecodeError when the record is bad (send it to dead-letter), and
+        RegistryError when a configured schema registry cannot answer (transient;
+        the record is not at fault).
+        """
+        ...
+
+
+class Encoder(Protocol[T_contra]):
+    def encode(self, obj: T_contra) -> bytes:
+        """Encode one record value; raises EncodeError when it does not fit the schema."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    schema: str  # schema name in the catalog (the .avsc file stem)
+    topic: str  # logical topic the records travel on
+
+
+_EVENT = _Kind("event", "events")
+_LABEL = _Kind("label", "feedback")
+_PREDICTION = _Kind("prediction", "predictions")
+_EXAMPLE = _Kind("example", "examples")
+_ALERT = _Kind("drift_alert", "drift-alerts")
+
+
+class Serde:
+    """Builds decoders and encoders for every record kind.
+
+    ``topic_names`` maps logical topic names to physical ones (when a prefix is
+    applied); with a ``registry`` each encoder registers its schema under subject
+    ``"<physical topic>-value"`` when it is created (so misconfiguration fails fast)
+    and decoders resolve the ids they meet through the registry.
+    """
+
+    def __init__(
+        self,
+        catalog: SchemaCatalog,
+        *,
+        output_format: OutputFormat = "avro",
+        registry: SchemaRegistryClient | None = None,
+        topic_names: Mapping[str, str] | None = None,
+    ) -> None:
+        if output_format not in ("avro", "json"):
+            raise SerdeError(f"output_format must be 'avro' or 'json', got {output_format!r}")
+        self._catalog = catalog
+        self._output_format = output_format
+        self._registry = registry
+        self._topic_names = dict(topic_names or {})
+        self._alert_shape = RecordShape(catalog.schema(_ALERT.schema), "drift alert")
+
+    @property
+    def output_format(self) -> OutputFormat:
+        return self._output_format
+
+    def event_decoder(self) -> Decoder[Event]:
+        return self._decoder(_EVENT, event_from_avro, event_from_json)
+
+    def label_decoder(self) -> Decoder[Label]:
+        return self._decoder(_LABEL, label_from_avro, label_from_json)
+
+    def example_decoder(self) -> Decoder[Example]:
+        return self._decoder(_EXAMPLE, example_from_avro, example_from_json)
+
+    def prediction_decoder(self) -> Decoder[Prediction]:
+        return self._decoder(_PREDICTION, prediction_from_avro, prediction_from_json)
+
+    def alert_decoder(self) -> Decoder[dict[str, Any]]:
+        return self._decoder(_ALERT, _alert_from_avro, self._alert_from_json)
+
+    def prediction_encoder(self) -> Encoder[Prediction]:
+        return self._encoder(
+            _PREDICTION,
+            partial(prediction_to_dict, finite_only=False),
+            partial(prediction_to_dict, finite_only=True),
+            allow_nan=False,
+        )
+
+    def example_encoder(self) -> Encoder[Example]:
+        # Features may legitimately be NaN/inf; in JSON they are written as NaN/Infinity
+        # tokens, which our decoders (json.loads) read back unchanged.
+        return self._encoder(_EXAMPLE, example_to_dict, example_to_dict, allow_nan=True)
+
+    def alert_encoder(self) -> Encoder[Mapping[str, Any]]:
+        shape = self._alert_shape
+        return self._encoder(
+            _ALERT,
+            partial(alert_to_dict, shape=shape, finite_only=False),
+            partial(alert_to_dict, shape=shape, finite_only=True),
+            allow_nan=False,
+        )
+
+    def subject_for(self, topic: str) -> str:
+        """The registry subject of a logical topic's values."""
+        return f"{self._topic_names.get(topic, topic)}-value"
+
+    def _decoder(self, kind: _Kind, from_avro: FromDict[T], from_json: FromDict[T]) -> Decoder[T]:
+        schema = self._catalog.schema(kind.schema)
+        if self._registry is None:
+            return WireDecoder(
+                schema=schema,
+                local_id=self._catalog.local_id(kind.schema),
+                registry_schemas=None,
+                from_avro=from_avro,
+                from_json=from_json,
+            )
+        writers = RegistryWriterSchemas(
+            self._registry, schema, self._catalog.canonical_form(kind.schema)
+        )
+        return WireDecoder(
+            schema=schema,
+            local_id=None,
+            registry_schemas=writers,
+            from_avro=from_avro,
+            from_json=from_json,
+        )
+
+    def _encoder(
+        self, kind: _Kind, to_avro: ToDict[T], to_json: ToDict[T], *, allow_nan: bool
+    ) -> Encoder[T]:
+        if self._output_format == "json":
+            return JsonEncoder(to_json, allow_nan=allow_nan)
+        if self._registry is None:
+            schema_id = self._catalog.local_id(kind.schema)
+        else:
+            subject = self.subject_for(kind.topic)
+            schema_id = self._registry.register(subject, self._catalog.schema_json(kind.schema))
+        writer = AvroBodyWriter(self._catalog.schema(kind.schema), schema_id)
+        return AvroEncoder(writer, to_avro)
+
+    def _alert_from_json(self, obj: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
+        return self._alert_shape.record(obj, DecodeError)
+
+
+def _alert_from_avro(record: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
+    return record

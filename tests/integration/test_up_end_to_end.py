@@ -1,0 +1,87 @@
+"""The quick start: `streamserve up` on embedded defaults, driven by a second Kafka client."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import time
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from streamserve.serde.codecs import Serde
+from streamserve.serde.schemas import SchemaCatalog
+from streamserve.topics import default_topics_dir, load_topic_specs
+from tests.integration.harness import wait_for
+from tests.integration.procs import output, streamserve
+
+
+def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSERVE")}
+    env["STREAMSERVE_HTTP_PORT"] = "0"
+    env["STREAMSERVE__SNAPSHOTS__CHECKPOINT_EVERY_SECONDS"] = "2"
+    with streamserve(["up"], env) as proc:
+        wait_for(
+            lambda: "streamserve is up" in output(proc) or proc.poll() is not None, 60, "the banner"
+        )
+        assert proc.poll() is None, output(proc)
+        bootstrap = re.search(r"bootstrap servers : (\S+)", output(proc)).group(1)  # type: ignore[union-attr]
+        assert re.search(r"redis url         : redis://127\.0\.0\.1:\d+/0", output(proc))
+
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        rng = random.Random(3)
+
+        def publish(start: int, n: int, labels: bool) -> None:
+            for i in range(start, start + n):
+                x = rng.uniform(-1, 1)
+                eid = f"e-{i}"
+                producer.send(
+                    "events",
+                    key=eid.encode(),
+                    value=json.dumps({"event_id": eid, "features": {"x": x}}).encode(),
+                )
+                if labels:
+                    producer.send(
+                        "feedback",
+                        key=eid.encode(),
+                        value=json.dumps({"event_id": eid, "label": x > 0}).encode(),
+                    )
+            producer.flush(30)
+
+        topics_dir = default_topics_dir()
+        decode = (
+            Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+            .prediction_decoder()
+            .decode
+        )
+        consumer = KafkaConsumer(
+            "predictions",
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=1000,
+        )
+        versions: dict[str, int] = {}
+
+        def read() -> None:
+            for record in consumer:
+                p = decode(record.value, None)
+                versions[p.event_id] = p.model_version
+
+        publish(0, 300, labels=True)
+        deadline = time.monotonic() + 90
+        batch = 1
+        while time.monotonic() < deadline:
+            read()
+            if any(v >= 2 for v in versions.values()):
+                break
+            publish(batch * 1000, 100, labels=True)
+            batch += 1
+        consumer.close()
+        producer.close()
+        assert len(versions) >= 300
+        assert min(versions[f"e-{i}"] for i in range(300)) >= 0
+        assert max(versions.values()) >= 2, output(proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, output(proc)

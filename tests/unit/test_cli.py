@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamserve.cli import main
+
+
+def test_bad_config_fails_at_start_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scorer:\n  batch_size: -5\n")
+    assert main(["score", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "scorer.batch_size" in err and "positive" in err
+
+
+def test_missing_broker_for_a_single_role_is_a_config_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("STREAMSERVE_BOOTSTRAP_SERVERS", "STREAMSERVE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["score", "--redis-url", "redis://127.0.0.1:1/0"]) == 2
+    assert "kafka.bootstrap_servers" in capsys.readouterr().err
+
+
+def test_unknown_model_learner_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  - {name: m, task: binary, learner: 'nowhere.module:build'}\n")
+    assert main(["learn", "--config", str(cfg)]) == 2
+    assert "models[0].learner" in capsys.readouterr().err

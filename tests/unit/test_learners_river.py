@@ -1,0 +1,231 @@
+"""RiverLearner: task checks, Scored shapes, preprocessing, clone, dumps/load."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import Any
+
+import pytest
+from river import base, linear_model, multiclass, preprocessing, tree
+
+from streamserve.learners.base import Learner, Scored
+from streamserve.learners.exceptions import LearnerConfigError, ModelError, PayloadError
+from streamserve.learners.river_learner import (
+    RIVER_FORMAT,
+    RiverLearner,
+    load_river,
+    starts_with_preprocess,
+)
+from streamserve.learners.spec import ModelSpec, Task
+from tests.unit.learners_streams import assert_same_scores, synthetic_stream
+
+BINARY = ModelSpec("clicks", Task.BINARY, "logistic_regression")
+MULTI = ModelSpec("kind", Task.MULTICLASS, "hoeffding_tree")
+REGRESSION = ModelSpec("price", Task.REGRESSION, "linear_regression")
+
+
+def _trained(learner: RiverLearner, task: Task, n: int = 200) -> RiverLearner:
+    for x, y in synthetic_stream(task, n):
+        learner.learn_one(x, y)
+    return learner
+
+
+def _probes(task: Task) -> list[dict[str, Any]]:
+    return [x for x, _ in synthetic_stream(task, 30, seed=99)]
+
+
+def test_is_a_learner_and_names_its_format() -> None:
+    learner = RiverLearner(BINARY, linear_model.LogisticRegression())
+    assert isinstance(learner, Learner)
+    assert learner.format == RIVER_FORMAT == "river-pickle/1"
+    assert learner.spec is BINARY
+
+
+def test_preprocess_is_prepended_once_and_only_when_asked() -> None:
+    wrapped = RiverLearner(BINARY, linear_model.LogisticRegression())
+    assert starts_with_preprocess(wrapped.estimator)
+    assert len(wrapped.estimator.steps) == 2
+    again = RiverLearner(BINARY, wrapped.estimator.clone())
+    assert len(again.estimator.steps) == 2
+    raw_spec = ModelSpec("raw", Task.BINARY, "x", preprocess=False)
+    raw = RiverLearner(raw_spec, linear_model.LogisticRegression())
+    assert not starts_with_preprocess(raw.estimator)
+    pipeline = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    prepended = RiverLearner(BINARY, pipeline)
+    assert [type(s).__name__ for s in prepended.estimator.steps.values()] == [
+        "Preprocess",
+        "StandardScaler",
+        "LogisticRegression",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "estimator", "message"),
+    [
+        (BINARY, linear_model.LinearRegression(), "is not a classifier"),
+        (REGRESSION, linear_model.LogisticRegression(), "is not a regressor"),
+        (MULTI, linear_model.LogisticRegression(), "OneVsRestClassifier"),
+        (BINARY, object(), "not a River estimator"),
+        (BINARY, preprocessing.StandardScaler(), "is not a classifier"),
+    ],
+)
+def test_estimator_must_fit_the_task(spec: ModelSpec, estimator: Any, message: str) -> None:
+    with pytest.raises(LearnerConfigError, match=message):
+        RiverLearner(spec, estimator)
+
+
+def test_binary_scored_shape() -> None:
+    learner = _trained(RiverLearner(BINARY, linear_model.LogisticRegression()), Task.BINARY)
+    for x in _probes(Task.BINARY):
+        scored = learner.predict_one(x)
+        assert isinstance(scored.prediction, bool)
+        assert scored.probabilities is not None
+        assert set(scored.probabilities) == {"true", "false"}
+        assert scored.score == scored.probabilities["true"]
+        assert math.isclose(sum(scored.probabilities.values()), 1.0)
+        assert scored.prediction is (scored.score >= 0.5)
+
+
+def test_untrained_classifier_has_no_prediction() -> None:
+    learner = RiverLearner(MULTI, tree.HoeffdingTreeClassifier())
+    assert learner.predict_one({"a": 1.0}) == Scored(None, {}, None)
+    binary = RiverLearner(BINARY, tree.HoeffdingTreeClassifier())
+    assert binary.predict_one({"a": 1.0}) == Scored(None, {}, None)
+
+
+def test_multiclass_scored_shape() -> None:
+    learner = _trained(RiverLearner(MULTI, tree.HoeffdingTreeClassifier()), Task.MULTICLASS)
+    for x in _probes(Task.MULTICLASS):
+        scored = learner.predict_one(x)
+        assert scored.probabilities is not None
+        assert set(scored.probabilities) <= {"low", "mid", "high"}
+        assert scored.prediction == max(scored.probabilities, key=scored.probabilities.__getitem__)
+        assert scored.score == max(scored.probabilities.values())
+        assert math.isclose(sum(scored.probabilities.values()), 1.0)
+
+
+def test_regression_scored_shape() -> None:
+    learner = _trained(RiverLearner(REGRESSION, linear_model.LinearRegression()), Task.REGRESSION)
+    scored = learner.predict_one({"a": 110.0, "b": 0.5, "colour": "red"})
+    assert isinstance(scored.prediction, float)
+    assert scored.score == scored.prediction
+    assert scored.probabilities is None
+
+
+def test_predict_many_matches_predict_one() -> None:
+    learner = _trained(RiverLearner(BINARY, linear_model.LogisticRegression()), Task.BINARY)
+    probes = _probes(Task.BINARY)
+    assert learner.predict_many(probes) == [learner.predict_one(x) for x in probes]
+    assert learner.predict_many([]) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "estimator"),
+    [
+        (BINARY, linear_model.LogisticRegression()),
+        (MULTI, tree.HoeffdingAdaptiveTreeClassifier(seed=1)),
+        (REGRESSION, tree.HoeffdingTreeRegressor()),
+    ],
+)
+def test_dumps_load_round_trip_predicts_identically(spec: ModelSpec, estimator: Any) -> None:
+    learner = _trained(RiverLearner(spec, estimator), spec.task)
+    payload = learner.dumps()
+    restored = load_river(spec, payload)
+    probes = _probes(spec.task)
+    assert_same_scores(restored.predict_many(probes), learner.predict_many(probes))
+    # Both go on learning the same way.
+    for x, y in synthetic_stream(spec.task, 50, seed=5):
+        learner.learn_one(x, y)
+        restored.learn_one(x, y)
+    assert_same_scores(restored.predict_many(probes), learner.predict_many(probes))
+
+
+def test_clone_is_untrained_with_same_hyperparameters() -> None:
+    learner = RiverLearner(BINARY, linear_model.LogisticRegression(l2=0.25))
+    fresh_predictions = learner.predict_many(_probes(Task.BINARY))
+    _trained(learner, Task.BINARY)
+    trained_predictions = learner.predict_many(_probes(Task.BINARY))
+    assert trained_predictions != fresh_predictions
+    clone = learner.clone()
+    assert clone.predict_many(_probes(Task.BINARY)) == fresh_predictions
+    assert clone.estimator["LogisticRegression"].l2 == 0.25
+    assert len(clone.estimator.steps) == 2
+    assert learner.predict_many(_probes(Task.BINARY)) == trained_predictions
+
+
+def test_load_rejects_garbage() -> None:
+    with pytest.raises(PayloadError, match="does not unpickle"):
+        load_river(BINARY, b"not a pickle")
+
+
+def test_load_rejects_a_snapshot_for_another_task() -> None:
+    payload = RiverLearner(REGRESSION, linear_model.LinearRegression()).dumps()
+    with pytest.raises(PayloadError, match="not a classifier"):
+        load_river(BINARY, payload)
+
+
+def test_load_rejects_a_snapshot_without_preprocess_when_spec_wants_it() -> None:
+    raw_spec = ModelSpec("clicks", Task.BINARY, "logistic_regression", preprocess=False)
+    payload = RiverLearner(raw_spec, linear_model.LogisticRegression()).dumps()
+    with pytest.raises(PayloadError, match="preprocess"):
+        load_river(BINARY, payload)
+    assert isinstance(load_river(raw_spec, payload), RiverLearner)
+
+
+def test_load_rejects_a_pickle_of_something_else() -> None:
+    with pytest.raises(PayloadError, match="not a River estimator"):
+        load_river(BINARY, pickle.dumps({"weights": [1, 2]}))
+
+
+class _LabelOnly(base.Classifier):
+    """A classifier without predict_proba_one: predicts the last label it saw."""
+
+    def __init__(self) -> None:
+        self._last: Any = None
+
+    @property
+    def _multiclass(self) -> bool:
+        return True
+
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        self._last = y
+
+    def predict_one(self, x: dict[Any, Any], **kwargs: Any) -> Any:
+        return self._last
+
+
+def test_classifier_without_probabilities_falls_back_to_predict_one() -> None:
+    learner = RiverLearner(MULTI, _LabelOnly())
+    assert learner.predict_one({"a": 1.0}) == Scored(None, None, None)
+    learner.learn_one({"a": 1.0}, "cat")
+    assert learner.predict_one({"a": 1.0}) == Scored("cat", None, None)
+
+
+class _Broken(base.Regressor):
+    def learn_one(self, x: dict[Any, Any], y: Any) -> None:
+        raise RuntimeError("boom")
+
+    def predict_one(self, x: dict[Any, Any], **kwargs: Any) -> Any:
+        raise ZeroDivisionError("nope")
+
+
+def test_model_failures_are_model_errors() -> None:
+    learner = RiverLearner(REGRESSION, _Broken())
+    with pytest.raises(ModelError, match=r"failed to learn.*boom"):
+        learner.learn_one({"a": 1.0}, 1.0)
+    with pytest.raises(ModelError, match="failed to predict"):
+        learner.predict_one({"a": 1.0})
+
+
+def test_unpicklable_model_gives_a_clear_error() -> None:
+    learner = RiverLearner(REGRESSION, _Broken())
+    learner.estimator.steps["_Broken"].hook = lambda: None
+    with pytest.raises(Exception, match="cannot be pickled"):
+        learner.dumps()
+
+
+def test_binary_only_classifier_works_in_one_vs_rest_for_multiclass() -> None:
+    learner = RiverLearner(MULTI, multiclass.OneVsRestClassifier(linear_model.LogisticRegression()))
+    _trained(learner, Task.MULTICLASS)
+    assert learner.predict_one(_probes(Task.MULTICLASS)[0]).prediction in {"low", "mid", "high"}
