@@ -157,3 +157,53 @@ def test_bad_records_go_to_dead_letter_and_good_ones_are_scored(
         assert headers[H_STAGE] == b"decode"
         assert headers[H_ERROR_CLASS] == b"DecodeError"
         assert int(headers[H_OFFSET]) >= 0
+
+
+def test_metrics_and_health_over_http(
+    bootstrap: str, redis_url: str, uid: str, redis_client: redis.Redis
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    s = make_settings(bootstrap, redis_url, uid)
+    with running(s) as app:
+        rt = _rt(app)
+        produce_json(bootstrap, rt.topics["events"], _events(uid, 20))
+        assert app.status is not None
+        base = f"http://127.0.0.1:{app.status.port}"
+        wait_for(
+            lambda: (
+                (
+                    rt.registry.get_sample_value(
+                        "streamserve_events_scored_total", {"model": "default"}
+                    )
+                    or 0
+                )
+                >= 20
+            ),
+            60,
+            "events to be scored",
+        )
+        body = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        health = json.loads(urllib.request.urlopen(f"{base}/healthz", timeout=5).read())
+        try:
+            urllib.request.urlopen(f"{base}/nope", timeout=5)
+        except urllib.error.HTTPError as exc:
+            missing = exc.code
+    assert app.status.host == "127.0.0.1"
+    for name in (
+        "streamserve_events_scored_total",
+        "streamserve_batch_seconds_bucket",
+        "streamserve_end_to_end_seconds_bucket",
+        "streamserve_serving_version",
+        "streamserve_joins_matched_total",
+        "streamserve_examples_learned_total",
+        "streamserve_checkpoints_total",
+        "streamserve_snapshot_swaps_total",
+    ):
+        assert name in body, name
+    assert 'streamserve_events_scored_total{model="default"} 20.0' in body
+    assert health["ok"] is True
+    assert set(health["roles"]) == {"scorer", "joiner", "learner-default"}
+    assert health["roles"]["scorer"]["serving"] == {"default": 0}
+    assert missing == 404
