@@ -186,6 +186,9 @@ def write_plot(report: Mapping[str, Any], path: Path) -> None:
                 xs, [0.04] * len(xs), marker=marker, s=70, color=color, zorder=5,
                 label=f"drift alert: {sev} ({len(xs)})",
             )  # fmt: skip
+    for a in marks:
+        if a.get("severity") == "drift":
+            ax.axvline(a["event"], color="crimson", linestyle=":", linewidth=0.8, alpha=0.6)
     other = [a["event"] for a in marks if a.get("severity") not in ("warning", "drift")]
     if other:
         ax.scatter(other, [0.04] * len(other), marker="v", s=70, color="purple", label="alert")

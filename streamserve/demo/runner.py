@@ -103,7 +103,14 @@ def run_demo(
         stop=halt,
     )
     tracker = Tracker(
-        Consumer(kconf.consumer_config(s.kafka, f"{s.kafka.group_prefix}-demo-view", errors)),
+        Consumer(
+            kconf.consumer_config(
+                s.kafka,
+                f"{s.kafka.group_prefix}-demo-view",
+                errors,
+                **{"enable.auto.commit": False},  # reads by assignment; never commits
+            )
+        ),
         predictions=(topics["predictions"], partitions_of(admin, topics["predictions"])),
         alerts=(topics["drift-alerts"], partitions_of(admin, topics["drift-alerts"])),
         prediction_decoder=rt.serde.prediction_decoder(),

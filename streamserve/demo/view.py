@@ -76,9 +76,9 @@ def render(f: Frame, *, color: bool) -> str:
         f"   labels {f.labels}",
         f"  scored         {f.received:>7} predictions    {f.scored_rate:7.1f} ev/s",
         f"  lag            {lag:>7} (events published - predictions received)",
-        f"  accuracy       {c(acc_color, acc):>7} rolling, last {f.window} served predictions",
-        f"  serving        v{f.version if f.version is not None else '—'}"
-        f"  ({f.versions_seen} versions seen in predictions)",
+        f"  accuracy       {c(acc_color, f'{acc:>7}')} rolling, last {f.window} served predictions",
+        f"  serving        {'v' + str(f.version) if f.version is not None else '—':>7}"
+        f" (versions seen in predictions: {f.versions_seen})",
         f"  true drifts    {'; '.join(drifts)}",
         c(BOLD, f"  drift alerts   {len(f.alerts)}"),
     ]

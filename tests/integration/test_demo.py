@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
-from tests.integration.harness import wait_for
+import redis
+
+from streamserve.demo.options import DemoOptions, LabelDelay
+from streamserve.demo.runner import demo_settings, run_demo
+from streamserve.kafka import config as kconf
+from streamserve.wiring import Runtime
+from tests.integration.harness import make_settings, producer, wait_for
 from tests.integration.procs import output, streamserve
 
 
@@ -85,3 +94,61 @@ def test_demo_stops_cleanly_on_ctrl_c_and_reports_what_it_saw(tmp_path: Path) ->
     assert report["run"]["completed"] is False
     assert 0 < report["run"]["published"] < 50000
     assert (out / "accuracy.png").is_file()
+
+
+def test_demo_on_a_given_broker_shows_the_alerts_it_finds_on_drift_alerts(
+    bootstrap: str, redis_url: str, uid: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    run_id = f"demo{uid[:6]}"
+    s = demo_settings(make_settings(bootstrap, redis_url, uid), run_id, http_port_given=False)
+    alerts_topic = kconf.topic_name(s.kafka, "drift-alerts")
+    assert alerts_topic == f"t{uid}.{run_id}.drift-alerts"
+    stop = threading.Event()
+    out = io.StringIO()
+    encode = Runtime.build(s).serde.alert_encoder().encode
+    sent: list[int] = []
+
+    def publish_alerts() -> None:
+        # Stand in for the drift detectors: two alerts while the stream runs.
+        wait_for(lambda: "published=" in out.getvalue(), 60, "the demo's first view")
+        p = producer(bootstrap)
+        for severity, action, version in (("warning", "challenger", None), ("drift", "promote", 9)):
+            stop.wait(1.0)
+            ts = int(time.time() * 1000)
+            alert = {
+                "model": "default",
+                "model_version": 3,
+                "detector": "ADWIN",
+                "signal": "error",
+                "severity": severity,
+                "statistic": 0.31,
+                "offset": 123,
+                "ts": ts,
+                "action": action,
+                "action_version": version,
+                "details": {"delta": "0.002"},
+            }
+            p.produce(alerts_topic, encode(alert), b"default")
+            sent.append(ts)
+        assert p.flush(30) == 0
+
+    helper = threading.Thread(target=publish_alerts, daemon=True)
+    helper.start()
+    opts = DemoOptions(
+        events=1500, rate=300, label_delay=LabelDelay(events=50), out=tmp_path, live=False
+    )
+    rc = run_demo(s, opts, out, stop, run_id=run_id, ephemeral_key_ok=False)
+    helper.join(30)
+    text = out.getvalue()
+    assert rc == 0, text
+    assert len(sent) == 2
+    assert "alerts=2" in text  # the live view counted them
+    report = json.loads((tmp_path / "summary.json").read_text())
+    alerts = report["alerts"]
+    assert [a["severity"] for a in alerts] == ["warning", "drift"]
+    assert [a["ts"] for a in alerts] == sent
+    assert alerts[1]["action_version"] == 9 and alerts[1]["details"] == {"delta": "0.002"}
+    assert all(0 <= a["event"] < 1500 for a in alerts)
+    assert alerts[0]["event"] <= alerts[1]["event"]
+    # The service's own keys are under the demo's prefix, away from anything else there.
+    assert redis_client.exists(f"t{uid}-{run_id}:{{default}}:latest")
