@@ -23,7 +23,7 @@ from streamserve.demo.tracker import Tracker
 from streamserve.demo.view import Frame, draw
 from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import partitions_of
-from streamserve.learners.spec import Task
+from streamserve.learners.spec import ModelSpec, Task
 from streamserve.settings import Settings
 from streamserve.wiring import App, Runtime, build_app
 
@@ -41,9 +41,20 @@ def new_run_id() -> str:
     return f"demo{secrets.token_hex(3)}"
 
 
+def demo_model(s: Settings) -> ModelSpec:
+    """The model the demo serves and tracks: the first one, which must be binary."""
+    spec = s.models[0]
+    if spec.task is not Task.BINARY:
+        raise DemoError(
+            f"the demo stream is binary classification; model {spec.name!r} is {spec.task.value}"
+        )
+    return spec
+
+
 def demo_settings(s: Settings, run_id: str, *, http_port_given: bool) -> Settings:
     """The settings the demo runs with: fast checkpoints and swaps; and, on a broker or a
     Redis that was given (and may hold other data), topics, groups and keys of its own."""
+    demo_model(s)
     snaps = dataclasses.replace(
         s.snapshots,
         checkpoint_every_seconds=min(s.snapshots.checkpoint_every_seconds, CHECKPOINT_EVERY_S),
@@ -79,11 +90,7 @@ def run_demo(
     ephemeral_key_ok: bool,
 ) -> int:
     """Run the demo on ``s`` (broker and Redis already set) until done or ``stop``."""
-    spec = s.models[0]
-    if spec.task is not Task.BINARY:
-        raise DemoError(
-            f"the demo stream is binary classification; model {spec.name!r} is {spec.task.value}"
-        )
+    spec = demo_model(s)
     samples, drifts = drifting_stream(opts.events, opts.seed)
     rt = Runtime.build(s, ephemeral_key_ok=ephemeral_key_ok)
     for line in rt.create_topics().lines():
