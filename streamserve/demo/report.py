@@ -59,6 +59,38 @@ def overall(hits: Sequence[bool | None], start: int = 0, end: int | None = None)
     return round(sum(part) / len(part), 4) if part else None
 
 
+RECOVERY_FRACTION = 0.95
+
+
+def recovery(
+    xs: Sequence[int], ys: Sequence[float | None], drifts: Sequence[DriftPoint], end: int
+) -> list[dict[str, Any]]:
+    """Per drift: rolling accuracy just before it, the lowest point before the next one,
+    and how many events after the drift's position the rolling accuracy took to get back
+    to 95 % of its level before (``None`` if it never did; 0 if it never fell below)."""
+    out: list[dict[str, Any]] = []
+    for i, d in enumerate(drifts):
+        start = d.position - d.width // 2
+        stop = drifts[i + 1].position - drifts[i + 1].width // 2 if i + 1 < len(drifts) else end
+        before = [y for x, y in zip(xs, ys, strict=True) if x < start and y is not None]
+        after = [(x, y) for x, y in zip(xs, ys, strict=True) if start <= x < stop and y is not None]
+        row: dict[str, Any] = {"drift": d.position, "before": None, "lowest": None}
+        row["recovered_after_events"] = None
+        if before and after:
+            level = before[-1]
+            low_at = min(range(len(after)), key=lambda k: after[k][1])
+            row["before"], row["lowest"] = level, after[low_at][1]
+            if after[low_at][1] >= RECOVERY_FRACTION * level:
+                row["recovered_after_events"] = 0
+            else:
+                for x, y in after[low_at:]:
+                    if y >= RECOVERY_FRACTION * level:
+                        row["recovered_after_events"] = max(0, x - d.position)
+                        break
+        out.append(row)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class RunFacts:
     """What the runner knows beside the per-event hits."""
@@ -105,6 +137,7 @@ def summary(
             "label": SERIES_LABELS.get(name, name),
             "accuracy": overall(h),
             "segments": [overall(h, s["from"], s["to"]) for s in segments],
+            "recovery": recovery(xs, ys, drifts, n),
             "rolling": {"event": xs, "accuracy": ys},
         }
     alert_rows = []

@@ -15,12 +15,13 @@ from streamserve.demo.publisher import PublishLog
 from streamserve.demo.report import (
     RunFacts,
     alert_position,
+    recovery,
     rolling_accuracy,
     summary,
     write_report,
 )
 from streamserve.demo.runner import demo_settings
-from streamserve.demo.stream import drifting_stream
+from streamserve.demo.stream import DriftPoint, drifting_stream
 from streamserve.demo.view import Frame, render, status_line
 from streamserve.settings import DEFAULT_MODEL, settings_from_dict
 
@@ -87,6 +88,18 @@ def test_rolling_accuracy_skips_missing_predictions() -> None:
     assert ys == [pytest.approx(2 / 3, abs=1e-4), 1.0, 1.0]
     xs, ys = rolling_accuracy([None] * 6, window=3, step=3)
     assert ys == [None, None]
+
+
+def test_recovery_counts_events_from_the_drift_back_to_95_percent_of_before() -> None:
+    drifts = [DriftPoint(100, 2, "abrupt", "a", "b"), DriftPoint(200, 2, "abrupt", "b", "a")]
+    xs = list(range(0, 300, 10))
+    ys: list[float | None] = [0.9] * 10 + [0.6, 0.5, 0.7, 0.86, 0.9] + [0.9] * 5 + [0.88] * 10
+    rows = recovery(xs, ys, drifts, 300)
+    assert rows[0] == {"drift": 100, "before": 0.9, "lowest": 0.5, "recovered_after_events": 30}
+    # 0.88 >= 0.95 * 0.9: no real dip, so no recovery needed.
+    assert rows[1]["recovered_after_events"] == 0
+    never = recovery(xs, [*ys[:12], *([0.5] * 18)], drifts[:1], 300)
+    assert never[0]["recovered_after_events"] is None
 
 
 def test_alert_position_is_the_last_event_published_before_it() -> None:
