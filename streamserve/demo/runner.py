@@ -235,11 +235,11 @@ def _print_end(
         shown = "-" if acc is None else f"{acc:.3f}"
         back = ", ".join(
             f"{'never' if r['recovered_after_events'] is None else r['recovered_after_events']}"
-            f" after the drift at {r['drift']}"
+            f" (drift at {r['drift']})"
             for r in s["recovery"]
         )
         lines.append(f"  accuracy {name:<11} {shown}   ({s['label']})")
-        lines.append(f"    back to 95 % of the pre-drift accuracy (events): {back}")
+        lines.append(f"    events back to 95 % of the pre-drift accuracy: {back}")
     lines.append(f"  versions served      {len(report['versions'])}")
     lines.append(f"  drift alerts         {len(report['alerts'])}")
     lines.append(f"  report               {json_path}")

@@ -62,6 +62,7 @@ def test_demo_runs_to_the_end_and_writes_a_sane_report(tmp_path: Path) -> None:
         assert len(rolling["event"]) == len(rolling["accuracy"]) > 10, name
         assert all(a is None or 0.0 <= a <= 1.0 for a in rolling["accuracy"]), name
         assert len(series["segments"]) == 3, name
+        assert [r["drift"] for r in series["recovery"]] == [800, 1600], name
     # The learning baseline beats the one that never learns on a stream it can learn.
     assert report["series"]["no_retrain"]["accuracy"] > report["series"]["frozen"]["accuracy"]
 
