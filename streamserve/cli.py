@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from streamserve import __version__
-from streamserve.embedded import EmbeddedBroker, EmbeddedError, EmbeddedRedis
+from streamserve.demo.options import (
+    DEFAULT_EVENTS,
+    DEFAULT_LABEL_DELAY,
+    DEFAULT_OUT,
+    DEFAULT_RATE,
+    DemoOptions,
+    parse_label_delay,
+)
+from streamserve.demo.runner import demo_settings, new_run_id, run_demo
+from streamserve.embedded import EmbeddedError, embedded_defaults
 from streamserve.errors import ConfigError, StreamserveError
 from streamserve.settings import Settings, load_settings
 from streamserve.wiring import Runtime, build_app
 
 logger = logging.getLogger("streamserve")
-
-EMBEDDED_SESSION_TIMEOUT_MS = 6000
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -70,6 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
     unpin = ssub.add_parser("unpin", help="serve the newest version again")
     _common(unpin)
     unpin.add_argument("--model", default="default")
+    demo = sub.add_parser(
+        "demo",
+        help="run the stack on embedded defaults over a drifting synthetic stream, "
+        "show a live view and write a report",
+    )
+    _common(demo)
+    demo.add_argument(
+        "--events",
+        type=int,
+        default=DEFAULT_EVENTS,
+        help=f"events to publish, then stop (default {DEFAULT_EVENTS})",
+    )
+    demo.add_argument(
+        "--label-delay",
+        default=DEFAULT_LABEL_DELAY,
+        help="when each label follows its event: seconds like 2s, or a number of later "
+        f"events like 300 (default {DEFAULT_LABEL_DELAY})",
+    )
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help=f"events published per second (default {DEFAULT_RATE:g})",
+    )
+    demo.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"report directory (default ./{DEFAULT_OUT}/)"
+    )
+    demo.add_argument("--seed", type=int, default=42, help="seed of the synthetic stream")
     return parser
 
 
@@ -140,30 +177,44 @@ def _print_banner(s: Settings, rt: Runtime, http_port: int | None) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     s = _settings(args)
     _configure_logging(s.log_level)
-    broker = redis_server = None
-    try:
-        if not s.kafka.bootstrap_servers:
-            broker = EmbeddedBroker().start()
-            kafka = dataclasses.replace(
-                s.kafka,
-                bootstrap_servers=broker.bootstrap_servers,
-                session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS,
-            )
-            s = dataclasses.replace(s, kafka=kafka)
-        if not s.redis.url:
-            redis_server = EmbeddedRedis().start()
-            s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=redis_server.url))
+    with embedded_defaults(s) as stack:
         return _run_roles(
-            s,
+            stack.settings,
             ("scorer", "joiner", "learner"),
-            ephemeral_key_ok=redis_server is not None,
+            ephemeral_key_ok=stack.ephemeral_redis,
             banner=True,
         )
-    finally:
-        if broker is not None:
-            broker.stop()
-        if redis_server is not None:
-            redis_server.stop()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if not args.log_level:
+        s = dataclasses.replace(s, log_level="WARNING")  # log lines would scroll the view
+    _configure_logging(s.log_level)
+    opts = DemoOptions(
+        events=args.events,
+        label_delay=parse_label_delay(args.label_delay),
+        rate=args.rate,
+        out=Path(args.out),
+        seed=args.seed,
+        live=sys.stdout.isatty(),
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    run_id = new_run_id()
+    with embedded_defaults(
+        demo_settings(s, run_id, http_port_given=args.http_port is not None)
+    ) as stack:
+        code = run_demo(
+            stack.settings,
+            opts,
+            sys.stdout,
+            stop,
+            run_id=run_id,
+            ephemeral_key_ok=stack.ephemeral_redis,
+        )
+        gc.collect()  # close the Kafka clients before their embedded broker stops
+        return code
 
 
 def cmd_role(args: argparse.Namespace) -> int:
@@ -228,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "learn": cmd_role,
         "topics": cmd_topics,
         "snapshots": cmd_snapshots,
+        "demo": cmd_demo,
     }
     try:
         return commands[args.command](args)

@@ -9,6 +9,7 @@ on disk, and listen on 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -16,10 +17,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from streamserve.errors import StreamserveError
+from streamserve.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -190,3 +194,48 @@ class EmbeddedRedis(_Server):
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+EMBEDDED_SESSION_TIMEOUT_MS = 6000
+
+
+@dataclass
+class EmbeddedStack:
+    """Settings pointed at the embedded servers started for them (if any were needed)."""
+
+    settings: Settings
+    broker: EmbeddedBroker | None
+    redis: EmbeddedRedis | None
+
+    @property
+    def ephemeral_redis(self) -> bool:
+        """True when Redis is the embedded one (it keeps nothing, so a random key is fine)."""
+        return self.redis is not None
+
+
+@contextlib.contextmanager
+def embedded_defaults(s: Settings) -> Iterator[EmbeddedStack]:
+    """Start an embedded broker and Redis for whichever of the two ``s`` does not name.
+
+    Yields the settings pointed at them (the embedded broker gets a short consumer
+    session timeout, as its group joins wait half of it); stops them when the block ends.
+    """
+    broker = redis_server = None
+    try:
+        if not s.kafka.bootstrap_servers:
+            broker = EmbeddedBroker().start()
+            kafka = dataclasses.replace(
+                s.kafka,
+                bootstrap_servers=broker.bootstrap_servers,
+                session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS,
+            )
+            s = dataclasses.replace(s, kafka=kafka)
+        if not s.redis.url:
+            redis_server = EmbeddedRedis().start()
+            s = dataclasses.replace(s, redis=dataclasses.replace(s.redis, url=redis_server.url))
+        yield EmbeddedStack(s, broker, redis_server)
+    finally:
+        if broker is not None:
+            broker.stop()
+        if redis_server is not None:
+            redis_server.stop()

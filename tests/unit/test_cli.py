@@ -33,3 +33,19 @@ def test_unknown_model_learner_is_reported(
     cfg.write_text("models:\n  - {name: m, task: binary, learner: 'nowhere.module:build'}\n")
     assert main(["learn", "--config", str(cfg)]) == 2
     assert "models[0].learner" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_bad_label_delay_before_starting_anything(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--label-delay", "soon"]) == 1
+    assert "--label-delay" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_model_that_is_not_binary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  - {name: price, task: regression, learner: linear_regression}\n")
+    assert main(["demo", "--config", str(cfg)]) == 1
+    assert "binary" in capsys.readouterr().err
