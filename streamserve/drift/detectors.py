@@ -40,7 +40,6 @@ DETECTORS: Mapping[str, DetectorKind] = {
     "eddm": DetectorKind(binary.EDDM, has_warning=True, binary_input=True),
     "hddm_a": DetectorKind(binary.HDDMA, has_warning=True, binary_input=True),
     "hddm_w": DetectorKind(binary.HDDMW, has_warning=True, binary_input=True),
-    "fhddm": DetectorKind(binary.FHDDM, has_warning=True, binary_input=True),
 }
 
 
