@@ -75,7 +75,7 @@ class AlertSink:
         ).inc()
         logger.warning(
             "drift %s: model=%s v%d signal=%s detector=%s statistic=%s offset=%s action=%s%s",
-            alert.severity,
+            "warning" if alert.severity == "warning" else "detected",
             alert.model,
             alert.model_version,
             alert.signal,
