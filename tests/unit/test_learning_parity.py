@@ -100,8 +100,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("dataset", "learner"), CASES)
-def test_immediate_labels_match_progressive_val_score(dataset: Any, learner: str) -> None:
+def immediate_figures(dataset: Any, learner: str) -> tuple[float, float]:
+    """(the learner's prequential accuracy, progressive_val_score), labels immediate."""
     spec = ModelSpec(name="parity", task=Task.BINARY, learner=learner)
     reference = evaluate.progressive_val_score(
         dataset(), build_learner(spec).estimator, metrics.Accuracy()
@@ -111,16 +111,14 @@ def test_immediate_labels_match_progressive_val_score(dataset: Any, learner: str
     msgs = [m for _, _, m in _messages(dataset())]
     for start in range(0, len(msgs), 500):  # micro-batches, as the role consumes them
         role._learn_batch(state, msgs[start : start + 500])  # type: ignore[arg-type]
-    service = state.metrics.as_dict()["accuracy"]
-    assert state.examples_seen == len(msgs)
-    assert abs(service - reference) <= TOLERANCE, (service, reference)
+    if state.examples_seen != len(msgs):
+        raise AssertionError(f"learned {state.examples_seen} of {len(msgs)}")
+    return state.metrics.as_dict()["accuracy"], reference
 
 
-@pytest.mark.parametrize("delay", [10, 100])
-@pytest.mark.parametrize(("dataset", "learner"), CASES[:3])
-def test_delayed_labels_served_accuracy_matches_progressive_val_score(
-    dataset: Any, learner: str, delay: int
-) -> None:
+def delayed_figures(dataset: Any, learner: str, delay: int) -> dict[str, float]:
+    """Labels ``delay`` events late: the served accuracy vs progressive_val_score(delay),
+    and the learner's own metric vs progressive_val_score without delay."""
     spec = ModelSpec(name="parity", task=Task.BINARY, learner=learner)
     reference = evaluate.progressive_val_score(
         dataset(), build_learner(spec).estimator, metrics.Accuracy(), delay=delay
@@ -144,8 +142,26 @@ def test_delayed_labels_served_accuracy_matches_progressive_val_score(
             serving = load_learner(spec, state.learner.format, state.learner.dumps())
     for j in range(max(0, len(rows) - delay + 1), len(rows)):
         role._learn_batch(state, [rows[j][2]])  # type: ignore[list-item]
-    served = hits / answered
-    assert abs(served - reference) <= TOLERANCE, (served, reference)
+    return {
+        "served": hits / answered,
+        "reference_delayed": reference,
+        "learner": state.metrics.as_dict()["accuracy"],
+        "reference_immediate": immediate,
+    }
+
+
+@pytest.mark.parametrize(("dataset", "learner"), CASES)
+def test_immediate_labels_match_progressive_val_score(dataset: Any, learner: str) -> None:
+    service, reference = immediate_figures(dataset, learner)
+    assert abs(service - reference) <= TOLERANCE, (service, reference)
+
+
+@pytest.mark.parametrize("delay", [10, 100])
+@pytest.mark.parametrize(("dataset", "learner"), CASES[:3])
+def test_delayed_labels_served_accuracy_matches_progressive_val_score(
+    dataset: Any, learner: str, delay: int
+) -> None:
+    f = delayed_figures(dataset, learner, delay)
+    assert abs(f["served"] - f["reference_delayed"]) <= TOLERANCE, f
     # The learner's own metric predicts at label time: the immediate-label figure.
-    learner_metric = state.metrics.as_dict()["accuracy"]
-    assert abs(learner_metric - immediate) <= TOLERANCE, (learner_metric, immediate)
+    assert abs(f["learner"] - f["reference_immediate"]) <= TOLERANCE, f
