@@ -289,6 +289,7 @@ class LearnerRole:
                 if self._on_learned is not None:
                     self._on_learned(self.spec.name, example, scored)
                 if monitor is not None:
+                    self._record(m, state)  # a promotion's snapshot reflects this example
                     outcome = monitor.observe(
                         learner,
                         example.features,
@@ -296,24 +297,15 @@ class LearnerRole:
                         scored,
                         version=state.version,
                         offset=m.offset(),
-                        offsets=self._offsets_after(state, m),
+                        offsets=state.offsets,
                     )
                     if outcome is not None:
                         self._learned.inc(learned)
                         learned = 0
-                        self._record(m, state)
                         self._act(state, outcome)
                         learner = state.learner
             self._record(m, state)
         self._learned.inc(learned)
-
-    @staticmethod
-    def _offsets_after(state: LearnerState, m: Message) -> dict[int, int]:
-        offsets = dict(state.offsets)
-        partition, offset = m.partition(), m.offset()
-        if partition is not None and offset is not None:
-            offsets[partition] = offset + 1
-        return offsets
 
     @staticmethod
     def _record(m: Message, state: LearnerState) -> None:
@@ -326,22 +318,21 @@ class LearnerRole:
         write the alert naming that version."""
         alert = outcome.alert
         if outcome.promote is not None:
-            previous = state.learner
             state.learner = outcome.promote
+            policy = alert.details.get("policy", "")
             if self._checkpoint(state, self._consumer):
                 alert.action_version = state.version
-                self._metrics.drift_promotions.labels(
-                    self.spec.name, alert.details.get("policy", "")
-                ).inc()
+                self._metrics.drift_promotions.labels(self.spec.name, policy).inc()
+                logger.info(
+                    "learner %s: %s policy promoted v%d over v%d",
+                    self.spec.name,
+                    policy,
+                    state.version,
+                    alert.model_version,
+                )
             else:
                 # Redis is down: keep the promoted model; the next checkpoint publishes it.
                 alert.details["publish"] = "deferred"
-            logger.info(
-                "learner %s: promoted a %s model over v%d",
-                self.spec.name,
-                type(previous).__name__,
-                alert.model_version,
-            )
         if self._alerts is not None:
             self._alerts.emit(alert)
 
