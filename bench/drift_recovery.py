@@ -43,7 +43,9 @@ class HistoryReplayer:
     def __init__(self, history: list[Labelled]) -> None:
         self.history = history
 
-    def read(self, offsets: Mapping[int, int], count: int) -> list[Labelled]:
+    def read(
+        self, offsets: Mapping[int, int], count: int, since_ms: int | None = None
+    ) -> list[Labelled]:
         end = offsets.get(0, 0)
         return self.history[max(0, end - count) : end]
 

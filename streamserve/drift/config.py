@@ -13,7 +13,14 @@ from streamserve.learners.spec import Task
 
 _DRIFT_KEYS = frozenset({"enabled", "detector", "params"})
 _RETRAIN_KEYS = frozenset(
-    {"policy", "cooldown_examples", "replay_window", "trial_examples", "replay_timeout_s"}
+    {
+        "policy",
+        "cooldown_examples",
+        "replay_window",
+        "replay_seconds",
+        "trial_examples",
+        "replay_timeout_s",
+    }
 )
 
 
@@ -85,9 +92,19 @@ def model_drift(name: str, task: Task, drift: Any, retrain: Any, key: str) -> Mo
     timeout = retrain.get("replay_timeout_s", RetrainSpec.replay_timeout_s)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise ConfigError(f"{key}.retrain.replay_timeout_s", f"must be positive; got {timeout!r}")
+    seconds = retrain.get("replay_seconds")
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+    ):
+        raise ConfigError(f"{key}.retrain.replay_seconds", f"must be positive; got {seconds!r}")
     return ModelDrift(
         model=name,
         enabled=enabled,
         detector=detector,
-        retrain=RetrainSpec(policy=policy, replay_timeout_s=float(timeout), **ints),
+        retrain=RetrainSpec(
+            policy=policy,
+            replay_timeout_s=float(timeout),
+            replay_seconds=None if seconds is None else float(seconds),
+            **ints,
+        ),
     )

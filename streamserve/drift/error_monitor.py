@@ -14,7 +14,8 @@ policy (see ``alerts`` for the action names):
   a detector that has no warning zone (ADWIN, Page-Hinkley, KSWIN) the challenger starts
   at the detection and is judged ``trial_examples`` later;
 - ``replay``: at the detection a fresh clone learns the last ``replay_window`` examples
-  read back from the examples topic and is promoted.
+  (within the last ``replay_seconds``, when set) read back from the examples topic and is
+  promoted.
 
 After a promotion, a replay or a dropped challenger, detections within
 ``cooldown_examples`` examples are alerted with action ``cooldown`` only. After a
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -216,8 +218,10 @@ class ErrorMonitor:
         window = self.config.retrain.replay_window
         if self._replayer is None:  # pragma: no cover - checked in __init__
             raise RuntimeError("no replayer")
+        seconds = self.config.retrain.replay_seconds
+        since_ms = None if seconds is None else int((time.time() - seconds) * 1000)
         try:
-            examples = self._replayer.read(offsets, window)
+            examples = self._replayer.read(offsets, window, since_ms)
         except ReplayError as exc:
             logger.error("model %s: replay failed: %s", self.config.model, exc)
             alert = self._alert("drift", version, offset, actions.ACTION_REPLAY_FAILED)

@@ -31,6 +31,8 @@ class RetrainSpec:
     - ``cooldown_examples``: after an action that starts or promotes a model, detections
       in the next this-many examples are alerted with action ``cooldown`` and nothing else;
     - ``replay_window``: the replay policy retrains on the last this-many examples;
+    - ``replay_seconds``: and, when set, only on those written in the last this-many
+      seconds (by the examples topic's record time);
     - ``trial_examples``: a challenger started at a detection (detectors without a warning
       zone) learns this many examples before it is compared with the champion;
     - ``replay_timeout_s``: the longest the replay policy reads the examples topic.
@@ -39,6 +41,7 @@ class RetrainSpec:
     policy: Policy = Policy.CHALLENGER
     cooldown_examples: int = 1000
     replay_window: int = 2000
+    replay_seconds: float | None = None
     trial_examples: int = 500
     replay_timeout_s: float = 30.0
 

@@ -21,10 +21,12 @@ class FakeReplayer:
     def __init__(self, examples: list[Labelled], fail: bool = False) -> None:
         self.examples = examples
         self.fail = fail
-        self.calls: list[tuple[dict[int, int], int]] = []
+        self.calls: list[tuple[dict[int, int], int, int | None]] = []
 
-    def read(self, offsets: Mapping[int, int], count: int) -> list[Labelled]:
-        self.calls.append((dict(offsets), count))
+    def read(
+        self, offsets: Mapping[int, int], count: int, since_ms: int | None = None
+    ) -> list[Labelled]:
+        self.calls.append((dict(offsets), count, since_ms))
         if self.fail:
             raise ReplayError("broker gone")
         return self.examples[-count:]
@@ -128,8 +130,8 @@ def test_replay_policy_retrains_on_the_replayed_window_and_promotes() -> None:
     retrained = [o for _, o in outcomes if o.alert.action == actions.ACTION_RETRAINED]
     assert retrained and retrained[0].promote is not None
     assert retrained[0].alert.details["replayed_examples"] == "400"
-    offsets, count = replayer.calls[0]
-    assert count == 400 and offsets[0] > 3000
+    offsets, count, since_ms = replayer.calls[0]
+    assert count == 400 and offsets[0] > 3000 and since_ms is None
     new = retrained[0].promote
     hits = sum(new.predict_one(x).prediction == y for x, y in list(abrupt_stream(6000, 0))[-300:])
     assert hits > 250  # it learned the new concept from the replayed window

@@ -149,7 +149,12 @@ def test_drift_and_retrain_keys_are_read() -> None:
             "models": [
                 _model(
                     drift={"detector": "page_hinkley", "params": {"threshold": 20}},
-                    retrain={"policy": "replay", "cooldown_examples": 50, "replay_window": 300},
+                    retrain={
+                        "policy": "replay",
+                        "cooldown_examples": 50,
+                        "replay_window": 300,
+                        "replay_seconds": 600,
+                    },
                 )
             ],
             "scorer": {"input_drift": {"detector": "kswin", "sample_per_batch": 10}},
@@ -162,6 +167,7 @@ def test_drift_and_retrain_keys_are_read() -> None:
         50,
         300,
     )
+    assert d.retrain.replay_seconds == 600.0
     assert s.scorer.input_drift.detector == "kswin"
     assert settings_from_dict({"models": [_model(drift=False)]}).drift_of("m").enabled is False
 
@@ -175,6 +181,7 @@ def test_drift_and_retrain_keys_are_read() -> None:
         (_model(retrain={"policy": "pray"}), "models[0].retrain.policy"),
         (_model(retrain={"cooldown": 3}), "models[0].retrain.cooldown"),
         (_model(retrain={"replay_window": 0}), "models[0].retrain.replay_window"),
+        (_model(retrain={"replay_seconds": -1}), "models[0].retrain.replay_seconds"),
         (
             {
                 "name": "r",
