@@ -136,6 +136,15 @@ def input_monitor_cost(batches: int = 200, batch: int = 1000) -> dict[str, float
         "m": [Scored(True, {}, rng.random()) for _ in range(batch)]
     }
     out: dict[str, float] = {}
+    model = build_learner(ModelSpec(name="m", task=Task.BINARY, learner="logistic_regression"))
+    for x in xs[:200]:
+        model.learn_one(x, x["n0"] > 0)
+    started = time.perf_counter()
+    for _ in range(20):
+        model.predict_many(xs)
+    out["for scale: scoring the batch (logistic_regression.predict_many)"] = (
+        (time.perf_counter() - started) / 20 * 1e6
+    )
     for sample in (50, 200):
         monitor = InputMonitor(InputConfig(DetectorSpec("adwin"), sample, 100, 500, 0.3, 50), ["m"])
         offsets: list[int | None] = list(range(batch))
