@@ -124,6 +124,25 @@ class Metrics:
             ["model", "metric"],
             registry=r,
         )
+        # drift
+        self.drift_alerts = Counter(
+            "streamserve_drift_alerts",
+            "Drift warnings and detections, per model, signal, detector, severity and action.",
+            ["model", "signal", "detector", "severity", "action"],
+            registry=r,
+        )
+        self.drift_promotions = Counter(
+            "streamserve_drift_promotions",
+            "Models promoted by a retraining policy (a new snapshot version), per model.",
+            ["model", "policy"],
+            registry=r,
+        )
+        self.input_monitor_seconds = Histogram(
+            "streamserve_input_monitor_seconds",
+            "Time a scorer spends per batch updating its input drift monitors.",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
+            registry=r,
+        )
         # shared
         self.dead_letters = Counter(
             "streamserve_dead_letters",

@@ -17,6 +17,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from streamserve.drift.config import model_drift
+from streamserve.drift.spec import DetectorSpec, ModelDrift
 from streamserve.errors import ConfigError
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
@@ -93,9 +95,27 @@ class SnapshotSettings:
 
 
 @dataclass(frozen=True)
+class InputDriftSettings:
+    """The scorer's input monitors (no labels needed): numeric features, the score, and
+    categorical value frequencies."""
+
+    enabled: bool = True
+    detector: Literal["adwin", "kswin", "page_hinkley"] = "adwin"
+    sample_per_batch: int = 50
+    max_features: int = 100
+    categorical_window: int = 500
+    categorical_threshold: float = 0.3
+    max_categories: int = 50
+
+    def detector_spec(self) -> DetectorSpec:
+        return DetectorSpec(self.detector)
+
+
+@dataclass(frozen=True)
 class ScorerSettings:
     batch_size: int = 1000
     batch_timeout_ms: int = 20
+    input_drift: InputDriftSettings = field(default_factory=InputDriftSettings)
 
 
 @dataclass(frozen=True)
@@ -135,12 +155,21 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     models: tuple[ModelSpec, ...] = (DEFAULT_MODEL,)
     log_level: str = "INFO"
+    # per model, from each model's `drift` and `retrain` keys; a model not listed gets
+    # the defaults (ADWIN on its error stream, challenger policy)
+    drift: tuple[ModelDrift, ...] = ()
 
     def model(self, name: str) -> ModelSpec:
         for spec in self.models:
             if spec.name == name:
                 return spec
         raise ConfigError("models", f"no model named {name!r}")
+
+    def drift_of(self, name: str) -> ModelDrift:
+        for d in self.drift:
+            if d.model == name:
+                return d
+        return ModelDrift(model=name)
 
 
 # Environment variables with a fixed meaning; any other setting can be given as
@@ -157,7 +186,7 @@ ENV_ALIASES: Mapping[str, tuple[str, str]] = {
     "STREAMSERVE_LOG_LEVEL": ("log_level", ""),
 }
 
-_MODEL_KEYS = frozenset({"name", "task", "learner", "params", "preprocess"})
+_MODEL_KEYS = frozenset({"name", "task", "learner", "params", "preprocess", "drift", "retrain"})
 
 
 def load_settings(
@@ -188,9 +217,12 @@ def settings_from_dict(data: Mapping[str, Any], *, validate_models: bool = True)
         raise ConfigError("<root>", "the config file must hold a mapping of sections")
     raw = dict(data)
     models_raw = raw.pop("models", None)
-    settings: Settings = _build(Settings, raw, "", skip={"models"})
+    if "drift" in raw:
+        raise ConfigError("drift", "set drift per model (models[i].drift, models[i].retrain)")
+    settings: Settings = _build(Settings, raw, "", skip={"models", "drift"})
     models = _build_models(models_raw, validate=validate_models)
-    settings = dataclasses.replace(settings, models=models)
+    drift = _build_drift(models_raw, models)
+    settings = dataclasses.replace(settings, models=models, drift=drift)
     _check(settings)
     return settings
 
@@ -375,9 +407,22 @@ def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
     return tuple(specs)
 
 
+def _build_drift(raw: Any, models: tuple[ModelSpec, ...]) -> tuple[ModelDrift, ...]:
+    if raw is None:
+        return ()
+    return tuple(
+        model_drift(spec.name, spec.task, item.get("drift"), item.get("retrain"), f"models[{i}]")
+        for i, (item, spec) in enumerate(zip(raw, models, strict=True))
+    )
+
+
 def _check(s: Settings) -> None:
     positive_ints = {
         "scorer.batch_size": s.scorer.batch_size,
+        "scorer.input_drift.sample_per_batch": s.scorer.input_drift.sample_per_batch,
+        "scorer.input_drift.max_features": s.scorer.input_drift.max_features,
+        "scorer.input_drift.categorical_window": s.scorer.input_drift.categorical_window,
+        "scorer.input_drift.max_categories": s.scorer.input_drift.max_categories,
         "joiner.batch_size": s.joiner.batch_size,
         "learner.batch_size": s.learner.batch_size,
         "snapshots.keep": s.snapshots.keep,
@@ -397,6 +442,11 @@ def _check(s: Settings) -> None:
     for key, fvalue in positive_floats.items():
         if fvalue <= 0:
             raise ConfigError(key, f"must be positive; got {fvalue}")
+    if not 0 < s.scorer.input_drift.categorical_threshold <= 1:
+        raise ConfigError(
+            "scorer.input_drift.categorical_threshold",
+            f"must be in (0, 1]; got {s.scorer.input_drift.categorical_threshold}",
+        )
     if not 0 <= s.http.port <= 65535:
         raise ConfigError("http.port", f"must be 0..65535; got {s.http.port}")
     if s.snapshots.lease_ttl_ms < 1000:

@@ -16,6 +16,11 @@ import redis
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from streamserve.drift.alerts import AlertSink
+from streamserve.drift.error_monitor import ErrorMonitor
+from streamserve.drift.input_monitor import InputConfig, InputMonitor
+from streamserve.drift.replay import ExamplesReplayer
+from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
 from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
@@ -159,6 +164,14 @@ class Runtime:
     def dead_letters(self, producer: Producer) -> DeadLetterSink:
         return DeadLetterSink(producer, self.topics["dead-letter"], self.metrics)
 
+    def alert_sink(self, producer: Producer) -> AlertSink:
+        return AlertSink(
+            producer=producer,
+            topic=self.topics["drift-alerts"],
+            encoder=self.serde.alert_encoder(),
+            metrics=self.metrics,
+        )
+
 
 @dataclass
 class Role:
@@ -179,6 +192,20 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         holder, watcher = _serving(rt, spec)
         served.append(ServedModel(spec.name, holder))
         watchers.append(watcher)
+    inputs = s.scorer.input_drift
+    monitor = None
+    if inputs.enabled:
+        monitor = InputMonitor(
+            InputConfig(
+                detector=inputs.detector_spec(),
+                sample_per_batch=inputs.sample_per_batch,
+                max_features=inputs.max_features,
+                categorical_window=inputs.categorical_window,
+                categorical_threshold=inputs.categorical_threshold,
+                max_categories=inputs.max_categories,
+            ),
+            [m.name for m in served],
+        )
     scorer = Scorer(
         decoder=rt.serde.event_decoder(),
         encoder=rt.serde.prediction_encoder(),
@@ -187,6 +214,8 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         dead_letters=rt.dead_letters(producer),
         models=served,
         metrics=rt.metrics,
+        input_monitor=monitor,
+        alerts=rt.alert_sink(producer),
     )
     loop = ConsumerLoop(
         role="scorer",
@@ -286,6 +315,24 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     def consumer() -> Consumer:
         return rt.consumer(f"learner-{spec.name}", f"learner-{spec.name}", errors)
 
+    drift = s.drift_of(spec.name)
+    drift_monitor = None
+    if drift.enabled:
+        replayer = None
+        if drift.retrain.policy is Policy.REPLAY:
+            replayer = ExamplesReplayer(
+                consumer_factory=lambda: rt.consumer(
+                    f"learner-{spec.name}", f"learner-{spec.name}-replay", errors
+                ),
+                topic=topic,
+                decoder=rt.serde.example_decoder(),
+                task=spec.task,
+                timeout_s=drift.retrain.replay_timeout_s,
+            )
+
+        def drift_monitor() -> ErrorMonitor:
+            return ErrorMonitor(spec.task, drift, replayer)
+
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -310,6 +357,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             holder=new_holder_token(),
         ),
         metrics=rt.metrics,
+        drift_monitor=drift_monitor,
+        alerts=rt.alert_sink(producer),
     )
 
     def health() -> dict[str, Any]:

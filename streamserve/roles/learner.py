@@ -19,6 +19,8 @@ from typing import Any
 import redis
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, TopicPartition
 
+from streamserve.drift.alerts import AlertSink
+from streamserve.drift.error_monitor import ErrorMonitor, Outcome
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
@@ -55,6 +57,7 @@ class LearnerState:
     offsets: dict[int, int] = field(default_factory=dict)
     since_checkpoint: int = 0
     last_checkpoint: float = field(default_factory=time.monotonic)
+    drift: ErrorMonitor | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class LearnerRole:
         lease: Lease,
         metrics: Metrics,
         on_learned: Callable[[str, Example, Any], None] | None = None,
+        drift_monitor: Callable[[], ErrorMonitor] | None = None,
+        alerts: AlertSink | None = None,
     ) -> None:
         self.spec = spec
         self._cfg = config
@@ -99,6 +104,9 @@ class LearnerRole:
         self._lease = lease
         self._metrics = metrics
         self._on_learned = on_learned
+        self._drift_monitor = drift_monitor
+        self._alerts = alerts
+        self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._leader = metrics.learner_leader.labels(spec.name)
         self.state: LearnerState | None = None
@@ -131,8 +139,11 @@ class LearnerRole:
 
     def _lead(self, stop: threading.Event) -> None:
         state = self._restore()
+        if self._drift_monitor is not None:
+            state.drift = self._drift_monitor()
         self.state = state
         consumer = self._consumer_factory()
+        self._consumer = consumer
         assigned: set[int] = set()
         try:
             self._assign_new(consumer, state, assigned)
@@ -255,6 +266,7 @@ class LearnerRole:
 
     def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
         learner, metrics, task = state.learner, state.metrics, self.spec.task
+        monitor = state.drift
         learned = 0
         for m in msgs:
             err = m.error()
@@ -272,14 +284,57 @@ class LearnerRole:
                 metrics.update(y, scored)
                 learner.learn_one(example.features, y)
                 learned += 1
+                state.examples_seen += 1
+                state.since_checkpoint += 1
                 if self._on_learned is not None:
                     self._on_learned(self.spec.name, example, scored)
-            partition, offset = m.partition(), m.offset()
-            if partition is not None and offset is not None:
-                state.offsets[partition] = offset + 1
-        state.examples_seen += learned
-        state.since_checkpoint += learned
+                if monitor is not None:
+                    self._record(m, state)  # a promotion's snapshot reflects this example
+                    outcome = monitor.observe(
+                        learner,
+                        example.features,
+                        y,
+                        scored,
+                        version=state.version,
+                        offset=m.offset(),
+                        offsets=state.offsets,
+                    )
+                    if outcome is not None:
+                        self._learned.inc(learned)
+                        learned = 0
+                        self._act(state, outcome)
+                        learner = state.learner
+            self._record(m, state)
         self._learned.inc(learned)
+
+    @staticmethod
+    def _record(m: Message, state: LearnerState) -> None:
+        partition, offset = m.partition(), m.offset()
+        if partition is not None and offset is not None:
+            state.offsets[partition] = offset + 1
+
+    def _act(self, state: LearnerState, outcome: Outcome) -> None:
+        """Promote the policy's model as a new version (fenced, like any checkpoint), then
+        write the alert naming that version."""
+        alert = outcome.alert
+        if outcome.promote is not None:
+            state.learner = outcome.promote
+            policy = alert.details.get("policy", "")
+            if self._checkpoint(state, self._consumer):
+                alert.action_version = state.version
+                self._metrics.drift_promotions.labels(self.spec.name, policy).inc()
+                logger.info(
+                    "learner %s: %s policy promoted v%d over v%d",
+                    self.spec.name,
+                    policy,
+                    state.version,
+                    alert.model_version,
+                )
+            else:
+                # Redis is down: keep the promoted model; the next checkpoint publishes it.
+                alert.details["publish"] = "deferred"
+        if self._alerts is not None:
+            self._alerts.emit(alert)
 
     # -- checkpoints ------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from streamserve.drift.alerts import ACTION_ALERT, AlertSink, DriftAlert
+from streamserve.drift.input_monitor import InputMonitor
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch, produce
 from streamserve.learners.base import Learner, Scored
@@ -47,6 +49,8 @@ class Scorer:
         dead_letters: DeadLetterSink,
         models: Sequence[ServedModel],
         metrics: Metrics,
+        input_monitor: InputMonitor | None = None,
+        alerts: AlertSink | None = None,
     ) -> None:
         self._decode = decoder.decode
         self._encode = encoder.encode
@@ -56,6 +60,9 @@ class Scorer:
         self._models = list(models)
         self._scored = {m.name: metrics.events_scored.labels(m.name) for m in self._models}
         self._e2e = {m.name: metrics.end_to_end_seconds.labels(m.name) for m in self._models}
+        self._inputs = input_monitor
+        self._alerts = alerts
+        self._monitor_seconds = metrics.input_monitor_seconds
 
     def handle(self, msgs: list[Message], batch: Batch) -> None:
         events: list[Event] = []
@@ -72,9 +79,13 @@ class Scorer:
             return
         features = [e.features for e in events]
         failed: set[int] = set()
+        all_scored: dict[str, list[Scored | Exception]] = {}
+        versions: dict[str, int] = {}
         for served in self._models:
             serving = served.holder.current  # one version for the whole batch
             scored = self._score(served.name, serving.model, features)
+            all_scored[served.name] = scored
+            versions[served.name] = serving.version
             now_ms = int(time.time() * 1000)
             encode, topic, producer = self._encode, self._topic, self._producer
             observe = self._e2e[served.name].observe
@@ -107,6 +118,40 @@ class Scorer:
                 if event.ts is not None:
                     observe(max(0.0, now_ms - event.ts) / 1000.0)
             self._scored[served.name].inc(count)
+        if self._inputs is not None:
+            self._watch_inputs(features, sources, all_scored, versions, batch)
+
+    def _watch_inputs(
+        self,
+        features: list[dict[str, Any]],
+        sources: list[Message],
+        scored: dict[str, list[Scored | Exception]],
+        versions: dict[str, int],
+        batch: Batch,
+    ) -> None:
+        if self._inputs is None:
+            return
+        started = time.perf_counter()
+        found = self._inputs.observe(features, [m.offset() for m in sources], scored)
+        self._monitor_seconds.observe(time.perf_counter() - started)
+        if not found or self._alerts is None:
+            return
+        for d in found:
+            for model in [d.model] if d.model is not None else list(versions):
+                self._alerts.emit(
+                    DriftAlert(
+                        model=model,
+                        model_version=versions[model],
+                        detector=d.detector,
+                        signal=d.signal,
+                        severity="drift",
+                        statistic=d.statistic,
+                        offset=d.offset,
+                        action=ACTION_ALERT,
+                        details={"source": "scorer"},
+                    ),
+                    batch,
+                )
 
     def _score(
         self, name: str, model: Learner, features: list[dict[str, Any]]

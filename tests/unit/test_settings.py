@@ -129,3 +129,80 @@ def test_kafka_passthrough_values_become_strings() -> None:
         "enable.ssl.certificate.verification": "false",
         "socket.timeout.ms": "1000",
     }
+
+
+def _model(**extra: object) -> dict[str, object]:
+    return {"name": "m", "task": "binary", "learner": "logistic_regression", **extra}
+
+
+def test_drift_defaults_are_adwin_and_challenger() -> None:
+    s = settings_from_dict({"models": [_model()]})
+    d = s.drift_of("m")
+    assert (d.enabled, d.detector.name, d.retrain.policy.value) == (True, "adwin", "challenger")
+    assert s.drift_of("other").model == "other"  # defaults for a model without the keys
+    assert s.scorer.input_drift.enabled and s.scorer.input_drift.detector == "adwin"
+
+
+def test_drift_and_retrain_keys_are_read() -> None:
+    s = settings_from_dict(
+        {
+            "models": [
+                _model(
+                    drift={"detector": "page_hinkley", "params": {"threshold": 20}},
+                    retrain={
+                        "policy": "replay",
+                        "cooldown_examples": 50,
+                        "replay_window": 300,
+                        "replay_seconds": 600,
+                    },
+                )
+            ],
+            "scorer": {"input_drift": {"detector": "kswin", "sample_per_batch": 10}},
+        }
+    )
+    d = s.drift_of("m")
+    assert d.detector.name == "page_hinkley" and d.detector.params == {"threshold": 20}
+    assert (d.retrain.policy.value, d.retrain.cooldown_examples, d.retrain.replay_window) == (
+        "replay",
+        50,
+        300,
+    )
+    assert d.retrain.replay_seconds == 600.0
+    assert s.scorer.input_drift.detector == "kswin"
+    assert settings_from_dict({"models": [_model(drift=False)]}).drift_of("m").enabled is False
+
+
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        (_model(drift={"detector": "magic"}), "models[0].drift.detector"),
+        (_model(drift={"params": {"nope": 1}}), "models[0].drift.params"),
+        (_model(drift={"detector": "adwin", "window": 3}), "models[0].drift.window"),
+        (_model(retrain={"policy": "pray"}), "models[0].retrain.policy"),
+        (_model(retrain={"cooldown": 3}), "models[0].retrain.cooldown"),
+        (_model(retrain={"replay_window": 0}), "models[0].retrain.replay_window"),
+        (_model(retrain={"replay_seconds": -1}), "models[0].retrain.replay_seconds"),
+        (
+            {
+                "name": "r",
+                "task": "regression",
+                "learner": "linear_regression",
+                "drift": {"detector": "ddm"},
+            },
+            "models[0].drift.detector",
+        ),
+    ],
+)
+def test_bad_drift_settings_name_the_key(model: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"models": [model]})
+    assert info.value.key == key
+
+
+def test_bad_input_drift_settings_name_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"scorer": {"input_drift": {"categorical_threshold": 2.0}}})
+    assert info.value.key == "scorer.input_drift.categorical_threshold"
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"scorer": {"input_drift": {"detector": "ddm"}}})
+    assert info.value.key == "scorer.input_drift.detector"

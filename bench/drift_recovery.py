@@ -1,0 +1,246 @@
+"""How many events each retraining policy needs to recover from an abrupt drift.
+
+A River synthetic stream (``ConceptDriftStream``: Agrawal function 0, then function 4 from
+event ``--drift-at``, width 100) is learned prequentially, example by example, by the
+learner's per-example path: predict, learn, feed the error monitor (``ErrorMonitor``, as
+``LearnerRole`` does), and swap in the model a policy promotes. The replay policy reads
+its window from the stream's history (an in-memory stand-in for the ``examples`` topic,
+read by offsets like ``ExamplesReplayer``).
+
+Recovery: the first event after the drift at which the rolling accuracy (last ``--window``
+predictions) is back to 95 % of its value just before the drift. Also measures the cost of
+the scorer's input monitors per batch. Prints a table and writes ``docs/DRIFT.md``.
+
+    python -m bench.drift_recovery [--events 30000] [--drift-at 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from river.datasets import synth
+
+from streamserve.drift.error_monitor import ErrorMonitor
+from streamserve.drift.input_monitor import InputConfig, InputMonitor
+from streamserve.drift.replay import Labelled
+from streamserve.drift.spec import DetectorSpec, ModelDrift, Policy, RetrainSpec
+from streamserve.learners.base import Learner, Scored
+from streamserve.learners.catalogue import build_learner
+from streamserve.learners.spec import ModelSpec, Task
+
+
+class HistoryReplayer:
+    """The last ``count`` examples before an offset, from the stream seen so far."""
+
+    def __init__(self, history: list[Labelled]) -> None:
+        self.history = history
+
+    def read(
+        self, offsets: Mapping[int, int], count: int, since_ms: int | None = None
+    ) -> list[Labelled]:
+        end = offsets.get(0, 0)
+        return self.history[max(0, end - count) : end]
+
+
+@dataclass
+class Run:
+    name: str
+    pre_drift: float
+    recovered_after: int | None
+    final: float
+    promotions: int
+    alerts: int
+    seconds: float
+
+
+def stream(n: int, drift_at: int, before: int, after: int) -> list[tuple[dict[str, Any], bool]]:
+    s = synth.ConceptDriftStream(
+        synth.Agrawal(classification_function=before, seed=1),
+        synth.Agrawal(classification_function=after, seed=2),
+        position=drift_at,
+        width=100,
+        seed=3,
+    )
+    return [(dict(x), bool(y)) for x, y in itertools.islice(s, n)]
+
+
+def run(
+    name: str,
+    model: str,
+    data: list[tuple[dict[str, Any], bool]],
+    drift: ModelDrift | None,
+    args: Any,
+) -> Run:
+    history: list[Labelled] = []
+    monitor = None
+    if drift is not None:
+        monitor = ErrorMonitor(Task.BINARY, drift, HistoryReplayer(history))
+    learner: Learner = build_learner(ModelSpec(name="bench", task=Task.BINARY, learner=model))
+    window: deque[int] = deque(maxlen=args.window)
+    pre = 0.0
+    recovered: int | None = None
+    promotions = alerts = 0
+    started = time.perf_counter()
+    for i, (x, y) in enumerate(data):
+        scored: Scored = learner.predict_one(x)
+        window.append(1 if scored.prediction == y else 0)
+        learner.learn_one(x, y)
+        history.append((x, y))
+        if monitor is not None:
+            out = monitor.observe(learner, x, y, scored, version=0, offset=i, offsets={0: i + 1})
+            if out is not None:
+                alerts += 1
+                if out.promote is not None:
+                    learner = out.promote
+                    promotions += 1
+        rolling = sum(window) / len(window)
+        if i == args.drift_at - 1:
+            pre = rolling
+        elif (
+            recovered is None
+            and i - args.drift_at >= args.window  # the window holds post-drift events only
+            and rolling >= 0.95 * pre
+        ):
+            recovered = i - args.drift_at
+    return Run(
+        name,
+        pre,
+        recovered,
+        sum(window) / len(window),
+        promotions,
+        alerts,
+        time.perf_counter() - started,
+    )
+
+
+def input_monitor_cost(batches: int = 200, batch: int = 1000) -> dict[str, float]:
+    """Microseconds per batch of ``batch`` events (10 numeric, 2 categorical features)."""
+    rng = random.Random(0)
+    xs = [
+        {
+            **{f"n{k}": rng.gauss(0, 1) for k in range(10)},
+            "country": rng.choice(["FR", "DE", "US"]),
+            "vip": rng.random() < 0.1,
+        }
+        for _ in range(batch)
+    ]
+    scores: dict[str, list[Scored | Exception]] = {
+        "m": [Scored(True, {}, rng.random()) for _ in range(batch)]
+    }
+    out: dict[str, float] = {}
+    model = build_learner(ModelSpec(name="m", task=Task.BINARY, learner="logistic_regression"))
+    for x in xs[:200]:
+        model.learn_one(x, x["n0"] > 0)
+    started = time.perf_counter()
+    for _ in range(20):
+        model.predict_many(xs)
+    out["for scale: scoring the batch (logistic_regression.predict_many)"] = (
+        (time.perf_counter() - started) / 20 * 1e6
+    )
+    for sample in (50, 200):
+        monitor = InputMonitor(InputConfig(DetectorSpec("adwin"), sample, 100, 500, 0.3, 50), ["m"])
+        offsets: list[int | None] = list(range(batch))
+        started = time.perf_counter()
+        for _ in range(batches):
+            monitor.observe(xs, offsets, scores)
+        out[f"sample_per_batch={sample}"] = (time.perf_counter() - started) / batches * 1e6
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--drift-at", type=int, default=8_000)
+    parser.add_argument("--window", type=int, default=500)
+    parser.add_argument("--learner", nargs="+", default=["naive_bayes", "hoeffding_tree"])
+    parser.add_argument("--before", type=int, default=0, help="Agrawal function before")
+    parser.add_argument("--after", type=int, default=4, help="Agrawal function after")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"))
+    args = parser.parse_args()
+    data = stream(args.events, args.drift_at, args.before, args.after)
+
+    def policy(p: Policy, detector: str = "adwin", **kw: int) -> ModelDrift:
+        return ModelDrift(
+            model="bench", detector=DetectorSpec(detector), retrain=RetrainSpec(policy=p, **kw)
+        )
+
+    configs: list[tuple[str, ModelDrift | None]] = [
+        ("no retraining", None),
+        ("alert only (ADWIN)", policy(Policy.ALERT)),
+        ("challenger (ADWIN, trial 500)", policy(Policy.CHALLENGER)),
+        ("challenger (HDDM_W, warning zone)", policy(Policy.CHALLENGER, "hddm_w")),
+        ("replay (ADWIN, window 2000)", policy(Policy.REPLAY)),
+        ("replay (ADWIN, window 500)", policy(Policy.REPLAY, replay_window=500)),
+    ]
+    tables = {m: [run(name, m, data, d, args) for name, d in configs] for m in args.learner}
+    cost = input_monitor_cost()
+    lines = [
+        "# Drift recovery",
+        "",
+        "Generated by `python -m bench.drift_recovery "
+        f"--events {args.events} --drift-at {args.drift_at} --window {args.window} "
+        f"--learner {' '.join(args.learner)} --before {args.before} --after {args.after}`.",
+        "",
+        f"Stream: River `ConceptDriftStream`, Agrawal classification function {args.before}, "
+        f"then function {args.after} from event {args.drift_at} (width 100), "
+        f"{args.events} events. Every example is predicted, then learned (prequential), "
+        "through the learner's per-example path with the error monitor (default settings "
+        "unless named: ADWIN, cooldown 1000 examples). "
+        f"Rolling accuracy over the last {args.window} predictions. *Recovered after* is "
+        "the number of events after the drift until the rolling accuracy, over post-drift "
+        "predictions only, is back to 95 % of its value just before the drift (at least "
+        f"{args.window} by construction); '-' means never within the stream.",
+    ]
+    for model, runs in tables.items():
+        lines += [
+            "",
+            f"## `{model}` (with the default preprocessing)",
+            "",
+            "| policy | pre-drift accuracy | recovered after (events) | final accuracy | "
+            "promotions | alerts | seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in runs:
+            lines.append(
+                f"| {r.name} | {r.pre_drift:.3f} | "
+                f"{'-' if r.recovered_after is None else r.recovered_after} | {r.final:.3f} | "
+                f"{r.promotions} | {r.alerts} | {r.seconds:.1f} |"
+            )
+    lines += [
+        "",
+        "Reading (at the default arguments): swapping in a fresh model pays when the old one "
+        "adapts slowly — Naive Bayes keeps counting the old concept, and every policy "
+        "recovers an order of magnitude sooner than no retraining. A fresh Hoeffding tree "
+        "needs more examples than a short window gives it: after this drift the old tree, "
+        "which keeps growing, ends above every retrained one, no run gets back to 95 % "
+        "within the stream, and the replay policy with a 500-example window fires on noise "
+        "before the drift (its pre-drift accuracy is lower). Choose the policy per model.",
+    ]
+    lines += [
+        "",
+        "## Input monitor cost in the scorer",
+        "",
+        "Per batch of 1000 events with 10 numeric and 2 categorical features and one model's "
+        "score (ADWIN per numeric stream, frequency distance per categorical feature):",
+        "",
+        "| setting | microseconds per batch |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.0f} |" for k, v in cost.items()]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "DRIFT.md").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

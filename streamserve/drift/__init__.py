@@ -1,0 +1,1 @@
+"""Drift: detectors over error, score and feature streams, alerts, retraining policies."""

@@ -1,0 +1,93 @@
+"""Drift alerts: one Avro record on ``drift-alerts``, one labelled counter, one log line."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamserve.kafka.delivery import Batch, produce
+from streamserve.metrics import Metrics
+from streamserve.serde.codecs import Encoder
+from streamserve.serde.exceptions import EncodeError
+
+logger = logging.getLogger(__name__)
+
+# What the service did about a warning or a detection (the alert's ``action``).
+ACTION_ALERT = "alert"  # alert only (the alert policy, or an input signal)
+ACTION_CHALLENGER_STARTED = "challenger_started"
+ACTION_PROMOTED = "challenger_promoted"
+ACTION_DROPPED = "challenger_dropped"
+ACTION_RETRAINED = "replay_retrained"
+ACTION_REPLAY_FAILED = "replay_failed"
+ACTION_COOLDOWN = "cooldown"
+ACTION_NONE = "none"  # a warning the policy does not act on, or a challenger already runs
+
+
+@dataclass
+class DriftAlert:
+    """A warning or detection, shaped by ``topics/drift_alert.avsc``."""
+
+    model: str
+    model_version: int
+    detector: str
+    signal: str
+    severity: str
+    statistic: float | None
+    offset: int | None
+    action: str
+    action_version: int | None = None
+    ts: int = field(default_factory=lambda: int(time.time() * 1000))
+    details: dict[str, str] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_version": self.model_version,
+            "detector": self.detector,
+            "signal": self.signal,
+            "severity": self.severity,
+            "statistic": self.statistic,
+            "offset": self.offset,
+            "ts": self.ts,
+            "action": self.action,
+            "action_version": self.action_version,
+            "details": dict(self.details),
+        }
+
+
+class AlertSink:
+    """Writes each alert to the topic (keyed by model), counts it and logs it."""
+
+    def __init__(
+        self, *, producer: Any, topic: str, encoder: Encoder[Mapping[str, Any]], metrics: Metrics
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._encode = encoder.encode
+        self._counter = metrics.drift_alerts
+
+    def emit(self, alert: DriftAlert, batch: Batch | None = None) -> None:
+        self._counter.labels(
+            alert.model, alert.signal, alert.detector, alert.severity, alert.action
+        ).inc()
+        logger.warning(
+            "drift %s: model=%s v%d signal=%s detector=%s statistic=%s offset=%s action=%s%s",
+            "warning" if alert.severity == "warning" else "detected",
+            alert.model,
+            alert.model_version,
+            alert.signal,
+            alert.detector,
+            "none" if alert.statistic is None else f"{alert.statistic:.4g}",
+            alert.offset,
+            alert.action,
+            "" if alert.action_version is None else f" -> v{alert.action_version}",
+        )
+        try:
+            value = self._encode(alert.as_record())
+        except EncodeError:
+            logger.exception("drift alert for %s could not be encoded", alert.model)
+            return
+        produce(self._producer, batch, self._topic, value, alert.model.encode())

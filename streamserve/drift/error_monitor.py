@@ -1,0 +1,241 @@
+"""A model's prequential error stream, its detector and its retraining policy.
+
+The error of one example is what the learner got wrong when it predicted it, before
+learning it: 0/1 (wrong or not; no prediction counts as wrong) for classifiers, the
+absolute error for regression (examples without a finite prediction are skipped).
+
+Warnings are edge-triggered: one alert when the detector enters its warning zone. Per
+policy (see ``alerts`` for the action names):
+
+- ``alert``: every warning and detection is alerted, nothing else;
+- ``challenger``: at a warning a fresh clone of the champion starts learning the same
+  examples beside it; at the detection it is promoted if its mean prequential error over
+  the examples it has seen beats the champion's on the same examples, else dropped. With
+  a detector that has no warning zone (ADWIN, Page-Hinkley, KSWIN) the challenger starts
+  at the detection and is judged ``trial_examples`` later;
+- ``replay``: at the detection a fresh clone learns the last ``replay_window`` examples
+  (within the last ``replay_seconds``, when set) read back from the examples topic and is
+  promoted.
+
+After a promotion, a replay or a dropped challenger, detections within
+``cooldown_examples`` examples are alerted with action ``cooldown`` only. After a
+promotion the detector starts afresh (the new model has its own error stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from streamserve.drift import alerts as actions
+from streamserve.drift.alerts import DriftAlert
+from streamserve.drift.detectors import Detector, Severity, build_detector
+from streamserve.drift.exceptions import ReplayError
+from streamserve.drift.replay import Replayer
+from streamserve.drift.spec import ModelDrift, Policy
+from streamserve.learners.base import Learner, Scored
+from streamserve.learners.spec import Task
+from streamserve.records import Features, LabelValue
+
+logger = logging.getLogger(__name__)
+
+
+def error_of(task: Task, y: LabelValue, scored: Scored) -> float | None:
+    """The prequential error of one example (see the module docstring)."""
+    if task is Task.REGRESSION:
+        if scored.score is None or not math.isfinite(scored.score):
+            return None
+        err = abs(float(y) - scored.score)
+        return err if math.isfinite(err) else None
+    return 0.0 if scored.prediction is not None and scored.prediction == y else 1.0
+
+
+@dataclass
+class Outcome:
+    """An alert to write and, when the policy promotes a model, the model to promote.
+
+    The learner publishes ``promote`` as a new version, then fills ``alert.action_version``.
+    """
+
+    alert: DriftAlert
+    promote: Learner | None = None
+
+
+@dataclass
+class _Challenger:
+    learner: Learner
+    started_at: int  # examples seen by the monitor when it started
+    by_warning: bool
+    n: int = 0
+    champion_error: float = 0.0
+    challenger_error: float = 0.0
+
+
+class ErrorMonitor:
+    """Watches one model's error stream; applies its retraining policy."""
+
+    def __init__(self, task: Task, config: ModelDrift, replayer: Replayer | None = None) -> None:
+        self.task = task
+        self.config = config
+        self.policy = config.retrain.policy
+        if self.policy is Policy.REPLAY and replayer is None:
+            raise ValueError("the replay policy needs a replayer")
+        self._replayer = replayer
+        self._detector: Detector = build_detector(config.detector)
+        self._in_warning = False
+        self._seen = 0
+        self._cooldown_until = 0
+        self.challenger: _Challenger | None = None
+
+    @property
+    def detector_label(self) -> str:
+        return self._detector.label
+
+    def observe(
+        self,
+        champion: Learner,
+        x: Features,
+        y: LabelValue,
+        scored: Scored,
+        *,
+        version: int,
+        offset: int | None,
+        offsets: Mapping[int, int],
+    ) -> Outcome | None:
+        """Account for one example the champion predicted (``scored``) and then learned.
+
+        ``offsets`` are the learner's next offsets per partition, this example included.
+        """
+        self._seen += 1
+        error = error_of(self.task, y, scored)
+        ch = self.challenger
+        if ch is not None and error is not None:
+            ch_error = error_of(self.task, y, ch.learner.predict_one(x))
+            ch.learner.learn_one(x, y)
+            if ch_error is not None:
+                ch.n += 1
+                ch.champion_error += error
+                ch.challenger_error += ch_error
+        if error is None:
+            return None
+        severity = self._detector.update(error)
+        if severity == "warning":
+            if self._in_warning:
+                severity = None
+            self._in_warning = True
+        else:
+            self._in_warning = False
+        if severity is not None:
+            return self._on_signal(severity, champion, version, offset, offsets)
+        if (
+            ch is not None
+            and not ch.by_warning
+            and self._seen - ch.started_at >= self.config.retrain.trial_examples
+        ):
+            return self._judge("drift", version, offset)
+        return None
+
+    # -- policy -----------------------------------------------------------------------
+
+    def _alert(
+        self, severity: Severity, version: int, offset: int | None, action: str
+    ) -> DriftAlert:
+        statistic = self._detector.statistic
+        return DriftAlert(
+            model=self.config.model,
+            model_version=version,
+            detector=self._detector.label,
+            signal="error",
+            severity=severity,
+            statistic=statistic,
+            offset=offset,
+            action=action,
+            details={
+                "policy": self.policy.value,
+                "examples_seen": str(self._seen),
+                **{f"param.{k}": str(v) for k, v in self.config.detector.params.items()},
+            },
+        )
+
+    def _on_signal(
+        self,
+        severity: Severity,
+        champion: Learner,
+        version: int,
+        offset: int | None,
+        offsets: Mapping[int, int],
+    ) -> Outcome:
+        if self.policy is Policy.ALERT:
+            return Outcome(self._alert(severity, version, offset, actions.ACTION_ALERT))
+        if severity == "drift" and self._seen < self._cooldown_until:
+            return Outcome(self._alert(severity, version, offset, actions.ACTION_COOLDOWN))
+        if self.policy is Policy.REPLAY:
+            if severity == "warning":
+                return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
+            return self._replay(champion, version, offset, offsets)
+        # challenger
+        ch = self.challenger
+        if ch is None:
+            self.challenger = _Challenger(champion.clone(), self._seen, severity == "warning")
+            return Outcome(
+                self._alert(severity, version, offset, actions.ACTION_CHALLENGER_STARTED)
+            )
+        if severity == "drift" and ch.by_warning:
+            return self._judge(severity, version, offset)
+        return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
+
+    def _judge(self, severity: Severity, version: int, offset: int | None) -> Outcome:
+        ch = self.challenger
+        if ch is None:  # pragma: no cover - callers check
+            raise RuntimeError("no challenger to judge")
+        self.challenger = None
+        self._cooldown_until = self._seen + self.config.retrain.cooldown_examples
+        champion_err = ch.champion_error / ch.n if ch.n else math.inf
+        challenger_err = ch.challenger_error / ch.n if ch.n else math.inf
+        wins = ch.n > 0 and challenger_err < champion_err
+        alert = self._alert(
+            severity,
+            version,
+            offset,
+            actions.ACTION_PROMOTED if wins else actions.ACTION_DROPPED,
+        )
+        alert.details |= {
+            "trial_examples": str(ch.n),
+            "champion_error": f"{champion_err:.6g}",
+            "challenger_error": f"{challenger_err:.6g}",
+        }
+        if not wins:
+            return Outcome(alert)
+        self._restart_detector()
+        return Outcome(alert, promote=ch.learner)
+
+    def _replay(
+        self, champion: Learner, version: int, offset: int | None, offsets: Mapping[int, int]
+    ) -> Outcome:
+        window = self.config.retrain.replay_window
+        if self._replayer is None:  # pragma: no cover - checked in __init__
+            raise RuntimeError("no replayer")
+        seconds = self.config.retrain.replay_seconds
+        since_ms = None if seconds is None else int((time.time() - seconds) * 1000)
+        try:
+            examples = self._replayer.read(offsets, window, since_ms)
+        except ReplayError as exc:
+            logger.error("model %s: replay failed: %s", self.config.model, exc)
+            alert = self._alert("drift", version, offset, actions.ACTION_REPLAY_FAILED)
+            alert.details["error"] = str(exc)
+            return Outcome(alert)
+        fresh = champion.clone()
+        for x, y in examples:
+            fresh.learn_one(x, y)
+        self._cooldown_until = self._seen + self.config.retrain.cooldown_examples
+        alert = self._alert("drift", version, offset, actions.ACTION_RETRAINED)
+        alert.details["replayed_examples"] = str(len(examples))
+        self._restart_detector()
+        return Outcome(alert, promote=fresh)
+
+    def _restart_detector(self) -> None:
+        self._detector = self._detector.fresh()
+        self._in_warning = False

@@ -1,0 +1,124 @@
+"""Read the last N examples a learner consumed back from the ``examples`` topic."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from confluent_kafka import TopicPartition
+
+from streamserve.drift.exceptions import ReplayError
+from streamserve.learners.exceptions import LabelError
+from streamserve.learners.labels import coerce_label
+from streamserve.learners.spec import Task
+from streamserve.records import Example, Features, LabelValue
+from streamserve.serde.codecs import Decoder
+from streamserve.serde.exceptions import DecodeError
+
+logger = logging.getLogger(__name__)
+
+Labelled = tuple[Features, LabelValue]
+
+
+class Replayer(Protocol):
+    def read(
+        self, offsets: Mapping[int, int], count: int, since_ms: int | None = None
+    ) -> list[Labelled]:
+        """The last ``count`` examples before ``offsets`` (partition -> next offset), oldest
+        first, and with ``since_ms`` only those written at or after it (epoch ms);
+        :class:`ReplayError` if they cannot be read."""
+        ...
+
+
+class ExamplesReplayer:
+    """Reads examples back with an assigned (group-less, never committing) consumer.
+
+    Each partition is read from ``next offset - count`` (or, with ``since_ms``, from the
+    first offset written at or after it, if later) up to the learner's position, by
+    offsets (never watermarks); the records are merged by timestamp and the newest
+    ``count`` kept. Records that fail to decode or whose label does not fit are skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer_factory: Callable[[], Any],
+        topic: str,
+        decoder: Decoder[Example],
+        task: Task,
+        timeout_s: float,
+    ) -> None:
+        self._consumer_factory = consumer_factory
+        self._topic = topic
+        self._decode = decoder.decode
+        self._task = task
+        self._timeout_s = timeout_s
+
+    def read(
+        self, offsets: Mapping[int, int], count: int, since_ms: int | None = None
+    ) -> list[Labelled]:
+        ends = {p: end for p, end in offsets.items() if end > 0}
+        if not ends or count <= 0:
+            return []
+        got: list[tuple[int, int, int, Labelled]] = []
+        consumer = self._consumer_factory()
+        try:
+            starts = {p: max(0, end - count) for p, end in ends.items()}
+            if since_ms is not None:
+                found = consumer.offsets_for_times(
+                    [TopicPartition(self._topic, p, since_ms) for p in ends],
+                    timeout=self._timeout_s,
+                )
+                for tp in found:
+                    # -1: nothing written since then in this partition
+                    first = ends[tp.partition] if tp.offset < 0 else tp.offset
+                    starts[tp.partition] = max(starts[tp.partition], first)
+            pending = {p: end for p, end in ends.items() if starts[p] < end}
+            if not pending:
+                return []
+            consumer.assign([TopicPartition(self._topic, p, starts[p]) for p in pending])
+            deadline = time.monotonic() + self._timeout_s
+            while pending:
+                if time.monotonic() >= deadline:
+                    raise ReplayError(
+                        f"timed out after {self._timeout_s:.0f}s reading back {self._topic} "
+                        f"(partitions not complete: {sorted(pending)})"
+                    )
+                for m in consumer.consume(1000, 0.2):
+                    if m.error() is not None:
+                        continue
+                    p, o = m.partition(), m.offset()
+                    if p not in pending or o is None or o >= pending[p]:
+                        continue
+                    record_ts = m.timestamp()[1]
+                    # offsets_for_times may answer a batch's first offset: filter by time too
+                    if since_ms is None or record_ts >= since_ms:
+                        labelled = self._labelled(m.value(), record_ts)
+                        if labelled is not None:
+                            got.append((labelled[0], p, o, labelled[1]))
+                    if o >= pending[p] - 1:
+                        del pending[p]
+                if pending:  # past the end without a record there (e.g. a control record)
+                    for tp in consumer.position([TopicPartition(self._topic, p) for p in pending]):
+                        if tp.offset >= pending.get(tp.partition, 1 << 62):
+                            del pending[tp.partition]
+        except ReplayError:
+            raise
+        except Exception as exc:
+            raise ReplayError(f"cannot read back {self._topic}: {exc!r}") from exc
+        finally:
+            consumer.close()
+        got.sort(key=lambda r: (r[0], r[1], r[2]))
+        logger.info("replayed %d examples from %s", min(len(got), count), self._topic)
+        return [r[3] for r in got[-count:]]
+
+    def _labelled(self, value: bytes | None, record_ts: int) -> tuple[int, Labelled] | None:
+        """(time, (features, label)), or None for a record that is skipped."""
+        try:
+            example = self._decode(value, record_ts)
+            y = coerce_label(self._task, example.label)
+        except (DecodeError, LabelError):
+            return None
+        return example.label_ts or example.event_ts or record_ts, (example.features, y)
