@@ -23,7 +23,13 @@ class Feeder(threading.Thread):
     """Produces ``records`` (key, value) to ``topic`` at about ``rate`` per second."""
 
     def __init__(
-        self, bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate: float
+        self,
+        bootstrap: str,
+        topic: str,
+        records: list[tuple[bytes, bytes]],
+        rate: float,
+        *,
+        partition: int | None = None,
     ) -> None:
         super().__init__(daemon=True, name=f"feeder-{topic}")
         self._producer = Producer(
@@ -32,6 +38,7 @@ class Feeder(threading.Thread):
         self._topic = topic
         self._records = records
         self._rate = rate
+        self._partition = partition
         self.acked = 0
         self.failed = 0
         self.error: BaseException | None = None
@@ -49,7 +56,11 @@ class Feeder(threading.Thread):
                 while True:
                     try:
                         self._producer.produce(
-                            self._topic, value, key, on_delivery=self._on_delivery
+                            self._topic,
+                            value,
+                            key,
+                            on_delivery=self._on_delivery,
+                            **({} if self._partition is None else {"partition": self._partition}),
                         )
                         break
                     except BufferError:

@@ -16,6 +16,7 @@ import struct
 from collections import Counter
 from typing import Any
 
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -124,6 +125,7 @@ def test_bad_records_are_dead_lettered_once_and_never_stop_a_partition(
     bootstrap: str,
     redis_url: str,
     uid: str,
+    redis_client: redis.Redis,
     tally: Tally,
     bad_events: list[tuple[str, bytes]],
     odd_events: list[tuple[str, dict[str, Any]]],

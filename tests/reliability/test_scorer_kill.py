@@ -13,6 +13,7 @@ import random
 import time
 
 import pytest
+import redis
 
 from streamserve.wiring import Runtime
 from tests.integration.harness import make_settings
@@ -27,7 +28,12 @@ FEED_SECONDS = 35.0
 
 @pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_scorer_killed_at_random_loses_nothing(
-    bootstrap: str, redis_url: str, uid: str, exactly_once: bool, tally: Tally
+    bootstrap: str,
+    redis_url: str,
+    uid: str,
+    redis_client: redis.Redis,
+    exactly_once: bool,
+    tally: Tally,
 ) -> None:
     settings = make_settings(bootstrap, redis_url, uid)
     rt = Runtime.build(settings)
