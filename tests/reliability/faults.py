@@ -4,7 +4,9 @@ start and kill -9 role processes."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from streamserve.embedded import free_port
 
 
 class Feeder(threading.Thread):
@@ -193,3 +197,67 @@ def role_processes(*procs: RoleProcess) -> Iterator[tuple[RoleProcess, ...]]:
     finally:
         for p in procs:
             p.cleanup()
+
+
+class PrivateRedis:
+    """A redis-server of one test (append-only file on, so a restart keeps its data),
+    which the test may pause (SIGSTOP), resume, kill -9 and restart on the same port."""
+
+    def __init__(self, binary: str = "/usr/bin/redis-server") -> None:
+        self._binary = binary
+        self._dir = Path(tempfile.mkdtemp(prefix="streamserve-redis-"))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        self.proc = subprocess.Popen(
+            [
+                self._binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self._dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def kill9(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def close(self) -> None:
+        self.kill9()
+        shutil.rmtree(self._dir, ignore_errors=True)
