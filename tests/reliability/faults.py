@@ -203,8 +203,11 @@ class PrivateRedis:
     """A redis-server of one test (append-only file on, so a restart keeps its data),
     which the test may pause (SIGSTOP), resume, kill -9 and restart on the same port."""
 
-    def __init__(self, binary: str = "/usr/bin/redis-server") -> None:
+    def __init__(
+        self, binary: str = "/usr/bin/redis-server", extra: list[str] | None = None
+    ) -> None:
         self._binary = binary
+        self._extra = list(extra or [])
         self._dir = Path(tempfile.mkdtemp(prefix="streamserve-redis-"))
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
