@@ -8,7 +8,8 @@ fixture; ``python -m bench.reliability`` runs this suite and renders those rows 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_RESULT] = (
+            "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
+        )
+
+
+_RESULT = pytest.StashKey[str]()
+
+
 @pytest.fixture
 def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
-    """The row this test adds to the reliability report (written when the test passes)."""
+    """The row this test adds to the reliability report, with the test's outcome."""
     row = Tally(test=request.node.nodeid)
     yield row
+    row.result = request.node.stash.get(_RESULT, "error")
     row.write()

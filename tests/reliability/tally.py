@@ -25,6 +25,7 @@ class Tally:
     bad_inputs: int = 0
     crashes: int = 0
     notes: str = ""
+    result: str = ""  # the test's outcome: passed, failed, xfailed
 
     def write(self) -> None:
         out = os.environ.get(OUT_ENV)
