@@ -206,7 +206,6 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     loop = ConsumerLoop(
         role="scorer",
         consumer=consumer,
-        producer=producer,
         committer=rt.committer("scorer", consumer, producer),
         topics=[rt.topics["events"]],
         handler=scorer,
@@ -283,7 +282,6 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
     loop = ConsumerLoop(
         role="joiner",
         consumer=consumer,
-        producer=producer,
         committer=rt.committer("joiner", consumer, producer),
         topics=[rt.topics["events"], rt.topics["feedback"]],
         handler=joiner,

@@ -64,7 +64,6 @@ class ConsumerLoop:
         *,
         role: str,
         consumer: Any,
-        producer: Any,
         committer: Committer,
         topics: Sequence[str],
         handler: BatchHandler,
@@ -75,7 +74,6 @@ class ConsumerLoop:
     ) -> None:
         self.role = role
         self._consumer = consumer
-        self._producer = producer
         self._committer = committer
         self._topics = list(topics)
         self._handler = handler

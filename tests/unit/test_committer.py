@@ -209,7 +209,6 @@ def test_loop_rewinds_and_retries_a_batch_the_registry_failed(exactly_once: bool
     loop = ConsumerLoop(
         role="r",
         consumer=c,
-        producer=p,
         committer=committer,
         topics=["in"],
         handler=handler,
