@@ -144,6 +144,13 @@ class Metrics:
             registry=r,
         )
         # shared
+        self.batch_retries = Counter(
+            "streamserve_batch_retries",
+            "Micro-batches abandoned (transaction aborted, input rewound) to run again, "
+            "per role and reason.",
+            ["role", "reason"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "streamserve_dead_letters",
             "Records sent to the dead-letter topic.",

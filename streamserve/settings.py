@@ -60,6 +60,8 @@ class KafkaSettings:
     producer: Mapping[str, str] = field(default_factory=dict)
     session_timeout_ms: int = 45000
     replication_factor: int | None = None
+    # scorer and joiner: one Kafka transaction per micro-batch (outputs + input offsets)
+    exactly_once: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -24,6 +25,7 @@ from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
 from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
+from streamserve.kafka.committer import AtLeastOnceCommitter, Committer, TransactionalCommitter
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
@@ -153,9 +155,21 @@ class Runtime:
             replication_factor=s.kafka.replication_factor,
         )
 
-    def producer(self, role: str) -> tuple[Producer, kconf.ClientErrors]:
+    def producer(
+        self, role: str, *, transactional: bool = False
+    ) -> tuple[Producer, kconf.ClientErrors]:
         errors = kconf.ClientErrors(role)
-        return Producer(kconf.producer_config(self.settings.kafka, errors)), errors
+        tid = None
+        if transactional:
+            instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+            tid = kconf.transactional_id(self.settings.kafka, role, instance)
+        conf = kconf.producer_config(self.settings.kafka, errors, transactional_id=tid)
+        return Producer(conf), errors
+
+    def committer(self, role: str, consumer: Consumer, producer: Producer) -> Committer:
+        if self.settings.kafka.exactly_once:
+            return TransactionalCommitter(role=role, consumer=consumer, producer=producer)
+        return AtLeastOnceCommitter(role=role, consumer=consumer, producer=producer)
 
     def consumer(self, role: str, group_suffix: str, errors: kconf.ClientErrors) -> Consumer:
         group = f"{self.settings.kafka.group_prefix}-{group_suffix}"
@@ -185,7 +199,7 @@ class Role:
 
 def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
-    producer, errors = rt.producer("scorer")
+    producer, errors = rt.producer("scorer", transactional=s.kafka.exactly_once)
     served: list[ServedModel] = []
     watchers: list[SnapshotWatcher[Learner]] = []
     for spec in s.models:
@@ -217,10 +231,11 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         input_monitor=monitor,
         alerts=rt.alert_sink(producer),
     )
+    consumer = rt.consumer("scorer", "scorer", errors)
     loop = ConsumerLoop(
         role="scorer",
-        consumer=rt.consumer("scorer", "scorer", errors),
-        producer=producer,
+        consumer=consumer,
+        committer=rt.committer("scorer", consumer, producer),
         topics=[rt.topics["events"]],
         handler=scorer,
         errors=errors,
@@ -278,7 +293,7 @@ def _serving(
 
 def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
-    producer, errors = rt.producer("joiner")
+    producer, errors = rt.producer("joiner", transactional=s.kafka.exactly_once)
     joiner = Joiner(
         events_topic=rt.topics["events"],
         event_decoder=rt.serde.event_decoder(),
@@ -292,10 +307,11 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
         metrics=rt.metrics,
         sweep_interval_s=s.joiner.sweep_interval_seconds,
     )
+    consumer = rt.consumer("joiner", "joiner", errors)
     loop = ConsumerLoop(
         role="joiner",
-        consumer=rt.consumer("joiner", "joiner", errors),
-        producer=producer,
+        consumer=consumer,
+        committer=rt.committer("joiner", consumer, producer),
         topics=[rt.topics["events"], rt.topics["feedback"]],
         handler=joiner,
         errors=errors,

@@ -75,8 +75,11 @@ def consumer_config(
     conf.update(
         {
             "group.id": group_id,
-            "enable.auto.commit": True,
+            # In exactly-once mode offsets are committed inside each batch's transaction.
+            "enable.auto.commit": not s.exactly_once,
             "enable.auto.offset.store": False,
+            # Readers never see records of aborted transactions.
+            "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
             "session.timeout.ms": s.session_timeout_ms,
             "heartbeat.interval.ms": max(500, s.session_timeout_ms // 4),
@@ -107,6 +110,15 @@ def producer_config(
         conf["transactional.id"] = transactional_id
     conf.update(s.producer)
     return conf
+
+
+def transactional_id(s: KafkaSettings, role: str, instance: str) -> str:
+    """A transactional.id unique to one role instance: ``<group prefix>-<role>-<instance>``.
+
+    Zombie instances are fenced by the consumer group generation sent with the offsets
+    (``send_offsets_to_transaction`` with the group metadata), not by reusing ids.
+    """
+    return f"{s.group_prefix}-{role}-{instance}"
 
 
 def admin_config(s: KafkaSettings) -> dict[str, Any]:

@@ -57,6 +57,18 @@ def next_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
     return offsets
 
 
+def first_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
+    """The offset of the first record per (topic, partition): where a rewind seeks to."""
+    offsets: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        topic, partition, offset = m.topic(), m.partition(), m.offset()
+        if m.error() is None and topic is not None and partition is not None and offset is not None:
+            key = (topic, partition)
+            if offset < offsets.get(key, offset + 1):
+                offsets[key] = offset
+    return offsets
+
+
 class OffsetTracker:
     """Orders batches and stores their offsets once acknowledged, oldest first."""
 
@@ -93,6 +105,13 @@ class OffsetTracker:
             settled += 1
         self._store(merged)
         return settled
+
+    def discard(self, batch: Batch) -> None:
+        """Drop a batch given up before it finished: its offsets are never stored."""
+        try:
+            self._pending.remove(batch)
+        except ValueError:
+            return
 
     def forget(self, partitions: list[TopicPartition]) -> None:
         """Drop offsets of partitions no longer assigned (after a revoke or loss)."""

@@ -17,3 +17,7 @@ class FatalKafkaError(KafkaLayerError):
 
 class TopicMismatchError(KafkaLayerError):
     """Existing topics differ from topics/topics.yaml."""
+
+
+class TransactionAborted(KafkaLayerError):
+    """A batch's transaction was aborted and its input rewound; the batch runs again."""

@@ -1,8 +1,14 @@
 """The micro-batched consumer loop shared by the scorer and the joiner.
 
-consume a batch -> the handler produces its outputs (counted in the batch) -> poll(0) ->
-store the offsets of every fully acknowledged batch. Stored offsets are committed by
-librdkafka's auto-commit, and synchronously on revoke and on shutdown.
+consume a batch -> the committer opens it -> the handler produces its outputs (counted in
+the batch) -> the committer completes it -> poll(0). The committer decides how outputs
+and offsets become durable: at-least-once (offsets stored once outputs are acknowledged,
+committed by auto-commit and on revoke/shutdown) or one Kafka transaction per batch
+(``kafka.exactly_once``); see :mod:`streamserve.kafka.committer`.
+
+A batch that fails for a reason outside the records (the schema registry unreachable, a
+transaction aborted by the broker) is abandoned: its transaction is aborted, the consumer
+rewinds to its first records, and it runs again after a backoff. No record is skipped.
 """
 
 from __future__ import annotations
@@ -13,14 +19,19 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
+from streamserve.kafka.committer import Committer, rewind
 from streamserve.kafka.config import ClientErrors
-from streamserve.kafka.delivery import Batch, OffsetTracker
-from streamserve.kafka.exceptions import DeliveryError, FatalKafkaError
+from streamserve.kafka.delivery import Batch
+from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.metrics import Metrics
+from streamserve.serde.exceptions import RegistryError
 
 logger = logging.getLogger(__name__)
+
+RETRY_INITIAL_S = 0.1
+RETRY_MAX_S = 5.0
 
 
 class BatchHandler(Protocol):
@@ -35,6 +46,16 @@ class Interrupted(Exception):
     """A handler gave up a batch because the role is stopping; its offsets are not stored."""
 
 
+def transient(exc: BaseException) -> bool:
+    """True when a batch failed for a reason a later retry can fix (not the records')."""
+    if isinstance(exc, TransactionAborted):
+        return True
+    if isinstance(exc, RegistryError):
+        # No answer, a server error or throttling: retry. 401/403/400: configuration.
+        return exc.status is None or exc.status >= 500 or exc.status == 429
+    return False
+
+
 class ConsumerLoop:
     """Runs a handler over micro-batches of subscribed topics until ``stop`` is set."""
 
@@ -43,31 +64,32 @@ class ConsumerLoop:
         *,
         role: str,
         consumer: Any,
-        producer: Any,
+        committer: Committer,
         topics: Sequence[str],
         handler: BatchHandler,
         errors: ClientErrors,
         metrics: Metrics,
         batch_size: int,
         timeout_s: float,
-        flush_timeout_s: float = 30.0,
     ) -> None:
         self.role = role
         self._consumer = consumer
-        self._producer = producer
+        self._committer = committer
         self._topics = list(topics)
         self._handler = handler
         self._errors = errors
-        self._tracker = OffsetTracker(consumer)
         self._batch_size = batch_size
         self._timeout_s = timeout_s
-        self._flush_timeout_s = flush_timeout_s
         self._batch_seconds = metrics.batch_seconds.labels(role)
         self._batch_records = metrics.batch_size.labels(role)
+        self._retries = metrics.batch_retries
+        self._retry_delay_s = RETRY_INITIAL_S
         self.assigned: set[tuple[str, int]] = set()
         self.last_batch_at = 0.0
+        self.batches_retried = 0
 
     def run(self, stop: threading.Event) -> None:
+        self._committer.start()
         self._consumer.subscribe(
             self._topics,
             on_assign=self._on_assign,
@@ -79,16 +101,15 @@ class ConsumerLoop:
                 self._check_fatal()
                 msgs = self._consumer.consume(self._batch_size, self._timeout_s)
                 if msgs:
-                    self._process(msgs)
-                self._producer.poll(0)
-                self._tracker.settle()
+                    self._process(msgs, stop)
+                self._committer.tick()
                 self._handler.tick()
         except Interrupted:
             logger.info("%s: interrupted mid-batch; its offsets are not stored", self.role)
         finally:
             self._shutdown()
 
-    def _process(self, msgs: list[Message]) -> None:
+    def _process(self, msgs: list[Message], stop: threading.Event) -> None:
         t0 = time.perf_counter()
         good: list[Message] = []
         for m in msgs:
@@ -101,12 +122,40 @@ class ConsumerLoop:
                 logger.warning("%s: consume error: %s", self.role, err.str())
         if not good:
             return
-        batch = self._tracker.open(good)
-        self._handler.handle(good, batch)
-        batch.closed = True
+        batch = self._committer.open(good)
+        try:
+            self._handler.handle(good, batch)
+            self._committer.complete(batch)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            self._retry_later(batch, good, exc, stop)
+            return
+        self._retry_delay_s = RETRY_INITIAL_S
         self.last_batch_at = time.time()
         self._batch_records.observe(len(good))
         self._batch_seconds.observe(time.perf_counter() - t0)
+
+    def _retry_later(
+        self, batch: Batch, msgs: list[Message], exc: Exception, stop: threading.Event
+    ) -> None:
+        """Abandon the batch (abort, rewind), wait, and let the next consume replay it."""
+        if not isinstance(exc, TransactionAborted):
+            self._committer.abandon(batch, msgs)
+        else:  # the committer already aborted; rewind only
+            rewind(self._consumer, msgs)
+        self.batches_retried += 1
+        self._retries.labels(self.role, type(exc).__name__).inc()
+        logger.warning(
+            "%s: batch of %d records will run again in %.1fs: %s",
+            self.role,
+            len(msgs),
+            self._retry_delay_s,
+            exc,
+        )
+        if stop.wait(self._retry_delay_s):
+            raise Interrupted(self.role) from exc
+        self._retry_delay_s = min(RETRY_MAX_S, self._retry_delay_s * 2)
 
     def _check_fatal(self) -> None:
         err = self._errors.fatal()
@@ -119,11 +168,9 @@ class ConsumerLoop:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
         logger.info("%s: assigned %s", self.role, _fmt(partitions))
 
-    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         logger.info("%s: revoking %s", self.role, _fmt(partitions))
-        self._drain()
-        self._commit(consumer)
-        self._tracker.forget(partitions)
+        self._committer.revoke(partitions)
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -132,35 +179,12 @@ class ConsumerLoop:
             self.role,
             _fmt(partitions),
         )
-        self._tracker.forget(partitions)
+        self._committer.lost(partitions)
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
-
-    def _drain(self) -> None:
-        remaining = self._producer.flush(self._flush_timeout_s)
-        if remaining:
-            logger.error(
-                "%s: %d records still unacknowledged after %.0fs",
-                self.role,
-                remaining,
-                self._flush_timeout_s,
-            )
-        try:
-            self._tracker.settle()
-        except DeliveryError as exc:
-            logger.error("%s: %s; offsets are stored up to it only", self.role, exc)
-
-    def _commit(self, consumer: Any) -> None:
-        try:
-            consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            if not (isinstance(err, KafkaError) and err.code() == KafkaError._NO_OFFSET):
-                logger.warning("%s: commit failed: %s", self.role, exc)
 
     def _shutdown(self) -> None:
         try:
-            self._drain()
-            self._commit(self._consumer)
+            self._committer.close()
         finally:
             self._consumer.close()
             logger.info("%s: stopped", self.role)

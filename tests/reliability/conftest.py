@@ -1,0 +1,48 @@
+"""Fault tests: real broker, real Redis, real processes killed and restarted.
+
+Every test here is marked ``slow`` and ``integration`` (CI runs them; deselect with
+``-m "not slow"``). Each test records what it injected and counted with the ``tally``
+fixture; ``python -m bench.reliability`` runs this suite and renders those rows as
+``docs/RELIABILITY.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import bootstrap, redis_client, redis_url, uid
+from tests.reliability.tally import Tally
+
+__all__ = ["bootstrap", "redis_client", "redis_url", "uid"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/reliability/" in str(item.fspath):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_RESULT] = (
+            "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
+        )
+
+
+_RESULT = pytest.StashKey[str]()
+
+
+@pytest.fixture
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+    """The row this test adds to the reliability report, with the test's outcome."""
+    row = Tally(test=request.node.nodeid)
+    yield row
+    row.result = request.node.stash.get(_RESULT, "error")
+    row.write()

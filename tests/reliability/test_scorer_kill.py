@@ -1,0 +1,104 @@
+"""Promise 1: kill -9 a scorer at random moments while a second one runs; nothing is lost.
+
+At-least-once (default): every event gets a prediction; duplicates are counted and
+reported. Exactly-once (``kafka.exactly_once``): a read_committed reader sees each
+prediction exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+import pytest
+import redis
+
+from streamserve.wiring import Runtime
+from tests.integration.harness import make_settings
+from tests.integration.procs import role_env
+from tests.reliability.faults import Feeder, RoleProcess, json_ids, reader, role_processes
+from tests.reliability.tally import Tally
+
+EVENTS = int(os.environ.get("STREAMSERVE_FAULT_EVENTS", "50000"))
+KILLS = int(os.environ.get("STREAMSERVE_FAULT_KILLS", "4"))
+FEED_SECONDS = 35.0
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_scorer_killed_at_random_loses_nothing(
+    bootstrap: str,
+    redis_url: str,
+    uid: str,
+    redis_client: redis.Redis,
+    exactly_once: bool,
+    tally: Tally,
+) -> None:
+    settings = make_settings(bootstrap, redis_url, uid)
+    rt = Runtime.build(settings)
+    rt.create_topics()
+    rt.redis.close()
+    env = role_env(
+        bootstrap,
+        redis_url,
+        uid,
+        STREAMSERVE__SERDE__OUTPUT_FORMAT="json",
+        STREAMSERVE__KAFKA__EXACTLY_ONCE="true" if exactly_once else "false",
+        STREAMSERVE__SCORER__BATCH_SIZE="500",
+        STREAMSERVE_LOG_LEVEL="WARNING",
+    )
+    rng = random.Random(uid)
+    ids = [f"{uid}-{i}" for i in range(EVENTS)]
+    records = [
+        (
+            eid.encode(),
+            json.dumps(
+                {"event_id": eid, "features": {"x": rng.random(), "c": rng.choice("abc")}}
+            ).encode(),
+        )
+        for eid in ids
+    ]
+    steady = RoleProcess(["score"], env)
+    victim = RoleProcess(["score"], env)
+    with role_processes(steady, victim):
+        steady.start()
+        victim.start()
+        feeder = Feeder(bootstrap, rt.topics["events"], records, EVENTS / FEED_SECONDS)
+        feeder.start()
+        # Kill the victim at random moments while events flow, restarting it each time.
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(3.0, 8.0))
+            victim.kill9()
+            steady.check_alive()
+            victim.start()
+        feeder.join(120)
+        assert feeder.error is None, feeder.error
+        assert not feeder.is_alive(), "the feeder did not finish"
+        assert feeder.acked == EVENTS
+
+        want = set(ids)
+        with reader(bootstrap, rt.topics["predictions"], read_committed=True) as preds:
+            preds.read_until(lambda recs: want <= set(json_ids(recs)), timeout_s=240)
+            # Let stragglers (replays after the last kill) arrive before counting.
+            preds.read_until(lambda _recs: False, timeout_s=5)
+            got = json_ids(preds.records)
+        steady.check_alive()
+        victim.check_alive()
+        crashes = steady.crashes + victim.crashes
+        stopped = [steady.stop(), victim.stop()]
+
+    lost = len(want - set(got))
+    duplicated = len(got) - len(set(got))
+    mode = "exactly-once, read_committed" if exactly_once else "at-least-once"
+    tally.fault = f"scorer kill -9 at random ({mode})"
+    tally.injected = victim.kills
+    tally.sent = EVENTS
+    tally.lost = lost
+    tally.duplicated = duplicated
+    tally.crashes = crashes + sum(1 for code in stopped if code not in (0, None))
+    tally.notes = f"{KILLS} kills of one of two scorers; {len(got)} predictions read"
+    assert lost == 0, f"{lost} events have no prediction"
+    assert tally.crashes == 0, steady.output()[-3000:] + victim.output()[-3000:]
+    if exactly_once:
+        assert duplicated == 0, f"{duplicated} duplicate predictions under exactly-once"

@@ -1,0 +1,245 @@
+"""The two delivery strategies and the loop's retry of transient batch failures."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import CollectorRegistry
+
+from streamserve.kafka.committer import AtLeastOnceCommitter, TransactionalCommitter
+from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.delivery import Batch, first_offsets, produce
+from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
+from streamserve.metrics import Metrics
+from streamserve.roles.loop import ConsumerLoop, transient
+from streamserve.serde.exceptions import RegistryError
+
+
+class Msg:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._t, self._p, self._o = topic, partition, offset
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return b"v"
+
+
+class Consumer:
+    def __init__(self, batches: list[list[Msg]] | None = None) -> None:
+        self.batches = list(batches or [])
+        self.seeks: list[tuple[str, int, int]] = []
+        self.stored: dict[tuple[str, int], int] = {}
+        self.commits = 0
+        self.closed = False
+
+    def subscribe(self, topics: list[str], **_kw: Any) -> None:
+        return None
+
+    def consume(self, _n: int, _t: float) -> list[Msg]:
+        return self.batches.pop(0) if self.batches else []
+
+    def seek(self, tp: Any) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def store_offsets(self, offsets: list[Any]) -> None:
+        for tp in offsets:
+            self.stored[(tp.topic, tp.partition)] = tp.offset
+
+    def commit(self, asynchronous: bool = True) -> None:
+        self.commits += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Producer:
+    def __init__(self, commit_errors: list[KafkaError] | None = None) -> None:
+        self.calls: list[str] = []
+        self.offsets: list[Any] = []
+        self.commit_errors = list(commit_errors or [])
+        self.produced = 0
+
+    def init_transactions(self, _t: float) -> None:
+        self.calls.append("init")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+        self.produced += 1
+        if on_delivery is not None:
+            on_delivery(None, None)
+
+    def send_offsets_to_transaction(self, offsets: list[Any], meta: Any, _t: float) -> None:
+        assert meta == "group-metadata"
+        self.offsets.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        self.calls.append("offsets")
+
+    def commit_transaction(self, _t: float) -> None:
+        if self.commit_errors:
+            raise KafkaException(self.commit_errors.pop(0))
+        self.calls.append("commit")
+
+    def abort_transaction(self, _t: float) -> None:
+        self.calls.append("abort")
+
+    def poll(self, _t: float) -> int:
+        return 0
+
+    def flush(self, _t: float) -> int:
+        return 0
+
+
+MSGS = [Msg("in", 0, 5), Msg("in", 0, 6), Msg("in", 1, 9)]
+
+
+def test_first_offsets_are_where_a_rewind_seeks() -> None:
+    assert first_offsets([Msg("in", 0, 6), Msg("in", 0, 5), Msg("in", 1, 9)]) == {
+        ("in", 0): 5,
+        ("in", 1): 9,
+    }
+
+
+def test_transactional_batch_commits_outputs_and_offsets_together() -> None:
+    c, p = Consumer(), Producer()
+    tx = TransactionalCommitter(role="t", consumer=c, producer=p)
+    tx.start()
+    batch = tx.open(MSGS)
+    produce(p, batch, "out", b"x", b"k")
+    tx.complete(batch)
+    assert p.calls == ["init", "begin", "offsets", "commit"]
+    assert p.offsets == [{("in", 0): 7, ("in", 1): 10}]
+    assert c.stored == {} and c.commits == 0  # offsets travel in the transaction only
+
+
+def test_abortable_commit_error_aborts_and_raises_for_a_rewind() -> None:
+    err = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
+    c, p = Consumer(), Producer(commit_errors=[err])
+    tx = TransactionalCommitter(role="t", consumer=c, producer=p)
+    batch = tx.open(MSGS)
+    with pytest.raises(TransactionAborted):
+        tx.complete(batch)
+    assert p.calls[-1] == "abort" and tx.aborted == 1
+
+
+def test_retriable_commit_error_is_retried() -> None:
+    err = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
+    p = Producer(commit_errors=[err])
+    tx = TransactionalCommitter(role="t", consumer=Consumer(), producer=p)
+    tx.complete(tx.open(MSGS))
+    assert p.calls[-1] == "commit" and tx.committed == 1
+
+
+def test_fatal_commit_error_stops_the_role() -> None:
+    err = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+    tx = TransactionalCommitter(role="t", consumer=Consumer(), producer=Producer([err]))
+    with pytest.raises(FatalKafkaError):
+        tx.complete(tx.open(MSGS))
+
+
+def test_abandoned_at_least_once_batch_stores_no_offsets_and_rewinds() -> None:
+    c, p = Consumer(), Producer()
+    alo = AtLeastOnceCommitter(role="a", consumer=c, producer=p)
+    batch = alo.open(MSGS)
+    produce(p, batch, "out", b"x", b"k")
+    alo.abandon(batch, MSGS)
+    alo.tick()
+    assert c.stored == {}
+    assert sorted(c.seeks) == [("in", 0, 5), ("in", 1, 9)]
+
+
+def test_registry_outage_is_transient_but_a_refusal_is_not() -> None:
+    assert transient(RegistryError("down", status=None))
+    assert transient(RegistryError("busy", status=503))
+    assert not transient(RegistryError("who are you", status=401))
+    assert not transient(ValueError("bug"))
+    assert transient(TransactionAborted("x"))
+
+
+class FlakyHandler:
+    """Fails the first batch as if the schema registry were unreachable."""
+
+    def __init__(self, stop: threading.Event, producer: Producer) -> None:
+        self.failures = 1
+        self.seen: list[list[int]] = []
+        self._stop = stop
+        self._producer = producer
+
+    def handle(self, msgs: list[Any], batch: Batch) -> None:
+        self.seen.append([m.offset() for m in msgs])
+        if self.failures:
+            self.failures -= 1
+            raise RegistryError("cannot connect", status=None)
+        for _ in msgs:
+            produce(self._producer, batch, "out", b"x", b"k")
+        self._stop.set()
+
+    def tick(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+def test_loop_rewinds_and_retries_a_batch_the_registry_failed(exactly_once: bool) -> None:
+    stop = threading.Event()
+    c = Consumer([MSGS, MSGS])  # the rewound batch is consumed again
+    p = Producer()
+    committer: Any = (
+        TransactionalCommitter(role="r", consumer=c, producer=p)
+        if exactly_once
+        else AtLeastOnceCommitter(role="r", consumer=c, producer=p)
+    )
+    handler = FlakyHandler(stop, p)
+    loop = ConsumerLoop(
+        role="r",
+        consumer=c,
+        committer=committer,
+        topics=["in"],
+        handler=handler,
+        errors=ClientErrors("r"),
+        metrics=Metrics(CollectorRegistry()),
+        batch_size=10,
+        timeout_s=0.01,
+    )
+    loop.run(stop)
+    assert handler.seen == [[5, 6, 9], [5, 6, 9]]
+    assert sorted(c.seeks) == [("in", 0, 5), ("in", 1, 9)]
+    assert loop.batches_retried == 1
+    assert p.produced == 3
+    if exactly_once:
+        assert p.calls == ["init", "begin", "abort", "begin", "offsets", "commit"]
+    else:
+        assert c.stored == {("in", 0): 7, ("in", 1): 10} and c.commits == 1
+
+
+def test_exactly_once_setting_turns_auto_commit_off_and_reads_committed() -> None:
+    from streamserve.kafka.config import consumer_config, producer_config, transactional_id
+    from streamserve.settings import settings_from_dict
+
+    s = settings_from_dict({"kafka": {"bootstrap_servers": "b:9092", "exactly_once": True}})
+    conf = consumer_config(s.kafka, "g", ClientErrors("x"))
+    assert conf["enable.auto.commit"] is False
+    assert conf["isolation.level"] == "read_committed"
+    tid = transactional_id(s.kafka, "scorer", "host-1")
+    assert tid == "streamserve-scorer-host-1"
+    assert (
+        producer_config(s.kafka, ClientErrors("x"), transactional_id=tid)["transactional.id"] == tid
+    )
+    default = settings_from_dict({"kafka": {"bootstrap_servers": "b:9092"}})
+    assert consumer_config(default.kafka, "g", ClientErrors("x"))["enable.auto.commit"] is True
