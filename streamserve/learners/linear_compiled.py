@@ -185,8 +185,8 @@ def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
     else:
         return None
     stats = pre._stats
-    names = tuple(stats)
-    if not names or not all(type(name) is str for name in names):
+    names = tuple(name for name in stats if type(name) is str)
+    if not names or len(names) != len(stats):
         return None
     weights = last._weights.to_dict()
     scaler_mean = scaler_std = None
