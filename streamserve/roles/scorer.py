@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from streamserve.histogram_batch import observe_many
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch, produce
 from streamserve.learners.base import Learner, Scored
@@ -77,7 +78,7 @@ class Scorer:
             scored = self._score(served.name, serving.model, features)
             now_ms = int(time.time() * 1000)
             encode, topic, producer = self._encode, self._topic, self._producer
-            observe = self._e2e[served.name].observe
+            delays: list[float] = []  # observed once per batch
             count = 0
             for i, (event, s) in enumerate(zip(events, scored, strict=True)):
                 if isinstance(s, Exception):
@@ -105,7 +106,8 @@ class Scorer:
                 produce(producer, batch, topic, value, event.event_id.encode())
                 count += 1
                 if event.ts is not None:
-                    observe(max(0.0, now_ms - event.ts) / 1000.0)
+                    delays.append(max(0.0, now_ms - event.ts) / 1000.0)
+            observe_many(self._e2e[served.name], delays)
             self._scored[served.name].inc(count)
 
     def _score(
