@@ -30,7 +30,7 @@ from river import compose, linear_model, optim, preprocessing
 
 from streamserve.learners.base import Scored
 from streamserve.learners.preprocessing import Preprocess
-from streamserve.learners.scoring import binary_scored, unscored_classification
+from streamserve.learners.scoring import unscored_classification
 from streamserve.learners.spec import Task
 from streamserve.records import Features
 
@@ -118,8 +118,11 @@ class CompiledLinear:
         p = np.where(raw < -_SIGMOID_CLAMP, 0.0, np.where(raw > _SIGMOID_CLAMP, 1.0, p))
         # As scored_from_binary_proba does with River's {False: 1 - p, True: p}.
         p_true = p / ((1.0 - p) + p)
+        # binary_scored(q), inlined: this runs once per record.
         return [
-            binary_scored(q) if 0.0 <= q <= 1.0 else unscored_classification()
+            Scored(q >= 0.5, {"false": 1.0 - q, "true": q}, q)
+            if 0.0 <= q <= 1.0
+            else unscored_classification()
             for q in p_true.tolist()
         ]
 

@@ -40,18 +40,14 @@ def _zigzag(value: int) -> bytes:
 
 def _read_long(data: bytes, pos: int) -> tuple[int, int]:
     """A zigzag varint at ``pos``: (value, position after it). IndexError when truncated."""
-    b = data[pos]
-    pos += 1
-    n = b & 0x7F
-    shift = 7
-    while b & 0x80:
-        if shift > 63:
-            raise IndexError("varint too long")
-        b = data[pos]
-        pos += 1
+    n = 0
+    shift = 0
+    for b in data[pos : pos + 10]:
         n |= (b & 0x7F) << shift
         shift += 7
-    return (n >> 1) ^ -(n & 1), pos
+        if b < 0x80:
+            return (n >> 1) ^ -(n & 1), pos + shift // 7
+    raise IndexError("truncated or overlong varint")
 
 
 class _Layout:
@@ -81,23 +77,30 @@ class EventLayouts:
         if not self._layouts:
             return None
         try:
-            size, pos = _read_long(value, 5)
+            size = value[5]
+            if size < 0x80:  # one-byte varint (ids up to 63 bytes): the common case
+                size, pos = (size >> 1) ^ -(size & 1), 6
+            else:
+                size, pos = _read_long(value, 5)
             end = pos + size
             if size <= 0 or size > MAX_EVENT_ID_LENGTH * 4 or end > len(value):
                 return None
             event_id = value[pos:end].decode()
             if len(event_id) > MAX_EVENT_ID_LENGTH:
                 return None
-            pos = end
-            branch = value[pos]
-            pos += 1
+            branch = value[end]
             if branch == 0:
                 ts: int | None = record_ts
+                pos = end + 1
             elif branch == 2:
-                ts, pos = _read_long(value, pos)
+                ts, pos = _read_long(value, end + 1)
             else:
                 return None
-            count, pos = _read_long(value, pos)
+            count = value[pos]
+            if count < 0x80:
+                count, pos = (count >> 1) ^ -(count & 1), pos + 1
+            else:
+                count, pos = _read_long(value, pos)
         except (IndexError, UnicodeDecodeError):
             return None
         layout = self._layouts.get((count, len(value) - pos))
@@ -106,7 +109,7 @@ class EventLayouts:
         fields = layout.struct.unpack_from(value, pos)
         if fields[-1] != 0 or fields[0:-1:2] != layout.segments:
             return None
-        return Event(event_id, dict(zip(layout.names, fields[1:-1:2], strict=True)), ts)
+        return Event(event_id, dict(zip(layout.names, fields[1:-1:2], strict=False)), ts)
 
     def learn(self, value: bytes, event: Event) -> None:
         """Remember the layout of ``value``, which the general decoder read as ``event``."""
