@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from streamserve.records import Event, Example, Label, Prediction
 from streamserve.serde.avro import AvroBodyWriter, RegistryWriterSchemas, frame_header
 from streamserve.serde.exceptions import DecodeError, SerdeError
-from streamserve.serde.fast_path import EventLayouts, PredictionWriter
+from streamserve.serde.fast_path import EventLayouts, ExampleLayouts, PredictionWriter
 from streamserve.serde.outbound import alert_to_dict, example_to_dict, prediction_to_dict
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import SchemaCatalog
@@ -111,7 +111,7 @@ class Serde:
         return self._decoder(_LABEL, label_from_avro, label_from_json)
 
     def example_decoder(self) -> Decoder[Example]:
-        return self._decoder(_EXAMPLE, example_from_avro, example_from_json)
+        return self._decoder(_EXAMPLE, example_from_avro, example_from_json, fast=ExampleLayouts())
 
     def prediction_decoder(self) -> Decoder[Prediction]:
         return self._decoder(_PREDICTION, prediction_from_avro, prediction_from_json)

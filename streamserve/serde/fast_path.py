@@ -1,6 +1,7 @@
 """Fast paths for the scorer's two hot codecs, byte-exact with fastavro or declining.
 
-- :class:`EventLayouts` reads Avro event bodies whose features are all doubles, in a layout
+- :class:`EventLayouts` (and :class:`ExampleLayouts`, for the learner) reads Avro bodies
+  whose features are all doubles, in a layout
   (feature names, in wire order) it has seen before: one ``struct.unpack_from`` gives the
   key bytes and the doubles, and the key bytes are compared with the layout's in one tuple
   comparison. Layouts are learned from records the general decoder read; anything else
@@ -18,7 +19,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from streamserve.records import Event, Prediction
+from streamserve.records import Event, Example, LabelValue, Prediction
 from streamserve.serde.validate import LONG_MAX, LONG_MIN, MAX_EVENT_ID_LENGTH
 
 _DOUBLE = struct.Struct("<d")
@@ -67,68 +68,182 @@ class _Layout:
         self.struct = struct.Struct("".join(fmt))
 
 
-class EventLayouts:
-    """Reads event bodies (after the 5-byte header) in layouts learned from earlier ones."""
+def _read_id(value: bytes) -> tuple[str, int] | None:
+    """The event id right after the 5-byte header, and the position after it; None when
+    it is not a valid id (the general decoder then says why)."""
+    size = value[5]
+    if size < 0x80:  # one-byte varint (ids up to 63 bytes): the common case
+        size, pos = (size >> 1) ^ -(size & 1), 6
+    else:
+        size, pos = _read_long(value, 5)
+    end = pos + size
+    if size <= 0 or size > MAX_EVENT_ID_LENGTH * 4 or end > len(value):
+        return None
+    event_id = value[pos:end].decode()
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        return None
+    return event_id, end
+
+
+def _read_optional_long(value: bytes, pos: int) -> tuple[int | None, int] | None:
+    """A ``["null", "long"]`` union at ``pos``."""
+    branch = value[pos]
+    if branch == 0:
+        return None, pos + 1
+    if branch == 2:
+        return _read_long(value, pos + 1)
+    return None
+
+
+class FeatureLayouts:
+    """Reads a feature map of doubles in a layout (names, wire order) learned before."""
 
     def __init__(self) -> None:
-        self._layouts: dict[tuple[int, int], _Layout] = {}
+        self._by_count: dict[int, list[_Layout]] = {}
+        self._total = 0
 
-    def read(self, value: bytes, record_ts: int | None) -> Event | None:
-        if not self._layouts:
-            return None
-        try:
-            size = value[5]
-            if size < 0x80:  # one-byte varint (ids up to 63 bytes): the common case
-                size, pos = (size >> 1) ^ -(size & 1), 6
-            else:
-                size, pos = _read_long(value, 5)
-            end = pos + size
-            if size <= 0 or size > MAX_EVENT_ID_LENGTH * 4 or end > len(value):
-                return None
-            event_id = value[pos:end].decode()
-            if len(event_id) > MAX_EVENT_ID_LENGTH:
-                return None
-            branch = value[end]
-            if branch == 0:
-                ts: int | None = record_ts
-                pos = end + 1
-            elif branch == 2:
-                ts, pos = _read_long(value, end + 1)
-            else:
-                return None
-            count = value[pos]
-            if count < 0x80:
-                count, pos = (count >> 1) ^ -(count & 1), pos + 1
-            else:
-                count, pos = _read_long(value, pos)
-        except (IndexError, UnicodeDecodeError):
-            return None
-        layout = self._layouts.get((count, len(value) - pos))
-        if layout is None:
-            return None
-        fields = layout.struct.unpack_from(value, pos)
-        if fields[-1] != 0 or fields[0:-1:2] != layout.segments:
-            return None
-        return Event(event_id, dict(zip(layout.names, fields[1:-1:2], strict=False)), ts)
+    def __bool__(self) -> bool:
+        return self._total > 0
 
-    def learn(self, value: bytes, event: Event) -> None:
-        """Remember the layout of ``value``, which the general decoder read as ``event``."""
-        features = event.features
-        if not features or len(self._layouts) >= _MAX_LAYOUTS:
+    def read(self, value: bytes, pos: int) -> tuple[dict[str, Any], int] | None:
+        """The features at ``pos`` and the position after the map, or None."""
+        count = value[pos]
+        if count < 0x80:
+            count, pos = (count >> 1) ^ -(count & 1), pos + 1
+        else:
+            count, pos = _read_long(value, pos)
+        for layout in self._by_count.get(count, ()):
+            end = pos + layout.struct.size
+            if end > len(value):
+                continue
+            fields = layout.struct.unpack_from(value, pos)
+            if fields[-1] == 0 and fields[0:-1:2] == layout.segments:
+                return dict(zip(layout.names, fields[1:-1:2], strict=False)), end
+        return None
+
+    def learn(self, value: bytes, pos: int, features: dict[str, Any]) -> None:
+        """Remember the layout of the map at ``pos``, which the general decoder read as
+        ``features``."""
+        if not features or self._total >= _MAX_LAYOUTS:
             return
         for feature in features.values():
             if type(feature) is not float:
                 return
         layout = _Layout(tuple(features))
-        tail = layout.struct.size
         count_bytes = _zigzag(len(features))
-        start = len(value) - tail - len(count_bytes)
-        if start < 5 or value[start : start + len(count_bytes)] != count_bytes:
+        start = pos + len(count_bytes)
+        if value[pos:start] != count_bytes or start + layout.struct.size > len(value):
             return
-        fields = layout.struct.unpack_from(value, start + len(count_bytes))
+        fields = layout.struct.unpack_from(value, start)
         if fields[-1] != 0 or fields[0:-1:2] != layout.segments:
             return
-        self._layouts.setdefault((len(features), tail), layout)
+        known = self._by_count.setdefault(len(features), [])
+        if all(k.names != layout.names for k in known):
+            known.append(layout)
+            self._total += 1
+
+
+class EventLayouts:
+    """Reads event bodies (after the 5-byte header) whose features are doubles in a layout
+    learned from earlier records."""
+
+    def __init__(self) -> None:
+        self._features = FeatureLayouts()
+
+    def read(self, value: bytes, record_ts: int | None) -> Event | None:
+        if not self._features:
+            return None
+        try:
+            head = _read_id(value)
+            if head is None:
+                return None
+            event_id, pos = head
+            ts_at = _read_optional_long(value, pos)
+            if ts_at is None:
+                return None
+            ts, pos = ts_at
+            body = self._features.read(value, pos)
+        except (IndexError, UnicodeDecodeError):
+            return None
+        if body is None or body[1] != len(value):
+            return None
+        return Event(event_id, body[0], record_ts if ts is None else ts)
+
+    def learn(self, value: bytes, event: Event) -> None:
+        """Remember the layout of ``value``, which the general decoder read as ``event``."""
+        try:
+            head = _read_id(value)
+            if head is None:
+                return
+            ts_at = _read_optional_long(value, head[1])
+        except (IndexError, UnicodeDecodeError):
+            return
+        if ts_at is not None:
+            self._features.learn(value, ts_at[1], event.features)
+
+
+class ExampleLayouts:
+    """Reads example bodies (after the 5-byte header) whose features are doubles in a
+    layout learned from earlier records; labels of any type."""
+
+    def __init__(self) -> None:
+        self._features = FeatureLayouts()
+
+    def read(self, value: bytes, record_ts: int | None) -> Example | None:
+        if not self._features:
+            return None
+        try:
+            head = _read_id(value)
+            if head is None:
+                return None
+            event_id, pos = head
+            body = self._features.read(value, pos)
+            if body is None:
+                return None
+            features, pos = body
+            label_at = _read_label(value, pos)
+            if label_at is None:
+                return None
+            label, pos = label_at
+            event_ts_at = _read_optional_long(value, pos)
+            if event_ts_at is None:
+                return None
+            label_ts_at = _read_optional_long(value, event_ts_at[1])
+        except (IndexError, UnicodeDecodeError, struct.error):
+            return None
+        if label_ts_at is None or label_ts_at[1] != len(value):
+            return None
+        return Example(event_id, features, label, event_ts_at[0], label_ts_at[0])
+
+    def learn(self, value: bytes, example: Example) -> None:
+        """Remember the layout of ``value``, which the general decoder read as ``example``."""
+        try:
+            head = _read_id(value)
+        except (IndexError, UnicodeDecodeError):
+            return
+        if head is not None:
+            self._features.learn(value, head[1], example.features)
+
+
+def _read_label(value: bytes, pos: int) -> tuple[LabelValue, int] | None:
+    """An example's ``["boolean", "long", "double", "string"]`` label at ``pos``."""
+    branch = value[pos]
+    if branch == 0:  # boolean: one byte, 0 or 1
+        flag = value[pos + 1]
+        if flag > 1:
+            return None
+        return flag == 1, pos + 2
+    if branch == 2:
+        return _read_long(value, pos + 1)
+    if branch == 4:
+        return _DOUBLE.unpack_from(value, pos + 1)[0], pos + 9
+    if branch == 6:
+        size, start = _read_long(value, pos + 1)
+        end = start + size
+        if size < 0 or end > len(value):
+            return None
+        return value[start:end].decode(), end
+    return None
 
 
 class PredictionWriter:

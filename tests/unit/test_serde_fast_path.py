@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamserve.records import Event, Prediction
+from streamserve.records import Event, Example, Prediction
 from streamserve.serde import DecodeError, SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter, frame_header
-from streamserve.serde.fast_path import EventLayouts, PredictionWriter
+from streamserve.serde.fast_path import EventLayouts, ExampleLayouts, PredictionWriter
 from streamserve.serde.outbound import prediction_to_dict
 from streamserve.topics import load_topic_specs
 
@@ -92,7 +92,7 @@ def test_event_decoder_learns_then_reads_fast(catalog: SchemaCatalog) -> None:
     decoded = [decoder.decode(v, None) for v in values]
     assert decoded[3] == Event("e-3", {"a": 4.5, "b": -1.0}, 3)
     assert decoder._fast is not None  # type: ignore[attr-defined]
-    assert decoder._fast._layouts  # type: ignore[attr-defined]
+    assert decoder._fast._features  # type: ignore[attr-defined]
     long_id = writer.write({"event_id": "x" * 1025, "ts": 1, "features": {"a": 1.0, "b": 2.0}})
     with pytest.raises(DecodeError):
         decoder.decode(long_id, None)
@@ -149,3 +149,67 @@ def test_prediction_writer_matches_fastavro(
 )
 def test_prediction_writer_declines_other_shapes(pred: Prediction) -> None:
     assert PredictionWriter(frame_header(1)).write(pred) is None
+
+
+def _same_example(a: Example, b: Example) -> bool:
+    head_a = (a.event_id, a.event_ts, a.label_ts, type(a.label))
+    head_b = (b.event_id, b.event_ts, b.label_ts, type(b.label))
+    if head_a != head_b:
+        return False
+    if a.label != b.label and not (
+        isinstance(a.label, float) and math.isnan(a.label) and math.isnan(b.label)  # type: ignore[arg-type]
+    ):
+        return False
+    return _same_event(Event("e", a.features, None), Event("e", b.features, None))
+
+
+@SETTINGS
+@given(
+    event_id=TEXT,
+    features=st.dictionaries(TEXT, FLOATS, min_size=1, max_size=12),
+    label=st.booleans() | LONG | FLOATS | st.text(max_size=8),
+    event_ts=st.none() | LONG,
+    label_ts=st.none() | LONG,
+    other=st.dictionaries(TEXT, st.none() | st.booleans() | LONG | TEXT, min_size=1, max_size=3),
+)
+def test_example_layouts_read_what_fastavro_reads(
+    catalog: SchemaCatalog,
+    event_id: str,
+    features: dict[str, float],
+    label: Any,
+    event_ts: int | None,
+    label_ts: int | None,
+    other: dict[str, Any],
+) -> None:
+    writer = AvroBodyWriter(catalog.schema("example"), catalog.local_id("example"))
+    general = Serde(catalog).example_decoder()
+    layouts = ExampleLayouts()
+
+    def write(feats: dict[str, Any], lab: Any) -> bytes:
+        return writer.write(
+            {
+                "event_id": event_id,
+                "features": feats,
+                "label": lab,
+                "event_ts": event_ts,
+                "label_ts": label_ts,
+            }
+        )
+
+    value = write(features, label)
+    assert layouts.read(value, None) is None
+    expected = general.decode(value, None)
+    layouts.learn(value, expected)
+    got = layouts.read(value, None)
+    assert got is not None
+    assert _same_example(expected, got)
+    flipped = write(features, not label if isinstance(label, bool) else "other")
+    assert _same_example(general.decode(flipped, None), layouts.read(flipped, None))  # type: ignore[arg-type]
+    mixed = write({**features, **other}, label)
+    fast = layouts.read(mixed, None)
+    if fast is not None:
+        assert _same_example(general.decode(mixed, None), fast)
+    for bad in (value[:-1], value + b"\x00"):
+        assert layouts.read(bad, None) is None
+        with pytest.raises(DecodeError):
+            general.decode(bad, None)
