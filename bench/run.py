@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from bench import hotswap, latency, learner_bench, memory, peers, report
+from bench import hotswap, latency, learner_bench, memory, micro, peers, report
 from bench.kafka_io import EventFactory
 from bench.profiling import Profile, py_spy, sampled, table
 from bench.throughput import Env, RunResult, run_job, run_streamserve_scorer
@@ -26,7 +26,17 @@ from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir, load_topic_specs
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("throughput", "settings", "latency", "learner", "models", "scaling", "memory", "swap")
+SECTIONS = (
+    "micro",
+    "throughput",
+    "settings",
+    "latency",
+    "learner",
+    "models",
+    "scaling",
+    "memory",
+    "swap",
+)
 
 # streamserve scorer settings compared for the latency/throughput trade-off.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -95,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             m: peers.version(peers_python, m) for m in ("quixstreams", "bytewax")
         }
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    if "micro" in sections:
+        results["micro"] = micro.costs()
+        _log("per-record costs: " + ", ".join(f"{c[1]:.1f} µs" for c in results["micro"]))
     try:
         with EmbeddedBroker().start() as broker:
             _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")
