@@ -70,6 +70,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-peers", action="store_true", help="skip Quix Streams and Bytewax")
     p.add_argument("--redis-url", default="", help="default: 127.0.0.1:6379 if up, else embedded")
     p.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the report from the results (.json beside --out) of an earlier run",
+    )
     return p.parse_args(argv)
 
 
@@ -90,6 +95,11 @@ def _log(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
+    if a.report_only:
+        out = Path(a.out)
+        report.write(json.loads(out.with_suffix(".json").read_text()), out)
+        _log(f"rewrote {out}")
+        return 0
     sections = set(a.only or SECTIONS)
     started_at = time.time()
     topics_dir = default_topics_dir()
