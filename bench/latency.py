@@ -128,7 +128,13 @@ def one_hop(env: Env, factory: EventFactory, rate: int, seconds: float) -> Laten
 
 
 def raw_pipe(
-    env: Env, factory: EventFactory, rate: int, seconds: float, python: str
+    env: Env,
+    factory: EventFactory,
+    rate: int,
+    seconds: float,
+    python: str,
+    extra: tuple[str, ...] = (),
+    label: str = "raw pipe (two hops)",
 ) -> LatencyResult:
     uid = uuid.uuid4().hex[:8]
     source, sink = f"{uid}.in", f"{uid}.out"
@@ -144,12 +150,11 @@ def raw_pipe(
         sink,
         "--group",
         f"g{uid}",
+        *extra,
     ]
     try:
         with started(argv, cwd=JOBS):
-            return measure(
-                env, "raw pipe (two hops)", env.bootstrap, source, sink, factory, rate, seconds
-            )
+            return measure(env, label, env.bootstrap, source, sink, factory, rate, seconds)
     finally:
         delete_topics(env.bootstrap, [source, sink])
 

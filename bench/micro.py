@@ -3,6 +3,7 @@ process (no broker): what the fast paths save, measured as the best of 5 timings
 
 from __future__ import annotations
 
+import gc
 import io
 import random
 import timeit
@@ -70,7 +71,7 @@ def costs() -> list[tuple[str, float, float | None]]:
     writer = AvroBodyWriter(catalog.schema("prediction"), catalog.local_id("prediction"))
     histogram = Histogram("h", "h", ["m"], registry=CollectorRegistry()).labels("m")
     delays = [0.01 * (i % 50) for i in range(N)]
-    return [
+    rows = [
         (
             "decode an event (fast path / fastavro alone)",
             _us(lambda: [event_decode(v, None) for v in events]),
@@ -101,3 +102,17 @@ def costs() -> list[tuple[str, float, float | None]]:
             _us(lambda: [histogram.observe(d) for d in delays]),
         ),
     ]
+    rows.append(("full garbage collection, ms (start-up objects frozen / not)", *_gc_pause()))
+    return rows
+
+
+def _gc_pause() -> tuple[float, float]:
+    """A full collection of this process's heap (streamserve, River, numpy, clients
+    loaded), with the objects alive now frozen as ``App.start`` does, and without."""
+    plain = min(timeit.repeat(gc.collect, number=1, repeat=3)) * 1e3
+    gc.freeze()
+    try:
+        frozen = min(timeit.repeat(gc.collect, number=1, repeat=3)) * 1e3
+    finally:
+        gc.unfreeze()
+    return frozen, plain

@@ -17,6 +17,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1000)
     p.add_argument("--fetch-wait-ms", type=int, default=50)
     p.add_argument("--linger-ms", type=int, default=5)
+    p.add_argument("--idempotent", action="store_true", help="as streamserve's producer")
     a = p.parse_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -29,7 +30,10 @@ def main() -> None:
             "fetch.wait.max.ms": a.fetch_wait_ms,
         }
     )
-    producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": a.linger_ms})
+    conf = {"bootstrap.servers": a.bootstrap, "linger.ms": a.linger_ms}
+    if a.idempotent:
+        conf.update({"enable.idempotence": True, "acks": "all"})
+    producer = Producer(conf)
     consumer.subscribe([a.input])
     produce, topic = producer.produce, a.output
     while not stop:
