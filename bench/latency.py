@@ -7,8 +7,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,8 +186,3 @@ def scorer(
     finally:
         publisher.cleanup(d)
         delete_topics(env.bootstrap, [d.topic(t) for t in ("events", "predictions", "dead-letter")])
-
-
-@contextmanager
-def nothing() -> Iterator[None]:
-    yield

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.kafka_io import Observed, Observer, create_topics, delete_topics, produce_all
+from bench.kafka_io import Observer, create_topics, delete_topics, produce_all
 from bench.procs import rss_mb, started, tail
 from bench.streamserve_setup import Deployment, Publisher, deployment, trained
 
@@ -138,7 +138,3 @@ def median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
-def observed_rate(o: Observed) -> float:
-    return o.rate
