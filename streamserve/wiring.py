@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -415,6 +416,12 @@ class App:
         }
 
     def start(self) -> App:
+        # What is built by now (modules, models, clients) lives as long as the process:
+        # keep it out of the cyclic collector's full passes, which the hot path's batches
+        # trigger every few tens of thousands of records and which otherwise pause every role
+        # for tens of milliseconds (bench/NOTES.md).
+        gc.collect()
+        gc.freeze()
         http = self.rt.settings.http
         if http.enabled:
             self.status = StatusServer(http.host, http.port, self.rt.registry, self.health).start()

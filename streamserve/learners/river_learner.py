@@ -17,6 +17,7 @@ from streamserve.learners.exceptions import (
     ModelError,
     PayloadError,
 )
+from streamserve.learners.linear_compiled import CompiledLinear, compile_linear
 from streamserve.learners.preprocessing import Preprocess
 from streamserve.learners.scoring import (
     scored_from_binary_proba,
@@ -100,6 +101,9 @@ class RiverLearner:
         self._from_proba: Callable[[Any], Scored] = (
             scored_from_binary_proba if spec.task is Task.BINARY else scored_from_multiclass_proba
         )
+        # Linear pipelines score batches as arrays; compiled on first use, dropped on learn.
+        self._compiled: CompiledLinear | None = None
+        self._compile_pending = True
 
     @property
     def estimator(self) -> Any:
@@ -133,9 +137,31 @@ class RiverLearner:
 
     def predict_many(self, xs: Sequence[Features]) -> list[Scored]:
         predict_one = self.predict_one
-        return [predict_one(x) for x in xs]
+        compiled = self._compiled_model()
+        if compiled is None:
+            return [predict_one(x) for x in xs]
+        scored, rest = compiled.predict_many(xs)
+        for i in rest:
+            scored[i] = predict_one(xs[i])
+        return scored  # type: ignore[return-value]  # every None slot was filled
+
+    def _compiled_model(self) -> CompiledLinear | None:
+        if self._compile_pending:
+            self._compile_pending = False
+            try:
+                self._compiled = compile_linear(self._model, self.spec.task)
+            except Exception:
+                logger.warning(
+                    "model %r: compiling the linear pipeline failed; scoring per record",
+                    self.spec.name,
+                    exc_info=True,
+                )
+                self._compiled = None
+        return self._compiled
 
     def learn_one(self, x: Features, y: LabelValue) -> None:
+        self._compiled = None
+        self._compile_pending = True
         try:
             self._model.learn_one(x, y)
         except Exception as exc:

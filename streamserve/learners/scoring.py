@@ -25,6 +25,16 @@ def binary_scored(p_true: float) -> Scored:
 
 def scored_from_binary_proba(proba: Mapping[Any, float]) -> Scored:
     """From a River ``predict_proba_one`` output over the labels True/False."""
+    if len(proba) == 2:  # the usual {False: 1 - p, True: p}: same result, fewer steps
+        p_false, p_true = proba.get(False), proba.get(True)
+        if type(p_false) is float and type(p_true) is float:
+            total = p_false + p_true
+            if not total > 0.0 or total == math.inf:
+                return unscored_classification()
+            q = p_true / total
+            if not 0.0 <= q <= 1.0:
+                return unscored_classification()
+            return Scored(prediction=q >= 0.5, probabilities={"false": 1.0 - q, "true": q}, score=q)
     if not proba:
         return unscored_classification()
     total = 0.0

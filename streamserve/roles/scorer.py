@@ -12,6 +12,7 @@ from confluent_kafka import Message
 
 from streamserve.drift.alerts import ACTION_ALERT, AlertSink, DriftAlert
 from streamserve.drift.input_monitor import InputMonitor
+from streamserve.histogram_batch import observe_many
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch, produce
 from streamserve.learners.base import Learner, Scored
@@ -88,7 +89,7 @@ class Scorer:
             versions[served.name] = serving.version
             now_ms = int(time.time() * 1000)
             encode, topic, producer = self._encode, self._topic, self._producer
-            observe = self._e2e[served.name].observe
+            delays: list[float] = []  # observed once per batch
             count = 0
             for i, (event, s) in enumerate(zip(events, scored, strict=True)):
                 if isinstance(s, Exception):
@@ -116,7 +117,8 @@ class Scorer:
                 produce(producer, batch, topic, value, event.event_id.encode())
                 count += 1
                 if event.ts is not None:
-                    observe(max(0.0, now_ms - event.ts) / 1000.0)
+                    delays.append(max(0.0, now_ms - event.ts) / 1000.0)
+            observe_many(self._e2e[served.name], delays)
             self._scored[served.name].inc(count)
         if self._inputs is not None:
             self._watch_inputs(features, sources, all_scored, versions, batch)

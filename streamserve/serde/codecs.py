@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
 from streamserve.records import Event, Example, Label, Prediction
-from streamserve.serde.avro import AvroBodyWriter, RegistryWriterSchemas
+from streamserve.serde.avro import AvroBodyWriter, RegistryWriterSchemas, frame_header
 from streamserve.serde.exceptions import DecodeError, SerdeError
+from streamserve.serde.fast_path import EventLayouts, ExampleLayouts, PredictionWriter
 from streamserve.serde.outbound import alert_to_dict, example_to_dict, prediction_to_dict
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import SchemaCatalog
@@ -25,7 +26,15 @@ from streamserve.serde.validate import (
     prediction_from_avro,
     prediction_from_json,
 )
-from streamserve.serde.wire import AvroEncoder, FromDict, JsonEncoder, ToDict, WireDecoder
+from streamserve.serde.wire import (
+    AvroEncoder,
+    FastReader,
+    FastWrite,
+    FromDict,
+    JsonEncoder,
+    ToDict,
+    WireDecoder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,13 +105,13 @@ class Serde:
         return self._output_format
 
     def event_decoder(self) -> Decoder[Event]:
-        return self._decoder(_EVENT, event_from_avro, event_from_json)
+        return self._decoder(_EVENT, event_from_avro, event_from_json, fast=EventLayouts())
 
     def label_decoder(self) -> Decoder[Label]:
         return self._decoder(_LABEL, label_from_avro, label_from_json)
 
     def example_decoder(self) -> Decoder[Example]:
-        return self._decoder(_EXAMPLE, example_from_avro, example_from_json)
+        return self._decoder(_EXAMPLE, example_from_avro, example_from_json, fast=ExampleLayouts())
 
     def prediction_decoder(self) -> Decoder[Prediction]:
         return self._decoder(_PREDICTION, prediction_from_avro, prediction_from_json)
@@ -116,6 +125,7 @@ class Serde:
             partial(prediction_to_dict, finite_only=False),
             partial(prediction_to_dict, finite_only=True),
             allow_nan=False,
+            fast=lambda header: PredictionWriter(header).write,
         )
 
     def example_encoder(self) -> Encoder[Example]:
@@ -136,7 +146,13 @@ class Serde:
         """The registry subject of a logical topic's values."""
         return f"{self._topic_names.get(topic, topic)}-value"
 
-    def _decoder(self, kind: _Kind, from_avro: FromDict[T], from_json: FromDict[T]) -> Decoder[T]:
+    def _decoder(
+        self,
+        kind: _Kind,
+        from_avro: FromDict[T],
+        from_json: FromDict[T],
+        fast: FastReader[T] | None = None,
+    ) -> Decoder[T]:
         schema = self._catalog.schema(kind.schema)
         if self._registry is None:
             return WireDecoder(
@@ -145,6 +161,7 @@ class Serde:
                 registry_schemas=None,
                 from_avro=from_avro,
                 from_json=from_json,
+                fast=fast,
             )
         writers = RegistryWriterSchemas(
             self._registry, schema, self._catalog.canonical_form(kind.schema)
@@ -158,7 +175,13 @@ class Serde:
         )
 
     def _encoder(
-        self, kind: _Kind, to_avro: ToDict[T], to_json: ToDict[T], *, allow_nan: bool
+        self,
+        kind: _Kind,
+        to_avro: ToDict[T],
+        to_json: ToDict[T],
+        *,
+        allow_nan: bool,
+        fast: Callable[[bytes], FastWrite[T]] | None = None,
     ) -> Encoder[T]:
         if self._output_format == "json":
             return JsonEncoder(to_json, allow_nan=allow_nan)
@@ -168,7 +191,7 @@ class Serde:
             subject = self.subject_for(kind.topic)
             schema_id = self._registry.register(subject, self._catalog.schema_json(kind.schema))
         writer = AvroBodyWriter(self._catalog.schema(kind.schema), schema_id)
-        return AvroEncoder(writer, to_avro)
+        return AvroEncoder(writer, to_avro, fast(frame_header(schema_id)) if fast else None)
 
     def _alert_from_json(self, obj: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
         return self._alert_shape.record(obj, DecodeError)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from streamserve.serde.avro import (
     AvroBodyWriter,
@@ -20,6 +20,17 @@ T = TypeVar("T")
 
 FromDict = Callable[[dict[str, Any], int | None], T]
 ToDict = Callable[[T], dict[str, Any]]
+FastWrite = Callable[[T], bytes | None]
+
+
+class FastReader(Protocol[T]):
+    """Reads common Avro bodies faster than fastavro, or declines (None); learns from
+    records the general path read."""
+
+    def read(self, value: bytes, record_ts: int | None) -> T | None: ...
+
+    def learn(self, value: bytes, record: T) -> None: ...
+
 
 _JSON_WHITESPACE = b" \t\r\n"
 # First bytes of JSON texts: '{' is an object; the others start values we refuse, but
@@ -42,9 +53,12 @@ class WireDecoder(Generic[T]):
         registry_schemas: RegistryWriterSchemas | None,
         from_avro: FromDict[T],
         from_json: FromDict[T],
+        fast: FastReader[T] | None = None,
     ) -> None:
         if (local_id is None) == (registry_schemas is None):
             raise SerdeError("give exactly one of local_id and registry_schemas")
+        # Only bodies written with our own schema (the local id) take the fast path.
+        self._fast = fast if local_id is not None else None
         self._schema = schema
         self._local_header = frame_header(local_id) if local_id is not None else None
         self._registry_schemas = registry_schemas
@@ -58,7 +72,14 @@ class WireDecoder(Generic[T]):
             raise DecodeError("record value is empty")
         first = value[0]
         if first == 0:
-            return self._from_avro(self._read_avro(value), record_ts)
+            fast = self._fast
+            if fast is None or value[:5] != self._local_header:
+                return self._from_avro(self._read_avro(value), record_ts)
+            record = fast.read(value, record_ts)
+            if record is None:
+                record = self._from_avro(self._read_avro(value), record_ts)
+                fast.learn(value, record)
+            return record
         if first == 0x7B:
             return self._from_json(loads_object(value), record_ts)
         where = "first byte"
@@ -89,12 +110,20 @@ class AvroEncoder(Generic[T]):
 
     format = "avro"
 
-    def __init__(self, writer: AvroBodyWriter, to_dict: ToDict[T]) -> None:
+    def __init__(
+        self, writer: AvroBodyWriter, to_dict: ToDict[T], fast: FastWrite[T] | None = None
+    ) -> None:
         self._write = writer.write
         self._to_dict = to_dict
+        self._fast = fast
         self.schema_id = writer.schema_id
 
     def encode(self, obj: T) -> bytes:
+        fast = self._fast
+        if fast is not None:
+            value = fast(obj)
+            if value is not None:
+                return value
         return self._write(self._to_dict(obj))
 
 

@@ -1,0 +1,91 @@
+"""What every scoring job shares: the schemas, the synthetic data, the model, the codecs.
+
+Imported by the jobs by path (``bench/jobs`` is their ``sys.path[0]``), in the project's
+interpreter and in the peers' virtualenv alike, so it needs only fastavro and river.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+
+FEATURES = [f"x{i}" for i in range(10)]
+EVENT_SCHEMA_ID = 1
+PREDICTION_SCHEMA_ID = 3
+TRAIN_RECORDS = 2000
+
+
+def load_schema(topics_dir: str, name: str) -> Any:
+    return parse_schema(json.loads((Path(topics_dir) / f"{name}.avsc").read_text()))
+
+
+def header(schema_id: int) -> bytes:
+    return struct.pack(">bI", 0, schema_id)
+
+
+def features(rng: random.Random) -> dict[str, float]:
+    return {name: rng.gauss(i * 0.5, 1.0 + i * 0.1) for i, name in enumerate(FEATURES)}
+
+
+def label(x: dict[str, float]) -> bool:
+    return 0.8 * x["x0"] - 0.5 * x["x3"] + 0.3 * x["x7"] > 0.2
+
+
+def trained_river_model() -> Any:
+    """The hand-written loop's and the peers' model: a scaled logistic regression."""
+    from river import linear_model, preprocessing
+
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    rng = random.Random(42)
+    for _ in range(TRAIN_RECORDS):
+        x = features(rng)
+        model.learn_one(x, label(x))
+    return model
+
+
+class Codec:
+    """fastavro decode of an event, encode of a prediction (Confluent framing)."""
+
+    def __init__(self, topics_dir: str, model_name: str = "bench") -> None:
+        self.event = load_schema(topics_dir, "event")
+        self.prediction = load_schema(topics_dir, "prediction")
+        self.header = header(PREDICTION_SCHEMA_ID)
+        self.model_name = model_name
+
+    def decode(self, value: bytes) -> dict[str, Any]:
+        buffer = io.BytesIO(value)
+        buffer.seek(5)
+        record: dict[str, Any] = schemaless_reader(buffer, self.event, None)
+        return record
+
+    def encode(self, event: dict[str, Any], proba: dict[Any, float]) -> bytes:
+        p = proba.get(True, 0.0)
+        buffer = io.BytesIO()
+        buffer.write(self.header)
+        schemaless_writer(
+            buffer,
+            self.prediction,
+            {
+                "event_id": event["event_id"],
+                "model": self.model_name,
+                "model_version": 1,
+                "prediction": p >= 0.5,
+                "probabilities": {"false": 1.0 - p, "true": p},
+                "score": p,
+                "ts": event["ts"],
+                "scored_at": int(time.time() * 1000),
+            },
+        )
+        return buffer.getvalue()
+
+
+def score(codec: Codec, model: Any, value: bytes) -> bytes:
+    event = codec.decode(value)
+    return codec.encode(event, model.predict_proba_one(event["features"]))

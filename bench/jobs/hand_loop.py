@@ -1,0 +1,46 @@
+"""A hand-written scoring loop: confluent-kafka consume, fastavro decode, River
+predict_proba_one (scaled logistic regression), fastavro encode, produce."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from _shared import Codec, score, trained_river_model
+from confluent_kafka import Consumer, Producer
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topics-dir", required=True)
+    a = p.parse_args()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    codec, model = Codec(a.topics_dir), trained_river_model()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": a.bootstrap,
+            "group.id": a.group,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 5})
+    consumer.subscribe([a.input])
+    produce, topic = producer.produce, a.output
+    while not stop:
+        for m in consumer.consume(1000, 0.1):
+            if m.error() is None:
+                produce(topic, score(codec, model, m.value()), m.key())
+        producer.poll(0)
+    producer.flush(10)
+    consumer.close()
+
+
+if __name__ == "__main__":
+    main()

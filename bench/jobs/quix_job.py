@@ -1,0 +1,36 @@
+"""The same scoring job on Quix Streams (run by the peers' virtualenv)."""
+
+from __future__ import annotations
+
+import argparse
+
+from _shared import Codec, score, trained_river_model
+from quixstreams import Application
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topics-dir", required=True)
+    a = p.parse_args()
+    codec, model = Codec(a.topics_dir), trained_river_model()
+    app = Application(
+        broker_address=a.bootstrap,
+        consumer_group=a.group,
+        auto_offset_reset="earliest",
+        auto_create_topics=False,
+        consumer_extra_config={"session.timeout.ms": 6000},
+    )
+    source = app.topic(a.input, key_deserializer="bytes", value_deserializer="bytes")
+    sink = app.topic(a.output, key_serializer="bytes", value_serializer="bytes")
+    sdf = app.dataframe(source)
+    sdf = sdf.apply(lambda value: score(codec, model, value))
+    sdf.to_topic(sink)
+    app.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Raw pipe: consume records and produce their bytes unchanged (no decoding)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from confluent_kafka import Consumer, Producer
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--fetch-wait-ms", type=int, default=50)
+    p.add_argument("--linger-ms", type=int, default=5)
+    p.add_argument("--idempotent", action="store_true", help="as streamserve's producer")
+    a = p.parse_args()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    consumer = Consumer(
+        {
+            "bootstrap.servers": a.bootstrap,
+            "group.id": a.group,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": a.fetch_wait_ms,
+        }
+    )
+    conf = {"bootstrap.servers": a.bootstrap, "linger.ms": a.linger_ms}
+    if a.idempotent:
+        conf.update({"enable.idempotence": True, "acks": "all"})
+    producer = Producer(conf)
+    consumer.subscribe([a.input])
+    produce, topic = producer.produce, a.output
+    while not stop:
+        msgs = consumer.consume(a.batch, 0.1)
+        for m in msgs:
+            if m.error() is None:
+                produce(topic, m.value(), m.key())
+        producer.poll(0)
+    producer.flush(10)
+    consumer.close()
+
+
+if __name__ == "__main__":
+    main()

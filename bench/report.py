@@ -1,0 +1,372 @@
+"""docs/BENCHMARKS.md and its plot, from the results of one run."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import platform
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> list[str]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    versions = []
+    for package in ("confluent-kafka", "river", "fastavro", "numpy", "prometheus-client"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+    try:
+        import confluent_kafka
+
+        versions.append(f"librdkafka {confluent_kafka.libversion()[0]}")
+    except ImportError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} cores; memory {mem}",
+        f"- {platform.system()} {platform.release()}, Python {platform.python_version()}",
+        f"- {', '.join(versions)}",
+        "- broker: the embedded tansu (memory only), one per run; Redis 127.0.0.1:6379 or embedded",
+        f"- load average when the report was written: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}",
+    ]
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, tuple[float, list[float]]]:
+    by: dict[str, list[float]] = defaultdict(list)
+    for r in runs:
+        by[r["variant"]].append(r["rate"])
+    return {name: (statistics.median(rates), rates) for name, rates in by.items()}
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    lines: list[str] = ["# Benchmarks", ""]
+    lines += [
+        "Written by `python -m bench` (see `bench/`); do not edit by hand. Each throughput",
+        "variant reads the same input (Avro events: an id and 10 doubles, 4 partitions) from",
+        "fresh topics on one embedded broker, one after another in the same run; rates are",
+        "output records per second as seen by a consumer of the output topic (first to last",
+        "arrival), medians of the runs.",
+        "",
+        f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+    ]
+    if "peer_versions" in results:
+        v = results["peer_versions"]
+        lines.append(
+            f"- peers (own virtualenv): quixstreams {v['quixstreams']}, bytewax {v['bytewax']}"
+        )
+    targets: list[tuple[str, str, bool | None]] = []
+    med: dict[str, tuple[float, list[float]]] = {}
+    if "throughput" in results:
+        med = _medians(results["throughput"])
+        lines += [
+            "",
+            "## Scoring throughput",
+            "",
+            "| variant | median records/s | runs |",
+            "|---|---:|---|",
+        ]
+        for name, (m, rates) in med.items():
+            lines.append(f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+        ss = med.get("streamserve scorer", (0.0, []))[0]
+        for peer, factor in (("raw pipe", 0.75), ("Quix Streams", 4.0), ("Bytewax", 2.0)):
+            if peer in med and med[peer][0] > 0:
+                ratio = ss / med[peer][0]
+                targets.append(
+                    (
+                        f"scorer ≥ {factor} x {peer}",
+                        f"{ratio:.2f} x ({ss:,.0f} vs {med[peer][0]:,.0f}/s)",
+                        ratio >= factor,
+                    )
+                )
+    if results.get("micro"):
+        lines += [
+            "",
+            "## Per-record CPU cost of the hot-path steps",
+            "",
+            "In process, no broker: best of 5 timings over 5,000 records (µs per record).",
+            "",
+            "| step | streamserve | plain way |",
+            "|---|---:|---:|",
+        ]
+        for step, ours, plain in results["micro"]:
+            lines.append(_row(step, f"{ours:.2f}", "" if plain is None else f"{plain:.2f}"))
+    if results.get("profile"):
+        lines += [
+            "",
+            "## Where the scorer's time goes",
+            "",
+            "py-spy samples of the scoring thread of `streamserve score` during one throughput",
+            "run (percent of the thread's samples; the rest is librdkafka's `consume`/`poll`, C",
+            "code under `ConsumerLoop.run`).",
+            "",
+            "| function | inclusive % | self % |",
+            "|---|---:|---:|",
+        ]
+        for name, inclusive, own in results["profile"]:
+            lines.append(f"| `{name}` | {inclusive:.1f} | {own:.1f} |")
+    if "settings" in results:
+        lines += [
+            "",
+            "## Latency against throughput: scorer settings",
+            "",
+            "| settings | values | records/s | p50 ms | p99 ms |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for r in results["settings"]:
+            values = (
+                "; ".join(f"{k}: {v}" for part in r["settings"].values() for k, v in part.items())
+                or "batch_size 1000, batch_timeout_ms 20, fetch.wait.max.ms 50, linger.ms 5"
+            )
+            lines.append(
+                _row(
+                    r["name"],
+                    values,
+                    f"{r['rate']:,.0f}",
+                    f"{r['p50_ms']:.0f}",
+                    f"{r['p99_ms']:.0f}",
+                )
+            )
+    if "latency" in results:
+        lat = {r["variant"]: r for r in results["latency"]}
+        lines += [
+            "",
+            f"## End-to-end latency at {results['args']['latency_rate']:,} events/s offered",
+            "",
+            "Event produced → output received (the key carries the send time).",
+            "",
+            "| path | received/offered | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in results["latency"]:
+            lines.append(
+                _row(
+                    r["variant"],
+                    f"{r['received']:,}/{r['offered']:,}",
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p99_ms']:.1f}",
+                )
+            )
+        pipe, ss = lat.get("raw pipe (two hops)"), lat.get("streamserve scorer")
+        if pipe and ss:
+            added = ss["p99_ms"] - pipe["p99_ms"]
+            targets.append(
+                ("scorer adds ≤ 10 ms to the pipe's p99", f"+{added:.1f} ms", added <= 10.0)
+            )
+    if "learner" in results:
+        ln = results["learner"]
+        ratio = ln["streamserve"] / ln["river_same_model"] if ln["river_same_model"] else 0.0
+        lines += [
+            "",
+            f"## Learner ({ln['examples']:,} examples)",
+            "",
+            "| variant | examples/s |",
+            "|---|---:|",
+            _row(
+                "`streamserve learn` (Kafka → predict, metrics, learn → snapshots)",
+                f"{ln['streamserve']:,.0f}",
+            ),
+            _row(
+                "River in memory, same model (Preprocess \\| LogisticRegression): "
+                "predict_proba_one + learn_one",
+                f"{ln['river_same_model']:,.0f}",
+            ),
+            _row(
+                "River in memory, StandardScaler \\| LogisticRegression",
+                f"{ln['river_scaled_lr']:,.0f}",
+            ),
+        ]
+        targets.append(
+            ("learner ≥ 0.6 x River in memory (same model)", f"{ratio:.2f} x", ratio >= 0.6)
+        )
+    if "models" in results:
+        lines += [
+            "",
+            "## Model size cost",
+            "",
+            _row(
+                "model",
+                "scorer records/s",
+                "batch predict µs/record",
+                "predict+learn µs/record (River)",
+                "snapshot KiB",
+            ),
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in results["models"]:
+            lines.append(
+                _row(
+                    r["model"],
+                    f"{r['scorer_rate']:,.0f}",
+                    f"{r['predict_us']:.1f}",
+                    f"{r['learn_us']:.1f}",
+                    f"{r['snapshot_kb']:.0f}",
+                )
+            )
+    if "scaling" in results:
+        sc = _medians(results["scaling"])
+        lines += [
+            "",
+            "## Scaling: scorer processes",
+            "",
+            "| processes | median records/s | runs |",
+            "|---|---:|---|",
+        ]
+        for name, (m, rates) in sc.items():
+            lines.append(f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+        one, two = sc.get("1 scorer process(es)"), sc.get("2 scorer process(es)")
+        if one and two and one[0]:
+            lines.append("")
+            lines.append(
+                f"Two processes: {two[0] / one[0]:.2f} x one "
+                "(2 cores shared with the broker and the observer)."
+            )
+    if "memory" in results:
+        m = results["memory"]
+        samples = m["samples"]
+        early = _rss_at(samples, m["scored"], 0.1)
+        end = _rss_at(samples, m["scored"], 1.0)
+        growth = end - early
+        lines += [
+            "",
+            f"## Scorer memory over {m['events']:,} events",
+            "",
+            f"RSS {early:.0f} MiB after 10 % of the events, "
+            f"{end:.0f} MiB after {m['scored']:,} scored "
+            f"({growth:+.1f} MiB).",
+        ]
+        targets.append(
+            (
+                "scorer RSS flat over the run",
+                f"{growth:+.1f} MiB from 10 % to the end",
+                m["scored"] >= m["events"] and growth < 20.0,
+            )
+        )
+    if "swap" in results:
+        s = results["swap"]
+        steady = None
+        for r in results.get("latency", []):
+            if r["variant"] == "streamserve scorer":
+                steady = r["p99_ms"]
+        metric = s["metric_p99_le_s"]
+        lines += [
+            "",
+            f"## Hot swap under load ({s['swaps']} swaps)",
+            "",
+            f"- events offered {s['offered']:,}, predicted {s['predicted']:,}, "
+            f"unscored predictions {s['unscored']}, dead letters {s['dead_letters']}",
+            f"- latency during swaps: p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms"
+            + (f" (steady state p99 {steady:.1f} ms)" if steady else ""),
+            "- snapshot written → scorer serving it "
+            f"(`streamserve_snapshot_swap_delay_seconds`): p99 ≤ {metric} s"
+            if metric is not None
+            else "- swap delay metric: no samples",
+            "- snapshot written → first prediction carrying it received "
+            "(includes the pipeline latency): "
+            f"p50 {s['first_seen_p50_ms']:.0f} ms, p99 {s['first_seen_p99_ms']:.0f} ms",
+        ]
+        targets.append(
+            (
+                "swap delay p99 < 200 ms",
+                f"p99 ≤ {metric} s (metric bucket)",
+                None if metric is None else metric <= 0.2,
+            )
+        )
+        targets.append(
+            (
+                "0 failed or unscored events during swaps",
+                f"{s['offered'] - s['predicted']} missing, {s['unscored']} unscored, "
+                f"{s['dead_letters']} dead letters",
+                s["predicted"] >= s["offered"] and s["unscored"] == 0 and s["dead_letters"] == 0,
+            )
+        )
+        if steady:
+            targets.append(
+                (
+                    "p99 during swaps ≤ 2 x steady state",
+                    f"{s['p99_ms']:.0f} vs {steady:.0f} ms",
+                    s["p99_ms"] <= 2 * steady,
+                )
+            )
+    plot = out.with_name("benchmarks.png")
+    if _plot(results, med, plot):
+        lines += ["", f"![benchmarks]({plot.name})"]
+    lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    for name, measured, ok in targets:
+        lines.append(f"| {name} | {measured} | {_verdict(ok)} |")
+    notes = Path(__file__).with_name("NOTES.md")
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    out.write_text("\n".join(lines) + "\n")
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _rss_at(samples: list[list[float]], scored: int, fraction: float) -> float:
+    for count, rss in samples:
+        if count >= fraction * scored:
+            return rss
+    return samples[-1][1] if samples else float("nan")
+
+
+def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    if med:
+        names = list(med)
+        axes[0].barh(names, [med[n][0] for n in names], color="tab:blue")
+        axes[0].set_xlabel("records/s (median)")
+        axes[0].set_title("Scoring throughput")
+    if "latency" in results:
+        rows = results["latency"]
+        names = [r["variant"] for r in rows]
+        y = range(len(rows))
+        axes[1].barh([i + 0.2 for i in y], [r["p50_ms"] for r in rows], height=0.4, label="p50")
+        axes[1].barh([i - 0.2 for i in y], [r["p99_ms"] for r in rows], height=0.4, label="p99")
+        axes[1].set_yticks(list(y), names)
+        axes[1].set_xlabel("ms")
+        axes[1].legend()
+        axes[1].set_title("End-to-end latency")
+    if "memory" in results:
+        samples = results["memory"]["samples"]
+        axes[2].plot([s[0] for s in samples], [s[1] for s in samples], marker=".")
+        axes[2].set_xlabel("events scored")
+        axes[2].set_ylabel("scorer RSS (MiB)")
+        axes[2].set_ylim(bottom=0)
+        axes[2].set_title("Scorer memory")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True

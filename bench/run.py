@@ -1,0 +1,259 @@
+"""Run every benchmark variant side by side on one embedded broker; write the report.
+
+python -m bench                      # full size (200,000 records, 3 runs each)
+python -m bench --records 20000 --repeats 1 --memory-events 100000 --swaps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import hotswap, latency, learner_bench, memory, micro, peers, report
+from bench.kafka_io import EventFactory
+from bench.profiling import Profile, py_spy, sampled, table
+from bench.throughput import Env, RunResult, run_job, run_streamserve_scorer
+from streamserve.embedded import EmbeddedBroker, EmbeddedRedis
+from streamserve.serde.schemas import SchemaCatalog
+from streamserve.topics import default_topics_dir, load_topic_specs
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = (
+    "micro",
+    "throughput",
+    "settings",
+    "latency",
+    "learner",
+    "models",
+    "scaling",
+    "memory",
+    "swap",
+)
+
+# streamserve scorer settings compared for the latency/throughput trade-off.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "low latency": {
+        "scorer": {"batch_size": 200, "batch_timeout_ms": 5},
+        "consumer": {"fetch.wait.max.ms": 5},
+        "producer": {"linger.ms": 0},
+    },
+    "high throughput": {
+        "scorer": {"batch_size": 5000, "batch_timeout_ms": 100},
+        "consumer": {"fetch.wait.max.ms": 100},
+        "producer": {"linger.ms": 20},
+    },
+}
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--records", type=int, default=200_000, help="input records per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs per throughput variant")
+    p.add_argument("--latency-rate", type=int, default=10_000, help="offered events/s")
+    p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--learner-examples", type=int, default=100_000)
+    p.add_argument("--model-records", type=int, default=50_000, help="scorer run per model size")
+    p.add_argument("--memory-events", type=int, default=1_000_000)
+    p.add_argument("--swaps", type=int, default=100)
+    p.add_argument("--swap-every", type=float, default=0.2, help="seconds between swaps")
+    p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
+    p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
+    p.add_argument("--no-peers", action="store_true", help="skip Quix Streams and Bytewax")
+    p.add_argument("--redis-url", default="", help="default: 127.0.0.1:6379 if up, else embedded")
+    p.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the report from the results (.json beside --out) of an earlier run",
+    )
+    return p.parse_args(argv)
+
+
+def _redis_url(given: str) -> tuple[str, EmbeddedRedis | None]:
+    if given:
+        return given, None
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+        return "redis://127.0.0.1:6379/0", None
+    except redis.RedisError:
+        server = EmbeddedRedis().start()
+        return server.url, server
+
+
+def _log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _args(argv)
+    if a.report_only:
+        out = Path(a.out)
+        report.write(json.loads(out.with_suffix(".json").read_text()), out)
+        _log(f"rewrote {out}")
+        return 0
+    sections = set(a.only or SECTIONS)
+    started_at = time.time()
+    topics_dir = default_topics_dir()
+    factory = EventFactory(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    peers_python = None if a.no_peers else peers.ensure_venv()
+    redis_url, own_redis = _redis_url(a.redis_url)
+    results: dict[str, Any] = {
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "args": vars(a),
+    }
+    if peers_python:
+        results["peer_versions"] = {
+            m: peers.version(peers_python, m) for m in ("quixstreams", "bytewax")
+        }
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    if "micro" in sections:
+        results["micro"] = micro.costs()
+        _log("per-record costs: " + ", ".join(f"{c[1]:.1f} µs" for c in results["micro"]))
+    try:
+        with EmbeddedBroker().start() as broker:
+            _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")
+            env = Env(
+                broker.bootstrap_servers, redis_url, str(topics_dir), workdir, peers_python, []
+            )
+            if sections & {"throughput", "settings", "models", "scaling"}:
+                _log(f"generating {a.records} events")
+                env.records = factory.batch(a.records)
+            if "throughput" in sections:
+                results["throughput"], results["profile"] = _throughput(env, a.repeats)
+            if "settings" in sections:
+                results["settings"] = _settings(env, factory, a)
+            if "latency" in sections:
+                results["latency"] = _latency(env, factory, a)
+            if "learner" in sections:
+                results["learner"] = _learner(env, a.learner_examples)
+            if "models" in sections:
+                results["models"] = _models(env, a.model_records)
+            if "scaling" in sections:
+                runs = [
+                    asdict(run_streamserve_scorer(env, f"{n} scorer process(es)", processes=n))
+                    for n in (1, 2)
+                    for _ in range(a.repeats)
+                ]
+                _log(f"scaling: {[round(r['rate']) for r in runs]}")
+                results["scaling"] = runs
+            if "memory" in sections:
+                _log(f"memory over {a.memory_events} events")
+                m = memory.scorer_memory(env, factory, a.memory_events)
+                results["memory"] = asdict(m)
+            if "swap" in sections:
+                _log(f"hot swap: {a.swaps} swaps at {a.swap_rate}/s")
+                results["swap"] = asdict(
+                    hotswap.hot_swap(env, factory, a.swap_rate, a.swaps, a.swap_every)
+                )
+    finally:
+        if own_redis is not None:
+            own_redis.stop()
+    results["elapsed_s"] = time.time() - started_at
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    report.write(results, out)
+    _log(f"wrote {out} in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+def _throughput(env: Env, repeats: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    runs: list[RunResult] = []
+    py = sys.executable
+    spy = py_spy(env.peers_python)
+    profile = Profile()
+    for i in range(repeats):
+        runs.append(run_job(env, "raw pipe", "raw_pipe.py", py))
+        runs.append(run_job(env, "hand-written loop", "hand_loop.py", py))
+        with_profile = None
+        if spy and i == 0:
+            with_profile = lambda pid: sampled(spy, pid, env.workdir / "profile.txt", profile)  # noqa: E731
+            runs.append(
+                run_streamserve_scorer(env, "streamserve scorer (profiled)", profile=with_profile)
+            )
+        runs.append(run_streamserve_scorer(env))
+        if env.peers_python:
+            runs.append(run_job(env, "Quix Streams", "quix_job.py", env.peers_python))
+            runs.append(run_job(env, "Bytewax", "bytewax_job.py", env.peers_python))
+        summary = ", ".join(f"{r.variant} {r.rate:,.0f}/s" for r in runs[-6:])
+        _log(f"throughput run {i + 1}: {summary}")
+    return [asdict(r) for r in runs], table(profile, 18) if profile.total else []
+
+
+def _settings(env: Env, factory: EventFactory, a: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for name, settings in SETTINGS.items():
+        thr = run_streamserve_scorer(env, name, settings=settings)
+        lat = latency.scorer(env, factory, a.latency_rate, a.latency_seconds / 2, name, settings)
+        rows.append({**asdict(lat), "name": name, "settings": settings, "rate": thr.rate})
+        _log(
+            f"settings {name}: {thr.rate:,.0f}/s, p50 {lat.p50_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms"
+        )
+    return rows
+
+
+def _latency(env: Env, factory: EventFactory, a: argparse.Namespace) -> list[dict[str, Any]]:
+    rate, seconds = a.latency_rate, a.latency_seconds
+    rows = [
+        latency.one_hop(env, factory, rate, seconds),
+        latency.raw_pipe(env, factory, rate, seconds, sys.executable),
+        latency.scorer(env, factory, rate, seconds, "streamserve scorer"),
+    ]
+    one_k = latency.one_hop(env, factory, 1000, seconds)
+    one_k.variant = "broker, one hop at 1,000/s"
+    rows.append(one_k)
+    for r in rows:
+        _log(
+            f"latency {r.variant}: p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms "
+            f"({r.received}/{r.offered})"
+        )
+    return [asdict(r) for r in rows]
+
+
+def _learner(env: Env, n: int) -> dict[str, Any]:
+    from river import linear_model, preprocessing
+
+    from streamserve.learners.catalogue import build_learner
+    from streamserve.learners.spec import ModelSpec, Task
+
+    data = learner_bench.examples(n)
+    spec = ModelSpec("bench", Task.BINARY, "logistic_regression")
+    same_model = learner_bench.river_rate(build_learner(spec).estimator, data)  # type: ignore[attr-defined]
+    scaled = learner_bench.river_rate(
+        preprocessing.StandardScaler() | linear_model.LogisticRegression(), data
+    )
+    role = learner_bench.streamserve_learner_rate(env, n)
+    _log(
+        f"learner: streamserve {role:,.0f}/s; River same model {same_model:,.0f}/s; "
+        f"scaled LR {scaled:,.0f}/s"
+    )
+    return {
+        "examples": n,
+        "streamserve": role,
+        "river_same_model": same_model,
+        "river_scaled_lr": scaled,
+    }
+
+
+def _models(env: Env, n: int) -> list[dict[str, Any]]:
+    rows = []
+    records = env.records
+    env.records = records[:n]
+    try:
+        for name, (learner_name, params) in learner_bench.MODELS.items():
+            cost = learner_bench.model_cost(name, learner_name, params, min(n, 20000))
+            run = run_streamserve_scorer(env, name, learner=learner_name, params=params)
+            rows.append({**asdict(cost), "scorer_rate": run.rate})
+            _log(f"model {name}: scorer {run.rate:,.0f}/s, predict {cost.predict_us:.1f} µs")
+    finally:
+        env.records = records
+    return rows
