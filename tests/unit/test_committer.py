@@ -16,26 +16,9 @@ from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.metrics import Metrics
 from streamserve.roles.loop import ConsumerLoop, transient
 from streamserve.serde.exceptions import RegistryError
+from tests.unit.fakes import FakeMsg
 
-
-class Msg:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._t, self._p, self._o = topic, partition, offset
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return b"v"
+Msg = FakeMsg
 
 
 class Consumer:

@@ -9,23 +9,7 @@ from confluent_kafka import KafkaError
 
 from streamserve.kafka.delivery import OffsetTracker, next_offsets, produce
 from streamserve.kafka.exceptions import DeliveryError
-
-
-class FakeMsg:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._t, self._p, self._o = topic, partition, offset
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def error(self) -> None:
-        return None
+from tests.unit.fakes import FakeMsg
 
 
 class FakeConsumer:
