@@ -151,6 +151,13 @@ class Metrics:
             ["role", "reason"],
             registry=r,
         )
+        self.client_rebuilds = Counter(
+            "streamserve_kafka_client_rebuilds",
+            "Times a role replaced its Kafka consumer, producer and committer in place "
+            "(outputs stuck unacknowledged, or a fatal client error), per role and reason.",
+            ["role", "reason"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "streamserve_dead_letters",
             "Records sent to the dead-letter topic.",

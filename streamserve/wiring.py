@@ -36,6 +36,7 @@ from streamserve.roles.join_state import JoinState
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
 from streamserve.roles.loop import ConsumerLoop
+from streamserve.roles.rebuild import LoopClients
 from streamserve.roles.retry import RetryPolicy
 from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde.codecs import Serde
@@ -172,6 +173,12 @@ class Runtime:
             return TransactionalCommitter(role=role, consumer=consumer, producer=producer)
         return AtLeastOnceCommitter(role=role, consumer=consumer, producer=producer)
 
+    def loop_clients(self, role: str, group_suffix: str) -> LoopClients:
+        """A consumer loop's consumer, producer and committer; called again to replace them."""
+        producer, errors = self.producer(role, transactional=self.settings.kafka.exactly_once)
+        consumer = self.consumer(role, group_suffix, errors)
+        return LoopClients(consumer, producer, self.committer(role, consumer, producer), errors)
+
     def consumer(self, role: str, group_suffix: str, errors: kconf.ClientErrors) -> Consumer:
         group = f"{self.settings.kafka.group_prefix}-{group_suffix}"
         return Consumer(kconf.consumer_config(self.settings.kafka, group, errors))
@@ -200,7 +207,8 @@ class Role:
 
 def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
-    producer, errors = rt.producer("scorer", transactional=s.kafka.exactly_once)
+    clients = rt.loop_clients("scorer", "scorer")
+    producer = clients.producer
     served: list[ServedModel] = []
     watchers: list[SnapshotWatcher[Learner]] = []
     for spec in s.models:
@@ -232,17 +240,15 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         input_monitor=monitor,
         alerts=rt.alert_sink(producer),
     )
-    consumer = rt.consumer("scorer", "scorer", errors)
     loop = ConsumerLoop(
         role="scorer",
-        consumer=consumer,
-        committer=rt.committer("scorer", consumer, producer),
+        clients=clients,
         topics=[rt.topics["events"]],
         handler=scorer,
-        errors=errors,
         metrics=rt.metrics,
         batch_size=s.scorer.batch_size,
         timeout_s=s.scorer.batch_timeout_ms / 1000.0,
+        rebuild=lambda: rt.loop_clients("scorer", "scorer"),
     )
 
     def health() -> dict[str, Any]:
@@ -294,7 +300,8 @@ def _serving(
 
 def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
-    producer, errors = rt.producer("joiner", transactional=s.kafka.exactly_once)
+    clients = rt.loop_clients("joiner", "joiner")
+    producer = clients.producer
     joiner = Joiner(
         events_topic=rt.topics["events"],
         event_decoder=rt.serde.event_decoder(),
@@ -308,17 +315,15 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
         metrics=rt.metrics,
         sweep_interval_s=s.joiner.sweep_interval_seconds,
     )
-    consumer = rt.consumer("joiner", "joiner", errors)
     loop = ConsumerLoop(
         role="joiner",
-        consumer=consumer,
-        committer=rt.committer("joiner", consumer, producer),
+        clients=clients,
         topics=[rt.topics["events"], rt.topics["feedback"]],
         handler=joiner,
-        errors=errors,
         metrics=rt.metrics,
         batch_size=s.joiner.batch_size,
         timeout_s=s.joiner.batch_timeout_ms / 1000.0,
+        rebuild=lambda: rt.loop_clients("joiner", "joiner"),
     )
     return Role("joiner", loop.run, [], lambda: {"partitions": len(loop.assigned)})
 

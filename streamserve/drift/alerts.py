@@ -69,6 +69,10 @@ class AlertSink:
         self._encode = encoder.encode
         self._counter = metrics.drift_alerts
 
+    def use_producer(self, producer: Any) -> None:
+        """Write through ``producer`` from now on (the loop rebuilt its Kafka clients)."""
+        self._producer = producer
+
     def emit(self, alert: DriftAlert, batch: Batch | None = None) -> None:
         self._counter.labels(
             alert.model, alert.signal, alert.detector, alert.severity, alert.action

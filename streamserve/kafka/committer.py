@@ -47,6 +47,11 @@ class Committer(Protocol):
 
     def close(self) -> None: ...
 
+    def waiting_since(self) -> float | None:
+        """Since when (``time.monotonic``) produced outputs have waited for the broker's
+        acknowledgement, or None when nothing waits."""
+        ...
+
 
 def rewind(consumer: Any, msgs: list[Message]) -> None:
     """Seek each partition of ``msgs`` back to its first record in them."""
@@ -82,7 +87,7 @@ class AtLeastOnceCommitter:
         return self._tracker.open(msgs)
 
     def complete(self, batch: Batch) -> None:
-        batch.closed = True
+        batch.close()
 
     def abandon(self, batch: Batch, msgs: list[Message]) -> None:
         # Outputs already produced stay (duplicates on replay are allowed here).
@@ -104,6 +109,9 @@ class AtLeastOnceCommitter:
     def close(self) -> None:
         self._drain()
         self._commit()
+
+    def waiting_since(self) -> float | None:
+        return self._tracker.waiting_since()
 
     def _drain(self) -> None:
         remaining = self._producer.flush(self._flush_timeout_s)
@@ -153,7 +161,7 @@ class TransactionalCommitter:
 
     def complete(self, batch: Batch) -> None:
         """Commit the batch's transaction; on an abortable error abort, rewind, raise."""
-        batch.closed = True
+        batch.close()
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
         try:
             if offsets:
@@ -205,6 +213,10 @@ class TransactionalCommitter:
         return None
 
     def lost(self, partitions: list[TopicPartition]) -> None:
+        return None
+
+    def waiting_since(self) -> float | None:
+        # Each batch's transaction commits (or fails) inside complete(): nothing waits here.
         return None
 
     def close(self) -> None:

@@ -55,6 +55,10 @@ class DeadLetterSink:
         self.topic = topic
         self._metrics = metrics
 
+    def use_producer(self, producer: Any) -> None:
+        """Send through ``producer`` from now on (the loop rebuilt its Kafka clients)."""
+        self._producer = producer
+
     def send(self, msg: Message, stage: str, exc: BaseException, batch: Batch | None) -> None:
         logger.warning(
             "dead-letter: %s[%s]@%s stage=%s %s: %s",

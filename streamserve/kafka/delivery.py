@@ -10,6 +10,7 @@ ahead of unacknowledged output: at-least-once.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 class Batch:
     """The outputs of one consumed micro-batch, and the offsets they stand for."""
 
-    __slots__ = ("acked", "closed", "error", "expected", "offsets")
+    __slots__ = ("acked", "closed", "closed_at", "error", "expected", "offsets")
 
     def __init__(self, offsets: dict[tuple[str, int], int]) -> None:
         self.offsets = offsets
@@ -31,6 +32,12 @@ class Batch:
         self.acked = 0
         self.error: KafkaError | None = None
         self.closed = False
+        self.closed_at = 0.0
+
+    def close(self) -> None:
+        """Every output of the batch was produced; from now on it waits for acks only."""
+        self.closed = True
+        self.closed_at = time.monotonic()
 
     def expect(self) -> None:
         self.expected += 1
@@ -84,6 +91,14 @@ class OffsetTracker:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def waiting_since(self) -> float | None:
+        """When the oldest finished batch still missing acknowledgements was closed
+        (``time.monotonic``), or None when no finished batch waits."""
+        if not self._pending:
+            return None
+        head = self._pending[0]
+        return head.closed_at if head.closed and not head.done else None
 
     def settle(self) -> int:
         """Store offsets of every acknowledged batch at the head; return how many settled.

@@ -54,6 +54,11 @@ class Joiner:
         self._sweep_interval_s = sweep_interval_s
         self._next_sweep = 0.0
 
+    def use_producer(self, producer: Any) -> None:
+        """Produce examples and dead letters through ``producer`` from now on."""
+        self._producer = producer
+        self._dlq.use_producer(producer)
+
     def handle(self, msgs: list[Message], batch: Batch) -> None:
         items: list[tuple[str, Side]] = []
         sources: list[Message] = []

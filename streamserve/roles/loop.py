@@ -9,6 +9,13 @@ committed by auto-commit and on revoke/shutdown) or one Kafka transaction per ba
 A batch that fails for a reason outside the records (the schema registry unreachable, a
 transaction aborted by the broker) is abandoned: its transaction is aborted, the consumer
 rewinds to its first records, and it runs again after a backoff. No record is skipped.
+
+Clients that are stuck (outputs unacknowledged for long while the broker answers, or a
+fatal client error: what a broker that lost its state does to an idempotent producer) are
+replaced in place: the old producer's unacknowledged records are purged, so their input
+offsets are never stored; acknowledged offsets are committed; the old consumer leaves the
+group and a new consumer, producer and committer take over from the committed offsets.
+See :mod:`streamserve.roles.rebuild`.
 """
 
 from __future__ import annotations
@@ -19,19 +26,21 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from streamserve.kafka.committer import Committer, rewind
-from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.committer import rewind
 from streamserve.kafka.delivery import Batch
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.metrics import Metrics
+from streamserve.roles.rebuild import ClientsFactory, LoopClients, RebuildPolicy, Verdict
 from streamserve.serde.exceptions import RegistryError
 
 logger = logging.getLogger(__name__)
 
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 5.0
+WATCH_INTERVAL_S = 1.0
+BROKER_PROBE_S = 5.0
 
 
 class BatchHandler(Protocol):
@@ -40,6 +49,8 @@ class BatchHandler(Protocol):
     def handle(self, msgs: list[Message], batch: Batch) -> None: ...
 
     def tick(self) -> None: ...
+
+    def use_producer(self, producer: Any) -> None: ...
 
 
 class Interrupted(Exception):
@@ -63,51 +74,63 @@ class ConsumerLoop:
         self,
         *,
         role: str,
-        consumer: Any,
-        committer: Committer,
+        clients: LoopClients,
         topics: Sequence[str],
         handler: BatchHandler,
-        errors: ClientErrors,
         metrics: Metrics,
         batch_size: int,
         timeout_s: float,
+        rebuild: ClientsFactory | None = None,
+        policy: RebuildPolicy | None = None,
     ) -> None:
         self.role = role
-        self._consumer = consumer
-        self._committer = committer
+        self._clients = clients
+        self._rebuild = rebuild
+        self._policy = policy or RebuildPolicy()
         self._topics = list(topics)
         self._handler = handler
-        self._errors = errors
         self._batch_size = batch_size
         self._timeout_s = timeout_s
         self._batch_seconds = metrics.batch_seconds.labels(role)
         self._batch_records = metrics.batch_size.labels(role)
         self._retries = metrics.batch_retries
+        self._client_rebuilds = metrics.client_rebuilds
+        self._next_watch = 0.0
         self._retry_delay_s = RETRY_INITIAL_S
         self.assigned: set[tuple[str, int]] = set()
         self.last_batch_at = 0.0
         self.batches_retried = 0
+        self.rebuilds = 0
+
+    @property
+    def clients(self) -> LoopClients:
+        return self._clients
 
     def run(self, stop: threading.Event) -> None:
-        self._committer.start()
-        self._consumer.subscribe(
+        self._start(self._clients)
+        try:
+            while not stop.is_set():
+                self._watch()
+                c = self._clients
+                msgs = c.consumer.consume(self._batch_size, self._timeout_s)
+                if msgs:
+                    self._process(msgs, stop)
+                c.committer.tick()
+                self._handler.tick()
+        except Interrupted:
+            logger.info("%s: interrupted mid-batch; its offsets are not stored", self.role)
+        finally:
+            self._close(self._clients)
+            logger.info("%s: stopped", self.role)
+
+    def _start(self, c: LoopClients) -> None:
+        c.committer.start()
+        c.consumer.subscribe(
             self._topics,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        try:
-            while not stop.is_set():
-                self._check_fatal()
-                msgs = self._consumer.consume(self._batch_size, self._timeout_s)
-                if msgs:
-                    self._process(msgs, stop)
-                self._committer.tick()
-                self._handler.tick()
-        except Interrupted:
-            logger.info("%s: interrupted mid-batch; its offsets are not stored", self.role)
-        finally:
-            self._shutdown()
 
     def _process(self, msgs: list[Message], stop: threading.Event) -> None:
         t0 = time.perf_counter()
@@ -122,10 +145,11 @@ class ConsumerLoop:
                 logger.warning("%s: consume error: %s", self.role, err.str())
         if not good:
             return
-        batch = self._committer.open(good)
+        committer = self._clients.committer
+        batch = committer.open(good)
         try:
             self._handler.handle(good, batch)
-            self._committer.complete(batch)
+            committer.complete(batch)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -141,9 +165,9 @@ class ConsumerLoop:
     ) -> None:
         """Abandon the batch (abort, rewind), wait, and let the next consume replay it."""
         if not isinstance(exc, TransactionAborted):
-            self._committer.abandon(batch, msgs)
+            self._clients.committer.abandon(batch, msgs)
         else:  # the committer already aborted; rewind only
-            rewind(self._consumer, msgs)
+            rewind(self._clients.consumer, msgs)
         self.batches_retried += 1
         self._retries.labels(self.role, type(exc).__name__).inc()
         logger.warning(
@@ -157,12 +181,66 @@ class ConsumerLoop:
             raise Interrupted(self.role) from exc
         self._retry_delay_s = min(RETRY_MAX_S, self._retry_delay_s * 2)
 
-    def _check_fatal(self) -> None:
-        err = self._errors.fatal()
-        if err is not None:
-            raise FatalKafkaError(
-                f"{self.role}: {err.str()} (check kafka.client security settings)"
-            )
+    def _watch(self) -> None:
+        """Stop on a client error no rebuild can fix; replace clients that are stuck."""
+        c = self._clients
+        err = c.errors.fatal()
+        now = time.monotonic()
+        if err is None and now < self._next_watch:
+            return
+        self._next_watch = now + WATCH_INTERVAL_S
+        verdict = self._policy.verdict(c.committer.waiting_since(), err)
+        if verdict is None:
+            if err is not None:
+                raise FatalKafkaError(
+                    f"{self.role}: {err.str()} (check kafka.client security settings)"
+                )
+            return
+        if err is None and not self._broker_answers(c):
+            return  # the broker is away: librdkafka reconnects and retries by itself
+        if self._rebuild is None or not self._policy.allow():
+            if err is not None:
+                raise FatalKafkaError(
+                    f"{self.role}: {verdict.detail}; not recoverable in this process "
+                    f"({self.rebuilds} client rebuilds so far)"
+                )
+            logger.warning("%s: %s; no client rebuild left, waiting", self.role, verdict.detail)
+            self._next_watch = now + self._policy.stall_s
+            return
+        self._replace_clients(verdict)
+
+    def _broker_answers(self, c: LoopClients) -> bool:
+        try:
+            c.consumer.list_topics(timeout=BROKER_PROBE_S)
+        except KafkaException:
+            return False
+        return True
+
+    def _replace_clients(self, verdict: Verdict) -> None:
+        """Purge the old producer (its unacknowledged offsets are never stored), commit
+        what was acknowledged, leave the group, then start over with new clients."""
+        assert self._rebuild is not None
+        old = self._clients
+        logger.warning(
+            "%s: replacing its Kafka consumer, producer and committer: %s; "
+            "unacknowledged outputs are produced again from the committed offsets",
+            self.role,
+            verdict.detail,
+        )
+        self._client_rebuilds.labels(self.role, verdict.kind).inc()
+        try:
+            old.producer.purge(in_queue=True, in_flight=True, blocking=False)
+        except KafkaException as exc:
+            logger.warning("%s: purging the old producer: %s", self.role, exc)
+        old.producer.poll(0)  # delivery reports (failed) for what was purged
+        self._close(old)
+        new = self._rebuild()
+        self._clients = new
+        self._handler.use_producer(new.producer)
+        self.assigned.clear()
+        self._start(new)
+        self.rebuilds += 1
+        logger.info("%s: new Kafka clients started (rebuild %d)", self.role, self.rebuilds)
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
@@ -170,7 +248,7 @@ class ConsumerLoop:
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         logger.info("%s: revoking %s", self.role, _fmt(partitions))
-        self._committer.revoke(partitions)
+        self._clients.committer.revoke(partitions)
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -179,15 +257,15 @@ class ConsumerLoop:
             self.role,
             _fmt(partitions),
         )
-        self._committer.lost(partitions)
+        self._clients.committer.lost(partitions)
         self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
 
-    def _shutdown(self) -> None:
+    @staticmethod
+    def _close(c: LoopClients) -> None:
         try:
-            self._committer.close()
+            c.committer.close()
         finally:
-            self._consumer.close()
-            logger.info("%s: stopped", self.role)
+            c.consumer.close()
 
 
 def _fmt(partitions: list[TopicPartition]) -> str:

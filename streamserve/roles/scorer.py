@@ -65,6 +65,13 @@ class Scorer:
         self._alerts = alerts
         self._monitor_seconds = metrics.input_monitor_seconds
 
+    def use_producer(self, producer: Any) -> None:
+        """Produce predictions, dead letters and alerts through ``producer`` from now on."""
+        self._producer = producer
+        self._dlq.use_producer(producer)
+        if self._alerts is not None:
+            self._alerts.use_producer(producer)
+
     def handle(self, msgs: list[Message], batch: Batch) -> None:
         events: list[Event] = []
         sources: list[Message] = []

@@ -15,6 +15,7 @@ from streamserve.kafka.delivery import Batch, first_offsets, produce
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.metrics import Metrics
 from streamserve.roles.loop import ConsumerLoop, transient
+from streamserve.roles.rebuild import LoopClients
 from streamserve.serde.exceptions import RegistryError
 from tests.unit.fakes import FakeMsg
 
@@ -177,6 +178,9 @@ class FlakyHandler:
     def tick(self) -> None:
         return None
 
+    def use_producer(self, producer: Any) -> None:
+        self._producer = producer
+
 
 @pytest.mark.parametrize("exactly_once", [False, True])
 def test_loop_rewinds_and_retries_a_batch_the_registry_failed(exactly_once: bool) -> None:
@@ -191,11 +195,9 @@ def test_loop_rewinds_and_retries_a_batch_the_registry_failed(exactly_once: bool
     handler = FlakyHandler(stop, p)
     loop = ConsumerLoop(
         role="r",
-        consumer=c,
-        committer=committer,
+        clients=LoopClients(c, p, committer, ClientErrors("r")),
         topics=["in"],
         handler=handler,
-        errors=ClientErrors("r"),
         metrics=Metrics(CollectorRegistry()),
         batch_size=10,
         timeout_s=0.01,

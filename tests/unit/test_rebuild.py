@@ -1,0 +1,251 @@
+"""When a consumer loop replaces its Kafka clients, and what survives the replacement."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from prometheus_client import CollectorRegistry
+
+from streamserve.kafka.committer import AtLeastOnceCommitter
+from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.delivery import Batch, produce
+from streamserve.kafka.exceptions import FatalKafkaError
+from streamserve.metrics import Metrics
+from streamserve.roles import loop as loop_module
+from streamserve.roles.loop import ConsumerLoop
+from streamserve.roles.rebuild import REASON_FATAL, REASON_STALLED, LoopClients, RebuildPolicy
+from tests.unit.fakes import FakeMsg
+
+MSGS = [FakeMsg("in", 0, 5), FakeMsg("in", 0, 6), FakeMsg("in", 1, 9)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_outputs_waiting_longer_than_the_bound_call_for_a_rebuild() -> None:
+    clock = Clock()
+    policy = RebuildPolicy(stall_s=20, clock=clock)
+    assert policy.verdict(None, None) is None
+    assert policy.verdict(clock.now - 19.9, None) is None
+    verdict = policy.verdict(clock.now - 20, None)
+    assert verdict is not None and verdict.kind == REASON_STALLED
+    assert "unacknowledged for 20s" in verdict.detail
+
+
+def test_a_fatal_client_error_calls_for_a_rebuild_but_authentication_never() -> None:
+    policy = RebuildPolicy(clock=Clock())
+    fatal = KafkaError(KafkaError._FATAL, "unknown producer id", fatal=True)
+    verdict = policy.verdict(None, fatal)
+    assert verdict is not None and verdict.kind == REASON_FATAL
+    assert "unknown producer id" in verdict.detail
+    auth = KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password")
+    assert policy.verdict(0.0, auth) is None  # even with outputs stuck: settings, not state
+
+
+def test_rebuilds_are_bounded_within_the_window() -> None:
+    clock = Clock()
+    policy = RebuildPolicy(max_rebuilds=2, window_s=60, clock=clock)
+    assert policy.allow() and policy.allow()
+    assert not policy.allow()
+    clock.now += 30
+    assert not policy.allow()
+    clock.now += 31  # the first two are older than the window now
+    assert policy.allow()
+
+
+def test_policy_rejects_nonsense_bounds() -> None:
+    with pytest.raises(ValueError):
+        RebuildPolicy(stall_s=0)
+
+
+class Consumer:
+    def __init__(self, batches: list[list[FakeMsg]], *, reachable: bool = True) -> None:
+        self.batches = list(batches)
+        self.reachable = reachable
+        self.stored: dict[tuple[str, int], int] = {}
+        self.subscribed = False
+        self.closed = False
+
+    def subscribe(self, _topics: list[str], **_kw: Any) -> None:
+        self.subscribed = True
+
+    def consume(self, _n: int, _t: float) -> list[FakeMsg]:
+        return self.batches.pop(0) if self.batches else []
+
+    def list_topics(self, timeout: float) -> object:
+        if not self.reachable:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "down"))
+        return object()
+
+    def store_offsets(self, offsets: list[Any]) -> None:
+        for tp in offsets:
+            self.stored[(tp.topic, tp.partition)] = tp.offset
+
+    def commit(self, asynchronous: bool = True) -> None:
+        return None
+
+    def seek(self, _tp: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Producer:
+    """Acknowledges every record on poll, unless ``stuck`` (a broker refusing its id)."""
+
+    def __init__(self, *, stuck: bool = False) -> None:
+        self.stuck = stuck
+        self.waiting: list[Any] = []
+        self.purged = False
+
+    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+        self.waiting.append(on_delivery)
+
+    def poll(self, _t: float) -> int:
+        if self.stuck and not self.purged:
+            return 0
+        err = KafkaError(KafkaError._PURGE_QUEUE, "purged") if self.purged else None
+        waiting, self.waiting = self.waiting, []
+        for cb in waiting:
+            cb(err, None)
+        return len(waiting)
+
+    def flush(self, _t: float) -> int:
+        self.poll(0)
+        return len(self.waiting)
+
+    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
+        self.purged = True
+
+
+class Handler:
+    def __init__(self, stop: threading.Event, producer: Producer, batches: int) -> None:
+        self._stop = stop
+        self._producer = producer
+        self._left = batches
+        self.producers: list[Producer] = []
+
+    def handle(self, msgs: list[Any], batch: Batch) -> None:
+        self.producers.append(self._producer)
+        for _ in msgs:
+            produce(self._producer, batch, "out", b"x", b"k")
+        self._left -= 1
+
+    def tick(self) -> None:
+        if self._left == 0 and not self._producer.waiting:
+            self._stop.set()
+
+    def use_producer(self, producer: Any) -> None:
+        self._producer = producer
+
+
+def _clients(consumer: Consumer, producer: Producer) -> LoopClients:
+    committer = AtLeastOnceCommitter(role="r", consumer=consumer, producer=producer)
+    return LoopClients(consumer, producer, committer, ClientErrors("r"))
+
+
+def _loop(
+    clients: LoopClients, handler: Handler, rebuild: Any, policy: RebuildPolicy
+) -> tuple[ConsumerLoop, Metrics]:
+    metrics = Metrics(CollectorRegistry())
+    loop = ConsumerLoop(
+        role="r",
+        clients=clients,
+        topics=["in"],
+        handler=handler,
+        metrics=metrics,
+        batch_size=10,
+        timeout_s=0.0,
+        rebuild=rebuild,
+        policy=policy,
+    )
+    return loop, metrics
+
+
+def test_stuck_producer_is_replaced_and_its_batch_runs_again_on_new_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loop_module, "WATCH_INTERVAL_S", 0.0)
+    stop = threading.Event()
+    old_consumer, old_producer = Consumer([MSGS]), Producer(stuck=True)
+    # The new consumer reads the batch again: nothing of it was committed.
+    new_consumer, new_producer = Consumer([MSGS]), Producer()
+    handler = Handler(stop, old_producer, batches=2)
+    made: list[LoopClients] = []
+
+    def rebuild() -> LoopClients:
+        made.append(_clients(new_consumer, new_producer))
+        return made[-1]
+
+    loop, metrics = _loop(
+        _clients(old_consumer, old_producer), handler, rebuild, RebuildPolicy(stall_s=0.01)
+    )
+    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(10)
+    stop.set()
+    assert not runner.is_alive()
+    assert loop.rebuilds == 1 and len(made) == 1
+    assert handler.producers == [old_producer, new_producer]
+    assert old_producer.purged and old_consumer.closed
+    assert old_consumer.stored == {}  # unacknowledged outputs never store their offsets
+    assert new_consumer.subscribed and new_consumer.closed
+    assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
+    assert loop.clients.producer is new_producer
+    rebuilds = metrics.client_rebuilds.labels("r", REASON_STALLED)._value.get()
+    assert rebuilds == 1
+
+
+def test_no_rebuild_while_the_broker_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop_module, "WATCH_INTERVAL_S", 0.0)
+    stop = threading.Event()
+    consumer, producer = Consumer([MSGS], reachable=False), Producer(stuck=True)
+    handler = Handler(stop, producer, batches=1)
+    made: list[int] = []
+
+    def rebuild() -> LoopClients:
+        made.append(1)
+        return _clients(Consumer([]), Producer())
+
+    loop, _ = _loop(_clients(consumer, producer), handler, rebuild, RebuildPolicy(stall_s=0.01))
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    loop.run(stop)
+    timer.cancel()
+    assert made == [] and loop.rebuilds == 0
+    assert consumer.stored == {}
+
+
+def test_fatal_error_without_a_rebuild_left_stops_the_role_clearly() -> None:
+    stop = threading.Event()
+    clients = _clients(Consumer([]), Producer())
+    clients.errors(KafkaError(KafkaError._FATAL, "producer id lost", fatal=True))
+    loop, _ = _loop(clients, Handler(stop, Producer(), 1), None, RebuildPolicy())
+    with pytest.raises(FatalKafkaError, match=r"producer id lost.*not recoverable"):
+        loop.run(stop)
+    assert clients.consumer.closed
+
+
+def test_authentication_failure_stops_the_role_without_a_rebuild() -> None:
+    stop = threading.Event()
+    clients = _clients(Consumer([]), Producer())
+    clients.errors(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password"))
+    made: list[int] = []
+
+    def rebuild() -> LoopClients:
+        made.append(1)
+        return _clients(Consumer([]), Producer())
+
+    loop, _ = _loop(clients, Handler(stop, Producer(), 1), rebuild, RebuildPolicy())
+    with pytest.raises(FatalKafkaError, match="security settings"):
+        loop.run(stop)
+    assert made == []
