@@ -151,9 +151,15 @@ class ConsumerLoop:
             self._handler.handle(good, batch)
             committer.complete(batch)
         except Exception as exc:
-            if not transient(exc):
+            if transient(exc):
+                self._retry_later(batch, good, exc, stop)
+                return
+            verdict = self._policy.broken(exc)
+            if verdict is None or self._rebuild is None or not self._policy.allow():
                 raise
-            self._retry_later(batch, good, exc, stop)
+            # The batch is dropped with the old clients: its offsets were never stored or
+            # committed, so the new consumer reads it again.
+            self._replace_clients(verdict)
             return
         self._retry_delay_s = RETRY_INITIAL_S
         self.last_batch_at = time.time()

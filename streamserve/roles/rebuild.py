@@ -7,7 +7,9 @@ refuses again: the producer retries until ``message.timeout.ms`` and nothing rea
 ``error_cb``. The loop sees outputs that wait for acknowledgement far longer than any
 healthy broker takes, while the broker answers; it then replaces its consumer, producer
 and committer (a new producer gets a new id). A fatal client error (``err.fatal()``, as
-librdkafka raises for lost idempotent-producer state) is handled the same way. Both are
+librdkafka raises for lost idempotent-producer state) is handled the same way, and so is a
+batch that failed because the producer is broken: a transactional producer whose
+transaction the broker no longer knows refuses every produce (``_STATE``). All are
 bounded: at most ``max_rebuilds`` within ``window_s``; past that a fatal error stops the
 role with a clear message. Authentication failures are never rebuilt: they are settings.
 """
@@ -20,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from streamserve.kafka.committer import Committer
 from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.exceptions import FatalKafkaError
 
 STALL_S = 20.0
 MAX_REBUILDS = 3
@@ -31,6 +34,10 @@ WINDOW_S = 300.0
 
 REASON_STALLED = "stalled"
 REASON_FATAL = "fatal"
+REASON_BROKEN = "broken-producer"
+
+# A producer call that failed with these cannot succeed again on the same producer.
+_BROKEN_CODES = frozenset({KafkaError._STATE, KafkaError._FATAL})
 
 
 @dataclass
@@ -89,6 +96,17 @@ class RebuildPolicy:
             f"produced records unacknowledged for {waited:.0f}s while the broker answers "
             "(a broker that lost its state refuses the producer's id)",
         )
+
+    @staticmethod
+    def broken(exc: BaseException) -> Verdict | None:
+        """A verdict when a batch failed because its producer cannot work any more."""
+        if isinstance(exc, FatalKafkaError):
+            return Verdict(REASON_BROKEN, str(exc))
+        if isinstance(exc, KafkaException):
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and (err.fatal() or err.code() in _BROKEN_CODES):
+                return Verdict(REASON_BROKEN, f"producer refuses to work: {err.str()}")
+        return None
 
     def allow(self) -> bool:
         """True, and counted, when fewer than ``max_rebuilds`` ran within ``window_s``."""

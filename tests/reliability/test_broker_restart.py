@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 
@@ -45,7 +46,13 @@ class Outcome:
 
 
 def _across_a_restart(
-    redis_url: str, uid: str, command: str, before: Inputs, after: Inputs, output: str
+    redis_url: str,
+    uid: str,
+    command: str,
+    before: Inputs,
+    after: Inputs,
+    output: str,
+    **env_extra: str,
 ) -> Outcome:
     """Run ``streamserve COMMAND``; feed ``before``, restart the broker, recreate the
     topics, feed ``after``; read ``output`` until every id of ``after`` shows up."""
@@ -54,7 +61,9 @@ def _across_a_restart(
         bootstrap = broker.bootstrap_servers
         rt = Runtime.build(make_settings(bootstrap, redis_url, uid))
         rt.create_topics()
-        env = role_env(bootstrap, redis_url, uid, STREAMSERVE__SERDE__OUTPUT_FORMAT="json")
+        env = role_env(
+            bootstrap, redis_url, uid, STREAMSERVE__SERDE__OUTPUT_FORMAT="json", **env_extra
+        )
         role = RoleProcess([command], env)
         with role_processes(role):
             role.start()
@@ -114,8 +123,9 @@ def _labels(tag: str) -> list[dict[str, Any]]:
     return [{"event_id": f"{tag}-{i}", "label": i % 2 == 0} for i in range(BATCH)]
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_scorer_carries_on_after_a_broker_restart(
-    redis_url: str, uid: str, redis_client: redis.Redis, tally: Tally
+    redis_url: str, uid: str, redis_client: redis.Redis, tally: Tally, exactly_once: bool
 ) -> None:
     o = _across_a_restart(
         redis_url,
@@ -123,9 +133,11 @@ def test_scorer_carries_on_after_a_broker_restart(
         "score",
         {"events": _events("b")},
         {"events": _events("a")},
-        "predictions",
+        "predictions",  # read with read_committed
+        STREAMSERVE__KAFKA__EXACTLY_ONCE=str(exactly_once).lower(),
     )
-    _tally(tally, "scorer", "predictions", o)
+    mode = "exactly-once" if exactly_once else "at-least-once"
+    _tally(tally, f"scorer ({mode})", "predictions", o)
     assert tally.lost == 0, tally.notes + "\n" + o.output[-3000:]
     assert tally.crashes == 0, o.output[-3000:]
 

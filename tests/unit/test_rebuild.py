@@ -16,7 +16,13 @@ from streamserve.kafka.exceptions import FatalKafkaError
 from streamserve.metrics import Metrics
 from streamserve.roles import loop as loop_module
 from streamserve.roles.loop import ConsumerLoop
-from streamserve.roles.rebuild import REASON_FATAL, REASON_STALLED, LoopClients, RebuildPolicy
+from streamserve.roles.rebuild import (
+    REASON_BROKEN,
+    REASON_FATAL,
+    REASON_STALLED,
+    LoopClients,
+    RebuildPolicy,
+)
 from tests.unit.fakes import FakeMsg
 
 MSGS = [FakeMsg("in", 0, 5), FakeMsg("in", 0, 6), FakeMsg("in", 1, 9)]
@@ -249,3 +255,52 @@ def test_authentication_failure_stops_the_role_without_a_rebuild() -> None:
     with pytest.raises(FatalKafkaError, match="security settings"):
         loop.run(stop)
     assert made == []
+
+
+def test_a_producer_that_refuses_to_work_is_broken_but_a_bad_record_is_not() -> None:
+    state = KafkaException(KafkaError(KafkaError._STATE, "Erroneous state"))
+    verdict = RebuildPolicy.broken(state)
+    assert verdict is not None and verdict.kind == REASON_BROKEN
+    assert RebuildPolicy.broken(FatalKafkaError("r: transaction failed")) is not None
+    too_big = KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
+    assert RebuildPolicy.broken(too_big) is None
+    assert RebuildPolicy.broken(ValueError("bug")) is None
+
+
+class RefusingProducer(Producer):
+    """What a transactional producer does once the broker forgot its transaction."""
+
+    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+        raise KafkaException(KafkaError(KafkaError._STATE, "Erroneous state"))
+
+
+def test_batch_failed_by_a_broken_producer_runs_again_on_new_clients() -> None:
+    stop = threading.Event()
+    old_consumer, old_producer = Consumer([MSGS]), RefusingProducer()
+    new_consumer, new_producer = Consumer([MSGS]), Producer()
+    handler = Handler(stop, old_producer, batches=1)  # the failed batch does not count
+
+    def rebuild() -> LoopClients:
+        return _clients(new_consumer, new_producer)
+
+    loop, metrics = _loop(_clients(old_consumer, old_producer), handler, rebuild, RebuildPolicy())
+    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(10)
+    stop.set()
+    assert not runner.is_alive()
+    assert loop.rebuilds == 1
+    assert handler.producers == [old_producer, new_producer]
+    assert old_consumer.stored == {} and old_consumer.closed
+    assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
+    assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
+
+
+def test_broken_producer_without_a_rebuild_left_stops_the_role() -> None:
+    stop = threading.Event()
+    producer = RefusingProducer()
+    loop, _ = _loop(
+        _clients(Consumer([MSGS]), producer), Handler(stop, producer, 1), None, RebuildPolicy()
+    )
+    with pytest.raises(KafkaException):
+        loop.run(stop)
