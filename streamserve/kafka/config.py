@@ -31,6 +31,11 @@ _AUTH_CODES = frozenset(
 )
 
 
+def is_auth_error(err: KafkaError) -> bool:
+    """An authentication or authorization failure: settings, not a passing state."""
+    return err.code() in _AUTH_CODES
+
+
 class ClientErrors:
     """Collects errors librdkafka reports outside any call (``error_cb``).
 
@@ -44,7 +49,7 @@ class ClientErrors:
         self._fatal: KafkaError | None = None
 
     def __call__(self, err: KafkaError) -> None:
-        if err.fatal() or err.code() in _AUTH_CODES:
+        if err.fatal() or is_auth_error(err):
             if self._fatal is None:
                 logger.error("%s: fatal Kafka error: %s", self.role, err.str())
             self._fatal = err

@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from streamserve.kafka.committer import Committer
-from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.config import ClientErrors, is_auth_error
 from streamserve.kafka.exceptions import FatalKafkaError
 
 STALL_S = 20.0
@@ -83,7 +83,7 @@ class RebuildPolicy:
     def verdict(self, waiting_since: float | None, error: KafkaError | None) -> Verdict | None:
         """A reason to rebuild, or None. ``error`` is what ``ClientErrors.fatal`` kept."""
         if error is not None:
-            if error.fatal():
+            if error.fatal() and not is_auth_error(error):
                 return Verdict(REASON_FATAL, f"fatal Kafka client error: {error.str()}")
             return None  # authentication or authorization: rebuilding cannot fix settings
         if waiting_since is None:

@@ -54,6 +54,8 @@ def test_a_fatal_client_error_calls_for_a_rebuild_but_authentication_never() -> 
     assert "unknown producer id" in verdict.detail
     auth = KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password")
     assert policy.verdict(0.0, auth) is None  # even with outputs stuck: settings, not state
+    fatal_auth = KafkaError(KafkaError._AUTHENTICATION, "denied", fatal=True)
+    assert policy.verdict(None, fatal_auth) is None
 
 
 def test_rebuilds_are_bounded_within_the_window() -> None:
