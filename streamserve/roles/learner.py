@@ -97,6 +97,9 @@ class LearnerRole:
         self._consumer_factory = consumer_factory
         self._partitions = partitions
         self._decode = decoder.decode
+        self._read_examples: Callable[[list[bytes]], list[Example | None]] | None = getattr(
+            decoder, "read_examples", None
+        )
         self._producer = producer
         self._dlq = dead_letters
         self._store = store
@@ -268,14 +271,19 @@ class LearnerRole:
         learner, metrics, task = state.learner, state.metrics, self.spec.task
         monitor = state.drift
         learned = 0
-        for m in msgs:
+        # The batch's common examples decoded at once; None where a record needs decode().
+        read = self._read_examples
+        examples = read([m.value() or b"" for m in msgs]) if read is not None else None
+        for i, m in enumerate(msgs):
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     logger.warning("learner %s: consume error: %s", self.spec.name, err.str())
                 continue
             try:
-                example = self._decode(m.value(), m.timestamp()[1])
+                example = examples[i] if examples is not None else None
+                if example is None:
+                    example = self._decode(m.value(), m.timestamp()[1])
                 y = coerce_label(task, example.label)
             except (DecodeError, LabelError) as exc:
                 self._dlq.send(m, "learn", exc, None)

@@ -29,6 +29,7 @@ from streamserve.serde.validate import (
 from streamserve.serde.wire import (
     AvroEncoder,
     EventDecoder,
+    ExampleDecoder,
     FastReader,
     FastWrite,
     FromDict,
@@ -132,8 +133,28 @@ class Serde:
     def label_decoder(self) -> Decoder[Label]:
         return self._decoder(_LABEL, label_from_avro, label_from_json)
 
-    def example_decoder(self) -> Decoder[Example]:
-        return self._decoder(_EXAMPLE, example_from_avro, example_from_json, fast=ExampleLayouts())
+    def example_decoder(self) -> ExampleDecoder:
+        """Examples, per record (``decode``) or a batch at once (``read_examples``)."""
+        schema = self._catalog.schema(_EXAMPLE.schema)
+        if self._registry is None:
+            return ExampleDecoder(
+                schema=schema,
+                local_id=self._catalog.local_id(_EXAMPLE.schema),
+                registry_schemas=None,
+                from_avro=example_from_avro,
+                from_json=example_from_json,
+                layouts=ExampleLayouts(),
+            )
+        writers = RegistryWriterSchemas(
+            self._registry, schema, self._catalog.canonical_form(_EXAMPLE.schema)
+        )
+        return ExampleDecoder(
+            schema=schema,
+            local_id=None,
+            registry_schemas=writers,
+            from_avro=example_from_avro,
+            from_json=example_from_json,
+        )
 
     def prediction_decoder(self) -> Decoder[Prediction]:
         return self._decoder(_PREDICTION, prediction_from_avro, prediction_from_json)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from streamserve.records import Features
+from streamserve.records import Example, Features
 from streamserve.serde.fast_path import _zigzag
 from streamserve.serde.validate import LONG_MAX, LONG_MIN
 
@@ -63,74 +63,105 @@ class EventColumns:
         return dict(zip(self.names, self.values[row].tolist(), strict=True))
 
 
+class _Packed:
+    """A batch's values concatenated, read at one position per record at a time; reads
+    past the end are clamped (the ``ok`` masks the callers keep reject those records)."""
+
+    def __init__(self, values: Sequence[bytes]) -> None:
+        n = len(values)
+        self.n = n
+        self.lengths = np.fromiter(map(len, values), np.int64, n)
+        self.ends = np.cumsum(self.lengths)
+        self.starts = self.ends - self.lengths
+        self.data = b"".join(values)
+        self.buf = np.frombuffer(self.data, np.uint8)
+        self.last = max(len(self.buf) - 1, 0)
+
+    def at(self, pos: Ints) -> Bytes:
+        out: Bytes = self.buf[np.minimum(pos, self.last)]
+        return out
+
+    def gather(self, first: Ints, offsets: Ints) -> Bytes:
+        out: Bytes = self.buf[np.minimum(first[:, None] + offsets, self.last)]
+        return out
+
+    def header_and_id(self, header: bytes) -> tuple[Ints, Ints, NDArray[np.bool_]]:
+        """Where each id's length byte and its end are, and which records have ``header``
+        and a one-byte id length (1..63 bytes)."""
+        head = self.gather(self.starts, np.arange(len(header)))
+        ok = (head == np.frombuffer(header, np.uint8)).all(axis=1)
+        id_start = self.starts + len(header)
+        first = self.at(id_start).astype(np.int64)
+        ok &= (first > 0) & (first < 0x80) & ((first & 1) == 0)
+        return id_start, id_start + 1 + (first >> 1), ok
+
+    def long_at(self, pos: Ints) -> tuple[Ints, Ints, NDArray[np.bool_]]:
+        """The canonical zigzag varint (at most 9 bytes) at ``pos``: values, ends, ok."""
+        varint = self.gather(pos, np.arange(_VARINT_MAX)).astype(np.uint64)
+        more = varint >= 0x80
+        ok = ~more.all(axis=1)
+        width = np.argmin(more, axis=1) + 1
+        ok &= (width == 1) | (varint[np.arange(self.n), width - 1] != 0)  # as fastavro writes
+        zig = ((varint & _LOW7) << _SHIFTS) * (np.arange(_VARINT_MAX) < width[:, None])
+        zig = zig.sum(axis=1, dtype=np.uint64)
+        value = (zig >> _ONE).astype(np.int64) ^ -(zig & _ONE).astype(np.int64)
+        return value, pos + width, ok
+
+    def map_matches(self, pos: Ints, names: tuple[str, ...], template: bytes) -> NDArray[np.bool_]:
+        """Which records hold at ``pos`` a feature map of ``template``'s layout."""
+        keys = np.flatnonzero(~_holes(names, template))
+        expected = np.frombuffer(template, np.uint8)[keys]
+        matches: NDArray[np.bool_] = (self.gather(pos, keys) == expected).all(axis=1)
+        return matches
+
+    def doubles(self, pos: Ints, names: tuple[str, ...], template: bytes) -> FloatArray:
+        """The feature values of the maps at ``pos`` (every one known to match)."""
+        raw = np.ascontiguousarray(self.buf[pos[:, None] + np.flatnonzero(_holes(names, template))])
+        out: FloatArray = raw.view("<f8").astype(np.float64, copy=False)
+        return out.reshape(len(pos), len(names))
+
+    def ascii_ids(self, rows: Ints, id_start: Ints, id_end: Ints) -> tuple[Ints, list[bytes]]:
+        """The rows whose id is ASCII (the per-record decoder checks the others' UTF-8),
+        and those ids."""
+        data = self.data
+        ids = [
+            data[a:b]
+            for a, b in zip((id_start[rows] + 1).tolist(), id_end[rows].tolist(), strict=True)
+        ]
+        if b"".join(ids).isascii():
+            return rows, ids
+        keep = [r for r, i in enumerate(ids) if i.isascii()]
+        return rows[np.array(keep, dtype=np.int64)], [ids[r] for r in keep]
+
+
 def read_event_columns(
     values: Sequence[bytes], header: bytes, names: tuple[str, ...], template: bytes
 ) -> EventColumns | None:
     """The records of ``values`` framed with ``header`` whose feature map matches
     ``template`` (:meth:`FeatureLayouts.match`), as columns; None when none does."""
-    n = len(values)
-    if n == 0:
+    if not values:
         return None
-    lengths = np.fromiter(map(len, values), np.int64, n)
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    data = b"".join(values)
-    buf = np.frombuffer(data, np.uint8)
-    last = len(buf) - 1
-    size = len(template)
-    ok = lengths >= _HEADER_SIZE + 4 + size  # id length and >= 1 byte, ts branch and varint
-
-    def gather(first: Ints, width: int) -> Bytes:
-        index = np.minimum(first[:, None] + np.arange(width), last)
-        out: Bytes = buf[index]
-        return out
-
-    ok &= (gather(starts, _HEADER_SIZE) == np.frombuffer(header, np.uint8)).all(axis=1)
-    id_start = starts + _HEADER_SIZE
-    first = buf[np.minimum(id_start, last)].astype(np.int64)
-    ok &= (first > 0) & (first < 0x80) & ((first & 1) == 0)  # one-byte length, 1..63
-    id_end = id_start + 1 + (first >> 1)
-    ok &= buf[np.minimum(id_end, last)] == 2  # the "long" branch of ["null", "long"]
-    varint = gather(id_end + 1, _VARINT_MAX).astype(np.uint64)
-    more = varint >= 0x80
-    ok &= ~more.all(axis=1)
-    width = np.argmin(more, axis=1) + 1
-    ok &= (width == 1) | (varint[np.arange(n), width - 1] != 0)  # canonical, as written
-    zig = ((varint & _LOW7) << _SHIFTS) * (np.arange(_VARINT_MAX) < width[:, None])
-    zig = zig.sum(axis=1, dtype=np.uint64)
-    ts = (zig >> _ONE).astype(np.int64) ^ -(zig & _ONE).astype(np.int64)
-    ts_end = id_end + 1 + width
-    ok &= ts_end + size == ends
-    holes = _holes(names, template)
-    keys = np.flatnonzero(~holes)
-    expected = np.frombuffer(template, np.uint8)[keys]
-    ok &= (buf[np.minimum(ts_end[:, None] + keys, last)] == expected).all(axis=1)
-    rows = np.flatnonzero(ok)
+    packed = _Packed(values)
+    if not packed.data:
+        return None
+    id_start, id_end, ok = packed.header_and_id(header)
+    ok &= packed.at(id_end) == 2  # the "long" branch of ["null", "long"]
+    ts, ts_end, long_ok = packed.long_at(id_end + 1)
+    ok &= long_ok & (ts_end + len(template) == packed.ends)
+    ok &= packed.map_matches(ts_end, names, template)
+    rows, ids = packed.ascii_ids(np.flatnonzero(ok), id_start, id_end)
     if len(rows) == 0:
         return None
-    id_start, id_end, ts_end = id_start[rows], id_end[rows], ts_end[rows]
-    ids = [data[a:b] for a, b in zip((id_start + 1).tolist(), id_end.tolist(), strict=True)]
-    positions = rows.tolist()
-    if not b"".join(ids).isascii():  # other ids: the per-record decoder checks their UTF-8
-        ascii_rows = [r for r, i in enumerate(ids) if i.isascii()]
-        if not ascii_rows:
-            return None
-        pick = np.array(ascii_rows, dtype=np.int64)
-        rows, id_start, id_end, ts_end = rows[pick], id_start[pick], id_end[pick], ts_end[pick]
-        ids = [ids[r] for r in ascii_rows]
-        positions = rows.tolist()
-    doubles = np.flatnonzero(holes)
-    raw = np.ascontiguousarray(buf[ts_end[:, None] + doubles])
-    features = raw.view("<f8").astype(np.float64, copy=False).reshape(len(rows), len(names))
+    ts_end = ts_end[rows]
     return EventColumns(
-        positions=positions,
+        positions=rows.tolist(),
         ids=ids,
         ts=ts[rows],
         names=names,
-        values=features,
-        data=data,
-        id_start=id_start,
-        id_end=id_end,
+        values=packed.doubles(ts_end, names, template),
+        data=packed.data,
+        id_start=id_start[rows],
+        id_end=id_end[rows],
         ts_end=ts_end,
     )
 
@@ -207,3 +238,59 @@ class PredictionColumnsWriter:
                 strict=True,
             )
         ]
+
+
+def read_examples(
+    values: Sequence[bytes], header: bytes, names: tuple[str, ...], template: bytes
+) -> list[Example | None]:
+    """Per value, the example it holds when it is framed with ``header``, has an ASCII id,
+    a feature map matching ``template`` and a boolean label; else None (decode it per
+    record)."""
+    out: list[Example | None] = [None] * len(values)
+    if not values:
+        return out
+    packed = _Packed(values)
+    if not packed.data:
+        return out
+    id_start, id_end, ok = packed.header_and_id(header)
+    ok &= packed.map_matches(id_end, names, template)
+    label_at = id_end + len(template)
+    ok &= (packed.at(label_at) == 0) & (packed.at(label_at + 1) <= 1)  # a boolean label
+    event_ts, event_present, event_ts_end, event_ok = _optional_long(packed, label_at + 2)
+    label_ts, label_present, label_ts_end, label_ok = _optional_long(packed, event_ts_end)
+    ok &= event_ok & label_ok & (label_ts_end == packed.ends)
+    rows, ids = packed.ascii_ids(np.flatnonzero(ok), id_start, id_end)
+    if len(rows) == 0:
+        return out
+    features = packed.doubles(id_end[rows], names, template).tolist()
+    labels = (packed.at(label_at[rows] + 1) == 1).tolist()
+    event_list = _with_none(event_ts[rows], event_present[rows])
+    label_list = _with_none(label_ts[rows], label_present[rows])
+    for r, position in enumerate(rows.tolist()):
+        out[position] = Example(
+            ids[r].decode(),
+            dict(zip(names, features[r], strict=True)),
+            labels[r],
+            event_list[r],
+            label_list[r],
+        )
+    return out
+
+
+def _optional_long(
+    packed: _Packed, pos: Ints
+) -> tuple[Ints, NDArray[np.bool_], Ints, NDArray[np.bool_]]:
+    """A ``["null", "long"]`` union at ``pos``: values, present, ends, ok."""
+    branch = packed.at(pos)
+    value, end, long_ok = packed.long_at(pos + 1)
+    present = branch == 2
+    ok = (branch == 0) | (present & long_ok)
+    return value, present, np.where(present, end, pos + 1), ok
+
+
+def _with_none(values: Ints, present: NDArray[np.bool_]) -> list[int | None]:
+    listed: list[int | None] = list(values.tolist())
+    if not present.all():
+        for r in np.flatnonzero(~present).tolist():
+            listed[r] = None
+    return listed

@@ -254,6 +254,19 @@ class ExampleLayouts:
             return None
         return Example(event_id, features, label, event_ts_at[0], label_ts_at[0])
 
+    def layout_of(self, value: bytes) -> tuple[tuple[str, ...], bytes] | None:
+        """For an example body in a learned layout: the feature names and the feature
+        map's template (:meth:`FeatureLayouts.match`); else None."""
+        if not self._features:
+            return None
+        try:
+            head = _read_id(value)
+            if head is None:
+                return None
+            return self._features.match(value, head[1])
+        except (IndexError, UnicodeDecodeError):
+            return None
+
     def learn(self, value: bytes, example: Example) -> None:
         """Remember the layout of ``value``, which the general decoder read as ``example``."""
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from streamserve.records import Event, Prediction
+from streamserve.records import Event, Example, Prediction
 from streamserve.serde.avro import (
     AvroBodyWriter,
     RegistryWriterSchemas,
@@ -13,9 +13,14 @@ from streamserve.serde.avro import (
     framed_schema_id,
     read_body,
 )
-from streamserve.serde.columns import EventColumns, PredictionColumnsWriter, read_event_columns
+from streamserve.serde.columns import (
+    EventColumns,
+    PredictionColumnsWriter,
+    read_event_columns,
+    read_examples,
+)
 from streamserve.serde.exceptions import DecodeError, SerdeError
-from streamserve.serde.fast_path import EventLayouts
+from streamserve.serde.fast_path import EventLayouts, ExampleLayouts
 from streamserve.serde.json_codec import dumps, loads_object
 from streamserve.serde.schemas import ParsedSchema
 
@@ -149,6 +154,47 @@ class EventDecoder(WireDecoder[Event]):
                 if tried == _LAYOUT_PROBES:
                     break
         return None
+
+
+class ExampleDecoder(WireDecoder[Example]):
+    """The example decoder, which can also read a whole batch at once."""
+
+    def __init__(
+        self,
+        *,
+        schema: ParsedSchema,
+        local_id: int | None,
+        registry_schemas: RegistryWriterSchemas | None,
+        from_avro: FromDict[Example],
+        from_json: FromDict[Example],
+        layouts: ExampleLayouts | None = None,
+    ) -> None:
+        super().__init__(
+            schema=schema,
+            local_id=local_id,
+            registry_schemas=registry_schemas,
+            from_avro=from_avro,
+            from_json=from_json,
+            fast=layouts,
+        )
+        self._layouts = layouts if local_id is not None else None
+
+    def read_examples(self, values: list[bytes]) -> list[Example | None]:
+        """Per value, its example when it has the layout of the batch's first Avro record
+        the fast path knows and a boolean label (:func:`read_examples`); else None:
+        decode those with :meth:`decode`."""
+        layouts, header = self._layouts, self._local_header
+        if layouts is not None and header is not None:
+            tried = 0
+            for value in values:
+                if value[:5] == header:
+                    layout = layouts.layout_of(value)
+                    if layout is not None:
+                        return read_examples(values, header, *layout)
+                    tried += 1
+                    if tried == _LAYOUT_PROBES:
+                        break
+        return [None] * len(values)
 
 
 class AvroEncoder(Generic[T]):
