@@ -274,6 +274,7 @@ class LearnerRole:
         # The batch's common examples decoded at once; None where a record needs decode().
         read = self._read_examples
         examples = read([m.value() or b"" for m in msgs]) if read is not None else None
+        recorded = False  # this record's offset is in state.offsets already
         for i, m in enumerate(msgs):
             err = m.error()
             if err is not None:
@@ -298,6 +299,7 @@ class LearnerRole:
                     self._on_learned(self.spec.name, example, scored)
                 if monitor is not None:
                     self._record(m, state)  # a promotion's snapshot reflects this example
+                    recorded = True
                     outcome = monitor.observe(
                         learner,
                         example.features,
@@ -312,7 +314,9 @@ class LearnerRole:
                         learned = 0
                         self._act(state, outcome)
                         learner = state.learner
-            self._record(m, state)
+            if not recorded:
+                self._record(m, state)
+            recorded = False
         self._learned.inc(learned)
 
     @staticmethod

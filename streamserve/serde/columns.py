@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -266,14 +267,20 @@ def read_examples(
     labels = (packed.at(label_at[rows] + 1) == 1).tolist()
     event_list = _with_none(event_ts[rows], event_present[rows])
     label_list = _with_none(label_ts[rows], label_present[rows])
-    for r, position in enumerate(rows.tolist()):
-        out[position] = Example(
-            ids[r].decode(),
-            dict(zip(names, features[r], strict=True)),
-            labels[r],
-            event_list[r],
-            label_list[r],
+    made = list(
+        map(
+            Example,
+            map(bytes.decode, ids),
+            map(dict, map(zip, repeat(names), features)),
+            labels,
+            event_list,
+            label_list,
         )
+    )
+    if len(made) == len(values):
+        return made  # type: ignore[return-value]  # list is invariant; no None in it
+    for position, example in zip(rows.tolist(), made, strict=True):
+        out[position] = example
     return out
 
 
