@@ -63,7 +63,8 @@ def costs() -> list[tuple[str, float, float | None]]:
     event_schema, example_schema = catalog.schema("event"), catalog.schema("example")
 
     event_decode = serde.event_decoder().decode
-    example_decode = serde.example_decoder().decode
+    example_decoder = serde.example_decoder()
+    example_decode, read_examples = example_decoder.decode, example_decoder.read_examples
     learner = build_learner(ModelSpec("m", Task.BINARY, "logistic_regression"))
     for i, x in enumerate(feats[:2000]):
         learner.learn_one(x, i % 3 == 0)
@@ -86,6 +87,11 @@ def costs() -> list[tuple[str, float, float | None]]:
             "decode an example (fast path / fastavro alone)",
             _us(lambda: [example_decode(v, None) for v in examples]),
             _us(lambda: [plain_read(v, example_schema) for v in examples]),
+        ),
+        (
+            "decode examples, batches of 1000 at once (learner) / per record fast path",
+            _us(lambda: [read_examples(examples[i : i + 1000]) for i in range(0, N, 1000)]),
+            _us(lambda: [example_decode(v, None) for v in examples]),
         ),
         (
             "score, linear pipeline (compiled batch / River per record)",

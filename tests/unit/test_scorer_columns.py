@@ -68,10 +68,26 @@ class Producer:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None, Any]] = []
+        self.callbacks: list[Any] = []
 
-    def produce(self, topic: str, value: Any, key: Any, **kw: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        on_delivery: Any = None,
+        **kw: Any,
+    ) -> None:
+        """confluent-kafka's signature: topic, value, key, partition, on_delivery, ..."""
+        assert partition == -1 and callable(on_delivery)
         headers = kw.get("headers")
         self.records.append((topic, value, key, dict(headers) if headers else None))
+        self.callbacks.append(on_delivery)
+
+    def ack_all(self) -> None:
+        for callback in self.callbacks:
+            callback(None, None)
 
     def poll(self, _timeout: float) -> int:
         return 0
@@ -184,6 +200,10 @@ def _run(
     )
     batch = Batch({})
     scorer.handle(msgs, batch)  # type: ignore[arg-type]
+    batch.closed = True
+    assert not batch.done or not producer.records
+    producer.ack_all()
+    assert batch.done and batch.acked == batch.expected == len(producer.records)
     return producer.records, batch, monitor.seen
 
 
