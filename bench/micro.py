@@ -89,7 +89,7 @@ def costs() -> list[tuple[str, float, float | None]]:
             _us(lambda: [plain_read(v, example_schema) for v in examples]),
         ),
         (
-            "decode examples, batches of 1000 at once (learner) / per record fast path",
+            "examples, features and labels of batches of 1000 (learner) / decode per record",
             _us(lambda: [read_examples(examples[i : i + 1000]) for i in range(0, N, 1000)]),
             _us(lambda: [example_decode(v, None) for v in examples]),
         ),

@@ -241,18 +241,40 @@ class PredictionColumnsWriter:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class ExampleRows:
+    """A batch's examples read at once: for value ``i``, ``features[i]`` and ``labels[i]``
+    (what the learner needs), or None in ``features`` when the value must be decoded per
+    record. :meth:`example` builds the whole :class:`Example` of a row read."""
+
+    features: list[Features | None]
+    labels: list[bool]
+    ids: list[bytes]
+    event_ts: list[int | None]
+    label_ts: list[int | None]
+
+    def example(self, i: int) -> Example:
+        features = self.features[i]
+        if features is None:
+            raise IndexError(f"value {i} was not read; decode it")
+        return Example(
+            self.ids[i].decode(), features, self.labels[i], self.event_ts[i], self.label_ts[i]
+        )
+
+
 def read_examples(
     values: Sequence[bytes], header: bytes, names: tuple[str, ...], template: bytes
-) -> list[Example | None]:
-    """Per value, the example it holds when it is framed with ``header``, has an ASCII id,
-    a feature map matching ``template`` and a boolean label; else None (decode it per
-    record)."""
-    out: list[Example | None] = [None] * len(values)
+) -> ExampleRows:
+    """The examples of the values framed with ``header`` that have an ASCII id, a feature
+    map matching ``template`` and a boolean label; the others are left to the per-record
+    decoder."""
+    n = len(values)
+    nothing = ExampleRows([None] * n, [], [], [], [])
     if not values:
-        return out
+        return nothing
     packed = _Packed(values)
     if not packed.data:
-        return out
+        return nothing
     id_start, id_end, ok = packed.header_and_id(header)
     ok &= packed.map_matches(id_end, names, template)
     label_at = id_end + len(template)
@@ -262,26 +284,23 @@ def read_examples(
     ok &= event_ok & label_ok & (label_ts_end == packed.ends)
     rows, ids = packed.ascii_ids(np.flatnonzero(ok), id_start, id_end)
     if len(rows) == 0:
-        return out
-    features = packed.doubles(id_end[rows], names, template).tolist()
-    labels = (packed.at(label_at[rows] + 1) == 1).tolist()
+        return nothing
+    features: list[Features] = list(
+        map(dict, map(zip, repeat(names), packed.doubles(id_end[rows], names, template).tolist()))
+    )
+    labels: list[bool] = (packed.at(label_at[rows] + 1) == 1).tolist()
     event_list = _with_none(event_ts[rows], event_present[rows])
     label_list = _with_none(label_ts[rows], label_present[rows])
-    made = list(
-        map(
-            Example,
-            map(bytes.decode, ids),
-            map(dict, map(zip, repeat(names), features)),
-            labels,
-            event_list,
-            label_list,
-        )
-    )
-    if len(made) == len(values):
-        return made  # type: ignore[return-value]  # list is invariant; no None in it
-    for position, example in zip(rows.tolist(), made, strict=True):
-        out[position] = example
-    return out
+    if len(rows) == n:
+        return ExampleRows(features, labels, ids, event_list, label_list)  # type: ignore[arg-type]
+    spread = ExampleRows([None] * n, [False] * n, [b""] * n, [None] * n, [None] * n)
+    for r, position in enumerate(rows.tolist()):
+        spread.features[position] = features[r]
+        spread.labels[position] = labels[r]
+        spread.ids[position] = ids[r]
+        spread.event_ts[position] = event_list[r]
+        spread.label_ts[position] = label_list[r]
+    return spread
 
 
 def _optional_long(

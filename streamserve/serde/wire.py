@@ -15,6 +15,7 @@ from streamserve.serde.avro import (
 )
 from streamserve.serde.columns import (
     EventColumns,
+    ExampleRows,
     PredictionColumnsWriter,
     read_event_columns,
     read_examples,
@@ -179,10 +180,10 @@ class ExampleDecoder(WireDecoder[Example]):
         )
         self._layouts = layouts if local_id is not None else None
 
-    def read_examples(self, values: list[bytes]) -> list[Example | None]:
-        """Per value, its example when it has the layout of the batch's first Avro record
-        the fast path knows and a boolean label (:func:`read_examples`); else None:
-        decode those with :meth:`decode`."""
+    def read_examples(self, values: list[bytes]) -> ExampleRows:
+        """The batch's examples that have the layout of its first Avro record the fast
+        path knows and a boolean label (:func:`read_examples`); decode the others (None
+        in ``features``) with :meth:`decode`."""
         layouts, header = self._layouts, self._local_header
         if layouts is not None and header is not None:
             tried = 0
@@ -194,7 +195,7 @@ class ExampleDecoder(WireDecoder[Example]):
                     tried += 1
                     if tried == _LAYOUT_PROBES:
                         break
-        return [None] * len(values)
+        return ExampleRows([None] * len(values), [], [], [], [])
 
 
 class AvroEncoder(Generic[T]):

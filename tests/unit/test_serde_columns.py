@@ -134,11 +134,15 @@ def test_read_examples_equals_decode(
 
     values = [write(*row) for row in rows] + [b"\x00\x00", b'{"event_id": 1}']
     decoder.decode(write("first", [0.0, 0.0, 0.0], True, None), None)
-    read = decoder.read_examples(values)
-    assert len(read) == len(values)
+    batch = decoder.read_examples(values)
+    assert len(batch.features) == len(values)
+    read = [None if f is None else batch.example(k) for k, f in enumerate(batch.features)]
     for k, (value, example) in enumerate(zip(values, read, strict=True)):
         if example is None:
+            with pytest.raises(IndexError):
+                batch.example(k)
             continue
+        assert batch.features[k] is example.features and batch.labels[k] is example.label
         i, _, label, _ = rows[k]
         assert type(label) is bool and i.isascii()
         want = decoder.decode(value, None)
@@ -161,7 +165,7 @@ def test_nothing_is_read_before_a_layout_is_known(catalog: SchemaCatalog) -> Non
     serde = Serde(catalog)
     values = _event_values(catalog, [("e", 1, [1.0, 2.0, 3.0])])
     assert serde.event_decoder().read_columns(values) is None
-    assert serde.example_decoder().read_examples([b"", b"\x00"]) == [None, None]
+    assert serde.example_decoder().read_examples([b"", b"\x00"]).features == [None, None]
     decoder = serde.event_decoder()
     decoder.decode(values[0], None)
     assert decoder.read_columns([b"", b""]) is None
