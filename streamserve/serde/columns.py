@@ -37,6 +37,7 @@ _VARINT_MAX = 9  # up to 63 bits: every zigzag value of a timestamp in the long 
 _SHIFTS = np.arange(_VARINT_MAX, dtype=np.uint64) * np.uint64(7)
 _LOW7 = np.uint64(0x7F)
 _ONE = np.uint64(1)
+_MAX_GROUPS = 8  # record shapes (id and timestamp lengths) written as arrays per batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,18 +226,55 @@ class PredictionColumnsWriter:
         as_bytes = q.view(np.uint8).reshape(n, 8)
         block[:, p_true_at : p_true_at + 8] = as_bytes
         block[:, score_at : score_at + 8] = as_bytes
-        size = len(middle)
+        tail = _zigzag(scored_at)
+        id_start, id_end = columns.id_start[rows], columns.id_end[rows]
+        ts_end = columns.ts_end[rows]
+        # Records whose id and timestamp have the same byte lengths have the same shape:
+        # each such group is written as one (records, bytes) array.
+        shape = (id_end - id_start) * 16 + (ts_end - id_end)  # a timestamp takes <= 10
+        kinds, group = np.unique(shape, return_inverse=True)
+        if len(kinds) > _MAX_GROUPS:
+            return self._joined(columns, id_start, id_end, ts_end, block, tail)
+        buf = np.frombuffer(columns.data, np.uint8)
+        header = np.frombuffer(self._header, np.uint8)
+        out: list[bytes] = [b""] * n
+        for g, kind in enumerate(kinds.tolist()):
+            sel = np.flatnonzero(group == g) if len(kinds) > 1 else np.arange(n)
+            id_size, ts_size = kind >> 4, kind & 15
+            at = np.cumsum([len(header), id_size, len(middle), ts_size, len(tail)])
+            width = int(at[-1])
+            record = np.empty((len(sel), width), dtype=np.uint8)
+            record[:, : at[0]] = header
+            record[:, at[0] : at[1]] = buf[id_start[sel][:, None] + np.arange(id_size)]
+            record[:, at[1] : at[2]] = block[sel]
+            record[:, at[2] : at[3]] = buf[id_end[sel][:, None] + np.arange(ts_size)]
+            record[:, at[3] :] = np.frombuffer(tail, np.uint8)
+            data = record.tobytes()
+            values = [data[k : k + width] for k in range(0, len(data), width)]
+            if len(kinds) == 1:
+                return values
+            for r, value in zip(sel.tolist(), values, strict=True):
+                out[r] = value
+        return out
+
+    def _joined(
+        self,
+        columns: EventColumns,
+        id_start: Ints,
+        id_end: Ints,
+        ts_end: Ints,
+        block: Bytes,
+        tail: bytes,
+    ) -> list[bytes]:
+        """The same values, joined per record from the input's bytes and ``block``."""
+        n, size = block.shape
         data = block.tobytes()
         middles = [data[k : k + size] for k in range(0, n * size, size)]
-        header, tail, source, join = self._header, _zigzag(scored_at), columns.data, b"".join
+        header, source, join = self._header, columns.data, b"".join
         return [
             join((header, source[a:b], m, source[b:c], tail))
             for a, b, c, m in zip(
-                columns.id_start[rows].tolist(),
-                columns.id_end[rows].tolist(),
-                columns.ts_end[rows].tolist(),
-                middles,
-                strict=True,
+                id_start.tolist(), id_end.tolist(), ts_end.tolist(), middles, strict=True
             )
         ]
 

@@ -39,6 +39,12 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _short(ts: int) -> bool:
+    """Timestamps the batch readers take (a varint of at most 9 bytes); the per-record
+    decoder reads the others."""
+    return -(2**62) <= ts < 2**62
+
+
 def _event_values(
     catalog: SchemaCatalog, rows: list[tuple[str, int | None, list[float]]]
 ) -> list[bytes]:
@@ -76,7 +82,9 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
     if columns is None:
         return
     expected_rows = [
-        k for k, (i, ts, _) in enumerate(rows) if ts is not None and i.isascii() and len(i) < 64
+        k
+        for k, (i, ts, _) in enumerate(rows)
+        if ts is not None and _short(ts) and i.isascii() and len(i) < 64
     ]
     assert columns.positions == expected_rows
     q = np.array(p_true[: len(columns)])
@@ -154,8 +162,12 @@ def test_read_examples_equals_decode(
             want.label_ts,
         )
         assert _same(example.features, want.features)
-    taken = [k for k, (i, _, label, _) in enumerate(rows) if type(label) is bool and i.isascii()]
-    taken = [k for k in taken if len(rows[k][0]) < 64]
+    taken = [
+        k
+        for k, (i, _, label, event_ts) in enumerate(rows)
+        if type(label) is bool and i.isascii() and len(i) < 64
+        if (event_ts is None or _short(event_ts)) and (label_ts is None or _short(label_ts))
+    ]
     assert [k for k, e in enumerate(read) if e is not None] == taken
     with pytest.raises(DecodeError):
         decoder.decode(values[-2], None)
@@ -169,3 +181,23 @@ def test_nothing_is_read_before_a_layout_is_known(catalog: SchemaCatalog) -> Non
     decoder = serde.event_decoder()
     decoder.decode(values[0], None)
     assert decoder.read_columns([b"", b""]) is None
+
+
+@pytest.mark.parametrize("lengths", [range(1, 3), range(1, 13)], ids=["grouped", "joined"])
+def test_prediction_writer_per_shape_and_joined(catalog: SchemaCatalog, lengths: range) -> None:
+    """Few record shapes are written as arrays per shape, many are joined per record."""
+    serde = Serde(catalog)
+    decoder, encoder = serde.event_decoder(), serde.prediction_encoder()
+    rows = [("i" * n, 10**n, [0.5 * n, -1.0, 2.0]) for n in lengths for _ in range(3)]
+    values = _event_values(catalog, rows)
+    decoder.decode(values[0], None)
+    columns = decoder.read_columns(values)
+    assert columns is not None and len(columns) == len(rows)
+    q = np.linspace(0.0, 1.0, len(rows))
+    written = encoder.write_columns(  # type: ignore[attr-defined]
+        columns, np.arange(len(rows))[::-1], "m", 2, q[::-1], 99
+    )
+    for k, (event_id, ts, _) in enumerate(reversed(rows)):
+        p = float(q[::-1][k])
+        want = Prediction(event_id, "m", 2, p >= 0.5, {"false": 1.0 - p, "true": p}, p, ts, 99)
+        assert written[k] == encoder.encode(want)
