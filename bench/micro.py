@@ -14,13 +14,18 @@ from fastavro import schemaless_reader
 from prometheus_client import CollectorRegistry, Histogram
 
 from streamserve.histogram_batch import observe_many
+from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.delivery import Batch
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.metrics import Metrics
 from streamserve.records import Prediction
+from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.codecs import Serde
 from streamserve.serde.outbound import prediction_to_dict
 from streamserve.serde.schemas import SchemaCatalog
+from streamserve.snapshots.holder import Serving, SnapshotHolder
 from streamserve.topics import default_topics_dir, load_topic_specs
 
 N = 5000
@@ -58,7 +63,8 @@ def costs() -> list[tuple[str, float, float | None]]:
     event_schema, example_schema = catalog.schema("event"), catalog.schema("example")
 
     event_decode = serde.event_decoder().decode
-    example_decode = serde.example_decoder().decode
+    example_decoder = serde.example_decoder()
+    example_decode, read_examples = example_decoder.decode, example_decoder.read_examples
     learner = build_learner(ModelSpec("m", Task.BINARY, "logistic_regression"))
     for i, x in enumerate(feats[:2000]):
         learner.learn_one(x, i % 3 == 0)
@@ -83,6 +89,11 @@ def costs() -> list[tuple[str, float, float | None]]:
             _us(lambda: [plain_read(v, example_schema) for v in examples]),
         ),
         (
+            "examples, features and labels of batches of 1000 (learner) / decode per record",
+            _us(lambda: [read_examples(examples[i : i + 1000]) for i in range(0, N, 1000)]),
+            _us(lambda: [example_decode(v, None) for v in examples]),
+        ),
+        (
             "score, linear pipeline (compiled batch / River per record)",
             _us(lambda: learner.predict_many(feats)),
             _us(lambda: [learner.predict_one(x) for x in feats]),
@@ -102,8 +113,70 @@ def costs() -> list[tuple[str, float, float | None]]:
             _us(lambda: [histogram.observe(d) for d in delays]),
         ),
     ]
+    rows.append(
+        (
+            "scorer, a batch of 1000 end to end, no broker (column path / per record)",
+            *_scorer_batch(serde, events, learner),
+        )
+    )
     rows.append(("full garbage collection, ms (start-up objects frozen / not)", *_gc_pause()))
     return rows
+
+
+class _Msg:
+    """A consumed record as the scorer reads it."""
+
+    def __init__(self, offset: int, value: bytes) -> None:
+        self._offset, self._value = offset, value
+
+    def value(self) -> bytes:
+        return self._value
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, 1_700_000_000_000
+
+
+class _NullProducer:
+    def produce(self, *_args: Any, **_kw: Any) -> None:
+        return None
+
+    def poll(self, _timeout: float) -> int:
+        return 0
+
+
+def _scorer_batch(serde: Serde, events: list[bytes], learner: Any) -> tuple[float, float]:
+    """Scorer.handle over batches of 1000 events, with the whole-batch codecs and with
+    the same codecs restricted to their per-record methods; produce is a no-op."""
+    msgs = [_Msg(i, v) for i, v in enumerate(events)]
+    batches = [msgs[i : i + 1000] for i in range(0, len(msgs), 1000)]
+
+    class RecordsOnly:
+        def __init__(self, inner: Any, method: str) -> None:
+            setattr(self, method, getattr(inner, method))
+
+    def scorer(columns: bool) -> Scorer:
+        decoder, encoder = serde.event_decoder(), serde.prediction_encoder()
+        decoder.decode(events[0], None)  # the fast paths learn the layout
+        metrics = Metrics(CollectorRegistry())
+        return Scorer(
+            decoder=decoder if columns else RecordsOnly(decoder, "decode"),  # type: ignore[arg-type]
+            encoder=encoder if columns else RecordsOnly(encoder, "encode"),  # type: ignore[arg-type]
+            producer=_NullProducer(),
+            predictions_topic="predictions",
+            dead_letters=DeadLetterSink(_NullProducer(), "dead-letter", metrics),
+            models=[ServedModel("m", SnapshotHolder(Serving(version=1, model=learner)))],
+            metrics=metrics,
+        )
+
+    def run(s: Scorer) -> None:
+        for b in batches:
+            s.handle(b, Batch({}))  # type: ignore[arg-type]
+
+    fast, slow = scorer(True), scorer(False)
+    return _us(lambda: run(fast)), _us(lambda: run(slow))
 
 
 def _gc_pause() -> tuple[float, float]:

@@ -61,6 +61,14 @@ class Detector:
         self.label = type(self._river).__name__
         self._recent: deque[float] = deque(maxlen=100)
         self._recent_sum = 0.0
+        # The mean of the last values is the statistic of the detectors without their own
+        # (see ``statistic``); the others skip keeping it.
+        self._keeps_recent = not isinstance(
+            self._river, drift.ADWIN | drift.KSWIN | drift.PageHinkley
+        )
+        self._binary_input = kind.binary_input
+        self._has_warning = kind.has_warning
+        self.n = 0  # finite values seen
 
     def fresh(self) -> Detector:
         """A new detector with the same configuration and nothing seen."""
@@ -69,16 +77,18 @@ class Detector:
     def update(self, value: float) -> Severity | None:
         if not math.isfinite(value):
             return None
-        recent = self._recent
-        if len(recent) == recent.maxlen:
-            self._recent_sum -= recent[0]
-        recent.append(value)
-        self._recent_sum += value
+        self.n += 1
+        if self._keeps_recent:
+            recent = self._recent
+            if len(recent) == recent.maxlen:
+                self._recent_sum -= recent[0]
+            recent.append(value)
+            self._recent_sum += value
         river = self._river
-        river.update(value >= 0.5 if self.kind.binary_input else value)
+        river.update(value >= 0.5 if self._binary_input else value)
         if river.drift_detected:
             return "drift"
-        if self.kind.has_warning and river.warning_detected:
+        if self._has_warning and river.warning_detected:
             return "warning"
         return None
 

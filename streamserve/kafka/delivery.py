@@ -53,14 +53,21 @@ class Batch:
 
 
 def next_offsets(msgs: list[Message]) -> dict[tuple[str, int], int]:
-    """The offset to store per (topic, partition): one past the last record of the batch."""
+    """The offset to store per (topic, partition): one past the last record of the batch.
+
+    A consumed batch holds each partition's records in offset order, so the last record
+    of a partition is found walking the batch backwards, looking no further at the
+    partition's earlier records (were one out of order, the offset stored would only be
+    lower: records reprocessed, none skipped).
+    """
     offsets: dict[tuple[str, int], int] = {}
-    for m in msgs:
-        topic, partition, offset = m.topic(), m.partition(), m.offset()
-        if m.error() is None and topic is not None and partition is not None and offset is not None:
-            key = (topic, partition)
-            if offset + 1 > offsets.get(key, -1):
-                offsets[key] = offset + 1
+    for m in reversed(msgs):
+        key = (m.topic(), m.partition())
+        if key in offsets or m.error() is not None:
+            continue
+        topic, partition, offset = key[0], key[1], m.offset()
+        if topic is not None and partition is not None and offset is not None:
+            offsets[(topic, partition)] = offset + 1
     return offsets
 
 

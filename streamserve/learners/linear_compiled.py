@@ -62,6 +62,7 @@ class CompiledLinear:
             single = getter
             getter = lambda x: (single(x),)  # noqa: E731
         object.__setattr__(self, "_row", getter)
+        object.__setattr__(self, "_orders", {})
 
     def predict_many(self, xs: Sequence[Features]) -> tuple[list[Scored | None], list[int]]:
         """Scores for the records the arrays represent exactly, and the indexes of the
@@ -90,6 +91,30 @@ class CompiledLinear:
         rest.sort()
         return out, rest
 
+    def p_true_columns(self, names: tuple[str, ...], values: FloatArray) -> FloatArray | None:
+        """P(true) per row of ``values`` (columns named ``names``, any order) for a binary
+        model, exactly as :meth:`predict_many` scores the same rows as dicts; NaN where
+        that gives no probability. None when the names are not the model's or the model
+        is not binary."""
+        if self.task is not Task.BINARY:
+            return None
+        if names != self.names:
+            order = self._column_order(names)
+            if order is None:
+                return None
+            values = values[:, order]
+        return _p_true(self.raw(values))
+
+    def _column_order(self, names: tuple[str, ...]) -> list[int] | None:
+        orders: dict[tuple[str, ...], list[int] | None] = self._orders  # type: ignore[attr-defined]
+        if names not in orders:
+            where = {name: i for i, name in enumerate(names)}
+            fits = len(where) == len(names) and where.keys() == self._keys  # type: ignore[attr-defined]
+            if len(orders) >= 64:
+                orders.clear()
+            orders[names] = [where[name] for name in self.names] if fits else None
+        return orders[names]
+
     def raw(self, values: FloatArray) -> FloatArray:
         """The linear model's raw output (logit or value) for rows of feature values."""
         with np.errstate(all="ignore"):
@@ -113,11 +138,7 @@ class CompiledLinear:
                 else Scored(prediction=None, probabilities=None, score=None)
                 for y in raw.tolist()
             ]
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(-raw))
-        p = np.where(raw < -_SIGMOID_CLAMP, 0.0, np.where(raw > _SIGMOID_CLAMP, 1.0, p))
-        # As scored_from_binary_proba does with River's {False: 1 - p, True: p}.
-        p_true = p / ((1.0 - p) + p)
+        p_true = _p_true(raw)
         # binary_scored(q), inlined: this runs once per record.
         return [
             Scored(q >= 0.5, {"false": 1.0 - q, "true": q}, q)
@@ -125,6 +146,16 @@ class CompiledLinear:
             else unscored_classification()
             for q in p_true.tolist()
         ]
+
+
+def _p_true(raw: FloatArray) -> FloatArray:
+    """P(true) from the logits, as River's sigmoid and scored_from_binary_proba give it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = 1.0 / (1.0 + np.exp(-raw))
+        p = np.where(raw < -_SIGMOID_CLAMP, 0.0, np.where(raw > _SIGMOID_CLAMP, 1.0, p))
+        # As scored_from_binary_proba does with River's {False: 1 - p, True: p}.
+        result: FloatArray = p / ((1.0 - p) + p)
+    return result
 
 
 def _as_matrix(

@@ -17,7 +17,7 @@ from streamserve.learners.exceptions import (
     ModelError,
     PayloadError,
 )
-from streamserve.learners.linear_compiled import CompiledLinear, compile_linear
+from streamserve.learners.linear_compiled import CompiledLinear, FloatArray, compile_linear
 from streamserve.learners.preprocessing import Preprocess
 from streamserve.learners.scoring import (
     scored_from_binary_proba,
@@ -144,6 +144,23 @@ class RiverLearner:
         for i in rest:
             scored[i] = predict_one(xs[i])
         return scored  # type: ignore[return-value]  # every None slot was filled
+
+    def scores_columns(self) -> bool:
+        """Whether :meth:`p_true_columns` can score (a binary linear pipeline)."""
+        return (
+            self.spec.task is Task.BINARY and self._has_proba and self._compiled_model() is not None
+        )
+
+    def p_true_columns(self, names: tuple[str, ...], values: FloatArray) -> FloatArray | None:
+        """For a binary linear pipeline: P(true) per row of ``values`` (columns named
+        ``names``), NaN where :meth:`predict_many` gives no probability; None when the
+        model or the names do not allow it (score those records with predict_many)."""
+        if self.spec.task is not Task.BINARY or not self._has_proba:
+            return None
+        compiled = self._compiled_model()
+        if compiled is None:
+            return None
+        return compiled.p_true_columns(names, values)
 
     def _compiled_model(self) -> CompiledLinear | None:
         if self._compile_pending:

@@ -29,8 +29,9 @@ from streamserve.learners.exceptions import LabelError, LearnerError
 from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
-from streamserve.records import Example
+from streamserve.records import Example, LabelValue
 from streamserve.serde.codecs import Decoder
+from streamserve.serde.columns import ExampleRows
 from streamserve.serde.exceptions import DecodeError
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.exceptions import FencedError, SnapshotError
@@ -97,6 +98,9 @@ class LearnerRole:
         self._consumer_factory = consumer_factory
         self._partitions = partitions
         self._decode = decoder.decode
+        self._read_examples: Callable[[list[bytes]], ExampleRows] | None = getattr(
+            decoder, "read_examples", None
+        )
         self._producer = producer
         self._dlq = dead_letters
         self._store = store
@@ -268,31 +272,46 @@ class LearnerRole:
         learner, metrics, task = state.learner, state.metrics, self.spec.task
         monitor = state.drift
         learned = 0
-        for m in msgs:
+        # The batch's common examples read at once; None where a record needs decode().
+        read = self._read_examples
+        values = [m.value() or b"" for m in msgs]
+        rows = read(values) if read is not None else ExampleRows([None] * len(msgs), [], [], [], [])
+        read_features = rows.features
+        recorded = False  # this record's offset is in state.offsets already
+        for i, m in enumerate(msgs):
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
                     logger.warning("learner %s: consume error: %s", self.spec.name, err.str())
                 continue
             try:
-                example = self._decode(m.value(), m.timestamp()[1])
-                y = coerce_label(task, example.label)
+                example: Example | None = None
+                features = read_features[i]
+                if features is not None:
+                    label: LabelValue = rows.labels[i]
+                else:
+                    example = self._decode(m.value(), m.timestamp()[1])
+                    features, label = example.features, example.label
+                y = coerce_label(task, label)
             except (DecodeError, LabelError) as exc:
                 self._dlq.send(m, "learn", exc, None)
             else:
-                scored = learner.predict_one(example.features)
+                scored = learner.predict_one(features)
                 metrics.update(y, scored)
-                learner.learn_one(example.features, y)
+                learner.learn_one(features, y)
                 learned += 1
                 state.examples_seen += 1
                 state.since_checkpoint += 1
                 if self._on_learned is not None:
+                    if example is None:
+                        example = rows.example(i)
                     self._on_learned(self.spec.name, example, scored)
                 if monitor is not None:
                     self._record(m, state)  # a promotion's snapshot reflects this example
+                    recorded = True
                     outcome = monitor.observe(
                         learner,
-                        example.features,
+                        features,
                         y,
                         scored,
                         version=state.version,
@@ -304,7 +323,9 @@ class LearnerRole:
                         learned = 0
                         self._act(state, outcome)
                         learner = state.learner
-            self._record(m, state)
+            if not recorded:
+                self._record(m, state)
+            recorded = False
         self._learned.inc(learned)
 
     @staticmethod

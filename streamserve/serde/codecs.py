@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
-from streamserve.records import Event, Example, Label, Prediction
+from streamserve.records import Example, Label, Prediction
 from streamserve.serde.avro import AvroBodyWriter, RegistryWriterSchemas, frame_header
 from streamserve.serde.exceptions import DecodeError, SerdeError
 from streamserve.serde.fast_path import EventLayouts, ExampleLayouts, PredictionWriter
@@ -28,10 +28,13 @@ from streamserve.serde.validate import (
 )
 from streamserve.serde.wire import (
     AvroEncoder,
+    EventDecoder,
+    ExampleDecoder,
     FastReader,
     FastWrite,
     FromDict,
     JsonEncoder,
+    PredictionEncoder,
     ToDict,
     WireDecoder,
 )
@@ -104,14 +107,54 @@ class Serde:
     def output_format(self) -> OutputFormat:
         return self._output_format
 
-    def event_decoder(self) -> Decoder[Event]:
-        return self._decoder(_EVENT, event_from_avro, event_from_json, fast=EventLayouts())
+    def event_decoder(self) -> EventDecoder:
+        """Events, per record (``decode``) or a batch at once (``read_columns``)."""
+        schema = self._catalog.schema(_EVENT.schema)
+        if self._registry is None:
+            return EventDecoder(
+                schema=schema,
+                local_id=self._catalog.local_id(_EVENT.schema),
+                registry_schemas=None,
+                from_avro=event_from_avro,
+                from_json=event_from_json,
+                layouts=EventLayouts(),
+            )
+        writers = RegistryWriterSchemas(
+            self._registry, schema, self._catalog.canonical_form(_EVENT.schema)
+        )
+        return EventDecoder(
+            schema=schema,
+            local_id=None,
+            registry_schemas=writers,
+            from_avro=event_from_avro,
+            from_json=event_from_json,
+        )
 
     def label_decoder(self) -> Decoder[Label]:
         return self._decoder(_LABEL, label_from_avro, label_from_json)
 
-    def example_decoder(self) -> Decoder[Example]:
-        return self._decoder(_EXAMPLE, example_from_avro, example_from_json, fast=ExampleLayouts())
+    def example_decoder(self) -> ExampleDecoder:
+        """Examples, per record (``decode``) or a batch at once (``read_examples``)."""
+        schema = self._catalog.schema(_EXAMPLE.schema)
+        if self._registry is None:
+            return ExampleDecoder(
+                schema=schema,
+                local_id=self._catalog.local_id(_EXAMPLE.schema),
+                registry_schemas=None,
+                from_avro=example_from_avro,
+                from_json=example_from_json,
+                layouts=ExampleLayouts(),
+            )
+        writers = RegistryWriterSchemas(
+            self._registry, schema, self._catalog.canonical_form(_EXAMPLE.schema)
+        )
+        return ExampleDecoder(
+            schema=schema,
+            local_id=None,
+            registry_schemas=writers,
+            from_avro=example_from_avro,
+            from_json=example_from_json,
+        )
 
     def prediction_decoder(self) -> Decoder[Prediction]:
         return self._decoder(_PREDICTION, prediction_from_avro, prediction_from_json)
@@ -120,12 +163,16 @@ class Serde:
         return self._decoder(_ALERT, _alert_from_avro, self._alert_from_json)
 
     def prediction_encoder(self) -> Encoder[Prediction]:
-        return self._encoder(
-            _PREDICTION,
+        """Predictions; the Avro encoder also writes batches (``write_columns``)."""
+        if self._output_format == "json":
+            return JsonEncoder(partial(prediction_to_dict, finite_only=True), allow_nan=False)
+        schema_id = self._schema_id(_PREDICTION)
+        header = frame_header(schema_id)
+        return PredictionEncoder(
+            AvroBodyWriter(self._catalog.schema(_PREDICTION.schema), schema_id),
             partial(prediction_to_dict, finite_only=False),
-            partial(prediction_to_dict, finite_only=True),
-            allow_nan=False,
-            fast=lambda header: PredictionWriter(header).write,
+            PredictionWriter(header).write,
+            header,
         )
 
     def example_encoder(self) -> Encoder[Example]:
@@ -185,13 +232,16 @@ class Serde:
     ) -> Encoder[T]:
         if self._output_format == "json":
             return JsonEncoder(to_json, allow_nan=allow_nan)
-        if self._registry is None:
-            schema_id = self._catalog.local_id(kind.schema)
-        else:
-            subject = self.subject_for(kind.topic)
-            schema_id = self._registry.register(subject, self._catalog.schema_json(kind.schema))
+        schema_id = self._schema_id(kind)
         writer = AvroBodyWriter(self._catalog.schema(kind.schema), schema_id)
         return AvroEncoder(writer, to_avro, fast(frame_header(schema_id)) if fast else None)
+
+    def _schema_id(self, kind: _Kind) -> int:
+        """The local id, or the id the registry gives when the schema is registered."""
+        if self._registry is None:
+            return self._catalog.local_id(kind.schema)
+        subject = self.subject_for(kind.topic)
+        return self._registry.register(subject, self._catalog.schema_json(kind.schema))
 
     def _alert_from_json(self, obj: dict[str, Any], record_ts: int | None) -> dict[str, Any]:
         return self._alert_shape.record(obj, DecodeError)

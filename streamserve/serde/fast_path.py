@@ -121,6 +121,26 @@ class FeatureLayouts:
                 return dict(zip(layout.names, fields[1:-1:2], strict=False)), end
         return None
 
+    def match(self, value: bytes, pos: int) -> tuple[tuple[str, ...], bytes] | None:
+        """The names of the known layout the map at ``pos`` has, and the map's bytes with
+        its doubles zeroed (the template every map of that layout matches), or None."""
+        start = pos
+        count = value[pos]
+        if count < 0x80:
+            count, pos = (count >> 1) ^ -(count & 1), pos + 1
+        else:
+            count, pos = _read_long(value, pos)
+        for layout in self._by_count.get(count, ()):
+            end = pos + layout.struct.size
+            if end > len(value):
+                continue
+            fields = layout.struct.unpack_from(value, pos)
+            if fields[-1] == 0 and fields[0:-1:2] == layout.segments:
+                zero = bytes(8)
+                template = value[start:pos] + b"".join(s + zero for s in layout.segments)
+                return layout.names, template + b"\x00"
+        return None
+
     def learn(self, value: bytes, pos: int, features: dict[str, Any]) -> None:
         """Remember the layout of the map at ``pos``, which the general decoder read as
         ``features``."""
@@ -169,6 +189,25 @@ class EventLayouts:
             return None
         return Event(event_id, body[0], record_ts if ts is None else ts)
 
+    def layout_of(self, value: bytes) -> tuple[tuple[str, ...], bytes] | None:
+        """For an event body in a learned layout: the feature names and the feature map's
+        template (:meth:`FeatureLayouts.match`, the last bytes of the body); else None."""
+        if not self._features:
+            return None
+        try:
+            head = _read_id(value)
+            if head is None:
+                return None
+            ts_at = _read_optional_long(value, head[1])
+            if ts_at is None:
+                return None
+            found = self._features.match(value, ts_at[1])
+        except (IndexError, UnicodeDecodeError):
+            return None
+        if found is None or ts_at[1] + len(found[1]) != len(value):
+            return None
+        return found
+
     def learn(self, value: bytes, event: Event) -> None:
         """Remember the layout of ``value``, which the general decoder read as ``event``."""
         try:
@@ -214,6 +253,19 @@ class ExampleLayouts:
         if label_ts_at is None or label_ts_at[1] != len(value):
             return None
         return Example(event_id, features, label, event_ts_at[0], label_ts_at[0])
+
+    def layout_of(self, value: bytes) -> tuple[tuple[str, ...], bytes] | None:
+        """For an example body in a learned layout: the feature names and the feature
+        map's template (:meth:`FeatureLayouts.match`); else None."""
+        if not self._features:
+            return None
+        try:
+            head = _read_id(value)
+            if head is None:
+                return None
+            return self._features.match(value, head[1])
+        except (IndexError, UnicodeDecodeError):
+            return None
 
     def learn(self, value: bytes, example: Example) -> None:
         """Remember the layout of ``value``, which the general decoder read as ``example``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+from streamserve.records import Event, Example, Prediction
 from streamserve.serde.avro import (
     AvroBodyWriter,
     RegistryWriterSchemas,
@@ -12,7 +13,15 @@ from streamserve.serde.avro import (
     framed_schema_id,
     read_body,
 )
+from streamserve.serde.columns import (
+    EventColumns,
+    ExampleRows,
+    PredictionColumnsWriter,
+    read_event_columns,
+    read_examples,
+)
 from streamserve.serde.exceptions import DecodeError, SerdeError
+from streamserve.serde.fast_path import EventLayouts, ExampleLayouts
 from streamserve.serde.json_codec import dumps, loads_object
 from streamserve.serde.schemas import ParsedSchema
 
@@ -33,6 +42,7 @@ class FastReader(Protocol[T]):
 
 
 _JSON_WHITESPACE = b" \t\r\n"
+_LAYOUT_PROBES = 4  # Avro records of a batch tried for a known layout
 # First bytes of JSON texts: '{' is an object; the others start values we refuse, but
 # parsing them gives the most precise message ("must be an object, got list").
 _JSON_START = frozenset(b'{["-0123456789tfn')
@@ -105,6 +115,89 @@ class WireDecoder(Generic[T]):
         return read_body(value, writer, reader)
 
 
+class EventDecoder(WireDecoder[Event]):
+    """The event decoder, which can also read a whole batch as columns."""
+
+    def __init__(
+        self,
+        *,
+        schema: ParsedSchema,
+        local_id: int | None,
+        registry_schemas: RegistryWriterSchemas | None,
+        from_avro: FromDict[Event],
+        from_json: FromDict[Event],
+        layouts: EventLayouts | None = None,
+    ) -> None:
+        super().__init__(
+            schema=schema,
+            local_id=local_id,
+            registry_schemas=registry_schemas,
+            from_avro=from_avro,
+            from_json=from_json,
+            fast=layouts,
+        )
+        self._layouts = layouts if local_id is not None else None
+
+    def read_columns(self, values: list[bytes]) -> EventColumns | None:
+        """The batch's events that share the layout of its first Avro record the fast
+        path knows, as columns (:func:`read_event_columns`); None when there is none.
+        Decode the others with :meth:`decode`."""
+        layouts, header = self._layouts, self._local_header
+        if layouts is None or header is None:
+            return None
+        tried = 0
+        for value in values:
+            if value[:5] == header:
+                layout = layouts.layout_of(value)
+                if layout is not None:
+                    return read_event_columns(values, header, *layout)
+                tried += 1
+                if tried == _LAYOUT_PROBES:
+                    break
+        return None
+
+
+class ExampleDecoder(WireDecoder[Example]):
+    """The example decoder, which can also read a whole batch at once."""
+
+    def __init__(
+        self,
+        *,
+        schema: ParsedSchema,
+        local_id: int | None,
+        registry_schemas: RegistryWriterSchemas | None,
+        from_avro: FromDict[Example],
+        from_json: FromDict[Example],
+        layouts: ExampleLayouts | None = None,
+    ) -> None:
+        super().__init__(
+            schema=schema,
+            local_id=local_id,
+            registry_schemas=registry_schemas,
+            from_avro=from_avro,
+            from_json=from_json,
+            fast=layouts,
+        )
+        self._layouts = layouts if local_id is not None else None
+
+    def read_examples(self, values: list[bytes]) -> ExampleRows:
+        """The batch's examples that have the layout of its first Avro record the fast
+        path knows and a boolean label (:func:`read_examples`); decode the others (None
+        in ``features``) with :meth:`decode`."""
+        layouts, header = self._layouts, self._local_header
+        if layouts is not None and header is not None:
+            tried = 0
+            for value in values:
+                if value[:5] == header:
+                    layout = layouts.layout_of(value)
+                    if layout is not None:
+                        return read_examples(values, header, *layout)
+                    tried += 1
+                    if tried == _LAYOUT_PROBES:
+                        break
+        return ExampleRows([None] * len(values), [], [], [], [])
+
+
 class AvroEncoder(Generic[T]):
     """Encodes records as framed Avro under one schema id."""
 
@@ -125,6 +218,20 @@ class AvroEncoder(Generic[T]):
             if value is not None:
                 return value
         return self._write(self._to_dict(obj))
+
+
+class PredictionEncoder(AvroEncoder[Prediction]):
+    """The Avro prediction encoder, which can also write a batch from columns."""
+
+    def __init__(
+        self,
+        writer: AvroBodyWriter,
+        to_dict: ToDict[Prediction],
+        fast: FastWrite[Prediction] | None,
+        header: bytes,
+    ) -> None:
+        super().__init__(writer, to_dict, fast)
+        self.write_columns = PredictionColumnsWriter(header).write
 
 
 class JsonEncoder(Generic[T]):

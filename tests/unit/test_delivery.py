@@ -43,6 +43,17 @@ def test_next_offsets_is_one_past_the_last_per_partition() -> None:
     assert next_offsets(msgs) == {("a", 0): 8, ("a", 1): 3, ("b", 0): 1}  # type: ignore[arg-type]
 
 
+class _ErrorMsg(FakeMsg):
+    def error(self) -> object:  # type: ignore[override]
+        return object()
+
+
+def test_next_offsets_skips_errors_and_never_goes_past_the_last_record() -> None:
+    msgs = [FakeMsg("a", 0, 5), FakeMsg("a", 0, 9), FakeMsg("a", 0, 6), _ErrorMsg("a", 0, 20)]
+    # The error is not a record; a record out of order only lowers what is stored.
+    assert next_offsets(msgs) == {("a", 0): 7}  # type: ignore[arg-type]
+
+
 def test_offsets_wait_for_acks_and_for_earlier_batches() -> None:
     consumer, producer = FakeConsumer(), FakeProducer()
     tracker = OffsetTracker(consumer)

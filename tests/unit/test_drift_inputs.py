@@ -101,4 +101,4 @@ def test_sampling_and_feature_cap_bound_the_work() -> None:
     monitor.observe(xs, [None] * 1000, {})
     assert len(monitor._numeric) == 3
     assert monitor._numeric["f0"]._river.n_detections == 0
-    assert sum(1 for _ in monitor._numeric["f0"]._recent) == 10  # 10 of the 1000 events
+    assert monitor._numeric["f0"].n == 10  # 10 of the 1000 events

@@ -1,0 +1,278 @@
+"""The scorer's column path (whole-batch decode, score and encode) produces exactly what
+the per-record path produces: same values, keys, order, dead letters and monitor input."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streamserve.kafka.dead_letter import H_STAGE, DeadLetterSink
+from streamserve.kafka.delivery import Batch
+from streamserve.learners.base import Learner, Scored
+from streamserve.learners.catalogue import build_learner
+from streamserve.learners.river_learner import RiverLearner
+from streamserve.learners.spec import ModelSpec, Task
+from streamserve.metrics import Metrics
+from streamserve.records import Event, Features
+from streamserve.roles import scorer as scorer_module
+from streamserve.roles.scorer import Scorer, ServedModel
+from streamserve.serde import SchemaCatalog, Serde
+from streamserve.serde.avro import AvroBodyWriter
+from streamserve.snapshots.holder import Serving, SnapshotHolder
+from streamserve.topics import load_topic_specs
+
+REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
+NAMES = [f"x{j}" for j in range(10)]
+NOW = 1_700_000_100.0
+
+
+class Msg:
+    """A consumed record with what the scorer and the dead-letter sink read."""
+
+    def __init__(self, offset: int, value: bytes | None, ts: int = 1_700_000_000_000) -> None:
+        self._offset, self._value, self._ts = offset, value, ts
+
+    def topic(self) -> str:
+        return "events"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, self._ts
+
+    def headers(self) -> None:
+        return None
+
+
+class Producer:
+    """Records what is produced; acknowledges on poll."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes | None, Any]] = []
+        self.callbacks: list[Any] = []
+
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        on_delivery: Any = None,
+        **kw: Any,
+    ) -> None:
+        """confluent-kafka's signature: topic, value, key, partition, on_delivery, ..."""
+        assert partition == -1 and callable(on_delivery)
+        headers = kw.get("headers")
+        self.records.append((topic, value, key, dict(headers) if headers else None))
+        self.callbacks.append(on_delivery)
+
+    def ack_all(self) -> None:
+        for callback in self.callbacks:
+            callback(None, None)
+
+    def poll(self, _timeout: float) -> int:
+        return 0
+
+
+class Monitor:
+    """Keeps what the scorer asks the input monitor to observe, as plain lists."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def observe(self, features: Any, offsets: Any, scores: Any) -> list[Any]:
+        picked = range(0, len(features), 3)  # a strided sample, as the real monitor takes
+        self.seen.append(
+            (
+                len(features),
+                [features[i] for i in picked],
+                [offsets[i] for i in picked],
+                {m: [_plain(s[i]) for i in picked] for m, s in scores.items()},
+            )
+        )
+        return []
+
+
+def _plain(s: Scored | Exception) -> Any:
+    return repr(s) if isinstance(s, Exception) else s
+
+
+@pytest.fixture(scope="module")
+def catalog() -> SchemaCatalog:
+    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+
+
+def _learner(seed: int = 0) -> RiverLearner:
+    learner = build_learner(ModelSpec("m", Task.BINARY, "logistic_regression"))
+    assert isinstance(learner, RiverLearner)
+    rng = random.Random(seed)
+    for _ in range(300):
+        x = {n: rng.gauss(0, 1) for n in NAMES}
+        learner.learn_one(x, x["x0"] - x["x3"] > 0.1)
+    return learner
+
+
+def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[Msg]:
+    """Mostly events in the common layout, and every kind of record that is not."""
+    writer = AvroBodyWriter(catalog.schema("event"), catalog.local_id("event"))
+
+    def avro(i: int, features: Features, ts: int | None = 1_700_000_000_000) -> bytes:
+        return writer.write(
+            {"event_id": f"e{i}", "ts": None if ts is None else ts + i, "features": features}
+        )
+
+    def row() -> dict[str, float]:
+        return {n: rng.gauss(0, 2) for n in NAMES}
+
+    values: list[bytes | None] = [avro(i, row()) for i in range(40)]
+    odd = row()
+    odd["x4"] = 3  # an int: another layout, decoded and scored per record
+    values[3] = avro(3, odd)
+    values[7] = json.dumps({"event_id": "e7", "ts": 5, "features": row()}).encode()
+    values[9] = b"\x00\x00\x00"  # truncated: dead-letter
+    values[11] = None  # null value: dead-letter
+    values[13] = avro(13, row(), ts=None)  # no ts in the body: the record's timestamp
+    values[15] = writer.write({"event_id": "é15", "ts": 1, "features": row()})  # non-ASCII id
+    extra = row()
+    extra["y"] = 1.5  # not the model's features: River per record
+    values[17] = avro(17, extra)
+    inf = row()
+    inf["x2"] = math.inf
+    values[19] = avro(19, inf)
+    values[21] = avro(21, {**row(), "x1": -math.nan})
+    values[23] = avro(23, row(), ts=-(2**62))  # a long varint
+    values[25] = b"{bad json"
+    return [Msg(100 + i, v) for i, v in enumerate(values)]
+
+
+def _run(
+    catalog: SchemaCatalog,
+    msgs: list[Msg],
+    models: list[Learner],
+    *,
+    columns: bool,
+    output_format: str = "avro",
+) -> tuple[list[Any], Batch, list[Any]]:
+    serde = Serde(catalog, output_format=output_format)  # type: ignore[arg-type]
+    decoder = serde.event_decoder()
+    encoder = serde.prediction_encoder()
+    # Teach the fast path the common layout, as an earlier batch would.
+    decoder.decode(msgs[0].value(), None)
+    producer = Producer()
+    metrics = Metrics(CollectorRegistry())
+    monitor = Monitor()
+
+    class RecordsOnly:  # the same codecs without their batch methods
+        def __init__(self, inner: Any, method: str) -> None:
+            setattr(self, method, getattr(inner, method))
+
+    scorer = Scorer(
+        decoder=decoder if columns else RecordsOnly(decoder, "decode"),  # type: ignore[arg-type]
+        encoder=encoder if columns else RecordsOnly(encoder, "encode"),  # type: ignore[arg-type]
+        producer=producer,
+        predictions_topic="predictions",
+        dead_letters=DeadLetterSink(producer, "dead-letter", metrics),
+        models=[
+            ServedModel(f"m{k}", SnapshotHolder(Serving(version=k + 3, model=model)))
+            for k, model in enumerate(models)
+        ],
+        metrics=metrics,
+        input_monitor=monitor,  # type: ignore[arg-type]
+    )
+    batch = Batch({})
+    scorer.handle(msgs, batch)  # type: ignore[arg-type]
+    batch.closed = True
+    assert not batch.done or not producer.records
+    producer.ack_all()
+    assert batch.done and batch.acked == batch.expected == len(producer.records)
+    return producer.records, batch, monitor.seen
+
+
+@pytest.fixture(autouse=True)
+def _fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scorer_module.time, "time", lambda: NOW)
+
+
+@pytest.mark.parametrize("output_format", ["avro", "json"])
+def test_column_path_equals_record_path(catalog: SchemaCatalog, output_format: str) -> None:
+    msgs = _batch(catalog, random.Random(5))
+    models: list[Learner] = [_learner(1), _learner(2)]
+    fast, fast_batch, fast_seen = _run(
+        catalog, msgs, models, columns=True, output_format=output_format
+    )
+    slow, slow_batch, slow_seen = _run(
+        catalog, msgs, models, columns=False, output_format=output_format
+    )
+    assert fast == slow
+    assert fast_seen == slow_seen
+    assert fast_batch.expected == slow_batch.expected == len(fast)
+    stages = [h[H_STAGE] for topic, _, _, h in fast if topic == "dead-letter"]
+    assert stages == [b"decode", b"decode", b"decode"]
+    predictions = [r for r in fast if r[0] == "predictions"]
+    assert len(predictions) == 2 * (len(msgs) - 3)
+
+
+def test_column_path_is_taken(catalog: SchemaCatalog) -> None:
+    """The common records are read as columns (the equality above is not vacuous)."""
+    msgs = _batch(catalog, random.Random(5))
+    decoder = Serde(catalog).event_decoder()
+    decoder.decode(msgs[0].value(), None)
+    columns = decoder.read_columns([m.value() or b"" for m in msgs])
+    assert columns is not None
+    odd = {3, 7, 9, 11, 13, 15, 17, 25}  # 17 has another layout (an extra feature)
+    assert columns.positions == [i for i in range(len(msgs)) if i not in odd]
+    for row, position in enumerate(columns.positions):
+        event = decoder.decode(msgs[position].value(), None)
+        assert isinstance(event, Event)
+        assert columns.ids[row] == event.event_id.encode()
+        assert int(columns.ts[row]) == event.ts
+        got, want = columns.features(row), event.features
+        assert list(got) == list(want)
+        assert all(
+            got[n] == want[n] or (math.isnan(got[n]) and math.isnan(want[n]))  # type: ignore[arg-type]
+            for n in want
+        )
+
+
+def test_diverged_model_gives_unscored_predictions(catalog: SchemaCatalog) -> None:
+    """Rows the compiled model gives no probability for are written per record, in order."""
+    learner = _learner(3)
+    model: Any = learner.estimator
+    model["LogisticRegression"]._weights["x0"] = math.nan
+    msgs = _batch(catalog, random.Random(6))
+    fast, _, fast_seen = _run(catalog, msgs, [learner], columns=True)
+    slow, _, slow_seen = _run(catalog, msgs, [learner], columns=False)
+    assert fast == slow
+    assert fast_seen == slow_seen
+
+
+def test_models_without_columns_take_the_record_path(catalog: SchemaCatalog) -> None:
+    tree = build_learner(ModelSpec("t", Task.BINARY, "hoeffding_tree"))
+    rng = random.Random(4)
+    for _ in range(200):
+        x = {n: rng.gauss(0, 1) for n in NAMES}
+        tree.learn_one(x, x["x0"] > 0)
+    msgs = _batch(catalog, random.Random(7))
+    fast, _, fast_seen = _run(catalog, msgs, [_learner(1), tree], columns=True)
+    slow, _, slow_seen = _run(catalog, msgs, [_learner(1), tree], columns=False)
+    assert fast == slow
+    assert fast_seen == slow_seen
