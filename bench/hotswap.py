@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.kafka_io import PARTITIONS, EventFactory, delete_topics
-from bench.latency import OfferedLoad, percentile
+from bench.latency import percentile
+from bench.loadgen import OfferedLoad
 from bench.procs import started
 from bench.streamserve_setup import Publisher, deployment, metrics_text, trained
 from bench.throughput import Env

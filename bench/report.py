@@ -64,9 +64,12 @@ def write(results: dict[str, Any], out: Path) -> None:
     lines += [
         "Written by `python -m bench` (see `bench/`); do not edit by hand. Each throughput",
         "variant reads the same input (Avro events: an id and 10 doubles, 4 partitions) from",
-        "fresh topics on one embedded broker, one after another in the same run; rates are",
-        "output records per second as seen by a consumer of the output topic (first to last",
-        "arrival), medians of the runs.",
+        "fresh topics on one embedded broker, one after another in the same run. The input is",
+        "produced before the variant starts and nothing reads its output while it runs; the",
+        "output is read once afterwards, every input id checked, and the rate is input records",
+        "over the span of the output records' CreateTime (first to last, set by the variant's",
+        "producer), medians of the runs. Variants marked [concurrent observer] are timed the",
+        "old way, by a consumer in the bench process reading the output while it is written.",
         "",
         f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s.",
         "",
@@ -157,23 +160,36 @@ def write(results: dict[str, Any], out: Path) -> None:
             "",
             f"## End-to-end latency at {results['args']['latency_rate']:,} events/s offered",
             "",
-            "Event produced → output received (the key carries the send time).",
+            "Event produced → output received: the observer's receive wall time minus the",
+            "event's send time (its CreateTime, in µs in its key), same host clock. A paced",
+            "producer (5 ms ticks, linger.ms 0) and the observer (fetch.wait.max.ms 5,",
+            "fetch.min.bytes 1, stamping records as consume hands them over) run in processes",
+            "of their own. CreateTime out - in is the output record's CreateTime minus the",
+            "event's: the variant's consume, work and produce, without the output's broker hop",
+            "or any observer. Rows marked [old harness] use the old harness (threads in the",
+            "bench process, consume(5000, 0.2)) for comparison.",
             "",
-            "| path | received/offered | p50 ms | p99 ms |",
-            "|---|---:|---:|---:|",
+            "| path | received/offered | p50 ms | p99 ms | CreateTime out - in p50 / p99 ms |",
+            "|---|---:|---:|---:|---:|",
         ]
         for r in results["latency"]:
+            created = (
+                f"{r['created_p50_ms']:.0f} / {r['created_p99_ms']:.0f}"
+                if r.get("created_p50_ms") is not None
+                else "—"
+            )
             lines.append(
                 _row(
                     r["variant"],
                     f"{r['received']:,}/{r['offered']:,}",
                     f"{r['p50_ms']:.1f}",
                     f"{r['p99_ms']:.1f}",
+                    created,
                 )
             )
-        pipe, ss = lat.get("raw pipe (two hops)"), lat.get("streamserve scorer")
-        if pipe and ss:
-            added = ss["p99_ms"] - pipe["p99_ms"]
+        pipe, scored = lat.get("raw pipe (two hops)"), lat.get("streamserve scorer")
+        if pipe and scored:
+            added = scored["p99_ms"] - pipe["p99_ms"]
             targets.append(
                 ("scorer adds ≤ 10 ms to the pipe's p99", f"+{added:.1f} ms", added <= 10.0)
             )
@@ -242,8 +258,7 @@ def write(results: dict[str, Any], out: Path) -> None:
         if one and two and one[0]:
             lines.append("")
             lines.append(
-                f"Two processes: {two[0] / one[0]:.2f} x one "
-                "(2 cores shared with the broker and the observer)."
+                f"Two processes: {two[0] / one[0]:.2f} x one (2 cores shared with the broker)."
             )
     if "memory" in results:
         m = results["memory"]
