@@ -95,6 +95,9 @@ def write(results: dict[str, Any], out: Path) -> None:
         ]
         for name, (m, rates) in med.items():
             lines.append(f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+        notes = [f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")]
+        if notes:
+            lines += ["", "Notes on single runs:", "", *notes]
         ss = med.get("streamserve scorer", (0.0, []))[0]
         for peer, factor in (("raw pipe", 0.75), ("Quix Streams", 4.0), ("Bytewax", 2.0)):
             if peer in med and med[peer][0] > 0:
@@ -162,7 +165,7 @@ def write(results: dict[str, Any], out: Path) -> None:
             "",
             "Event produced → output received: the observer's receive wall time minus the",
             "event's send time (its CreateTime, in µs in its key), same host clock. A paced",
-            "producer (5 ms ticks, linger.ms 0) and the observer (fetch.wait.max.ms 5,",
+            "producer (5 ms ticks, linger.ms 5) and the observer (fetch.wait.max.ms 5,",
             "fetch.min.bytes 1, stamping records as consume hands them over) run in processes",
             "of their own. CreateTime out - in is the output record's CreateTime minus the",
             "event's: the variant's consume, work and produce, without the output's broker hop",
