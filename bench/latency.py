@@ -95,12 +95,18 @@ def one_hop(
         delete_topics(env.bootstrap, [topic])
 
 
+# The raw pipe's batch wait in the latency runs: the scorer's default batch_timeout_ms, so
+# the two wait as long for a batch to fill (the pipe's own default, 100 ms, is for
+# throughput and would add up to 100 ms to every record at 1,000-10,000/s).
+PIPE_WAIT_MS = 20
+
+
 def raw_pipe(
     env: Env,
     rate: int,
     seconds: float,
     python: str,
-    extra: tuple[str, ...] = (),
+    extra: tuple[str, ...] = ("--wait-ms", str(PIPE_WAIT_MS)),
     label: str = "raw pipe (two hops)",
 ) -> LatencyResult:
     uid = uuid.uuid4().hex[:8]

@@ -231,6 +231,8 @@ def _latency(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
         if a.compare_old:
             label = "broker, one hop" + at + " [old harness]"
             rows.append(latency.one_hop(env, rate, seconds, label, old_harness=True))
+            label = "raw pipe (two hops)" + at + " [its throughput default: 100 ms batch wait]"
+            rows.append(latency.raw_pipe(env, rate, seconds, sys.executable, (), label))
     for r in rows:
         created = (
             f"; CreateTime out - in p50 {r.created_p50_ms:.0f}, p99 {r.created_p99_ms:.0f} ms"
