@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
-from _shared import EVENT_SCHEMA_ID, FEATURES
+from _shared import EVENT_SCHEMA_ID, FEATURES  # type: ignore[import-not-found]
 
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.schemas import SchemaCatalog

@@ -95,9 +95,11 @@ def write(results: dict[str, Any], out: Path) -> None:
         ]
         for name, (m, rates) in med.items():
             lines.append(f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
-        notes = [f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")]
-        if notes:
-            lines += ["", "Notes on single runs:", "", *notes]
+        run_notes = [
+            f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")
+        ]
+        if run_notes:
+            lines += ["", "Notes on single runs:", "", *run_notes]
         ss = med.get("streamserve scorer", (0.0, []))[0]
         for peer, factor in (("raw pipe", 0.75), ("Quix Streams", 4.0), ("Bytewax", 2.0)):
             if peer in med and med[peer][0] > 0:

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         results["micro"] = micro.costs()
         _log("per-record costs: " + ", ".join(f"{c[1]:.1f} µs" for c in results["micro"]))
     try:
-        with EmbeddedBroker().start() as broker:
+        broker = EmbeddedBroker().start()
+        with broker:
             _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")
             env = Env(
                 broker.bootstrap_servers, redis_url, str(topics_dir), workdir, peers_python, []
