@@ -48,10 +48,12 @@ def machine() -> list[str]:
     ]
 
 
-def _medians(runs: list[dict[str, Any]]) -> dict[str, tuple[float, list[float]]]:
+def _medians(
+    runs: list[dict[str, Any]], field: str = "rate"
+) -> dict[str, tuple[float, list[float]]]:
     by: dict[str, list[float]] = defaultdict(list)
     for r in runs:
-        by[r["variant"]].append(r["rate"])
+        by[r["variant"]].append(r.get(field) or 0.0)
     return {name: (statistics.median(rates), rates) for name, rates in by.items()}
 
 
@@ -68,8 +70,10 @@ def write(results: dict[str, Any], out: Path) -> None:
         "produced before the variant starts and nothing reads its output while it runs; the",
         "output is read once afterwards, every input id checked, and the rate is input records",
         "over the span of the output records' CreateTime (first to last, set by the variant's",
-        "producer), medians of the runs. Variants marked [concurrent observer] are timed the",
-        "old way, by a consumer in the bench process reading the output while it is written.",
+        'producer), medians of the runs; "central 90 %" is the same over the 5th to 95th',
+        "percentile record, which leaves out a stall at the very start or end (see",
+        "bench/NOTES.md). Variants marked [concurrent observer] are timed the old way, by a",
+        "consumer in the bench process reading the output while it is written.",
         "",
         f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s.",
         "",
@@ -90,11 +94,15 @@ def write(results: dict[str, Any], out: Path) -> None:
             "",
             "## Scoring throughput",
             "",
-            "| variant | median records/s | runs |",
-            "|---|---:|---|",
+            "| variant | median records/s | runs | central 90 %, median |",
+            "|---|---:|---|---:|",
         ]
+        bulk = _medians(results["throughput"], "bulk_rate")
         for name, (m, rates) in med.items():
-            lines.append(f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+            central = f"{bulk[name][0]:,.0f}" if bulk[name][0] else "—"
+            lines.append(
+                f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} | {central} |"
+            )
         run_notes = [
             f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")
         ]

@@ -54,12 +54,15 @@ class RunResult:
     note: str = ""
     method: str = "timestamps"
     span_s: float = 0.0
+    bulk_rate: float = 0.0  # over the central 90 % of the output by CreateTime
 
 
 Method = Literal["timestamps", "observer"]
 OBSERVER_SUFFIX = " [concurrent observer]"
 # A span resolved into fewer CreateTime milliseconds than this is too short to time.
 MIN_DISTINCT_MS = 50
+# First-to-last this much below the central 90 %'s rate: a stall at the start or the end.
+STALL_FACTOR = 1.5
 
 
 def _measure(
@@ -100,10 +103,17 @@ def _measure(
         print(f"  {name}: {note}\n{tail(procs[0])}", file=sys.stderr)
     elif timed.distinct_ms < MIN_DISTINCT_MS:
         note = f"output spans only {timed.distinct_ms} distinct ms: too short to time"
+    elif timed.bulk_rate > STALL_FACTOR * timed.rate:
+        note = (
+            f"stalled at an end: {timed.rate:,.0f}/s first to last, "
+            f"{timed.bulk_rate:,.0f}/s over the central 90 %"
+        )
     elif timed.count > timed.distinct:
         note = f"{timed.count - timed.distinct} duplicates"
     span = (timed.last_ms - timed.first_ms) / 1000.0
-    return RunResult(name, timed.rate, timed.distinct, peak or None, note, method, span)
+    return RunResult(
+        name, timed.rate, timed.distinct, peak or None, note, method, span, timed.bulk_rate
+    )
 
 
 def _uid() -> str:

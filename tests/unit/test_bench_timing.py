@@ -12,6 +12,7 @@ from bench.kafka_io import (
     EventFactory,
     StampedEvents,
     Written,
+    central_rate,
     stamped_id,
     timestamp_rate,
 )
@@ -49,6 +50,16 @@ def test_missing_ids_void_the_rate_and_duplicates_are_not_counted_twice() -> Non
     complete = timestamp_rate(_written([*pairs, (b"e9", 1500)]), expected)
     assert complete.count == 11 and complete.distinct == 10
     assert complete.rate == pytest.approx(10 / 1.0)
+
+
+def test_central_rate_leaves_out_a_late_last_batch() -> None:
+    # 10,000 records over 100 ms, then the last 100 a second later
+    stamps = [i // 100 for i in range(10_000)] + [1100] * 100
+    expected = {str(i).encode() for i in range(len(stamps))}
+    timed = timestamp_rate(_written([(str(i).encode(), t) for i, t in enumerate(stamps)]), expected)
+    assert timed.rate == pytest.approx(10_100 / 1.1)
+    assert timed.bulk_rate == pytest.approx(100_000, rel=0.05)
+    assert central_rate([7] * 50) == 0.0
 
 
 def test_an_output_within_one_millisecond_has_no_rate() -> None:
