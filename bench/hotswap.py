@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.kafka_io import PARTITIONS, EventFactory, delete_topics
-from bench.latency import OfferedLoad, percentile
+from bench.latency import percentile
+from bench.loadgen import OfferedLoad
 from bench.procs import started
 from bench.streamserve_setup import Publisher, deployment, metrics_text, trained
 from bench.throughput import Env
@@ -38,7 +39,7 @@ class _Predictions:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"o-{topic}", "fetch.wait.max.ms": 10}
+            {"bootstrap.servers": bootstrap, "group.id": f"o-{topic}", "fetch.wait.max.ms": 5}
         )
         self._consumer.assign([TopicPartition(topic, p, -2) for p in range(PARTITIONS)])
         d = default_topics_dir()
@@ -50,7 +51,12 @@ class _Predictions:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            msgs = self._consumer.consume(2000, 0.2)
+            # what is already fetched, without waiting, else the next record as it comes:
+            # a blocking consume(n, t) would hold records until n are in or t passed
+            msgs = self._consumer.consume(10_000, 0)
+            if not msgs:
+                one = self._consumer.poll(0.05)
+                msgs = [one] if one is not None else []
             now = time.time()
             for m in msgs:
                 if m.error() is not None:

@@ -1,4 +1,11 @@
-"""Topics, input data and the observer that times what a variant writes."""
+"""Topics, input data, and reading back what a variant wrote.
+
+Throughput is measured without a concurrent consumer: ``wait_until_settled`` polls the
+output's watermarks, ``read_output`` reads the output once afterwards, and
+``timestamp_rate`` takes the rate from the records' own CreateTime (set by the job's
+producer when it produced them). ``Observer`` (a consumer timing arrivals while the job
+runs) is the old method, kept for comparison and for the memory run.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
-from _shared import EVENT_SCHEMA_ID, FEATURES
+from _shared import EVENT_SCHEMA_ID, FEATURES  # type: ignore[import-not-found]
 
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.schemas import SchemaCatalog
@@ -43,11 +51,17 @@ class EventFactory:
     def __init__(self, catalog: SchemaCatalog) -> None:
         self._writer = AvroBodyWriter(catalog.schema("event"), EVENT_SCHEMA_ID)
 
-    def stamped(self, i: int, rng: random.Random) -> tuple[bytes, bytes]:
-        """An event whose id (and key) carries its send time: ``e<i>@<epoch µs>``."""
-        now = time.time()
-        event_id = f"e{i}@{int(now * 1e6)}"
-        return event_id.encode(), self.event(event_id, int(now * 1000), rng)
+    def templates(self, n: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
+        """``n`` events encoded around a placeholder id, as (bytes before, bytes after) the
+        id's characters, for ``StampedEvents``; ``ts`` is null (the record's CreateTime)."""
+        rng = random.Random(seed)
+        placeholder = "#" * STAMPED_ID_LEN
+        out = []
+        for _ in range(n):
+            body = self.event(placeholder, None, rng)
+            at = body.index(placeholder.encode())
+            out.append((body[:at], body[at + STAMPED_ID_LEN :]))
+        return out
 
     def event(self, event_id: str, ts: int | None, rng: random.Random) -> bytes:
         features = {n: rng.gauss(i * 0.5, 1.0 + i * 0.1) for i, n in enumerate(FEATURES)}
@@ -57,6 +71,29 @@ class EventFactory:
         rng = random.Random(seed)
         now = int(time.time() * 1000)
         return [(f"e{i}".encode(), self.event(f"e{i}", now, rng)) for i in range(n)]
+
+
+STAMPED_ID_LEN = len("e0000000000@0000000000000000")
+
+
+def stamped_id(i: int, sent_us: int) -> bytes:
+    """Event ``i``'s id carrying its send time: ``e<i, 10 digits>@<epoch µs, 16 digits>``
+    (fixed width, so the Avro length prefix of a template stays right)."""
+    return f"e{i:010d}@{sent_us:016d}".encode()
+
+
+class StampedEvents:
+    """Events whose id (and key) carries the send time, without encoding each one: the
+    id's bytes are spliced between a template's prefix and suffix (see ``templates``)."""
+
+    def __init__(self, factory: EventFactory, pool: int = 1000) -> None:
+        self._templates = factory.templates(pool)
+
+    def make(self, i: int, sent_us: int) -> tuple[bytes, bytes]:
+        """(key, value) of event ``i`` sent at ``sent_us``."""
+        event_id = stamped_id(i, sent_us)
+        before, after = self._templates[i % len(self._templates)]
+        return event_id, before + event_id + after
 
 
 def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -70,6 +107,144 @@ def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) 
                 producer.poll(0.05)
     if producer.flush(60):
         raise RuntimeError(f"could not produce the input to {topic}")
+
+
+def high_watermarks(
+    consumer: Consumer, topic: str, partitions: int = PARTITIONS
+) -> tuple[int, ...]:
+    """The partitions' high watermarks. On tansu a high watermark is the last batch's
+    base offset + 1, not a record count: it only tells that something was appended."""
+    return tuple(
+        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)[1]
+        for p in range(partitions)
+    )
+
+
+def wait_until_settled(
+    bootstrap: str, topic: str, timeout_s: float, quiet_s: float = 2.0, every_s: float = 0.5
+) -> bool:
+    """Poll ``topic``'s watermarks every ``every_s`` until something was written and nothing
+    more for ``quiet_s``. False on timeout. Costs one metadata request per partition and
+    poll, so it does not compete with the job under test."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"settle-{topic}"})
+    try:
+        deadline = time.monotonic() + timeout_s
+        last: tuple[int, ...] = ()
+        changed = time.monotonic()
+        while time.monotonic() < deadline:
+            marks = high_watermarks(consumer, topic)
+            now = time.monotonic()
+            if marks != last:
+                last, changed = marks, now
+            elif any(marks) and now - changed >= quiet_s:
+                return True
+            time.sleep(every_s)
+        return False
+    finally:
+        consumer.close()
+
+
+@dataclass
+class Written:
+    """What a variant wrote: per record, its key and CreateTime (epoch ms)."""
+
+    keys: list[bytes] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    timestamp_types: set[int] = field(default_factory=set)
+
+
+def read_output(
+    bootstrap: str,
+    topic: str,
+    expected: set[bytes] | None = None,
+    idle_s: float = 1.0,
+    timeout_s: float = 120.0,
+) -> Written:
+    """Read ``topic`` from the beginning until every ``expected`` key was seen, or nothing
+    came for ``idle_s`` (the watermarks cannot give the end: see ``high_watermarks``)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, -2) for p in range(PARTITIONS)])
+    out = Written()
+    missing = set(expected) if expected is not None else None
+    deadline = time.monotonic() + timeout_s
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline and time.monotonic() - idle_since < idle_s:
+            msgs = consumer.consume(10_000, 0.1)
+            if not msgs:
+                continue
+            idle_since = time.monotonic()
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                kind, ts = m.timestamp()
+                key = m.key() or b""
+                out.keys.append(key)
+                out.timestamps.append(ts)
+                out.timestamp_types.add(kind)
+                if missing is not None:
+                    missing.discard(key)
+            if missing is not None and not missing:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+@dataclass
+class TimedRun:
+    """A run's rate from its output records' CreateTime."""
+
+    count: int  # output records read
+    distinct: int  # distinct input ids among them
+    missing: int  # input ids absent from the output
+    first_ms: int
+    last_ms: int
+    distinct_ms: int  # distinct CreateTime values (how finely the span is resolved)
+    bulk_rate: float = 0.0  # over the central 90 % of the records (see ``central_rate``)
+
+    @property
+    def rate(self) -> float:
+        """Input records per second from the first output record's CreateTime to the last's
+        (N / (last - first)); 0 when records are missing or the span is empty."""
+        span_s = (self.last_ms - self.first_ms) / 1000.0
+        if self.missing or span_s <= 0:
+            return 0.0
+        return self.distinct / span_s
+
+
+def central_rate(stamps: list[int], share: float = 0.9) -> float:
+    """Records per second over the central ``share`` of the records by CreateTime: from
+    the 5th to the 95th percentile record for 0.9. Unlike first to last it ignores a
+    stall at the very start or end (a partition's last batch fetched late); 0 when that
+    part lies within one millisecond."""
+    ordered = sorted(stamps)
+    cut = int(len(ordered) * (1.0 - share) / 2.0)
+    lo, hi = cut, len(ordered) - 1 - cut
+    span_s = (ordered[hi] - ordered[lo]) / 1000.0 if hi > lo else 0.0
+    return (hi - lo) / span_s if span_s > 0 else 0.0
+
+
+def timestamp_rate(written: Written, expected: set[bytes]) -> TimedRun:
+    """Check every expected id is in the output, and time the output by CreateTime."""
+    seen = expected.intersection(written.keys)
+    stamps = written.timestamps
+    return TimedRun(
+        count=len(written.keys),
+        distinct=len(seen),
+        missing=len(expected) - len(seen),
+        first_ms=min(stamps) if stamps else 0,
+        last_ms=max(stamps) if stamps else 0,
+        distinct_ms=len(set(stamps)),
+        bulk_rate=central_rate(stamps),
+    )
 
 
 @dataclass
@@ -89,8 +264,10 @@ class Observed:
 
 
 class Observer:
-    """Reads a variant's output topic from the start, timing arrivals (and, when keys
-    carry a send time ``<id>@<epoch µs>``, latencies) until ``expected`` records arrived."""
+    """Reads a variant's output topic from the start while the variant runs, timing
+    arrivals (and, when keys carry a send time ``<id>@<epoch µs>``, latencies) until
+    ``expected`` records arrived. The old throughput method (it shares the CPU with the
+    variant); the memory run still uses it to drive its checkpoints."""
 
     def __init__(self, bootstrap: str, topic: str, *, latency: bool = False) -> None:
         self._consumer = Consumer(

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import random
 import sys
-import threading
-import time
 import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Producer
-
-from bench.kafka_io import EventFactory, Observer, create_topics, delete_topics
+from bench import loadgen
+from bench.kafka_io import create_topics, delete_topics
 from bench.procs import started
 from bench.streamserve_setup import Publisher, deployment, trained
 from bench.throughput import JOBS, Env
-
-TICK_S = 0.005
 
 
 @dataclass
@@ -29,6 +23,11 @@ class LatencyResult:
     p50_ms: float
     p99_ms: float
     rate: float
+    # output CreateTime - input CreateTime: the variant's consume, work and produce (its
+    # output's broker hop excluded); None for one hop, whose output is its input
+    created_p50_ms: float | None = None
+    created_p99_ms: float | None = None
+    producer_behind_ms: float = 0.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,100 +38,75 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-class OfferedLoad:
-    """Produces stamped events at ``rate`` per second, paced in 5 ms ticks."""
-
-    def __init__(self, bootstrap: str, topic: str, factory: EventFactory) -> None:
-        self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
-        self._topic = topic
-        self._factory = factory
-        self._rng = random.Random(7)
-        self.sent = 0
-
-    def offer(self, rate: int, seconds: float, stop: threading.Event | None = None) -> None:
-        per_tick = rate * TICK_S
-        start = time.monotonic()
-        base = self.sent
-        while True:
-            elapsed = time.monotonic() - start
-            if elapsed >= seconds or (stop is not None and stop.is_set()):
-                break
-            due = base + rate * elapsed + per_tick
-            while self.sent < due:
-                key, value = self._factory.stamped(self.sent, self._rng)
-                try:
-                    self._producer.produce(self._topic, value, key)
-                except BufferError:
-                    self._producer.poll(0.01)
-                    continue
-                self.sent += 1
-            self._producer.poll(0)
-            next_tick = start + (int(elapsed / TICK_S) + 1) * TICK_S
-            time.sleep(max(0.0, next_tick - time.monotonic()))
-        self._producer.flush(30)
-
-
 def measure(
     env: Env,
     variant: str,
-    bootstrap: str,
     source: str,
     sink: str,
-    factory: EventFactory,
     rate: int,
     seconds: float,
+    *,
+    two_hops: bool = True,
+    old_harness: bool = False,
 ) -> LatencyResult:
-    """Warm up until outputs flow, then offer ``rate`` for ``seconds`` and time each output."""
-    observer = Observer(bootstrap, sink, latency=True)
-    stop = threading.Event()
-    thread = threading.Thread(target=observer.run_until, args=(10**12, 600.0, stop), daemon=True)
-    thread.start()
-    load = OfferedLoad(bootstrap, source, factory)
-    deadline = time.monotonic() + 60.0
-    while observer.observed.count == 0 and time.monotonic() < deadline:
-        load.offer(min(rate, 1000), 1.0)
-    load.offer(rate, 2.0)  # settle at the offered rate
-    begin_us = int(time.time() * 1e6)
-    first = load.sent
-    load.offer(rate, seconds)
-    offered = load.sent - first
-    wait_until = time.monotonic() + 30.0
-    while time.monotonic() < wait_until:
-        got = sum(1 for sent, _ in list(observer.observed.samples) if sent >= begin_us)
-        if got >= offered:
-            break
-        time.sleep(0.2)
-    stop.set()
-    thread.join(30)
-    measured = [lat for sent, lat in observer.observed.samples if sent >= begin_us]
-    if len(measured) < offered:
-        print(f"  {variant}: {len(measured)}/{offered} outputs received", file=sys.stderr)
+    """Warm up until outputs flow, then offer ``rate`` for ``seconds`` and time each output
+    (producer and observer in processes of their own: ``bench.loadgen``; with
+    ``old_harness``, threads of this process with the old settings, to compare)."""
+    plan = loadgen.Plan(
+        env.bootstrap,
+        source,
+        sink,
+        env.topics_dir,
+        rate,
+        seconds,
+        dict(loadgen.OLD_PRODUCER_CONF if old_harness else loadgen.PRODUCER_CONF),
+        dict(loadgen.OLD_OBSERVER_CONF if old_harness else loadgen.OBSERVER_CONF),
+        str(env.workdir / f"observed-{uuid.uuid4().hex[:8]}.pickle"),
+        loadgen.OLD_CONSUME if old_harness else None,
+        old_harness,
+    )
+    got = loadgen.run(plan)
+    if len(got.e2e_ms) < got.offered:
+        print(f"  {variant}: {len(got.e2e_ms)}/{got.offered} outputs received", file=sys.stderr)
     return LatencyResult(
         variant,
-        offered,
-        len(measured),
-        percentile(measured, 50),
-        percentile(measured, 99),
+        got.offered,
+        len(got.e2e_ms),
+        percentile(got.e2e_ms, 50),
+        percentile(got.e2e_ms, 99),
         rate,
+        percentile(got.created_ms, 50) if two_hops else None,
+        percentile(got.created_ms, 99) if two_hops else None,
+        got.producer_behind_ms,
     )
 
 
-def one_hop(env: Env, factory: EventFactory, rate: int, seconds: float) -> LatencyResult:
+def one_hop(
+    env: Env, rate: int, seconds: float, label: str = "broker, one hop", old_harness: bool = False
+) -> LatencyResult:
+    """The producer writes and the observer reads the same topic."""
     topic = f"{uuid.uuid4().hex[:8]}.hop"
     create_topics(env.bootstrap, [topic])
     try:
-        return measure(env, "broker, one hop", env.bootstrap, topic, topic, factory, rate, seconds)
+        return measure(
+            env, label, topic, topic, rate, seconds, two_hops=False, old_harness=old_harness
+        )
     finally:
         delete_topics(env.bootstrap, [topic])
 
 
+# The raw pipe's batch wait in the latency runs: the scorer's default batch_timeout_ms, so
+# the two wait as long for a batch to fill (the pipe's own default, 100 ms, is for
+# throughput and would add up to 100 ms to every record at 1,000-10,000/s).
+PIPE_WAIT_MS = 20
+
+
 def raw_pipe(
     env: Env,
-    factory: EventFactory,
     rate: int,
     seconds: float,
     python: str,
-    extra: tuple[str, ...] = (),
+    extra: tuple[str, ...] = ("--wait-ms", str(PIPE_WAIT_MS)),
     label: str = "raw pipe (two hops)",
 ) -> LatencyResult:
     uid = uuid.uuid4().hex[:8]
@@ -153,14 +127,13 @@ def raw_pipe(
     ]
     try:
         with started(argv, cwd=JOBS):
-            return measure(env, label, env.bootstrap, source, sink, factory, rate, seconds)
+            return measure(env, label, source, sink, rate, seconds)
     finally:
         delete_topics(env.bootstrap, [source, sink])
 
 
 def scorer(
     env: Env,
-    factory: EventFactory,
     rate: int,
     seconds: float,
     label: str,
@@ -173,16 +146,7 @@ def scorer(
     publisher.publish(trained(d.spec()))
     try:
         with started(d.argv("score")), during(d, publisher) if during else nullcontext():
-            return measure(
-                env,
-                label,
-                env.bootstrap,
-                d.topic("events"),
-                d.topic("predictions"),
-                factory,
-                rate,
-                seconds,
-            )
+            return measure(env, label, d.topic("events"), d.topic("predictions"), rate, seconds)
     finally:
         publisher.cleanup(d)
         delete_topics(env.bootstrap, [d.topic(t) for t in ("events", "predictions", "dead-letter")])

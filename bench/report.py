@@ -48,10 +48,12 @@ def machine() -> list[str]:
     ]
 
 
-def _medians(runs: list[dict[str, Any]]) -> dict[str, tuple[float, list[float]]]:
+def _medians(
+    runs: list[dict[str, Any]], field: str = "rate"
+) -> dict[str, tuple[float, list[float]]]:
     by: dict[str, list[float]] = defaultdict(list)
     for r in runs:
-        by[r["variant"]].append(r["rate"])
+        by[r["variant"]].append(r.get(field) or 0.0)
     return {name: (statistics.median(rates), rates) for name, rates in by.items()}
 
 
@@ -64,9 +66,14 @@ def write(results: dict[str, Any], out: Path) -> None:
     lines += [
         "Written by `python -m bench` (see `bench/`); do not edit by hand. Each throughput",
         "variant reads the same input (Avro events: an id and 10 doubles, 4 partitions) from",
-        "fresh topics on one embedded broker, one after another in the same run; rates are",
-        "output records per second as seen by a consumer of the output topic (first to last",
-        "arrival), medians of the runs.",
+        "fresh topics on one embedded broker, one after another in the same run. The input is",
+        "produced before the variant starts and nothing reads its output while it runs; the",
+        "output is read once afterwards, every input id checked, and the rate is input records",
+        "over the span of the output records' CreateTime (first to last, set by the variant's",
+        'producer), medians of the runs; "central 90 %" is the same over the 5th to 95th',
+        "percentile record, which leaves out a stall at the very start or end (see",
+        "bench/NOTES.md). Variants marked [concurrent observer] are timed the old way, by a",
+        "consumer in the bench process reading the output while it is written.",
         "",
         f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s.",
         "",
@@ -87,11 +94,20 @@ def write(results: dict[str, Any], out: Path) -> None:
             "",
             "## Scoring throughput",
             "",
-            "| variant | median records/s | runs |",
-            "|---|---:|---|",
+            "| variant | median records/s | runs | central 90 %, median |",
+            "|---|---:|---|---:|",
         ]
+        bulk = _medians(results["throughput"], "bulk_rate")
         for name, (m, rates) in med.items():
-            lines.append(f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+            central = f"{bulk[name][0]:,.0f}" if bulk[name][0] else "—"
+            lines.append(
+                f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} | {central} |"
+            )
+        run_notes = [
+            f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")
+        ]
+        if run_notes:
+            lines += ["", "Notes on single runs:", "", *run_notes]
         ss = med.get("streamserve scorer", (0.0, []))[0]
         for peer, factor in (("raw pipe", 0.75), ("Quix Streams", 4.0), ("Bytewax", 2.0)):
             if peer in med and med[peer][0] > 0:
@@ -157,23 +173,37 @@ def write(results: dict[str, Any], out: Path) -> None:
             "",
             f"## End-to-end latency at {results['args']['latency_rate']:,} events/s offered",
             "",
-            "Event produced → output received (the key carries the send time).",
+            "Event produced → output received: the observer's receive wall time minus the",
+            "event's send time (its CreateTime, in µs in its key), same host clock. A paced",
+            "producer (5 ms ticks, linger.ms 5) and the observer (fetch.wait.max.ms 5,",
+            "fetch.min.bytes 1, stamping records as consume hands them over) run in processes",
+            "of their own. CreateTime out - in is the output record's CreateTime minus the",
+            "event's: the variant's consume, work and produce, without the output's broker hop",
+            "or any observer. Rows marked [old harness] use the old observer (threads in the",
+            "bench process, consume(5000, 0.2)) for comparison, with events built as cheaply",
+            "as the new harness builds them (see bench/NOTES.md).",
             "",
-            "| path | received/offered | p50 ms | p99 ms |",
-            "|---|---:|---:|---:|",
+            "| path | received/offered | p50 ms | p99 ms | CreateTime out - in p50 / p99 ms |",
+            "|---|---:|---:|---:|---:|",
         ]
         for r in results["latency"]:
+            created = (
+                f"{r['created_p50_ms']:.0f} / {r['created_p99_ms']:.0f}"
+                if r.get("created_p50_ms") is not None
+                else "—"
+            )
             lines.append(
                 _row(
                     r["variant"],
                     f"{r['received']:,}/{r['offered']:,}",
                     f"{r['p50_ms']:.1f}",
                     f"{r['p99_ms']:.1f}",
+                    created,
                 )
             )
-        pipe, ss = lat.get("raw pipe (two hops)"), lat.get("streamserve scorer")
-        if pipe and ss:
-            added = ss["p99_ms"] - pipe["p99_ms"]
+        pipe, scored = lat.get("raw pipe (two hops)"), lat.get("streamserve scorer")
+        if pipe and scored:
+            added = scored["p99_ms"] - pipe["p99_ms"]
             targets.append(
                 ("scorer adds ≤ 10 ms to the pipe's p99", f"+{added:.1f} ms", added <= 10.0)
             )
@@ -242,8 +272,7 @@ def write(results: dict[str, Any], out: Path) -> None:
         if one and two and one[0]:
             lines.append("")
             lines.append(
-                f"Two processes: {two[0] / one[0]:.2f} x one "
-                "(2 cores shared with the broker and the observer)."
+                f"Two processes: {two[0] / one[0]:.2f} x one (2 cores shared with the broker)."
             )
     if "memory" in results:
         m = results["memory"]

@@ -2,6 +2,7 @@
 
 python -m bench                      # full size (200,000 records, 3 runs each)
 python -m bench --records 20000 --repeats 1 --memory-events 100000 --swaps 20
+python -m bench --only throughput latency --no-peers --compare-old   # new and old method
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis
 from bench import hotswap, latency, learner_bench, memory, micro, peers, report
 from bench.kafka_io import EventFactory
 from bench.profiling import Profile, py_spy, sampled, table
-from bench.throughput import Env, RunResult, run_job, run_streamserve_scorer
+from bench.throughput import Env, Method, RunResult, run_job, run_streamserve_scorer
 from streamserve.embedded import EmbeddedBroker, EmbeddedRedis
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir, load_topic_specs
@@ -68,6 +69,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     p.add_argument("--no-peers", action="store_true", help="skip Quix Streams and Bytewax")
+    p.add_argument(
+        "--compare-old",
+        action="store_true",
+        help="also run each throughput variant and the one-hop latency the old way "
+        "(a consumer timing the output in this process while the variant runs)",
+    )
     p.add_argument("--redis-url", default="", help="default: 127.0.0.1:6379 if up, else embedded")
     p.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     p.add_argument(
@@ -119,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         results["micro"] = micro.costs()
         _log("per-record costs: " + ", ".join(f"{c[1]:.1f} µs" for c in results["micro"]))
     try:
-        with EmbeddedBroker().start() as broker:
+        broker = EmbeddedBroker().start()
+        with broker:
             _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")
             env = Env(
                 broker.bootstrap_servers, redis_url, str(topics_dir), workdir, peers_python, []
@@ -128,11 +136,13 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"generating {a.records} events")
                 env.records = factory.batch(a.records)
             if "throughput" in sections:
-                results["throughput"], results["profile"] = _throughput(env, a.repeats)
+                results["throughput"], results["profile"] = _throughput(
+                    env, a.repeats, a.compare_old
+                )
             if "settings" in sections:
-                results["settings"] = _settings(env, factory, a)
+                results["settings"] = _settings(env, a)
             if "latency" in sections:
-                results["latency"] = _latency(env, factory, a)
+                results["latency"] = _latency(env, a)
             if "learner" in sections:
                 results["learner"] = _learner(env, a.learner_examples)
             if "models" in sections:
@@ -166,34 +176,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _throughput(env: Env, repeats: int) -> tuple[list[dict[str, Any]], list[Any]]:
+def _throughput(
+    env: Env, repeats: int, compare_old: bool = False
+) -> tuple[list[dict[str, Any]], list[Any]]:
     runs: list[RunResult] = []
     py = sys.executable
     spy = py_spy(env.peers_python)
     profile = Profile()
+    methods: list[Method] = ["timestamps", "observer"] if compare_old else ["timestamps"]
     for i in range(repeats):
-        runs.append(run_job(env, "raw pipe", "raw_pipe.py", py))
-        runs.append(run_job(env, "hand-written loop", "hand_loop.py", py))
-        with_profile = None
+        first = len(runs)
         if spy and i == 0:
             with_profile = lambda pid: sampled(spy, pid, env.workdir / "profile.txt", profile)  # noqa: E731
             runs.append(
                 run_streamserve_scorer(env, "streamserve scorer (profiled)", profile=with_profile)
             )
-        runs.append(run_streamserve_scorer(env))
-        if env.peers_python:
-            runs.append(run_job(env, "Quix Streams", "quix_job.py", env.peers_python))
-            runs.append(run_job(env, "Bytewax", "bytewax_job.py", env.peers_python))
-        summary = ", ".join(f"{r.variant} {r.rate:,.0f}/s" for r in runs[-6:])
+        for method in methods:
+            runs.append(run_job(env, "raw pipe", "raw_pipe.py", py, method))
+            runs.append(run_job(env, "hand-written loop", "hand_loop.py", py, method))
+            runs.append(run_streamserve_scorer(env, method=method))
+            if env.peers_python:
+                peers_py = env.peers_python
+                runs.append(run_job(env, "Quix Streams", "quix_job.py", peers_py, method))
+                runs.append(run_job(env, "Bytewax", "bytewax_job.py", peers_py, method))
+        summary = ", ".join(
+            f"{r.variant} {r.rate:,.0f}/s" + (f" ({r.note})" if r.note else "")
+            for r in runs[first:]
+        )
         _log(f"throughput run {i + 1}: {summary}")
     return [asdict(r) for r in runs], table(profile, 18) if profile.total else []
 
 
-def _settings(env: Env, factory: EventFactory, a: argparse.Namespace) -> list[dict[str, Any]]:
+def _settings(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for name, settings in SETTINGS.items():
         thr = run_streamserve_scorer(env, name, settings=settings)
-        lat = latency.scorer(env, factory, a.latency_rate, a.latency_seconds / 2, name, settings)
+        lat = latency.scorer(env, a.latency_rate, a.latency_seconds / 2, name, settings)
         rows.append({**asdict(lat), "name": name, "settings": settings, "rate": thr.rate})
         _log(
             f"settings {name}: {thr.rate:,.0f}/s, p50 {lat.p50_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms"
@@ -201,20 +219,31 @@ def _settings(env: Env, factory: EventFactory, a: argparse.Namespace) -> list[di
     return rows
 
 
-def _latency(env: Env, factory: EventFactory, a: argparse.Namespace) -> list[dict[str, Any]]:
-    rate, seconds = a.latency_rate, a.latency_seconds
-    rows = [
-        latency.one_hop(env, factory, rate, seconds),
-        latency.raw_pipe(env, factory, rate, seconds, sys.executable),
-        latency.scorer(env, factory, rate, seconds, "streamserve scorer"),
-    ]
-    one_k = latency.one_hop(env, factory, 1000, seconds)
-    one_k.variant = "broker, one hop at 1,000/s"
-    rows.append(one_k)
+def _latency(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
+    seconds = a.latency_seconds
+    rows = []
+    for rate in dict.fromkeys((a.latency_rate, 1000)):
+        at = "" if rate == a.latency_rate else f" at {rate:,}/s"
+        rows += [
+            latency.one_hop(env, rate, seconds, "broker, one hop" + at),
+            latency.raw_pipe(env, rate, seconds, sys.executable, label="raw pipe (two hops)" + at),
+            latency.scorer(env, rate, seconds, "streamserve scorer" + at),
+        ]
+        if a.compare_old:
+            label = "broker, one hop" + at + " [old harness]"
+            rows.append(latency.one_hop(env, rate, seconds, label, old_harness=True))
+            label = "raw pipe (two hops)" + at + " [its throughput default: 100 ms batch wait]"
+            rows.append(latency.raw_pipe(env, rate, seconds, sys.executable, (), label))
     for r in rows:
+        created = (
+            f"; CreateTime out - in p50 {r.created_p50_ms:.0f}, p99 {r.created_p99_ms:.0f} ms"
+            if r.created_p50_ms is not None
+            else ""
+        )
         _log(
-            f"latency {r.variant}: p50 {r.p50_ms:.0f} ms, p99 {r.p99_ms:.0f} ms "
-            f"({r.received}/{r.offered})"
+            f"latency {r.variant}: p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms "
+            f"({r.received}/{r.offered}){created}; producer behind by up to "
+            f"{r.producer_behind_ms:.0f} ms"
         )
     return [asdict(r) for r in rows]
 

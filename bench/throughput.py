@@ -1,16 +1,32 @@
-"""Throughput of each scoring variant over the same input, on fresh topics."""
+"""Throughput of each scoring variant over the same input, on fresh topics.
+
+The input is produced before the variant starts; while it runs nothing consumes its output
+(``wait_until_settled`` only polls watermarks). The output is then read once, every input
+id checked, and the rate taken from the output records' CreateTime (``timestamp_rate``).
+``method="observer"`` is the old way, a consumer in this process timing arrivals while the
+variant runs, kept to compare the two in one run.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from bench.kafka_io import Observer, create_topics, delete_topics, produce_all
+from bench.kafka_io import (
+    Observer,
+    create_topics,
+    delete_topics,
+    produce_all,
+    read_output,
+    timestamp_rate,
+    wait_until_settled,
+)
 from bench.procs import rss_mb, started, tail
 from bench.streamserve_setup import Deployment, Publisher, deployment, trained
 
@@ -36,6 +52,68 @@ class RunResult:
     count: int
     peak_rss_mb: float | None = None
     note: str = ""
+    method: str = "timestamps"
+    span_s: float = 0.0
+    bulk_rate: float = 0.0  # over the central 90 % of the output by CreateTime
+
+
+Method = Literal["timestamps", "observer"]
+OBSERVER_SUFFIX = " [concurrent observer]"
+# A span resolved into fewer CreateTime milliseconds than this is too short to time.
+MIN_DISTINCT_MS = 50
+# First-to-last this much below the central 90 %'s rate: a stall at the start or the end.
+STALL_FACTOR = 1.5
+
+
+def _measure(
+    env: Env,
+    name: str,
+    sink: str,
+    procs: list[Any],
+    method: Method,
+    profile: Callable[[int], AbstractContextManager[Any]] | None = None,
+) -> RunResult:
+    """Wait for the running variant to write every input record to ``sink``; time it."""
+    n = len(env.records)
+    profiling = profile(procs[0].pid) if profile is not None else nullcontext()
+    if method == "observer":
+        with profiling:
+            observed = Observer(env.bootstrap, sink).run_until(n, _timeout(n))
+        peak = max((rss_mb(p.pid) or 0.0) for p in procs)
+        if observed.count < n:
+            print(f"  {name}: only {observed.count}/{n}\n{tail(procs[0])}", file=sys.stderr)
+        span = observed.last_at - observed.first_at
+        return RunResult(
+            name + OBSERVER_SUFFIX, observed.rate, observed.count, peak, "", method, span
+        )
+    expected = {key for key, _ in env.records}
+    deadline = time.monotonic() + _timeout(n)
+    peak = 0.0
+    with profiling:
+        while True:
+            settled = wait_until_settled(env.bootstrap, sink, max(1.0, deadline - time.monotonic()))
+            peak = max([peak] + [rss_mb(p.pid) or 0.0 for p in procs])
+            timed = timestamp_rate(read_output(env.bootstrap, sink, expected), expected)
+            exited = any(p.poll() is not None for p in procs)
+            if not timed.missing or not settled or exited or time.monotonic() >= deadline:
+                break  # else it paused longer than the quiet period: wait again
+    note = ""
+    if timed.missing:
+        note = f"{timed.missing} input ids missing from the output"
+        print(f"  {name}: {note}\n{tail(procs[0])}", file=sys.stderr)
+    elif timed.distinct_ms < MIN_DISTINCT_MS:
+        note = f"output spans only {timed.distinct_ms} distinct ms: too short to time"
+    elif timed.bulk_rate > STALL_FACTOR * timed.rate:
+        note = (
+            f"stalled at an end: {timed.rate:,.0f}/s first to last, "
+            f"{timed.bulk_rate:,.0f}/s over the central 90 %"
+        )
+    elif timed.count > timed.distinct:
+        note = f"{timed.count - timed.distinct} duplicates"
+    span = (timed.last_ms - timed.first_ms) / 1000.0
+    return RunResult(
+        name, timed.rate, timed.distinct, peak or None, note, method, span, timed.bulk_rate
+    )
 
 
 def _uid() -> str:
@@ -47,7 +125,7 @@ def _timeout(n: int) -> float:
 
 
 def run_job(
-    env: Env, name: str, script: str, python: str, expected: int | None = None
+    env: Env, name: str, script: str, python: str, method: Method = "timestamps"
 ) -> RunResult:
     """A job script reading ``<uid>.in`` and writing ``<uid>.out``."""
     uid = _uid()
@@ -68,15 +146,11 @@ def run_job(
     ]
     if script != "raw_pipe.py":
         argv += ["--topics-dir", env.topics_dir]
-    n = expected or len(env.records)
     try:
         with started(argv, cwd=JOBS) as proc:
-            observed = Observer(env.bootstrap, sink).run_until(n, _timeout(n))
-            if observed.count < n:
-                print(f"  {name}: only {observed.count}/{n} records\n{tail(proc)}", file=sys.stderr)
+            return _measure(env, name, sink, [proc], method)
     finally:
         delete_topics(env.bootstrap, [source, sink])
-    return RunResult(name, observed.rate, observed.count)
 
 
 def run_streamserve_scorer(
@@ -88,6 +162,7 @@ def run_streamserve_scorer(
     params: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     profile: Callable[[int], AbstractContextManager[Any]] | None = None,
+    method: Method = "timestamps",
 ) -> RunResult:
     """streamserve's scorer (``streamserve score``) serving a trained snapshot."""
     uid = _uid()
@@ -103,23 +178,12 @@ def run_streamserve_scorer(
     publisher = Publisher(d)
     publisher.publish(trained(d.spec()))
     produce_all(env.bootstrap, d.topic("events"), env.records)
-    n = len(env.records)
-    peak: float | None = None
     try:
         with _scorers(d, processes) as procs:
-            observer = Observer(env.bootstrap, d.topic("predictions"))
-            if profile is not None:
-                with profile(procs[0].pid):
-                    observed = observer.run_until(n, _timeout(n))
-            else:
-                observed = observer.run_until(n, _timeout(n))
-            peak = max((rss_mb(p.pid) or 0.0) for p in procs)
-            if observed.count < n:
-                print(f"  {name}: only {observed.count}/{n}\n{tail(procs[0])}", file=sys.stderr)
+            return _measure(env, name, d.topic("predictions"), procs, method, profile)
     finally:
         publisher.cleanup(d)
         delete_topics(env.bootstrap, [d.topic(t) for t in ("events", "predictions", "dead-letter")])
-    return RunResult(name, observed.rate, observed.count, peak)
 
 
 class _scorers:  # noqa: N801 - a context manager used like a function

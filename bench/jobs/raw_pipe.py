@@ -15,6 +15,13 @@ def main() -> None:
     p.add_argument("--output", required=True)
     p.add_argument("--group", required=True)
     p.add_argument("--batch", type=int, default=1000)
+    p.add_argument(
+        "--wait-ms",
+        type=int,
+        default=100,
+        help="longest wait for a batch to fill (consume's timeout: it returns when --batch "
+        "records are in or this passed)",
+    )
     p.add_argument("--fetch-wait-ms", type=int, default=50)
     p.add_argument("--linger-ms", type=int, default=5)
     p.add_argument("--idempotent", action="store_true", help="as streamserve's producer")
@@ -37,7 +44,7 @@ def main() -> None:
     consumer.subscribe([a.input])
     produce, topic = producer.produce, a.output
     while not stop:
-        msgs = consumer.consume(a.batch, 0.1)
+        msgs = consumer.consume(a.batch, a.wait_ms / 1000.0)
         for m in msgs:
             if m.error() is None:
                 produce(topic, m.value(), m.key())
