@@ -15,6 +15,7 @@ from streamserve.drift.input_monitor import InputMonitor
 from streamserve.histogram_batch import observe_many
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch, produce
+from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.base import Learner, Scored
 from streamserve.metrics import Metrics
 from streamserve.records import Event, Prediction
@@ -71,7 +72,7 @@ class Scorer:
         decode = self._decode
         for m in msgs:
             try:
-                events.append(decode(m.value(), m.timestamp()[1]))
+                events.append(decode(m.value(), record_ts(m)))
             except DecodeError as exc:
                 self._dlq.send(m, "decode", exc, batch)
                 continue
