@@ -59,7 +59,8 @@ def test_dead_letter_header_is_empty_without_a_timestamp() -> None:
         dead_letter_headers(Msg("t", b"x", (TIMESTAMP_NOT_AVAILABLE, -1)), "s", ValueError("e"))
     )
     assert headers[H_TIMESTAMP] == b""
-    headers = dict(dead_letter_headers(Msg("t", b"x", (TIMESTAMP_CREATE_TIME, 5)), "s", ValueError()))
+    msg = Msg("t", b"x", (TIMESTAMP_CREATE_TIME, 5))
+    headers = dict(dead_letter_headers(msg, "s", ValueError()))
     assert headers[H_TIMESTAMP] == b"5"
 
 
