@@ -202,9 +202,7 @@ class LearnerRole:
         """The newest snapshot that verifies and loads, or a fresh model."""
         name = self.spec.name
         latest = self._redis_call(lambda: self._store.latest_version(name), stop) or 0
-        versions = sorted(
-            self._redis_call(lambda: self._store.versions(name), stop), reverse=True
-        )
+        versions = sorted(self._redis_call(lambda: self._store.versions(name), stop), reverse=True)
         for version in versions:
             blob = self._redis_call(
                 lambda v=version: self._store.get_blob(name, v),  # type: ignore[misc]

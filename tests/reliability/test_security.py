@@ -298,7 +298,7 @@ def sasl_broker(tmp_path: Path) -> Iterator[tuple[str, str]]:
     except EmbeddedError as exc:
         pytest.skip(f"no tansu binary: {exc}")
     helptext = subprocess.run(
-        [binary, "broker", "--help"], capture_output=True, text=True, timeout=30
+        [binary, "broker", "--help"], check=False, capture_output=True, text=True, timeout=30
     ).stdout
     if "--authentication" not in helptext:
         pytest.skip("the bundled tansu has no --authentication option (cannot require SASL)")
@@ -307,12 +307,21 @@ def sasl_broker(tmp_path: Path) -> Iterator[tuple[str, str]]:
     log = tmp_path / "tansu.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/", "--authentication"],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+                "--authentication",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
     bootstrap = f"127.0.0.1:{port}"
     password = f"scram-pw-{time.time_ns()}-do-not-log"
     try:
