@@ -9,7 +9,7 @@ import redis
 
 from streamserve.errors import ConfigError
 from streamserve.redis_access import RedisAuthError, check_login, tls_kwargs
-from streamserve.settings import RedisSettings, Secret
+from streamserve.settings import RedisSettings, Secret, settings_from_dict
 from tests.tls_certs import make_pki, openssl_available
 
 needs_openssl = pytest.mark.skipif(not openssl_available(), reason="no openssl CLI")
@@ -102,3 +102,13 @@ def test_an_unreachable_redis_is_not_fatal_at_start() -> None:
     with pytest.raises(ConfigError) as err:
         check_login(untrusted, r)  # type: ignore[arg-type]
     assert err.value.key == "redis.ssl_ca_certs"
+
+
+def test_tls_settings_load_from_yaml_keys_and_bad_values_are_named() -> None:
+    s = settings_from_dict(
+        {"redis": {"url": "rediss://h/0", "ssl_cert_reqs": "optional", "ssl_check_hostname": False}}
+    )
+    assert (s.redis.ssl_cert_reqs, s.redis.ssl_check_hostname) == ("optional", False)
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict({"redis": {"ssl_cert_reqs": "sometimes"}})
+    assert err.value.key == "redis.ssl_cert_reqs"
