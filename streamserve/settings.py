@@ -73,6 +73,9 @@ class RedisSettings:
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    # rediss:// only: is the server's certificate verified, and its name checked?
+    ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    ssl_check_hostname: bool = True
     socket_timeout_s: float = 5.0
 
 

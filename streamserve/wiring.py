@@ -32,6 +32,7 @@ from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
+from streamserve.redis_access import build_client, check_login
 from streamserve.roles.join_state import JoinState
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
@@ -57,27 +58,10 @@ LOGICAL_TOPICS = ("events", "feedback", "predictions", "examples", "drift-alerts
 
 
 def redis_client(s: Settings) -> redis.Redis:
-    r = s.redis
-    if not r.url:
-        raise ConfigError("redis.url", "required; pass --redis-url or set STREAMSERVE_REDIS_URL")
-    kwargs: dict[str, Any] = {
-        "socket_timeout": r.socket_timeout_s,
-        "socket_connect_timeout": r.socket_timeout_s,
-        "health_check_interval": 30,
-    }
-    if r.username:
-        kwargs["username"] = r.username
-    if r.password is not None:
-        kwargs["password"] = r.password.get()
-    if r.url.startswith("rediss://"):
-        for key, value in (
-            ("ssl_ca_certs", r.ssl_ca_certs),
-            ("ssl_certfile", r.ssl_certfile),
-            ("ssl_keyfile", r.ssl_keyfile),
-        ):
-            if value:
-                kwargs[key] = value
-    return redis.Redis.from_url(r.url, **kwargs)
+    """The shared client (ACL credentials, TLS); a refused login is fatal here."""
+    client = build_client(s.redis)
+    check_login(client, s.redis)
+    return client
 
 
 def snapshot_codec(s: Settings, *, ephemeral_ok: bool) -> SnapshotCodec:

@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from streamserve.kafka.timestamps import record_ts
 from streamserve.records import Prediction
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import SerdeError
@@ -97,7 +98,7 @@ class Tracker:
         self.seen.received += 1
 
     def _alert(self, m: Message) -> None:
-        alert = self._adec.decode(m.value(), m.timestamp()[1])
+        alert = self._adec.decode(m.value(), record_ts(m))
         alert["received_at"] = int(time.time() * 1000)
         self.seen.alerts.append(alert)
 

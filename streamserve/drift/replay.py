@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from confluent_kafka import TopicPartition
 
 from streamserve.drift.exceptions import ReplayError
+from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.exceptions import LabelError
 from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import Task
@@ -92,10 +93,10 @@ class ExamplesReplayer:
                     p, o = m.partition(), m.offset()
                     if p not in pending or o is None or o >= pending[p]:
                         continue
-                    record_ts = m.timestamp()[1]
+                    ts = record_ts(m)
                     # offsets_for_times may answer a batch's first offset: filter by time too
-                    if since_ms is None or record_ts >= since_ms:
-                        labelled = self._labelled(m.value(), record_ts)
+                    if since_ms is None or (ts is not None and ts >= since_ms):
+                        labelled = self._labelled(m.value(), ts)
                         if labelled is not None:
                             got.append((labelled[0], p, o, labelled[1]))
                     if o >= pending[p] - 1:
@@ -114,11 +115,12 @@ class ExamplesReplayer:
         logger.info("replayed %d examples from %s", min(len(got), count), self._topic)
         return [r[3] for r in got[-count:]]
 
-    def _labelled(self, value: bytes | None, record_ts: int) -> tuple[int, Labelled] | None:
-        """(time, (features, label)), or None for a record that is skipped."""
+    def _labelled(self, value: bytes | None, ts: int | None) -> tuple[int, Labelled] | None:
+        """(time, (features, label)), or None for a record that is skipped; time 0 when
+        neither the example nor the record has one."""
         try:
-            example = self._decode(value, record_ts)
+            example = self._decode(value, ts)
             y = coerce_label(self._task, example.label)
         except (DecodeError, LabelError):
             return None
-        return example.label_ts or example.event_ts or record_ts, (example.features, y)
+        return example.label_ts or example.event_ts or ts or 0, (example.features, y)

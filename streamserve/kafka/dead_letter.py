@@ -8,6 +8,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from streamserve.kafka.delivery import Batch, produce
+from streamserve.kafka.timestamps import record_ts
 from streamserve.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -28,13 +29,13 @@ def dead_letter_headers(msg: Message, stage: str, exc: BaseException) -> list[tu
 
     The source record's own headers follow, so nothing of it is lost.
     """
-    _, ts = msg.timestamp()
+    ts = record_ts(msg)
     text = str(exc)[:MAX_ERROR_MESSAGE]
     headers: list[tuple[str, bytes]] = [
         (H_TOPIC, (msg.topic() or "").encode()),
         (H_PARTITION, str(msg.partition()).encode()),
         (H_OFFSET, str(msg.offset()).encode()),
-        (H_TIMESTAMP, str(ts).encode()),
+        (H_TIMESTAMP, b"" if ts is None else str(ts).encode()),
         (H_STAGE, stage.encode()),
         (H_ERROR_CLASS, type(exc).__name__.encode()),
         (H_ERROR_MESSAGE, text.encode("utf-8", "replace")),

@@ -2,13 +2,20 @@
 
 An event and its label may reach different joiner replicas at the same moment (producers
 partition by different hash functions). One Lua script per record stores this side with
-the window as TTL and returns the other side if it is there, so whichever arrives second
-sees the first. Nothing is deleted on a match: replaying a record (after a crash, or an
-aborted transaction) matches again, which keeps the join idempotent. Both keys of one id
-share a hash tag, so the script runs on one Redis Cluster slot.
+the window as TTL and reads the other side, so whichever arrives second sees the first.
+Both keys of one id share a hash tag, so the script runs on one Redis Cluster slot.
+
+Which side emits the example is fixed when that side is FIRST stored: a side emits iff
+the other side was already there at that moment, and that flag is stored with the side
+(a one-character prefix, ``1`` or ``0``, before its JSON). A replayed or re-sent side
+keeps its original flag: it emits again only if it was the second side. So a replay of
+the emitting side emits again (its earlier emission was aborted under exactly-once, or
+is an accepted duplicate under at-least-once), while a replay of the first side never
+emits — even though the Redis state is outside the Kafka transaction, a pair is emitted
+by one side only. Nothing is deleted on a match, so a replay still finds the other side.
 
 A sorted set of pending keys (score: deadline) lets :meth:`JoinState.sweep` count what
-expired without a match.
+expired without a match; a side is removed from it as soon as its pair is complete.
 """
 
 from __future__ import annotations
@@ -23,9 +30,32 @@ import redis
 
 from streamserve.records import Features, LabelValue
 
+# KEYS: mine, theirs. ARGV: my JSON, TTL in ms.
+# Returns {emit, theirs_present, their JSON or ""}; a stored value is "<flag><JSON>".
 _PUT_GET = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return redis.call('GET', KEYS[2])
+local theirs = redis.call('GET', KEYS[2])
+local mine = redis.call('GET', KEYS[1])
+local flag
+if mine and (string.sub(mine, 1, 1) == '1' or string.sub(mine, 1, 1) == '0') then
+  flag = string.sub(mine, 1, 1)
+elseif theirs then
+  flag = '1'
+else
+  flag = '0'
+end
+redis.call('SET', KEYS[1], flag .. ARGV[1], 'PX', ARGV[2])
+if not theirs then
+  return {0, 0, ''}
+end
+local body = theirs
+local head = string.sub(theirs, 1, 1)
+if head == '1' or head == '0' then
+  body = string.sub(theirs, 2)
+end
+if flag == '1' then
+  return {1, 1, body}
+end
+return {0, 1, ''}
 """
 
 EVENT = "e"
@@ -61,7 +91,10 @@ class JoinState:
         return f"{self._prefix}:join:{{{event_id}}}:{kind}"
 
     def put_many(self, items: Sequence[tuple[str, Side]]) -> list[Side | None]:
-        """Store each side; return the other side of each pair where it is present.
+        """Store each side; return the other side of each pair where this side emits.
+
+        This side emits when the other side was present when this side was first stored
+        (see the module docstring); otherwise None, matched or not.
 
         One round trip for the scripts, one for the pending-set bookkeeping.
         """
@@ -80,14 +113,13 @@ class JoinState:
         raw: list[Any] = pipe.execute()
         out: list[Side | None] = []
         book = self._redis.pipeline(transaction=False)
-        for (event_id, side), other in zip(items, raw, strict=True):
+        for (event_id, side), (emit, theirs_present, other) in zip(items, raw, strict=True):
             mine = EVENT if isinstance(side, EventSide) else LABEL
-            if other is None:
+            if not theirs_present:
                 book.zadd(self._pending, {f"{mine}|{event_id}": deadline})
-                out.append(None)
             else:
                 book.zrem(self._pending, f"{EVENT}|{event_id}", f"{LABEL}|{event_id}")
-                out.append(_load(other, EVENT if mine == LABEL else LABEL))
+            out.append(_load(other, EVENT if mine == LABEL else LABEL) if emit else None)
         book.execute()
         return out
 

@@ -10,6 +10,7 @@ from confluent_kafka import Message
 
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch, produce
+from streamserve.kafka.timestamps import record_ts
 from streamserve.metrics import Metrics
 from streamserve.records import Event, Example, Label
 from streamserve.roles.join_state import EventSide, JoinState, LabelSide, Side
@@ -67,11 +68,11 @@ class Joiner:
             is_event = m.topic() == self._events_topic
             try:
                 if is_event:
-                    ev = self._decode_event(m.value(), m.timestamp()[1])
+                    ev = self._decode_event(m.value(), record_ts(m))
                     items.append((ev.event_id, EventSide(ev.features, ev.ts)))
                     n_events += 1
                 else:
-                    lb = self._decode_label(m.value(), m.timestamp()[1])
+                    lb = self._decode_label(m.value(), record_ts(m))
                     items.append((lb.event_id, LabelSide(lb.label, lb.ts)))
             except DecodeError as exc:
                 self._dlq.send(m, "join-decode", exc, batch)

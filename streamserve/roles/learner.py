@@ -22,6 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
 from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.evaluation import RunningMetrics
@@ -45,6 +46,10 @@ _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingErr
 
 class LeadershipLost(Exception):
     """The lease is gone (expired or taken): drop in-memory state and stand by."""
+
+
+class StoppedWhileWaiting(Exception):
+    """The stop event was set while waiting for Redis: give up leading at once."""
 
 
 @dataclass
@@ -135,6 +140,9 @@ class LearnerRole:
             logger.info("learner %s: leading (lease %s)", self.spec.name, self._lease.token)
             try:
                 self._lead(stop)
+            except StoppedWhileWaiting:
+                # Redis was unreachable while restoring; the lease expires by itself.
+                logger.info("learner %s: stopped while waiting for Redis", self.spec.name)
             except LeadershipLost as exc:
                 logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
             finally:
@@ -142,7 +150,7 @@ class LearnerRole:
                 self.state = None
 
     def _lead(self, stop: threading.Event) -> None:
-        state = self._restore()
+        state = self._restore(stop)
         if self._drift_monitor is not None:
             state.drift = self._drift_monitor()
         self.state = state
@@ -194,13 +202,16 @@ class LearnerRole:
 
     # -- restore ----------------------------------------------------------------------
 
-    def _restore(self) -> LearnerState:
+    def _restore(self, stop: threading.Event) -> LearnerState:
         """The newest snapshot that verifies and loads, or a fresh model."""
         name = self.spec.name
-        latest = self._redis_call(lambda: self._store.latest_version(name)) or 0
-        versions = sorted(self._redis_call(lambda: self._store.versions(name)), reverse=True)
+        latest = self._redis_call(lambda: self._store.latest_version(name), stop) or 0
+        versions = sorted(self._redis_call(lambda: self._store.versions(name), stop), reverse=True)
         for version in versions:
-            blob = self._redis_call(lambda v=version: self._store.get_blob(name, v))  # type: ignore[misc]
+            blob = self._redis_call(
+                lambda v=version: self._store.get_blob(name, v),  # type: ignore[misc]
+                stop,
+            )
             if blob is None:
                 continue
             try:
@@ -235,14 +246,19 @@ class LearnerRole:
             learner=build_learner(self.spec), metrics=RunningMetrics(self.spec.task), version=latest
         )
 
-    def _redis_call(self, fn: Callable[[], Any]) -> Any:
+    def _redis_call(self, fn: Callable[[], Any], stop: threading.Event) -> Any:
+        """``fn()``, retried with backoff while Redis is unreachable; raises
+        :class:`StoppedWhileWaiting` as soon as ``stop`` is set."""
         delay = 0.2
         while True:
+            if stop.is_set():
+                raise StoppedWhileWaiting
             try:
                 return fn()
             except _REDIS_ERRORS as exc:
                 logger.warning("learner %s: Redis unavailable: %s; retrying", self.spec.name, exc)
-                time.sleep(delay)
+                if stop.wait(delay):
+                    raise StoppedWhileWaiting from exc
                 delay = min(5.0, delay * 2)
 
     def _assign_new(self, consumer: Any, state: LearnerState, assigned: set[int]) -> None:
@@ -290,7 +306,7 @@ class LearnerRole:
                 if features is not None:
                     label: LabelValue = rows.labels[i]
                 else:
-                    example = self._decode(m.value(), m.timestamp()[1])
+                    example = self._decode(m.value(), record_ts(m))
                     features, label = example.features, example.label
                 y = coerce_label(task, label)
             except (DecodeError, LabelError) as exc:

