@@ -1,9 +1,10 @@
 """Topics, input data, and reading back what a variant wrote.
 
 Throughput is measured without a concurrent consumer: ``wait_until_settled`` polls the
-output's watermarks, ``read_output`` reads the output once afterwards, and
-``timestamp_rate`` takes the rate from the records' own CreateTime (set by the job's
-producer when it produced them). ``Observer`` (a consumer timing arrivals while the job
+output's watermarks (and notes when the last batch reached the broker), ``read_output``
+reads the output once afterwards, and ``timestamp_rate`` takes the rate from the first
+output record's CreateTime (set by the job's producer when it produced it) to the moment
+the last batch reached the broker. ``Observer`` (a consumer timing arrivals while the job
 runs) is the old method, kept for comparison and for the memory run.
 """
 
@@ -121,25 +122,28 @@ def high_watermarks(
 
 
 def wait_until_settled(
-    bootstrap: str, topic: str, timeout_s: float, quiet_s: float = 2.0, every_s: float = 0.5
-) -> bool:
+    bootstrap: str, topic: str, timeout_s: float, quiet_s: float = 2.0, every_s: float = 0.02
+) -> float | None:
     """Poll ``topic``'s watermarks every ``every_s`` until something was written and nothing
-    more for ``quiet_s``. False on timeout. Costs one metadata request per partition and
-    poll, so it does not compete with the job under test."""
+    more for ``quiet_s``; return the wall time (epoch s) of the poll that first saw the final
+    watermarks, i.e. when the last batch was in the broker (to within ``every_s`` plus one
+    request). None on timeout. Costs one small request per partition and poll (no fetch,
+    no decoding), so it hardly competes with the job under test."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"settle-{topic}"})
     try:
         deadline = time.monotonic() + timeout_s
         last: tuple[int, ...] = ()
         changed = time.monotonic()
+        changed_wall = time.time()
         while time.monotonic() < deadline:
             marks = high_watermarks(consumer, topic)
             now = time.monotonic()
             if marks != last:
-                last, changed = marks, now
+                last, changed, changed_wall = marks, now, time.time()
             elif any(marks) and now - changed >= quiet_s:
-                return True
+                return changed_wall
             time.sleep(every_s)
-        return False
+        return None
     finally:
         consumer.close()
 
@@ -209,15 +213,36 @@ class TimedRun:
     last_ms: int
     distinct_ms: int  # distinct CreateTime values (how finely the span is resolved)
     bulk_rate: float = 0.0  # over the central 90 % of the records (see ``central_rate``)
+    # When the last output batch was seen in the broker (epoch ms, see
+    # ``wait_until_settled``); 0 when unknown.
+    appended_ms: int = 0
+
+    @property
+    def end_ms(self) -> int:
+        """The end of the run: the output fully in the broker, not just handed to the
+        job's producer (a CreateTime is stamped when ``produce`` is called, and records can
+        wait in the client's queue long after)."""
+        return max(self.last_ms, self.appended_ms)
+
+    @property
+    def span_s(self) -> float:
+        return (self.end_ms - self.first_ms) / 1000.0
 
     @property
     def rate(self) -> float:
-        """Input records per second from the first output record's CreateTime to the last's
-        (N / (last - first)); 0 when records are missing or the span is empty."""
-        span_s = (self.last_ms - self.first_ms) / 1000.0
+        """Input records per second from the first output record's CreateTime to the end
+        of the run (``end_ms``); 0 when records are missing or the span is empty."""
+        span_s = self.span_s
         if self.missing or span_s <= 0:
             return 0.0
         return self.distinct / span_s
+
+    @property
+    def produce_rate(self) -> float:
+        """Records per second by CreateTime alone (first to last ``produce`` call): how
+        fast the job handed records to its producer, whether or not the broker kept up."""
+        span_s = (self.last_ms - self.first_ms) / 1000.0
+        return self.distinct / span_s if span_s > 0 and not self.missing else 0.0
 
 
 def central_rate(stamps: list[int], share: float = 0.9) -> float:
@@ -232,8 +257,12 @@ def central_rate(stamps: list[int], share: float = 0.9) -> float:
     return (hi - lo) / span_s if span_s > 0 else 0.0
 
 
-def timestamp_rate(written: Written, expected: set[bytes]) -> TimedRun:
-    """Check every expected id is in the output, and time the output by CreateTime."""
+def timestamp_rate(
+    written: Written, expected: set[bytes], appended_at: float | None = None
+) -> TimedRun:
+    """Check every expected id is in the output, and time the output from its first
+    CreateTime to the later of its last CreateTime and ``appended_at`` (epoch s, when the
+    last batch was seen in the broker)."""
     seen = expected.intersection(written.keys)
     stamps = written.timestamps
     return TimedRun(
@@ -244,6 +273,7 @@ def timestamp_rate(written: Written, expected: set[bytes]) -> TimedRun:
         last_ms=max(stamps) if stamps else 0,
         distinct_ms=len(set(stamps)),
         bulk_rate=central_rate(stamps),
+        appended_ms=int(appended_at * 1000) if appended_at is not None else 0,
     )
 
 

@@ -1,8 +1,9 @@
 """Throughput of each scoring variant over the same input, on fresh topics.
 
 The input is produced before the variant starts; while it runs nothing consumes its output
-(``wait_until_settled`` only polls watermarks). The output is then read once, every input
-id checked, and the rate taken from the output records' CreateTime (``timestamp_rate``).
+(``wait_until_settled`` only polls watermarks, and notes when the last output batch
+reached the broker). The output is then read once, every input id checked, and the rate
+taken from the first output record's CreateTime to that moment (``timestamp_rate``).
 ``method="observer"`` is the old way, a consumer in this process timing arrivals while the
 variant runs, kept to compare the two in one run.
 """
@@ -93,9 +94,10 @@ def _measure(
         while True:
             settled = wait_until_settled(env.bootstrap, sink, max(1.0, deadline - time.monotonic()))
             peak = max([peak] + [rss_mb(p.pid) or 0.0 for p in procs])
-            timed = timestamp_rate(read_output(env.bootstrap, sink, expected), expected)
+            written = read_output(env.bootstrap, sink, expected)
+            timed = timestamp_rate(written, expected, settled)
             exited = any(p.poll() is not None for p in procs)
-            if not timed.missing or not settled or exited or time.monotonic() >= deadline:
+            if not timed.missing or settled is None or exited or time.monotonic() >= deadline:
                 break  # else it paused longer than the quiet period: wait again
     note = ""
     if timed.missing:
@@ -103,14 +105,14 @@ def _measure(
         print(f"  {name}: {note}\n{tail(procs[0])}", file=sys.stderr)
     elif timed.distinct_ms < MIN_DISTINCT_MS:
         note = f"output spans only {timed.distinct_ms} distinct ms: too short to time"
-    elif timed.bulk_rate > STALL_FACTOR * timed.rate:
+    elif timed.bulk_rate > STALL_FACTOR * timed.produce_rate:
         note = (
-            f"stalled at an end: {timed.rate:,.0f}/s first to last, "
+            f"stalled at an end: {timed.produce_rate:,.0f}/s first to last produce, "
             f"{timed.bulk_rate:,.0f}/s over the central 90 %"
         )
     elif timed.count > timed.distinct:
         note = f"{timed.count - timed.distinct} duplicates"
-    span = (timed.last_ms - timed.first_ms) / 1000.0
+    span = timed.span_s
     return RunResult(
         name, timed.rate, timed.distinct, peak or None, note, method, span, timed.bulk_rate
     )

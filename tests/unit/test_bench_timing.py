@@ -42,6 +42,19 @@ def test_rate_is_input_records_over_the_createtime_span() -> None:
     assert timed.rate == pytest.approx(1000 / 0.499)
 
 
+def test_the_run_ends_when_the_last_batch_reached_the_broker_not_at_the_last_produce() -> None:
+    expected = {f"e{i}".encode() for i in range(1000)}
+    pairs = [(f"e{i}".encode(), 10_000 + i // 2) for i in range(1000)]  # produced in 499 ms
+    # the client's queue drained into the broker 501 ms after the last produce call
+    timed = timestamp_rate(_written(pairs), expected, appended_at=11.0)
+    assert timed.end_ms == 11_000
+    assert timed.rate == pytest.approx(1000 / 1.0)
+    assert timed.produce_rate == pytest.approx(1000 / 0.499)
+    # a settle poll that saw the end before the last CreateTime's millisecond changes nothing
+    early = timestamp_rate(_written(pairs), expected, appended_at=10.2)
+    assert early.end_ms == 10_499 and early.rate == pytest.approx(early.produce_rate)
+
+
 def test_missing_ids_void_the_rate_and_duplicates_are_not_counted_twice() -> None:
     expected = {f"e{i}".encode() for i in range(10)}
     pairs = [(f"e{i}".encode(), 1000 + i) for i in range(9)] + [(b"e0", 2000)]
