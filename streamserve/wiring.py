@@ -28,6 +28,7 @@ from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
 from streamserve.kafka.committer import AtLeastOnceCommitter, Committer, TransactionalCommitter
 from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.topic_identity import TopicIdentity, TopicIdLookup
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
@@ -381,6 +382,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         metrics=rt.metrics,
         drift_monitor=drift_monitor,
         alerts=rt.alert_sink(producer),
+        topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
     )
 
     def health() -> dict[str, Any]:

@@ -21,7 +21,9 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.evaluation import RunningMetrics
@@ -40,6 +42,7 @@ from streamserve.snapshots.store import SnapshotStore
 logger = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+TOPIC_ID_KEY = "examples_topic_id"  # snapshot extra: the topic the offsets belong to
 
 
 class LeadershipLost(Exception):
@@ -58,6 +61,7 @@ class LearnerState:
     since_checkpoint: int = 0
     last_checkpoint: float = field(default_factory=time.monotonic)
     drift: ErrorMonitor | None = None
+    topic_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class LearnerRole:
         on_learned: Callable[[str, Example, Any], None] | None = None,
         drift_monitor: Callable[[], ErrorMonitor] | None = None,
         alerts: AlertSink | None = None,
+        topic_identity: TopicIdentity | None = None,
     ) -> None:
         self.spec = spec
         self._cfg = config
@@ -106,6 +111,7 @@ class LearnerRole:
         self._on_learned = on_learned
         self._drift_monitor = drift_monitor
         self._alerts = alerts
+        self._topic = topic_identity
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._leader = metrics.learner_leader.labels(spec.name)
@@ -146,6 +152,9 @@ class LearnerRole:
         self._consumer = consumer
         assigned: set[int] = set()
         try:
+            if self._topic is not None:
+                self._topic.adopt(state.topic_id)
+            self._topic_checked(consumer, state, assigned, [])
             self._assign_new(consumer, state, assigned)
             next_refresh = time.monotonic() + self._cfg.partition_refresh_s
             next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
@@ -161,7 +170,7 @@ class LearnerRole:
                         stop.wait(0.5)
                         continue
                 msgs = consumer.consume(self._cfg.batch_size, self._cfg.batch_timeout_s)
-                if msgs:
+                if self._topic_checked(consumer, state, assigned, msgs) and msgs:
                     self._learn_batch(state, msgs)
                 self._producer.poll(0)
                 if self._checkpoint_due(state):
@@ -225,6 +234,7 @@ class LearnerRole:
                 version=latest,
                 examples_seen=meta.examples_seen,
                 offsets=dict(meta.offsets),
+                topic_id=meta.extra.get(TOPIC_ID_KEY),
             )
         logger.info("learner %s: no snapshot to resume; starting a fresh model", name)
         return LearnerState(
@@ -261,6 +271,42 @@ class LearnerRole:
             self.spec.name,
             ", ".join(f"[{tp.partition}]@{tp.offset}" for tp in tps),
         )
+
+    def _topic_checked(
+        self, consumer: Any, state: LearnerState, assigned: set[int], msgs: list[Message]
+    ) -> bool:
+        """True when ``msgs`` may be learned. When the examples topic was recreated (a
+        broker that lost it), every partition restarts from the new topic's beginning and
+        ``msgs`` are dropped; while its id is unconfirmed after a lost connection, ``msgs``
+        are read again later. See :mod:`streamserve.kafka.topic_identity`."""
+        if self._topic is None:
+            return True
+        verdict = self._topic.check(bool(msgs))
+        if verdict is Verdict.HOLD:
+            rewind(consumer, msgs)
+            time.sleep(0.2)
+            return False
+        if verdict is Verdict.RECREATED:
+            logger.warning(
+                "learner %s: examples topic %s was recreated (topic id %s, was %s): the "
+                "broker lost it; positions %s are void, reading every partition from the "
+                "new topic's beginning; the model keeps what it learned",
+                self.spec.name,
+                self._cfg.examples_topic,
+                self._topic.known,
+                self._topic.previous,
+                state.offsets,
+            )
+            self._metrics.examples_topic_recreated.labels(self.spec.name).inc()
+            state.offsets.clear()
+            if assigned:
+                tps = [TopicPartition(self._cfg.examples_topic, p) for p in sorted(assigned)]
+                consumer.incremental_unassign(tps)
+                for tp in tps:
+                    tp.offset = OFFSET_BEGINNING
+                consumer.incremental_assign(tps)
+        state.topic_id = self._topic.known
+        return verdict is Verdict.GO
 
     # -- learning ---------------------------------------------------------------------
 
@@ -365,7 +411,8 @@ class LearnerRole:
             metrics=values,
             format=state.learner.format,
             learner=self.spec.learner,
-            extra={"metrics_state": state.metrics.state()},
+            extra={"metrics_state": state.metrics.state()}
+            | ({TOPIC_ID_KEY: state.topic_id} if state.topic_id else {}),
         )
         blob = self._codec.encode(meta, state.learner.dumps())
         try:
