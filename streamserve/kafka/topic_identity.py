@@ -43,12 +43,12 @@ class TopicIdLookup:
     def __init__(self, admin_conf: Mapping[str, Any], topic: str) -> None:
         self._conf = dict(admin_conf)
         self._topic = topic
-        self._admin: AdminClient | None = None
 
     def __call__(self) -> str | None:
-        if self._admin is None:
-            self._admin = AdminClient(self._conf)
-        futures = self._admin.describe_topics(
+        # A new client each time: lookups are rare, and one kept across a broker restart
+        # may still hold what the old broker told it.
+        admin = AdminClient(self._conf)  # kept alive until the answer came
+        futures = admin.describe_topics(
             TopicCollection([self._topic]), request_timeout=LOOKUP_TIMEOUT_S
         )
         try:
@@ -101,11 +101,9 @@ class TopicIdentity:
             self._seen = n
             self._suspect = True
             self._next = 0.0
-        if self._suspect and not holding_records:
-            return Verdict.GO  # nothing to protect yet; look up when records come
         now = self._clock()
         if now < self._next:
-            return Verdict.HOLD if self._suspect else Verdict.GO
+            return Verdict.HOLD if self._suspect and holding_records else Verdict.GO
         try:
             observed = self._lookup()
         except Exception as exc:  # an admin call that failed tells nothing
@@ -114,6 +112,12 @@ class TopicIdentity:
         if observed is None:
             if self._suspect and self.known is not None:
                 self._next = now + HOLD_RETRY_S
+                if not holding_records:
+                    return Verdict.GO  # nothing to protect yet; looked up again soon
+                logger.warning(
+                    "topic id not confirmed after a lost connection; records wait (was %s)",
+                    self.known,
+                )
                 return Verdict.HOLD
             self._suspect = False
             self._next = now + self._every_s

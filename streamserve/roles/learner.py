@@ -32,6 +32,7 @@ from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example
+from streamserve.roles.learner_producer import LearnerProducer, broker_answers
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
@@ -42,11 +43,17 @@ from streamserve.snapshots.store import SnapshotStore
 logger = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
 TOPIC_ID_KEY = "examples_topic_id"  # snapshot extra: the topic the offsets belong to
 
 
 class LeadershipLost(Exception):
     """The lease is gone (expired or taken): drop in-memory state and stand by."""
+
+
+class ProducerReplaced(Exception):
+    """The stuck producer was replaced: resume from the newest snapshot, whose offsets
+    precede every record the old producer never got acknowledged."""
 
 
 @dataclass
@@ -139,6 +146,8 @@ class LearnerRole:
                 self._lead(stop)
             except LeadershipLost as exc:
                 logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
+            except ProducerReplaced:
+                logger.warning("learner %s: resuming from the newest snapshot", self.spec.name)
             finally:
                 self._leader.set(0)
                 self.state = None
@@ -399,7 +408,19 @@ class LearnerRole:
         """Write a signed snapshot; True on success. Redis errors are retried later."""
         name = self.spec.name
         # Dead-letter copies must be acknowledged before the offsets past them are stored.
-        self._producer.flush(30)
+        left = self._producer.flush(FLUSH_S)
+        if left:
+            self._metrics.checkpoint_failures.labels(name, "kafka").inc()
+            logger.warning(
+                "learner %s: %d produced records unacknowledged; checkpoint deferred", name, left
+            )
+            self._next_checkpoint_try = time.monotonic() + 1.0
+            out = self._producer
+            if isinstance(out, LearnerProducer) and out.replace_if_stuck(
+                lambda: broker_answers(consumer)
+            ):
+                raise ProducerReplaced
+            return False
         values = state.metrics.as_dict()
         meta = SnapshotMeta(
             model=name,
