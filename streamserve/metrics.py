@@ -118,6 +118,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.examples_topic_recreated = Counter(
+            "streamserve_examples_topic_recreated",
+            "Times the learner found the examples topic recreated (a broker that lost it) "
+            "and restarted every partition from the new topic's beginning, per model.",
+            ["model"],
+            registry=r,
+        )
         self.prequential = Gauge(
             "streamserve_prequential_metric",
             "Running prequential metric of the learner.",

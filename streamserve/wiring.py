@@ -28,6 +28,7 @@ from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
 from streamserve.kafka.committer import AtLeastOnceCommitter, Committer, TransactionalCommitter
 from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.topic_identity import TopicIdentity, TopicIdLookup
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
@@ -36,6 +37,7 @@ from streamserve.redis_access import build_client, check_login
 from streamserve.roles.join_state import JoinState
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
+from streamserve.roles.learner_producer import LearnerProducer
 from streamserve.roles.loop import ConsumerLoop
 from streamserve.roles.rebuild import LoopClients
 from streamserve.roles.retry import RetryPolicy
@@ -314,7 +316,10 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
 
 def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     s = rt.settings
-    producer, errors = rt.producer(f"learner-{spec.name}")
+    out = LearnerProducer(
+        lambda: rt.producer(f"learner-{spec.name}"), role=f"learner-{spec.name}", metrics=rt.metrics
+    )
+    producer, errors = out.producer, out.errors
     topic = rt.topics["examples"]
     admin = kconf.admin_config(s.kafka)
 
@@ -339,6 +344,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         def drift_monitor() -> ErrorMonitor:
             return ErrorMonitor(spec.task, drift, replayer)
 
+    dead_letters, alert_sink = rt.dead_letters(producer), rt.alert_sink(producer)
+    out.serve(dead_letters, alert_sink)
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -352,8 +359,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         consumer_factory=consumer,
         partitions=lambda: partitions_of(admin, topic),
         decoder=rt.serde.example_decoder(),
-        producer=producer,
-        dead_letters=rt.dead_letters(producer),
+        producer=out,
+        dead_letters=dead_letters,
         store=rt.store,
         codec=rt.codec,
         lease=Lease(
@@ -364,7 +371,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         ),
         metrics=rt.metrics,
         drift_monitor=drift_monitor,
-        alerts=rt.alert_sink(producer),
+        alerts=alert_sink,
+        topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
     )
 
     def health() -> dict[str, Any]:
@@ -376,7 +384,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             "examples_seen": st.examples_seen if st else None,
         }
 
-    return Role(f"learner-{spec.name}", role.run, [producer.flush], health)
+    return Role(f"learner-{spec.name}", role.run, [lambda: out.flush(30.0)], health)
 
 
 class App:

@@ -47,6 +47,7 @@ class ClientErrors:
     def __init__(self, role: str) -> None:
         self.role = role
         self._fatal: KafkaError | None = None
+        self.disconnects = 0  # connections lost: what a broker restart looks like
 
     def __call__(self, err: KafkaError) -> None:
         if err.fatal() or is_auth_error(err):
@@ -54,6 +55,7 @@ class ClientErrors:
                 logger.error("%s: fatal Kafka error: %s", self.role, err.str())
             self._fatal = err
         elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self.disconnects += 1
             logger.warning("%s: Kafka unreachable, retrying: %s", self.role, err.str())
         else:
             logger.info("%s: Kafka client: %s", self.role, err.str())

@@ -21,8 +21,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.timestamps import record_ts
+from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.evaluation import RunningMetrics
@@ -31,6 +33,7 @@ from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, LabelValue
+from streamserve.roles.learner_producer import LearnerProducer, broker_answers
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.columns import ExampleRows
 from streamserve.serde.exceptions import DecodeError
@@ -42,6 +45,8 @@ from streamserve.snapshots.store import SnapshotStore
 logger = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
+TOPIC_ID_KEY = "examples_topic_id"  # snapshot extra: the topic the offsets belong to
 
 
 class LeadershipLost(Exception):
@@ -50,6 +55,11 @@ class LeadershipLost(Exception):
 
 class StoppedWhileWaiting(Exception):
     """The stop event was set while waiting for Redis: give up leading at once."""
+
+
+class ProducerReplaced(Exception):
+    """The stuck producer was replaced: resume from the newest snapshot, whose offsets
+    precede every record the old producer never got acknowledged."""
 
 
 @dataclass
@@ -64,6 +74,7 @@ class LearnerState:
     since_checkpoint: int = 0
     last_checkpoint: float = field(default_factory=time.monotonic)
     drift: ErrorMonitor | None = None
+    topic_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ class LearnerRole:
         on_learned: Callable[[str, Example, Any], None] | None = None,
         drift_monitor: Callable[[], ErrorMonitor] | None = None,
         alerts: AlertSink | None = None,
+        topic_identity: TopicIdentity | None = None,
     ) -> None:
         self.spec = spec
         self._cfg = config
@@ -115,6 +127,7 @@ class LearnerRole:
         self._on_learned = on_learned
         self._drift_monitor = drift_monitor
         self._alerts = alerts
+        self._topic = topic_identity
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._leader = metrics.learner_leader.labels(spec.name)
@@ -145,6 +158,8 @@ class LearnerRole:
                 logger.info("learner %s: stopped while waiting for Redis", self.spec.name)
             except LeadershipLost as exc:
                 logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
+            except ProducerReplaced:
+                logger.warning("learner %s: resuming from the newest snapshot", self.spec.name)
             finally:
                 self._leader.set(0)
                 self.state = None
@@ -158,6 +173,9 @@ class LearnerRole:
         self._consumer = consumer
         assigned: set[int] = set()
         try:
+            if self._topic is not None:
+                self._topic.adopt(state.topic_id)
+            self._topic_checked(consumer, state, assigned, [])
             self._assign_new(consumer, state, assigned)
             next_refresh = time.monotonic() + self._cfg.partition_refresh_s
             next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
@@ -173,7 +191,7 @@ class LearnerRole:
                         stop.wait(0.5)
                         continue
                 msgs = consumer.consume(self._cfg.batch_size, self._cfg.batch_timeout_s)
-                if msgs:
+                if self._topic_checked(consumer, state, assigned, msgs) and msgs:
                     self._learn_batch(state, msgs)
                 self._producer.poll(0)
                 if self._checkpoint_due(state):
@@ -240,6 +258,7 @@ class LearnerRole:
                 version=latest,
                 examples_seen=meta.examples_seen,
                 offsets=dict(meta.offsets),
+                topic_id=meta.extra.get(TOPIC_ID_KEY),
             )
         logger.info("learner %s: no snapshot to resume; starting a fresh model", name)
         return LearnerState(
@@ -281,6 +300,42 @@ class LearnerRole:
             self.spec.name,
             ", ".join(f"[{tp.partition}]@{tp.offset}" for tp in tps),
         )
+
+    def _topic_checked(
+        self, consumer: Any, state: LearnerState, assigned: set[int], msgs: list[Message]
+    ) -> bool:
+        """True when ``msgs`` may be learned. When the examples topic was recreated (a
+        broker that lost it), every partition restarts from the new topic's beginning and
+        ``msgs`` are dropped; while its id is unconfirmed after a lost connection, ``msgs``
+        are read again later. See :mod:`streamserve.kafka.topic_identity`."""
+        if self._topic is None:
+            return True
+        verdict = self._topic.check(bool(msgs))
+        if verdict is Verdict.HOLD:
+            rewind(consumer, msgs)
+            time.sleep(0.2)
+            return False
+        if verdict is Verdict.RECREATED:
+            logger.warning(
+                "learner %s: examples topic %s was recreated (topic id %s, was %s): the "
+                "broker lost it; positions %s are void, reading every partition from the "
+                "new topic's beginning; the model keeps what it learned",
+                self.spec.name,
+                self._cfg.examples_topic,
+                self._topic.known,
+                self._topic.previous,
+                state.offsets,
+            )
+            self._metrics.examples_topic_recreated.labels(self.spec.name).inc()
+            state.offsets.clear()
+            if assigned:
+                tps = [TopicPartition(self._cfg.examples_topic, p) for p in sorted(assigned)]
+                consumer.incremental_unassign(tps)
+                for tp in tps:
+                    tp.offset = OFFSET_BEGINNING
+                consumer.incremental_assign(tps)
+        state.topic_id = self._topic.known
+        return verdict is Verdict.GO
 
     # -- learning ---------------------------------------------------------------------
 
@@ -390,7 +445,19 @@ class LearnerRole:
         """Write a signed snapshot; True on success. Redis errors are retried later."""
         name = self.spec.name
         # Dead-letter copies must be acknowledged before the offsets past them are stored.
-        self._producer.flush(30)
+        left = self._producer.flush(FLUSH_S)
+        if left:
+            self._metrics.checkpoint_failures.labels(name, "kafka").inc()
+            logger.warning(
+                "learner %s: %d produced records unacknowledged; checkpoint deferred", name, left
+            )
+            self._next_checkpoint_try = time.monotonic() + 1.0
+            out = self._producer
+            if isinstance(out, LearnerProducer) and out.replace_if_stuck(
+                lambda: broker_answers(consumer)
+            ):
+                raise ProducerReplaced
+            return False
         values = state.metrics.as_dict()
         meta = SnapshotMeta(
             model=name,
@@ -402,7 +469,8 @@ class LearnerRole:
             metrics=values,
             format=state.learner.format,
             learner=self.spec.learner,
-            extra={"metrics_state": state.metrics.state()},
+            extra={"metrics_state": state.metrics.state()}
+            | ({TOPIC_ID_KEY: state.topic_id} if state.topic_id else {}),
         )
         blob = self._codec.encode(meta, state.learner.dumps())
         try:

@@ -1,0 +1,84 @@
+"""When the learner replaces its producer: only when it is stuck and the broker answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from streamserve.kafka.config import ClientErrors
+from streamserve.metrics import Metrics
+from streamserve.roles.learner_producer import LearnerProducer
+from streamserve.roles.rebuild import STALL_S
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeProducer:
+    def __init__(self, unacked: int) -> None:
+        self.unacked = unacked
+        self.purged = False
+
+    def flush(self, timeout: float) -> int:
+        return self.unacked
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def purge(self, **_: Any) -> None:
+        self.purged = True
+        self.unacked = 0
+
+
+class User:
+    def __init__(self) -> None:
+        self.producer: Any = None
+
+    def use_producer(self, producer: Any) -> None:
+        self.producer = producer
+
+
+def _out(first_unacked: int, clock: Clock) -> tuple[LearnerProducer, list[FakeProducer]]:
+    made: list[FakeProducer] = []
+
+    def factory() -> tuple[Any, ClientErrors]:
+        p = FakeProducer(first_unacked if not made else 0)
+        made.append(p)
+        return p, ClientErrors("learner-default")
+
+    return LearnerProducer(
+        factory, role="learner-default", metrics=Metrics(CollectorRegistry()), clock=clock
+    ), made
+
+
+def test_a_producer_that_gets_its_records_acknowledged_is_never_replaced() -> None:
+    clock = Clock()
+    out, made = _out(0, clock)
+    for _ in range(100):
+        clock.now += 5.0
+        assert out.flush(3.0) == 0
+        assert not out.replace_if_stuck(lambda: True)
+    assert len(made) == 1
+
+
+def test_a_stuck_producer_is_replaced_once_the_bound_passed_and_its_users_follow() -> None:
+    clock = Clock()
+    out, made = _out(3, clock)
+    user = User()
+    out.serve(user)
+    assert out.flush(3.0) == 3
+    assert not out.replace_if_stuck(lambda: True)  # not stuck for long yet
+    clock.now += STALL_S + 1
+    assert out.flush(3.0) == 3
+    assert not out.replace_if_stuck(lambda: False)  # the broker is away: wait
+    assert out.replace_if_stuck(lambda: True)
+    assert made[0].purged and len(made) == 2
+    assert out.producer is made[1] and user.producer is made[1]
+    assert out.flush(3.0) == 0
+    assert not out.replace_if_stuck(lambda: True)
