@@ -33,7 +33,7 @@ import redis
 import yaml
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamserve.embedded import EmbeddedError, broker_binary, free_port
+from streamserve.embedded import EmbeddedError, broker_binary, broker_command, free_port
 from streamserve.settings import DEFAULT_MODEL
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.wiring import Runtime
@@ -293,21 +293,10 @@ def sasl_broker(tmp_path: Path) -> Iterator[str]:
     if "--authentication" not in helptext:
         pytest.skip("the bundled tansu has no --authentication option (cannot require SASL)")
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
     log = tmp_path / "tansu.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--authentication",
-            ],
+            broker_command(binary, port, "--authentication"),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
