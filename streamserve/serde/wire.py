@@ -21,7 +21,6 @@ from streamserve.serde.columns import (
     read_examples,
 )
 from streamserve.serde.exceptions import DecodeError, SerdeError
-from streamserve.serde.fast_path import EventLayouts, ExampleLayouts
 from streamserve.serde.json_codec import dumps, loads_object
 from streamserve.serde.schemas import ParsedSchema
 
@@ -115,8 +114,14 @@ class WireDecoder(Generic[T]):
         return read_body(value, writer, reader)
 
 
-class EventDecoder(WireDecoder[Event]):
-    """The event decoder, which can also read a whole batch as columns."""
+class BatchLayouts(FastReader[T], Protocol):
+    """A fast reader that also tells the layout of a body it knows (names, template)."""
+
+    def layout_of(self, value: bytes) -> tuple[tuple[str, ...], bytes] | None: ...
+
+
+class _BatchDecoder(WireDecoder[T]):
+    """A decoder that can also read a whole batch in the layout of one of its records."""
 
     def __init__(
         self,
@@ -124,9 +129,9 @@ class EventDecoder(WireDecoder[Event]):
         schema: ParsedSchema,
         local_id: int | None,
         registry_schemas: RegistryWriterSchemas | None,
-        from_avro: FromDict[Event],
-        from_json: FromDict[Event],
-        layouts: EventLayouts | None = None,
+        from_avro: FromDict[T],
+        from_json: FromDict[T],
+        layouts: BatchLayouts[T] | None = None,
     ) -> None:
         super().__init__(
             schema=schema,
@@ -138,10 +143,11 @@ class EventDecoder(WireDecoder[Event]):
         )
         self._layouts = layouts if local_id is not None else None
 
-    def read_columns(self, values: list[bytes]) -> EventColumns | None:
-        """The batch's events that share the layout of its first Avro record the fast
-        path knows, as columns (:func:`read_event_columns`); None when there is none.
-        Decode the others with :meth:`decode`."""
+    def _batch_layout(
+        self, values: list[bytes]
+    ) -> tuple[bytes, tuple[tuple[str, ...], bytes]] | None:
+        """The local header and the layout of the batch's first Avro record the fast path
+        knows (among the first few with our header), or None."""
         layouts, header = self._layouts, self._local_header
         if layouts is None or header is None:
             return None
@@ -150,52 +156,39 @@ class EventDecoder(WireDecoder[Event]):
             if value[:5] == header:
                 layout = layouts.layout_of(value)
                 if layout is not None:
-                    return read_event_columns(values, header, *layout)
+                    return header, layout
                 tried += 1
                 if tried == _LAYOUT_PROBES:
                     break
         return None
 
 
-class ExampleDecoder(WireDecoder[Example]):
-    """The example decoder, which can also read a whole batch at once."""
+class EventDecoder(_BatchDecoder[Event]):
+    """The event decoder, which can also read a whole batch as columns."""
 
-    def __init__(
-        self,
-        *,
-        schema: ParsedSchema,
-        local_id: int | None,
-        registry_schemas: RegistryWriterSchemas | None,
-        from_avro: FromDict[Example],
-        from_json: FromDict[Example],
-        layouts: ExampleLayouts | None = None,
-    ) -> None:
-        super().__init__(
-            schema=schema,
-            local_id=local_id,
-            registry_schemas=registry_schemas,
-            from_avro=from_avro,
-            from_json=from_json,
-            fast=layouts,
-        )
-        self._layouts = layouts if local_id is not None else None
+    def read_columns(self, values: list[bytes]) -> EventColumns | None:
+        """The batch's events that share the layout of its first Avro record the fast
+        path knows, as columns (:func:`read_event_columns`); None when there is none.
+        Decode the others with :meth:`decode`."""
+        found = self._batch_layout(values)
+        if found is None:
+            return None
+        header, layout = found
+        return read_event_columns(values, header, *layout)
+
+
+class ExampleDecoder(_BatchDecoder[Example]):
+    """The example decoder, which can also read a whole batch at once."""
 
     def read_examples(self, values: list[bytes]) -> ExampleRows:
         """The batch's examples that have the layout of its first Avro record the fast
         path knows and a boolean label (:func:`read_examples`); decode the others (None
         in ``features``) with :meth:`decode`."""
-        layouts, header = self._layouts, self._local_header
-        if layouts is not None and header is not None:
-            tried = 0
-            for value in values:
-                if value[:5] == header:
-                    layout = layouts.layout_of(value)
-                    if layout is not None:
-                        return read_examples(values, header, *layout)
-                    tried += 1
-                    if tried == _LAYOUT_PROBES:
-                        break
-        return ExampleRows([None] * len(values), [], [], [], [])
+        found = self._batch_layout(values)
+        if found is None:
+            return ExampleRows([None] * len(values), [], [], [], [])
+        header, layout = found
+        return read_examples(values, header, *layout)
 
 
 class AvroEncoder(Generic[T]):

@@ -33,7 +33,7 @@ import redis
 import yaml
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streamserve.embedded import EmbeddedError, broker_binary, free_port
+from streamserve.embedded import EmbeddedError, broker_binary, broker_command, free_port
 from streamserve.settings import DEFAULT_MODEL
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.wiring import Runtime
@@ -119,10 +119,12 @@ def test_unsigned_snapshots_are_never_deserialized(
     assert serving == 0
 
 
-def test_kafka_authentication_failure_is_fatal_clear_and_secret_free(
-    bootstrap: str, redis_url: str, uid: str, tmp_path: Path, tally: Tally
-) -> None:
-    sasl_secret = f"sasl-pw-{uid}-do-not-log"
+def _run_scorer_with_scram(
+    bootstrap: str, redis_url: str, uid: str, tmp_path: Path, secret: str
+) -> tuple[int | None, float, str]:
+    """Run a scorer that authenticates as "mallory" with SCRAM-SHA-256 and ``secret``
+    until it exits (at most 90 s): its exit code (None if still running), seconds taken
+    and output."""
     config = tmp_path / "streamserve.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -132,7 +134,7 @@ def test_kafka_authentication_failure_is_fatal_clear_and_secret_free(
                         "security.protocol": "SASL_PLAINTEXT",
                         "sasl.mechanism": "SCRAM-SHA-256",
                         "sasl.username": "mallory",
-                        "sasl.password": sasl_secret,
+                        "sasl.password": secret,
                     }
                 }
             }
@@ -146,12 +148,19 @@ def test_kafka_authentication_failure_is_fatal_clear_and_secret_free(
         scorer.start()
         assert scorer.proc is not None
         t0 = time.monotonic()
-        deadline = t0 + 90
-        while scorer.proc.poll() is None and time.monotonic() < deadline:
+        while scorer.proc.poll() is None and time.monotonic() < t0 + 90:
             time.sleep(0.2)
         code = scorer.proc.poll()
         took = time.monotonic() - t0
         out = scorer.output()
+    return code, took, out
+
+
+def test_kafka_authentication_failure_is_fatal_clear_and_secret_free(
+    bootstrap: str, redis_url: str, uid: str, tmp_path: Path, tally: Tally
+) -> None:
+    sasl_secret = f"sasl-pw-{uid}-do-not-log"
+    code, took, out = _run_scorer_with_scram(bootstrap, redis_url, uid, tmp_path, sasl_secret)
     tally.fault = "Kafka authentication failure (SASL against a listener without it)"
     tally.injected = 1
     tally.notes = f"exit code {code} after {took:.1f}s"
@@ -293,21 +302,10 @@ def sasl_broker(tmp_path: Path) -> Iterator[str]:
     if "--authentication" not in helptext:
         pytest.skip("the bundled tansu has no --authentication option (cannot require SASL)")
     port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
     log = tmp_path / "tansu.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                "--authentication",
-            ],
+            broker_command(binary, port, "--authentication"),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -347,34 +345,7 @@ def test_kafka_scram_refused_by_a_broker_requiring_sasl_is_fatal_clear_and_secre
         anonymous_refused = True
     assert anonymous_refused, "tansu --authentication let an anonymous client create a topic"
     secret = f"scram-pw-{uid}-do-not-log"
-    config = tmp_path / "streamserve.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "kafka": {
-                    "client": {
-                        "security.protocol": "SASL_PLAINTEXT",
-                        "sasl.mechanism": "SCRAM-SHA-256",
-                        "sasl.username": "mallory",
-                        "sasl.password": secret,
-                    }
-                }
-            }
-        )
-    )
-    env = role_env(
-        bootstrap, redis_url, uid, STREAMSERVE_CONFIG=str(config), STREAMSERVE_LOG_LEVEL="DEBUG"
-    )
-    scorer = RoleProcess(["score"], env)
-    with role_processes(scorer):
-        scorer.start()
-        assert scorer.proc is not None
-        t0 = time.monotonic()
-        while scorer.proc.poll() is None and time.monotonic() < t0 + 90:
-            time.sleep(0.2)
-        code = scorer.proc.poll()
-        took = time.monotonic() - t0
-        out = scorer.output()
+    code, took, out = _run_scorer_with_scram(bootstrap, redis_url, uid, tmp_path, secret)
     tally.fault = "Kafka SCRAM-SHA-256 refused by a tansu requiring SASL (--authentication)"
     tally.injected = 1
     tally.notes = f"exit code {code} after {took:.1f}s; anonymous client refused"
