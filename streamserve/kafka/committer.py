@@ -162,6 +162,19 @@ class TransactionalCommitter:
     def complete(self, batch: Batch) -> None:
         """Commit the batch's transaction; on an abortable error abort, rewind, raise."""
         batch.close()
+        # The outputs first: a transaction the broker already failed (one that lost its
+        # state refuses to add partitions to it) shows here as undelivered outputs, and
+        # send_offsets_to_transaction on such a transaction was seen to block far past its
+        # timeout. commit_transaction would flush them anyway.
+        remaining = self._producer.flush(self._timeout_s)
+        if remaining or batch.error is not None:
+            why = (
+                batch.error.str()
+                if batch.error is not None
+                else f"{remaining} outputs unacknowledged after {self._timeout_s:.0f}s"
+            )
+            self._abort()
+            raise TransactionAborted(f"{self._role}: transaction aborted: {why}")
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
         try:
             if offsets:

@@ -32,7 +32,13 @@ from streamserve.kafka.committer import rewind
 from streamserve.kafka.delivery import Batch
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.metrics import Metrics
-from streamserve.roles.rebuild import ClientsFactory, LoopClients, RebuildPolicy, Verdict
+from streamserve.roles.rebuild import (
+    REASON_BROKEN,
+    ClientsFactory,
+    LoopClients,
+    RebuildPolicy,
+    Verdict,
+)
 from streamserve.serde.exceptions import RegistryError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,9 @@ RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 5.0
 WATCH_INTERVAL_S = 1.0
 BROKER_PROBE_S = 5.0
+# Transactions aborted in a row on one producer before it is taken as broken (a broker
+# that lost its state fails every transaction of the producer id it forgot).
+ABORTS_BEFORE_REBUILD = 3
 
 
 class BatchHandler(Protocol):
@@ -97,6 +106,7 @@ class ConsumerLoop:
         self._client_rebuilds = metrics.client_rebuilds
         self._next_watch = 0.0
         self._retry_delay_s = RETRY_INITIAL_S
+        self._aborts_in_row = 0
         self.assigned: set[tuple[str, int]] = set()
         self.last_batch_at = 0.0
         self.batches_retried = 0
@@ -151,16 +161,24 @@ class ConsumerLoop:
             self._handler.handle(good, batch)
             committer.complete(batch)
         except Exception as exc:
+            verdict = self._policy.broken(exc)
+            if isinstance(exc, TransactionAborted):
+                self._aborts_in_row += 1
+                if self._aborts_in_row >= ABORTS_BEFORE_REBUILD:
+                    verdict = Verdict(
+                        REASON_BROKEN, f"{self._aborts_in_row} transactions aborted in a row: {exc}"
+                    )
+            if verdict is not None and self._rebuild is not None and self._policy.allow():
+                # The batch is dropped with the old clients: its offsets were never stored
+                # or committed, so the new consumer reads it again.
+                self._aborts_in_row = 0
+                self._replace_clients(verdict)
+                return
             if transient(exc):
                 self._retry_later(batch, good, exc, stop)
                 return
-            verdict = self._policy.broken(exc)
-            if verdict is None or self._rebuild is None or not self._policy.allow():
-                raise
-            # The batch is dropped with the old clients: its offsets were never stored or
-            # committed, so the new consumer reads it again.
-            self._replace_clients(verdict)
-            return
+            raise
+        self._aborts_in_row = 0
         self._retry_delay_s = RETRY_INITIAL_S
         self.last_batch_at = time.time()
         self._batch_records.observe(len(good))

@@ -123,6 +123,25 @@ def test_abortable_commit_error_aborts_and_raises_for_a_rewind() -> None:
     assert p.calls[-1] == "abort" and tx.aborted == 1
 
 
+class FailedTxnProducer(Producer):
+    """The broker failed the transaction: its outputs come back undelivered."""
+
+    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+        self.produced += 1
+        if on_delivery is not None:
+            on_delivery(KafkaError(KafkaError._PURGE_QUEUE, "purged"), None)
+
+
+def test_undelivered_outputs_abort_before_the_offsets_join_the_transaction() -> None:
+    p = FailedTxnProducer()
+    tx = TransactionalCommitter(role="t", consumer=Consumer(), producer=p)
+    batch = tx.open(MSGS)
+    produce(p, batch, "out", b"x", b"k")
+    with pytest.raises(TransactionAborted, match="purged"):
+        tx.complete(batch)
+    assert p.calls == ["begin", "abort"] and tx.aborted == 1  # no offsets, no commit
+
+
 def test_retriable_commit_error_is_retried() -> None:
     err = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
     p = Producer(commit_errors=[err])

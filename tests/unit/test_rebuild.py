@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 from streamserve.kafka.committer import AtLeastOnceCommitter
 from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.delivery import Batch, produce
-from streamserve.kafka.exceptions import FatalKafkaError
+from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.metrics import Metrics
 from streamserve.roles import loop as loop_module
-from streamserve.roles.loop import ConsumerLoop
+from streamserve.roles.loop import ABORTS_BEFORE_REBUILD, ConsumerLoop
 from streamserve.roles.rebuild import (
     REASON_BROKEN,
     REASON_FATAL,
@@ -306,3 +306,42 @@ def test_broken_producer_without_a_rebuild_left_stops_the_role() -> None:
     )
     with pytest.raises(KafkaException):
         loop.run(stop)
+
+
+class AbortingCommitter(AtLeastOnceCommitter):
+    """Every batch's transaction fails: a broker that forgot the producer's transactions."""
+
+    def complete(self, batch: Batch) -> None:
+        batch.close()
+        self._tracker.discard(batch)  # aborted: its outputs are gone, its offsets never stored
+        raise TransactionAborted("r: transaction aborted: Err-105?")
+
+
+def test_transactions_aborted_again_and_again_replace_the_clients() -> None:
+    stop = threading.Event()
+    old_consumer, old_producer = Consumer([MSGS] * 5), Producer()
+    new_consumer, new_producer = Consumer([MSGS]), Producer()
+    handler = Handler(stop, old_producer, batches=1 + ABORTS_BEFORE_REBUILD)
+    old = LoopClients(
+        old_consumer,
+        old_producer,
+        AbortingCommitter(role="r", consumer=old_consumer, producer=old_producer),
+        ClientErrors("r"),
+    )
+
+    def rebuild() -> LoopClients:
+        return _clients(new_consumer, new_producer)
+
+    loop, metrics = _loop(old, handler, rebuild, RebuildPolicy())
+    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(10)
+    stop.set()
+    assert not runner.is_alive()
+    # retried on the same clients until the limit, then replaced; the batch ran again
+    assert loop.batches_retried == ABORTS_BEFORE_REBUILD - 1
+    assert loop.rebuilds == 1 and loop.clients.producer is new_producer
+    assert handler.producers == [old_producer] * ABORTS_BEFORE_REBUILD + [new_producer]
+    assert old_consumer.stored == {}
+    assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
+    assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
