@@ -6,6 +6,7 @@ interpreter and in the peers' virtualenv alike, so it needs only fastavro and ri
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import random
@@ -20,6 +21,17 @@ FEATURES = [f"x{i}" for i in range(10)]
 EVENT_SCHEMA_ID = 1
 PREDICTION_SCHEMA_ID = 3
 TRAIN_RECORDS = 2000
+
+
+def job_args() -> argparse.Namespace:
+    """The arguments every benchmark job takes (the bench passes the same to each)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topics-dir", required=True)
+    return p.parse_args()
 
 
 def load_schema(topics_dir: str, name: str) -> Any:

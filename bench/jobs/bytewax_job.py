@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-
 import bytewax.operators as op
-from _shared import Codec, score, trained_river_model
+from _shared import Codec, job_args, score, trained_river_model
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.run import cli_main
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--topics-dir", required=True)
-    a = p.parse_args()
+    a = job_args()
     codec, model = Codec(a.topics_dir), trained_river_model()
     flow = Dataflow("bench")
     source = op.input("in", flow, KafkaSource([a.bootstrap], [a.input], tail=True, batch_size=1000))

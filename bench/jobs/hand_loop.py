@@ -3,21 +3,14 @@ predict_proba_one (scaled logistic regression), fastavro encode, produce."""
 
 from __future__ import annotations
 
-import argparse
 import signal
 
-from _shared import Codec, score, trained_river_model
+from _shared import Codec, job_args, score, trained_river_model
 from confluent_kafka import Consumer, Producer
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--topics-dir", required=True)
-    a = p.parse_args()
+    a = job_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     codec, model = Codec(a.topics_dir), trained_river_model()

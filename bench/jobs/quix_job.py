@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from _shared import Codec, score, trained_river_model
+from _shared import Codec, job_args, score, trained_river_model
 from quixstreams import Application
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--group", required=True)
-    p.add_argument("--topics-dir", required=True)
-    a = p.parse_args()
+    a = job_args()
     codec, model = Codec(a.topics_dir), trained_river_model()
     app = Application(
         broker_address=a.bootstrap,

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException
 
 from streamserve.kafka.config import ClientErrors
 from streamserve.metrics import Metrics
-from streamserve.roles.rebuild import RebuildPolicy
+from streamserve.roles.rebuild import RebuildPolicy, purge_producer
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,7 @@ class LearnerProducer:
             verdict.detail,
         )
         self._rebuilds.labels(self._role, verdict.kind).inc()
-        try:
-            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
-        except KafkaException as exc:
-            logger.warning("%s: purging the old producer: %s", self._role, exc)
-        self.producer.poll(0)
+        purge_producer(self.producer, self._role)
         self.producer, self.errors = self._factory()
         for user in self._users:
             user.use_producer(self.producer)

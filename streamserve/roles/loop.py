@@ -38,6 +38,7 @@ from streamserve.roles.rebuild import (
     LoopClients,
     RebuildPolicy,
     Verdict,
+    purge_producer,
 )
 from streamserve.serde.exceptions import RegistryError
 
@@ -252,11 +253,7 @@ class ConsumerLoop:
             verdict.detail,
         )
         self._client_rebuilds.labels(self.role, verdict.kind).inc()
-        try:
-            old.producer.purge(in_queue=True, in_flight=True, blocking=False)
-        except KafkaException as exc:
-            logger.warning("%s: purging the old producer: %s", self.role, exc)
-        old.producer.poll(0)  # delivery reports (failed) for what was purged
+        purge_producer(old.producer, self.role)
         self._close(old)
         new = self._rebuild()
         self._clients = new

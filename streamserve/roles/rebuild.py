@@ -16,6 +16,7 @@ role with a clear message. Authentication failures are never rebuilt: they are s
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from confluent_kafka import KafkaError, KafkaException
 from streamserve.kafka.committer import Committer
 from streamserve.kafka.config import ClientErrors, is_auth_error
 from streamserve.kafka.exceptions import FatalKafkaError
+
+logger = logging.getLogger(__name__)
 
 STALL_S = 20.0
 MAX_REBUILDS = 3
@@ -117,3 +120,13 @@ class RebuildPolicy:
             return False
         self._done.append(now)
         return True
+
+
+def purge_producer(producer: Any, role: str) -> None:
+    """Drop everything a stuck producer still holds (its records are produced again by
+    whoever replaces it) and run the failed delivery reports, so nothing waits on them."""
+    try:
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+    except KafkaException as exc:
+        logger.warning("%s: purging the old producer: %s", role, exc)
+    producer.poll(0)
