@@ -167,7 +167,9 @@ class Scorer:
             can = getattr(serving.model, "scores_columns", None)
             if can is None or not can():
                 return None, None
-        columns = self._columns_reader([m.value() or b"" for m in msgs])
+        columns = self._columns_reader(
+            [m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows]
+        )
         if columns is None:
             return None, None
         probas: list[FloatArray] = []

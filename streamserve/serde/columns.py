@@ -1,15 +1,18 @@
 """Whole-batch Avro codecs for the scorer's common case, with numpy instead of a loop.
 
 - :func:`read_event_columns` reads every event body of a batch that has the local schema
-  id, an ASCII id of 1-63 bytes, a timestamp, and a feature map of doubles in one layout
-  the per-record fast path learned (:class:`~streamserve.serde.fast_path.EventLayouts`):
-  the ids, timestamps and a 2-D array of the features, in a few array operations over the
-  batch's concatenated bytes. Every other record is left out (its index is not in
-  ``positions``) for the per-record decoder, which also produces the errors.
+  id, an ASCII id of 1-63 bytes, a timestamp (or a null one, replaced by the record's
+  Kafka timestamp as the per-record decoder does), and a feature map of doubles in one
+  layout the per-record fast path learned
+  (:class:`~streamserve.serde.fast_path.EventLayouts`): the ids, timestamps and a 2-D
+  array of the features, in a few array operations over the batch's concatenated bytes.
+  Every other record is left out (its index is not in ``positions``) for the per-record
+  decoder, which also produces the errors.
 - :class:`PredictionColumnsWriter` writes a binary classifier's predictions for such a
   batch (one model, one version, P(true) per row): each output is the header, the event's
   id bytes, a per-batch template with the prediction and the three doubles filled in (for
-  all rows at once with numpy), the event's timestamp bytes and the batch's ``scored_at``.
+  all rows at once with numpy), the event's timestamp bytes (written from the record's
+  timestamp where the body's was null) and the batch's ``scored_at``.
 
 Both give exactly what the per-record path gives (the unit tests compare them byte for
 byte with fastavro and with the per-record codecs).
@@ -17,7 +20,7 @@ byte with fastavro and with the per-record codecs).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -36,6 +39,8 @@ _HEADER_SIZE = 5
 _VARINT_MAX = 9  # up to 63 bits: every zigzag value of a timestamp in the long range
 _SHIFTS = np.arange(_VARINT_MAX, dtype=np.uint64) * np.uint64(7)
 _LOW7 = np.uint64(0x7F)
+_LONG_SHIFTS = np.arange(10, dtype=np.uint64) * np.uint64(7)  # any zigzag long: <= 10 bytes
+_UNION_LONG = 11  # a ["null", "long"] union's long branch: the branch byte and <= 10 bytes
 _ONE = np.uint64(1)
 _MAX_GROUPS = 8  # record shapes (id and timestamp lengths) written as arrays per batch
 
@@ -43,9 +48,10 @@ _MAX_GROUPS = 8  # record shapes (id and timestamp lengths) written as arrays pe
 @dataclass(frozen=True, slots=True)
 class EventColumns:
     """The events of a batch that share one layout, as columns (row ``r`` is the record
-    at ``positions[r]`` of the batch). ``data`` is the batch's values concatenated; the
-    id's and the timestamp's bytes (length prefix and union branch included) sit at
-    ``id_start:id_end`` and ``id_end:ts_end`` in it."""
+    at ``positions[r]`` of the batch). ``data`` is the batch's values concatenated, then
+    the encoded timestamps of the events whose body had none; the id's bytes (length
+    prefix included) sit at ``id_start:id_end`` in it, the timestamp's (union branch
+    included) at ``ts_at:ts_at + ts_len``."""
 
     positions: list[int]
     ids: list[bytes]
@@ -55,7 +61,8 @@ class EventColumns:
     data: bytes
     id_start: Ints
     id_end: Ints
-    ts_end: Ints
+    ts_at: Ints
+    ts_len: Ints
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -144,34 +151,79 @@ def _packed(values: Sequence[bytes]) -> _Packed | None:
     return packed if packed.data else None
 
 
+RecordTimes = Callable[[list[int]], Sequence[int | None]]
+"""The Kafka timestamps (epoch ms, None when a record has none) of a batch's records at
+the given positions."""
+
+
 def read_event_columns(
-    values: Sequence[bytes], header: bytes, names: tuple[str, ...], template: bytes
+    values: Sequence[bytes],
+    header: bytes,
+    names: tuple[str, ...],
+    template: bytes,
+    record_times: RecordTimes | None = None,
 ) -> EventColumns | None:
     """The records of ``values`` framed with ``header`` whose feature map matches
-    ``template`` (:meth:`FeatureLayouts.match`), as columns; None when none does."""
+    ``template`` (:meth:`FeatureLayouts.match`), as columns; None when none does. An
+    event whose ``ts`` is null takes its record's timestamp from ``record_times``; without
+    one (or without ``record_times``) it is left to the per-record decoder."""
     packed = _packed(values)
     if packed is None:
         return None
     id_start, id_end, ok = packed.header_and_id(header)
-    ok &= packed.at(id_end) == 2  # the "long" branch of ["null", "long"]
-    ts, ts_end, long_ok = packed.long_at(id_end + 1)
-    ok &= long_ok & (ts_end + len(template) == packed.ends)
+    branch = packed.at(id_end)
+    given = branch == 2  # the "long" branch of ["null", "long"]
+    ts, long_end, long_ok = packed.long_at(id_end + 1)
+    ts_end = np.where(given, long_end, id_end + 1)
+    ok &= ((given & long_ok) | (branch == 0)) & (ts_end + len(template) == packed.ends)
     ok &= packed.map_matches(ts_end, names, template)
-    rows, ids = packed.ascii_ids(np.flatnonzero(ok), id_start, id_end)
+    rows = np.flatnonzero(ok)
+    ts_at, ts_len = id_end, ts_end - id_end
+    data = packed.data
+    missing = rows[~given[rows]]
+    if len(missing):
+        times = [None] * len(missing) if record_times is None else record_times(missing.tolist())
+        known = np.array([t is not None for t in times], dtype=np.bool_)
+        if not known.all():
+            rows = np.setdiff1d(rows, missing[~known], assume_unique=True)
+            missing = missing[known]
+        if len(missing):
+            filled = np.array([t for t in times if t is not None], dtype=np.int64)
+            encoded, widths = _union_longs(filled)
+            ts, ts_at, ts_len = ts.copy(), ts_at.copy(), ts_len.copy()
+            ts[missing] = filled
+            ts_at[missing] = len(data) + np.arange(len(missing)) * _UNION_LONG
+            ts_len[missing] = widths
+            data += encoded.tobytes()
+    rows, ids = packed.ascii_ids(rows, id_start, id_end)
     if len(rows) == 0:
         return None
-    ts_end = ts_end[rows]
     return EventColumns(
         positions=rows.tolist(),
         ids=ids,
         ts=ts[rows],
         names=names,
-        values=packed.doubles(ts_end, names, template),
-        data=packed.data,
+        values=packed.doubles(ts_end[rows], names, template),
+        data=data,
         id_start=id_start[rows],
         id_end=id_end[rows],
-        ts_end=ts_end,
+        ts_at=ts_at[rows],
+        ts_len=ts_len[rows],
     )
+
+
+def _union_longs(values: Ints) -> tuple[Bytes, Ints]:
+    """``values`` as the long branch of a ``["null", "long"]`` union, one row of
+    ``_UNION_LONG`` bytes each (the branch, the zigzag varint, zero padding), and each
+    one's length."""
+    zig = (values.astype(np.uint64) << _ONE) ^ (values >> 63).astype(np.uint64)
+    groups = zig[:, None] >> _LONG_SHIFTS
+    width = np.maximum(1, (groups != 0).sum(axis=1))
+    more = np.arange(len(_LONG_SHIFTS)) < (width - 1)[:, None]
+    out = np.zeros((len(values), _UNION_LONG), dtype=np.uint8)
+    out[:, 0] = 2
+    out[:, 1:] = (groups & _LOW7) | (more.astype(np.uint64) << np.uint64(7))
+    return out, (width + 1).astype(np.int64)
 
 
 def _holes(names: tuple[str, ...], template: bytes) -> NDArray[np.bool_]:
@@ -234,13 +286,13 @@ class PredictionColumnsWriter:
         block[:, score_at : score_at + 8] = as_bytes
         tail = _zigzag(scored_at)
         id_start, id_end = columns.id_start[rows], columns.id_end[rows]
-        ts_end = columns.ts_end[rows]
+        ts_at, ts_len = columns.ts_at[rows], columns.ts_len[rows]
         # Records whose id and timestamp have the same byte lengths have the same shape:
         # each such group is written as one (records, bytes) array.
-        shape = (id_end - id_start) * 16 + (ts_end - id_end)  # a timestamp takes <= 10
+        shape = (id_end - id_start) * 16 + ts_len  # a timestamp takes <= 11
         kinds, group = np.unique(shape, return_inverse=True)
         if len(kinds) > _MAX_GROUPS:
-            return self._joined(columns, id_start, id_end, ts_end, block, tail)
+            return self._joined(columns, id_start, id_end, ts_at, ts_len, block, tail)
         buf = np.frombuffer(columns.data, np.uint8)
         header = np.frombuffer(self._header, np.uint8)
         out: list[bytes] = [b""] * n
@@ -253,7 +305,7 @@ class PredictionColumnsWriter:
             record[:, : at[0]] = header
             record[:, at[0] : at[1]] = buf[id_start[sel][:, None] + np.arange(id_size)]
             record[:, at[1] : at[2]] = block[sel]
-            record[:, at[2] : at[3]] = buf[id_end[sel][:, None] + np.arange(ts_size)]
+            record[:, at[2] : at[3]] = buf[ts_at[sel][:, None] + np.arange(ts_size)]
             record[:, at[3] :] = np.frombuffer(tail, np.uint8)
             data = record.tobytes()
             values = [data[k : k + width] for k in range(0, len(data), width)]
@@ -268,7 +320,8 @@ class PredictionColumnsWriter:
         columns: EventColumns,
         id_start: Ints,
         id_end: Ints,
-        ts_end: Ints,
+        ts_at: Ints,
+        ts_len: Ints,
         block: Bytes,
         tail: bytes,
     ) -> list[bytes]:
@@ -278,9 +331,14 @@ class PredictionColumnsWriter:
         middles = [data[k : k + size] for k in range(0, n * size, size)]
         header, source, join = self._header, columns.data, b"".join
         return [
-            join((header, source[a:b], m, source[b:c], tail))
-            for a, b, c, m in zip(
-                id_start.tolist(), id_end.tolist(), ts_end.tolist(), middles, strict=True
+            join((header, source[a:b], m, source[c:d], tail))
+            for a, b, c, d, m in zip(
+                id_start.tolist(),
+                id_end.tolist(),
+                ts_at.tolist(),
+                (ts_at + ts_len).tolist(),
+                middles,
+                strict=True,
             )
         ]
 

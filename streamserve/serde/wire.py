@@ -17,6 +17,7 @@ from streamserve.serde.columns import (
     EventColumns,
     ExampleRows,
     PredictionColumnsWriter,
+    RecordTimes,
     read_event_columns,
     read_examples,
 )
@@ -166,15 +167,18 @@ class _BatchDecoder(WireDecoder[T]):
 class EventDecoder(_BatchDecoder[Event]):
     """The event decoder, which can also read a whole batch as columns."""
 
-    def read_columns(self, values: list[bytes]) -> EventColumns | None:
+    def read_columns(
+        self, values: list[bytes], record_times: RecordTimes | None = None
+    ) -> EventColumns | None:
         """The batch's events that share the layout of its first Avro record the fast
-        path knows, as columns (:func:`read_event_columns`); None when there is none.
+        path knows, as columns (:func:`read_event_columns`; ``record_times`` gives the
+        Kafka timestamps of the events whose ``ts`` is null); None when there is none.
         Decode the others with :meth:`decode`."""
         found = self._batch_layout(values)
         if found is None:
             return None
         header, layout = found
-        return read_event_columns(values, header, *layout)
+        return read_event_columns(values, header, *layout, record_times)
 
 
 class ExampleDecoder(_BatchDecoder[Example]):

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 from prometheus_client import CollectorRegistry
 
 from streamserve.kafka.dead_letter import H_STAGE, DeadLetterSink
 from streamserve.kafka.delivery import Batch
+from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.base import Learner, Scored
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.river_learner import RiverLearner
@@ -35,8 +37,10 @@ NOW = 1_700_000_100.0
 class Msg:
     """A consumed record with what the scorer and the dead-letter sink read."""
 
-    def __init__(self, offset: int, value: bytes | None, ts: int = 1_700_000_000_000) -> None:
-        self._offset, self._value, self._ts = offset, value, ts
+    def __init__(
+        self, offset: int, value: bytes | None, ts: int = 1_700_000_000_000, ts_type: int = 1
+    ) -> None:
+        self._offset, self._value, self._ts, self._ts_type = offset, value, ts, ts_type
 
     def topic(self) -> str:
         return "events"
@@ -57,7 +61,7 @@ class Msg:
         return None
 
     def timestamp(self) -> tuple[int, int]:
-        return 1, self._ts
+        return self._ts_type, self._ts
 
     def headers(self) -> None:
         return None
@@ -161,7 +165,10 @@ def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[Msg]:
     values[21] = avro(21, {**row(), "x1": -math.nan})
     values[23] = avro(23, row(), ts=-(2**62))  # a long varint
     values[25] = b"{bad json"
-    return [Msg(100 + i, v) for i, v in enumerate(values)]
+    values[27] = avro(27, row(), ts=None)  # no ts in the body, and the record has none
+    msgs = [Msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
+    msgs[27] = Msg(127, values[27], -1, TIMESTAMP_NOT_AVAILABLE)
+    return msgs
 
 
 def _run(
@@ -236,12 +243,15 @@ def test_column_path_is_taken(catalog: SchemaCatalog) -> None:
     msgs = _batch(catalog, random.Random(5))
     decoder = Serde(catalog).event_decoder()
     decoder.decode(msgs[0].value(), None)
-    columns = decoder.read_columns([m.value() or b"" for m in msgs])
+    columns = decoder.read_columns(
+        [m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows]
+    )
     assert columns is not None
-    odd = {3, 7, 9, 11, 13, 15, 17, 25}  # 17 has another layout (an extra feature)
+    # 13 has a null ts: it takes the record's; 27 has none to take, 17 an extra feature
+    odd = {3, 7, 9, 11, 15, 17, 25, 27}
     assert columns.positions == [i for i in range(len(msgs)) if i not in odd]
     for row, position in enumerate(columns.positions):
-        event = decoder.decode(msgs[position].value(), None)
+        event = decoder.decode(msgs[position].value(), record_ts(msgs[position]))
         assert isinstance(event, Event)
         assert columns.ids[row] == event.event_id.encode()
         assert int(columns.ts[row]) == event.ts

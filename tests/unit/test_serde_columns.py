@@ -65,6 +65,8 @@ def _event_values(
     p_true=st.lists(st.floats(0.0, 1.0), min_size=20, max_size=20),
     version=LONG,
     scored_at=LONG,
+    # the records' Kafka timestamps: what an event with a null ts takes
+    record_ts=st.lists(st.none() | st.integers(0, 2**63 - 1), min_size=21, max_size=21),
 )
 def test_event_columns_and_prediction_writer_equal_the_record_path(
     catalog: SchemaCatalog,
@@ -72,19 +74,29 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
     p_true: list[float],
     version: int,
     scored_at: int,
+    record_ts: list[int | None],
 ) -> None:
     serde = Serde(catalog)
     decoder, encoder = serde.event_decoder(), serde.prediction_encoder()
     values = _event_values(catalog, rows)
     values.append(json.dumps({"event_id": "j", "features": {"a": 1.0}}).encode())
     decoder.decode(_event_values(catalog, [("first", 1, [0.0, 0.0, 0.0])])[0], None)
-    columns = decoder.read_columns(values)
+    asked: list[int] = []
+
+    def record_times(positions: list[int]) -> list[int | None]:
+        asked.extend(positions)
+        return [record_ts[p] for p in positions]
+
+    columns = decoder.read_columns(values, record_times)
+    assert set(asked) <= {k for k, (_, ts, _) in enumerate(rows) if ts is None}
     if columns is None:
         return
     expected_rows = [
         k
         for k, (i, ts, _) in enumerate(rows)
-        if ts is not None and _short(ts) and i.isascii() and len(i) < 64
+        if (_short(ts) if ts is not None else record_ts[k] is not None)
+        and i.isascii()
+        and len(i) < 64
     ]
     assert columns.positions == expected_rows
     q = np.array(p_true[: len(columns)])
@@ -92,7 +104,7 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
         columns, np.arange(len(columns)), "model-é", version, q, scored_at
     )
     for row, position in enumerate(columns.positions):
-        event = decoder.decode(values[position], None)
+        event = decoder.decode(values[position], record_ts[position])
         assert columns.ids[row] == event.event_id.encode()
         assert int(columns.ts[row]) == event.ts
         assert _same(columns.features(row), event.features)
