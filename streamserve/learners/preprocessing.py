@@ -90,6 +90,93 @@ class Preprocess(base.Transformer):
                 stats[name] = s
                 self._imputed[name] = 0.0
 
+    def learn_transform_one(self, x: dict[Any, Any]) -> dict[FeatureName, Any]:
+        """``learn_one(x)`` then ``transform_one(x)`` in one pass over ``x``: the same state
+        and the same dict (keys in the same order). A feature's statistics are all its
+        transformed value depends on, and each feature is updated once, so its value can
+        be computed right after its update; the outputs are assigned in ``x``'s order after
+        the pass, over the imputed values of every feature known by then, as
+        ``transform_one`` does."""
+        stats = self._stats
+        clip = self.clip
+        pairs: list[tuple[FeatureName, Any]] = []
+        add, sqrt = pairs.append, math.sqrt
+        overflow: OverflowError | None = None
+        for name, value in x.items():
+            kind = type(value)
+            if kind is float and value - value == 0.0:
+                s = stats.get(name)
+                if s is not None:  # the common case, inlined: a finite float, a known feature
+                    n = s[_N] + 1.0
+                    delta = value - s[_MEAN]
+                    mean = s[_MEAN] + delta / n
+                    m2 = s[_M2] + delta * (value - mean)
+                    if mean - mean == 0.0 and m2 - m2 == 0.0:  # both finite
+                        inv = 1.0 / sqrt(m2 / n) if m2 > 0.0 else 0.0  # as _inverse_std
+                        if inv - inv != 0.0:
+                            inv = 0.0
+                        s[_N], s[_MEAN], s[_M2], s[_INV_STD] = n, mean, m2, inv
+                    z = (value - s[_MEAN]) * s[_INV_STD]
+                    if -clip <= z <= clip:
+                        add((name, z))
+                    elif math.isnan(z):
+                        add((name, 0.0))
+                    else:
+                        add((name, clip if z > 0 else -clip))
+                    continue
+            if kind is str:
+                add((f"{name}={value}", 1.0))
+                continue
+            if kind is float or kind is int or kind is bool:
+                raw = value
+            elif value is None or not isinstance(value, numbers.Real):
+                continue
+            else:
+                try:
+                    raw = float(value)
+                except OverflowError as exc:  # transform_one raises it, after learn_one
+                    overflow = exc
+                    continue
+            # learn_one's part
+            number: float | None = value if kind is float else None
+            if number is None:
+                try:
+                    number = float(value)
+                except OverflowError:
+                    number = None
+            s = stats.get(name)
+            if number is not None and number - number == 0.0:  # finite
+                t = s if s is not None else [0.0, 0.0, 0.0, 0.0]
+                n = t[_N] + 1.0
+                delta = number - t[_MEAN]
+                mean = t[_MEAN] + delta / n
+                m2 = t[_M2] + delta * (number - mean)
+                if math.isfinite(mean) and math.isfinite(m2):
+                    t[_N], t[_MEAN], t[_M2] = n, mean, m2
+                    t[_INV_STD] = _inverse_std(n, m2)
+                    if s is None:
+                        stats[name] = s = t
+                        self._imputed[name] = 0.0
+            # transform_one's part, with this feature's statistics as they are now
+            if s is None:
+                add((name, 0.0))
+                continue
+            try:
+                z = (raw - s[_MEAN]) * s[_INV_STD]
+            except OverflowError:  # an int too large for a float
+                z = clip if raw > 0 else -clip
+            if -clip <= z <= clip:
+                add((name, z))
+            elif math.isnan(z) or not math.isfinite(raw):  # NaN / ±inf input
+                add((name, 0.0))
+            else:
+                add((name, clip if z > 0 else -clip))
+        if overflow is not None:
+            raise overflow
+        out: dict[FeatureName, Any] = self._imputed.copy()
+        out.update(pairs)
+        return out
+
     def transform_one(self, x: dict[Any, Any]) -> dict[FeatureName, Any]:
         out: dict[FeatureName, Any] = self._imputed.copy()
         stats = self._stats

@@ -40,6 +40,19 @@ def starts_with_preprocess(model: Any) -> bool:
     return isinstance(next(iter(model.steps.values())), Preprocess)
 
 
+def _preprocess_and_estimator(model: Any) -> tuple[Preprocess, Any] | None:
+    """The two steps of a ``Preprocess | estimator`` pipeline whose estimator learns from
+    labels (what :meth:`RiverLearner.prequential_one` drives directly), else None."""
+    if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
+        return None
+    pre, last = model.steps.values()
+    if type(pre) is not Preprocess or isinstance(last, base.Transformer | base.AnomalyFilter):
+        return None
+    if not getattr(last, "_supervised", False):
+        return None
+    return pre, last
+
+
 def check_fits_task(task: Task, model: Any, what: str) -> None:
     """Raise :class:`LearnerConfigError` unless ``model`` can learn ``task``."""
     if not isinstance(model, base.Estimator):
@@ -104,6 +117,7 @@ class RiverLearner:
         # Linear pipelines score batches as arrays; compiled on first use, dropped on learn.
         self._compiled: CompiledLinear | None = None
         self._compile_pending = True
+        self._steps = _preprocess_and_estimator(model)
 
     @property
     def estimator(self) -> Any:
@@ -111,18 +125,23 @@ class RiverLearner:
         return self._model
 
     def predict_one(self, x: Features) -> Scored:
+        return self._predict(self._model, x)
+
+    def _predict(self, model: Any, x: dict[Any, Any]) -> Scored:
+        """Score ``x`` with ``model``: the whole pipeline, or its last step given ``x``
+        already transformed by the steps before it."""
         try:
             if self._has_proba:
-                return self._from_proba(self._model.predict_proba_one(x))
+                return self._from_proba(model.predict_proba_one(x))
             if self.spec.task is Task.REGRESSION:
-                return scored_from_value(self._model.predict_one(x))
-            return self._from_label(self._model.predict_one(x))
+                return scored_from_value(model.predict_one(x))
+            return self._from_label(model.predict_one(x))
         except NotImplementedError:
             if not self._has_proba:
                 raise ModelError(f"model {self.spec.name!r} cannot predict") from None
             logger.info("model %r gives no probabilities; scoring with predict_one", self.spec.name)
             self._has_proba = False
-            return self.predict_one(x)
+            return self._predict(model, x)
         except StreamserveError:
             raise
         except Exception as exc:
@@ -183,6 +202,31 @@ class RiverLearner:
             self._model.learn_one(x, y)
         except Exception as exc:
             raise ModelError(f"model {self.spec.name!r} failed to learn: {exc!r}") from exc
+
+    def prequential_one(self, x: Features, y: LabelValue) -> Scored:
+        """Score ``x``, then learn ``(x, y)``: ``predict_one`` then ``learn_one``, with the
+        same results. For the usual ``Preprocess | estimator`` pipeline the two steps are
+        driven directly, as ``Pipeline`` drives them (transform for the score; learn the
+        statistics, transform, learn the estimator), with the statistics learned and the
+        record transformed in one pass (:meth:`Preprocess.learn_transform_one`)."""
+        steps = self._steps
+        if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
+            scored = self.predict_one(x)
+            self.learn_one(x, y)
+            return scored
+        pre, last = steps
+        try:
+            transformed = pre.transform_one(x)
+        except Exception as exc:
+            raise ModelError(f"model {self.spec.name!r} failed to predict: {exc!r}") from exc
+        scored = self._predict(last, transformed)
+        self._compiled = None
+        self._compile_pending = True
+        try:
+            last.learn_one(x=pre.learn_transform_one(x), y=y)
+        except Exception as exc:
+            raise ModelError(f"model {self.spec.name!r} failed to learn: {exc!r}") from exc
+        return scored
 
     def clone(self) -> RiverLearner:
         return RiverLearner._restored(self.spec, self._model.clone())

@@ -259,6 +259,11 @@ class TorchLearner:
         self._target.update(target)
         return torch.tensor([[(target - self._target.mean) / self._target.std]])
 
+    def prequential_one(self, x: Features, y: LabelValue) -> Scored:
+        scored = self.predict_one(x)
+        self.learn_one(x, y)
+        return scored
+
     def learn_one(self, x: Features, y: LabelValue) -> None:
         y = self._coerce(y)
         target = self._target_tensor(y)

@@ -367,9 +367,8 @@ class LearnerRole:
             except (DecodeError, LabelError) as exc:
                 self._dlq.send(m, "learn", exc, None)
             else:
-                scored = learner.predict_one(features)
+                scored = learner.prequential_one(features, y)
                 metrics.update(y, scored)
-                learner.learn_one(features, y)
                 learned += 1
                 state.examples_seen += 1
                 state.since_checkpoint += 1

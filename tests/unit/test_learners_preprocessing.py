@@ -169,3 +169,51 @@ def test_bad_clip_is_rejected() -> None:
 def test_encode_raw_keeps_finite_numbers_and_one_hots_strings() -> None:
     out = encode_raw({"a": 2, "b": True, "c": math.nan, "d": None, "e": "x", "f": math.inf})
     assert out == {"a": 2.0, "b": 1.0, "e=x": 1.0}
+
+
+def _same_dict(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
+    """Equal keys in the same order and equal values, NaN equal to NaN, -0.0 apart from 0.0."""
+    return list(a) == list(b) and all(
+        repr(a[k]) == repr(b[k]) and type(a[k]) is type(b[k]) for k in a
+    )
+
+
+class _Big(float):
+    """A real number that is neither float, int nor bool (the general path)."""
+
+
+spread_values = st.one_of(
+    feature_values,
+    st.floats(-1e308, 1e308),
+    st.floats(-1.0, 1.0).map(lambda v: v * 1e-300),
+    st.floats(allow_nan=True, allow_infinity=True).map(_Big),
+)
+spread_dicts = st.dictionaries(st.sampled_from(list("abcdef")), spread_values, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(spread_dicts, min_size=1, max_size=40), st.floats(0.5, 2000.0))
+def test_learn_transform_one_is_learn_one_then_transform_one(
+    stream: list[dict[str, Any]], clip: float
+) -> None:
+    fused, apart = Preprocess(clip), Preprocess(clip)
+    for x in stream:
+        apart.learn_one(x)
+        assert _same_dict(fused.learn_transform_one(x), apart.transform_one(x))
+        assert repr(fused._stats) == repr(apart._stats)
+        assert list(fused._imputed) == list(apart._imputed)
+
+
+def test_learn_transform_one_raises_where_transform_one_does_after_learning_the_rest() -> None:
+    class Huge(float):
+        def __float__(self) -> float:
+            raise OverflowError("too big")
+
+    fused, apart = Preprocess(), Preprocess()
+    x = {"a": 1.0, "h": Huge(1.0), "b": 2.0}
+    apart.learn_one(x)
+    with pytest.raises(OverflowError):
+        apart.transform_one(x)
+    with pytest.raises(OverflowError):
+        fused.learn_transform_one(x)
+    assert repr(fused._stats) == repr(apart._stats)

@@ -229,3 +229,42 @@ def test_binary_only_classifier_works_in_one_vs_rest_for_multiclass() -> None:
     learner = RiverLearner(MULTI, multiclass.OneVsRestClassifier(linear_model.LogisticRegression()))
     _trained(learner, Task.MULTICLASS)
     assert learner.predict_one(_probes(Task.MULTICLASS)[0]).prediction in {"low", "mid", "high"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "estimator", "driven"),
+    [
+        (BINARY, linear_model.LogisticRegression(), True),
+        (BINARY, tree.HoeffdingTreeClassifier(), True),
+        (MULTI, multiclass.OneVsRestClassifier(linear_model.LogisticRegression()), True),
+        (MULTI, tree.HoeffdingAdaptiveTreeClassifier(seed=1), True),
+        (REGRESSION, linear_model.LinearRegression(), True),
+        (MULTI, _LabelOnly(), True),  # no probabilities: predict_one
+        # not "Preprocess | estimator": the pipeline's own methods
+        (BINARY, preprocessing.StandardScaler() | linear_model.LogisticRegression(), False),
+    ],
+)
+def test_prequential_one_is_predict_one_then_learn_one(
+    spec: ModelSpec, estimator: Any, driven: bool
+) -> None:
+    steps = RiverLearner(spec, estimator.clone())
+    apart = RiverLearner(spec, estimator.clone())
+    assert (steps._steps is not None) is driven
+    for x, y in synthetic_stream(spec.task, 300):
+        got = steps.prequential_one(x, y)
+        want = apart.predict_one(x)
+        apart.learn_one(x, y)
+        assert_same_scores([got], [want])
+    # The same statistics (pickles of trees differ between equal trees: not compared).
+    first = next(iter(steps.estimator.steps.values()))
+    if driven:
+        assert first.state() == next(iter(apart.estimator.steps.values())).state()
+    probes = _probes(spec.task)
+    assert_same_scores(steps.predict_many(probes), apart.predict_many(probes))
+
+
+def test_prequential_one_failures_are_model_errors() -> None:
+    learner = RiverLearner(REGRESSION, _Broken())
+    assert learner._steps is not None
+    with pytest.raises(ModelError, match="failed to predict"):
+        learner.prequential_one({"a": 1.0}, 1.0)
