@@ -110,7 +110,12 @@ def write(results: dict[str, Any], out: Path) -> None:
         if run_notes:
             lines += ["", "Notes on single runs:", "", *run_notes]
         ss = med.get("streamserve scorer", (0.0, []))[0]
-        for peer, factor in (("raw pipe", 0.75), ("Quix Streams", 4.0), ("Bytewax", 2.0)):
+        for peer, factor in (
+            ("raw pipe", 0.75),
+            ("raw pipe, fetch.queue.backoff.ms 20", 0.75),
+            ("Quix Streams", 4.0),
+            ("Bytewax", 2.0),
+        ):
             if peer in med and med[peer][0] > 0:
                 ratio = ss / med[peer][0]
                 targets.append(

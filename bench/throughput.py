@@ -127,9 +127,15 @@ def _timeout(n: int) -> float:
 
 
 def run_job(
-    env: Env, name: str, script: str, python: str, method: Method = "timestamps"
+    env: Env,
+    name: str,
+    script: str,
+    python: str,
+    method: Method = "timestamps",
+    extra: tuple[str, ...] = (),
 ) -> RunResult:
-    """A job script reading ``<uid>.in`` and writing ``<uid>.out``."""
+    """A job script reading ``<uid>.in`` and writing ``<uid>.out`` (``extra``: more
+    arguments for it)."""
     uid = _uid()
     source, sink = f"{uid}.in", f"{uid}.out"
     create_topics(env.bootstrap, [source, sink])
@@ -148,6 +154,7 @@ def run_job(
     ]
     if script != "raw_pipe.py":
         argv += ["--topics-dir", env.topics_dir]
+    argv += extra
     try:
         with started(argv, cwd=JOBS) as proc:
             return _measure(env, name, sink, [proc], method)

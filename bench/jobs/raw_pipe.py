@@ -24,19 +24,27 @@ def main() -> None:
     )
     p.add_argument("--fetch-wait-ms", type=int, default=50)
     p.add_argument("--linger-ms", type=int, default=5)
+    p.add_argument(
+        "--fetch-queue-backoff-ms",
+        type=int,
+        default=None,
+        help="librdkafka's fetch.queue.backoff.ms (its default, 1000, unless given; "
+        "streamserve's consumers use 20)",
+    )
     p.add_argument("--idempotent", action="store_true", help="as streamserve's producer")
     a = p.parse_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": a.bootstrap,
-            "group.id": a.group,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "fetch.wait.max.ms": a.fetch_wait_ms,
-        }
-    )
+    consumer_conf = {
+        "bootstrap.servers": a.bootstrap,
+        "group.id": a.group,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "fetch.wait.max.ms": a.fetch_wait_ms,
+    }
+    if a.fetch_queue_backoff_ms is not None:
+        consumer_conf["fetch.queue.backoff.ms"] = a.fetch_queue_backoff_ms
+    consumer = Consumer(consumer_conf)
     conf = {"bootstrap.servers": a.bootstrap, "linger.ms": a.linger_ms}
     if a.idempotent:
         conf.update({"enable.idempotence": True, "acks": "all"})

@@ -92,6 +92,11 @@ def consumer_config(
             "heartbeat.interval.ms": max(500, s.session_timeout_ms // 4),
             "partition.assignment.strategy": "cooperative-sticky",
             "fetch.wait.max.ms": 50,
+            # When the prefetch queue is at queued.min.messages (counted over all the
+            # consumer's partitions), librdkafka stops fetching for this long (1 s by
+            # default): a consumer working through a backlog drained its 100,000 queued
+            # records and then sat idle until the pause ended (bench/NOTES.md).
+            "fetch.queue.backoff.ms": 20,
             "error_cb": errors,
         }
     )

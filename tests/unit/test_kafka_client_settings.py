@@ -33,6 +33,13 @@ def test_client_properties_pass_to_every_client() -> None:
         assert conf["bootstrap.servers"] == "b:9092"
 
 
+def test_a_full_prefetch_queue_pauses_fetching_briefly_unless_told_otherwise() -> None:
+    s = KafkaSettings(bootstrap_servers="b:9092")
+    assert kconf.consumer_config(s, "g", _errors)["fetch.queue.backoff.ms"] == 20
+    s = KafkaSettings(bootstrap_servers="b:9092", consumer={"fetch.queue.backoff.ms": 1000})
+    assert kconf.consumer_config(s, "g", _errors)["fetch.queue.backoff.ms"] == 1000
+
+
 def test_role_specific_properties_stay_with_their_role() -> None:
     s = KafkaSettings(
         bootstrap_servers="b:9092",
