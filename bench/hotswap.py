@@ -27,8 +27,10 @@ class SwapResult:
     predicted: int
     unscored: int
     dead_letters: int
-    p50_ms: float
+    p50_ms: float  # events sent while versions were being swapped
     p99_ms: float
+    steady_p50_ms: float  # events sent in the blocks between, with no swap
+    steady_p99_ms: float
     first_seen_p50_ms: float
     first_seen_p99_ms: float
     metric_p99_le_s: float | None
@@ -108,6 +110,20 @@ def _metric_p99(before: str, after: str) -> float | None:
     return None
 
 
+# The swaps run in this many blocks, each after a block of the same length without swaps.
+SWAP_BLOCKS = 5
+SETTLE_S = 0.5  # after a block's last swap, before the next steady block starts
+
+
+def _within(reader: _Predictions, spans: list[tuple[int, int]]) -> list[float]:
+    """Latencies of the events sent within ``spans`` (µs)."""
+    return [
+        lat
+        for key, lat in reader.latency.items()
+        if any(a <= reader.sent[key] < b for a, b in spans)
+    ]
+
+
 def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: float) -> SwapResult:
     uid = uuid.uuid4().hex[:8]
     d = deployment(
@@ -120,6 +136,8 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
     stop = threading.Event()
     thread = threading.Thread(target=reader.run, args=(stop,), daemon=True)
     published: dict[int, float] = {}
+    steady: list[tuple[int, int]] = []  # send-time spans (µs) without swaps
+    swapping: list[tuple[int, int]] = []  # and with swaps
     try:
         with started(d.argv("score")):
             thread.start()
@@ -131,19 +149,30 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
             begin_us = int(time.time() * 1e6)
             first = load.sent
             before = metrics_text(d.http_port)
-            done = threading.Event()
+            # Steady and swapping blocks alternate, the same reader timing both, so the
+            # comparison is side by side under the same harness and the same noise.
+            per_block = max(1, -(-swaps // SWAP_BLOCKS))
+            done_swaps = 0
+            while done_swaps < swaps:
+                n = min(per_block, swaps - done_swaps)
+                span = n * every_s + SETTLE_S
+                start_us = int(time.time() * 1e6)
+                load.offer(rate, span)
+                steady.append((start_us, int(time.time() * 1e6)))
 
-            def swap_loop() -> None:
-                for i in range(swaps):
-                    version_time = publisher.publish(models[(i + 1) % len(models)])
-                    published[publisher.version] = version_time
-                    time.sleep(every_s)
-                done.set()
+                def swap_loop(first_model: int = done_swaps, count: int = n) -> None:
+                    for i in range(first_model, first_model + count):
+                        version_time = publisher.publish(models[(i + 1) % len(models)])
+                        published[publisher.version] = version_time
+                        time.sleep(every_s)
 
-            swapper = threading.Thread(target=swap_loop, daemon=True)
-            swapper.start()
-            load.offer(rate, swaps * every_s + 1.0)
-            swapper.join(120)
+                swapper = threading.Thread(target=swap_loop, daemon=True)
+                start_us = int(time.time() * 1e6)
+                swapper.start()
+                load.offer(rate, span)
+                swapper.join(120)
+                swapping.append((start_us, int(time.time() * 1e6)))
+                done_swaps += n
             offered = load.sent - first
             wait_until = time.monotonic() + 30.0
             while time.monotonic() < wait_until:
@@ -159,6 +188,8 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
         publisher.cleanup(d)
         delete_topics(env.bootstrap, [d.topic(t) for t in ("events", "predictions", "dead-letter")])
     measured = [lat for key, lat in reader.latency.items() if reader.sent[key] >= begin_us]
+    during = _within(reader, swapping)
+    calm = _within(reader, steady)
     seen = [
         (reader.first_seen[v] - t) * 1000.0 for v, t in published.items() if v in reader.first_seen
     ]
@@ -168,8 +199,10 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
         predicted=len(measured),
         unscored=reader.unscored,
         dead_letters=dead,
-        p50_ms=percentile(measured, 50),
-        p99_ms=percentile(measured, 99),
+        p50_ms=percentile(during, 50),
+        p99_ms=percentile(during, 99),
+        steady_p50_ms=percentile(calm, 50),
+        steady_p99_ms=percentile(calm, 99),
         first_seen_p50_ms=percentile(seen, 50),
         first_seen_p99_ms=percentile(seen, 99),
         metric_p99_le_s=metric,

@@ -28,6 +28,7 @@ class LatencyResult:
     created_p50_ms: float | None = None
     created_p99_ms: float | None = None
     producer_behind_ms: float = 0.0
+    round: int = 0  # which round of side-by-side measurements it belongs to
 
 
 def percentile(values: list[float], q: float) -> float:

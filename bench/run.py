@@ -21,7 +21,7 @@ import redis
 from bench import hotswap, latency, learner_bench, memory, micro, peers, report
 from bench.kafka_io import EventFactory
 from bench.profiling import Profile, py_spy, sampled, table
-from bench.throughput import Env, Method, RunResult, run_job, run_streamserve_scorer
+from bench.throughput import Env, Method, RunResult, median, run_job, run_streamserve_scorer
 from streamserve.embedded import EmbeddedBroker, EmbeddedRedis
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir, load_topic_specs
@@ -65,7 +65,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--records", type=int, default=200_000, help="input records per run")
     p.add_argument("--repeats", type=int, default=3, help="runs per throughput variant")
     p.add_argument("--latency-rate", type=int, default=10_000, help="offered events/s")
-    p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--latency-seconds", type=float, default=10.0, help="per measurement")
+    p.add_argument(
+        "--latency-repeats",
+        type=int,
+        default=3,
+        help="rounds of one hop, raw pipe and scorer, one after another, per offered rate",
+    )
     p.add_argument("--learner-examples", type=int, default=100_000)
     p.add_argument("--model-records", type=int, default=50_000, help="scorer run per model size")
     p.add_argument("--memory-events", type=int, default=1_000_000)
@@ -149,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" in sections:
                 results["latency"] = _latency(env, a)
             if "learner" in sections:
-                results["learner"] = _learner(env, a.learner_examples)
+                results["learner"] = _learner(env, a.learner_examples, a.repeats)
             if "models" in sections:
                 results["models"] = _models(env, a.model_records)
             if "scaling" in sections:
@@ -230,11 +236,19 @@ def _latency(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for rate in dict.fromkeys((a.latency_rate, 1000)):
         at = "" if rate == a.latency_rate else f" at {rate:,}/s"
-        rows += [
-            latency.one_hop(env, rate, seconds, "broker, one hop" + at),
-            latency.raw_pipe(env, rate, seconds, sys.executable, label="raw pipe (two hops)" + at),
-            latency.scorer(env, rate, seconds, "streamserve scorer" + at),
-        ]
+        # Rounds of the three, so each round's rows are side by side and a noisy moment
+        # hits one round, not one variant.
+        for k in range(a.latency_repeats):
+            trio = [
+                latency.one_hop(env, rate, seconds, "broker, one hop" + at),
+                latency.raw_pipe(
+                    env, rate, seconds, sys.executable, label="raw pipe (two hops)" + at
+                ),
+                latency.scorer(env, rate, seconds, "streamserve scorer" + at),
+            ]
+            for r in trio:
+                r.round = k
+            rows += trio
         if a.compare_old:
             label = "broker, one hop" + at + " [old harness]"
             rows.append(latency.one_hop(env, rate, seconds, label, old_harness=True))
@@ -254,7 +268,7 @@ def _latency(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
 
 
-def _learner(env: Env, n: int) -> dict[str, Any]:
+def _learner(env: Env, n: int, repeats: int) -> dict[str, Any]:
     from river import linear_model, preprocessing
 
     from streamserve.learners.catalogue import build_learner
@@ -262,19 +276,24 @@ def _learner(env: Env, n: int) -> dict[str, Any]:
 
     data = learner_bench.examples(n)
     spec = ModelSpec("bench", Task.BINARY, "logistic_regression")
-    same_model = learner_bench.river_rate(build_learner(spec).estimator, data)  # type: ignore[attr-defined]
     scaled = learner_bench.river_rate(
         preprocessing.StandardScaler() | linear_model.LogisticRegression(), data
     )
-    role = learner_bench.streamserve_learner_rate(env, n)
-    _log(
-        f"learner: streamserve {role:,.0f}/s; River same model {same_model:,.0f}/s; "
-        f"scaled LR {scaled:,.0f}/s"
-    )
+    rounds = []
+    for _ in range(repeats):  # River and the learner one after the other, per round
+        river = learner_bench.river_rate(build_learner(spec).estimator, data)  # type: ignore[attr-defined]
+        role = learner_bench.streamserve_learner_rate(env, n)
+        rounds.append({"streamserve": role, "river_same_model": river})
+        _log(
+            f"learner: streamserve {role:,.0f}/s; River same model {river:,.0f}/s "
+            f"({role / river:.2f} x)"
+        )
     return {
         "examples": n,
-        "streamserve": role,
-        "river_same_model": same_model,
+        "rounds": rounds,
+        "streamserve": median([r["streamserve"] for r in rounds]),
+        "river_same_model": median([r["river_same_model"] for r in rounds]),
+        "ratio": median([r["streamserve"] / r["river_same_model"] for r in rounds]),
         "river_scaled_lr": scaled,
     }
 
