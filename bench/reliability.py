@@ -72,8 +72,11 @@ def render(rows: list[dict[str, object]], code: int, summary: str, seconds: floa
     lines += [
         "",
         f"Totals: {total['lost']} lost, {total['crashes']} crashes over {len(rows)} rows.",
-        "Duplicates are expected in at-least-once rows. Exactly-once rows are read with",
-        "`isolation.level=read_committed` and must show 0 duplicates, the joiner's too:",
+        "Duplicates are expected in at-least-once rows. Exactly-once rows count committed",
+        "records only, each transaction resolved from its own marker in the log (tansu",
+        "neither expires a killed producer's transaction nor hides aborted records from",
+        "read_committed consumers; `docs/DESIGN.md`), and must show 0 duplicates,",
+        "the joiner's too:",
         "its join state in Redis is outside the Kafka transaction, but which side of a pair",
         "emits is fixed when that side is first stored, so a replayed batch does not emit a",
         "pair the other instance already emitted. An `xfailed` row is a known gap,",

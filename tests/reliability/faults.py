@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from confluent_kafka.admin import AdminClient
 
 from streamserve.embedded import free_port
+from tests.reliability.txn_log import CommittedLog
 
 
 class Feeder(threading.Thread):
@@ -118,6 +119,10 @@ def json_ids(records: list[Message]) -> list[str]:
     return [json.loads(m.value())["event_id"] for m in records]
 
 
+def json_value_ids(values: list[bytes]) -> list[str]:
+    return [json.loads(v)["event_id"] for v in values]
+
+
 @contextmanager
 def reader(bootstrap: str, topic: str, *, read_committed: bool = True) -> Iterator[TopicReader]:
     r = TopicReader(bootstrap, topic, read_committed=read_committed)
@@ -125,6 +130,16 @@ def reader(bootstrap: str, topic: str, *, read_committed: bool = True) -> Iterat
         yield r
     finally:
         r.close()
+
+
+@contextmanager
+def committed_log(bootstrap: str, topic: str) -> Iterator[CommittedLog]:
+    """The topic's committed records, transactions resolved from the log's own markers."""
+    log = CommittedLog(bootstrap, topic)
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 class RoleProcess:
