@@ -41,7 +41,7 @@ SECTIONS = (
 
 # The raw pipe with the prefetch setting streamserve's consumers use (librdkafka's default
 # pauses a partition's fetching for 1 s once 100,000 records are queued: bench/NOTES.md).
-PIPE_TUNED = "raw pipe, fetch.queue.backoff.ms 20"
+PIPE_TUNED, PIPE_LOOP = report.PIPE_TUNED, report.PIPE_LOOP
 PIPE_TUNED_ARGS = ("--fetch-queue-backoff-ms", "20")
 
 # streamserve scorer settings compared for the latency/throughput trade-off.
@@ -205,6 +205,7 @@ def _throughput(
         for method in methods:
             runs.append(run_job(env, "raw pipe", "raw_pipe.py", py, method))
             runs.append(run_job(env, PIPE_TUNED, "raw_pipe.py", py, method, PIPE_TUNED_ARGS))
+            runs.append(run_job(env, PIPE_LOOP, "loop_pipe.py", py, method))
             runs.append(run_job(env, "hand-written loop", "hand_loop.py", py, method))
             runs.append(run_streamserve_scorer(env, method=method))
             if env.peers_python:
