@@ -452,8 +452,8 @@ def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], pa
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     if med:
         names = list(med)
-        axes[0].barh(names, [med[n][0] for n in names], color="tab:blue")
-        axes[0].set_xlabel("records/s (median)")
+        axes[0].barh(names, [med[n][0] / 1000.0 for n in names], color="tab:blue")
+        axes[0].set_xlabel("thousand records/s (median)")
         axes[0].set_title("Scoring throughput")
     if "latency" in results:
         grouped: dict[str, list[dict[str, Any]]] = {}
@@ -467,12 +467,12 @@ def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], pa
         axes[1].barh([i - 0.2 for i in y], p99, height=0.4, label="p99 (median of rounds)")
         axes[1].set_yticks(list(y), names)
         axes[1].set_xlabel("ms")
-        axes[1].legend()
+        axes[1].legend(loc="lower right", fontsize="small")
         axes[1].set_title("End-to-end latency")
     if "memory" in results:
         samples = results["memory"]["samples"]
-        axes[2].plot([s[0] for s in samples], [s[1] for s in samples], marker=".")
-        axes[2].set_xlabel("events scored")
+        axes[2].plot([s[0] / 1e6 for s in samples], [s[1] for s in samples], marker=".")
+        axes[2].set_xlabel("million events scored")
         axes[2].set_ylabel("scorer RSS (MiB)")
         axes[2].set_ylim(bottom=0)
         axes[2].set_title("Scorer memory")
