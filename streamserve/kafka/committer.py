@@ -114,7 +114,15 @@ class AtLeastOnceCommitter:
         return self._tracker.waiting_since()
 
     def _drain(self) -> None:
-        remaining = self._producer.flush(self._flush_timeout_s)
+        try:
+            remaining = self._producer.flush(self._flush_timeout_s)
+        except KafkaException as exc:  # a producer that failed fatally raises it here
+            logger.error(
+                "%s: flush failed (unacknowledged records keep their offsets unstored): %s",
+                self._role,
+                exc,
+            )
+            remaining = 0
         if remaining:
             logger.error(
                 "%s: %d records still unacknowledged after %.0fs",

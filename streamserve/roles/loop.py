@@ -126,8 +126,7 @@ class ConsumerLoop:
                 msgs = c.consumer.consume(self._batch_size, self._timeout_s)
                 if msgs:
                     self._process(msgs, stop)
-                c.committer.tick()
-                self._handler.tick()
+                self._tick()  # the clients now: _process may have replaced them
         except Interrupted:
             logger.info("%s: interrupted mid-batch; its offsets are not stored", self.role)
         finally:
@@ -184,6 +183,20 @@ class ConsumerLoop:
         self.last_batch_at = time.time()
         self._batch_records.observe(len(good))
         self._batch_seconds.observe(time.perf_counter() - t0)
+
+    def _tick(self) -> None:
+        """Serve delivery reports, then the handler's periodic work. A producer that failed
+        fatally raises its error from poll too: its clients are replaced, as when produce
+        raised it."""
+        try:
+            self._clients.committer.tick()
+        except KafkaException as exc:
+            verdict = self._policy.broken(exc)
+            if verdict is None or self._rebuild is None or not self._policy.allow():
+                raise
+            self._replace_clients(verdict)
+            return
+        self._handler.tick()
 
     def _retry_later(
         self, batch: Batch, msgs: list[Message], exc: Exception, stop: threading.Event

@@ -129,4 +129,7 @@ def purge_producer(producer: Any, role: str) -> None:
         producer.purge(in_queue=True, in_flight=True, blocking=False)
     except KafkaException as exc:
         logger.warning("%s: purging the old producer: %s", role, exc)
-    producer.poll(0)
+    try:
+        producer.poll(0)
+    except KafkaException as exc:  # a producer that failed fatally raises it from poll too
+        logger.warning("%s: the old producer: %s", role, exc)

@@ -298,6 +298,73 @@ def test_batch_failed_by_a_broken_producer_runs_again_on_new_clients() -> None:
     assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
 
 
+class FatallyFailedProducer(Producer):
+    """An idempotent producer after a fatal error (seen when a restarted broker answered
+    with an out-of-order sequence): every call raises it, poll and flush included."""
+
+    FATAL = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desync", fatal=True)
+
+    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+        raise KafkaException(KafkaError(KafkaError._FATAL, "Fatal error", fatal=True))
+
+    def poll(self, _t: float) -> int:
+        raise KafkaException(self.FATAL)
+
+    def flush(self, _t: float) -> int:
+        raise KafkaException(self.FATAL)
+
+
+def test_a_producer_failed_fatally_is_replaced_even_though_it_raises_while_discarded() -> None:
+    stop = threading.Event()
+    old_consumer, old_producer = Consumer([MSGS]), FatallyFailedProducer()
+    new_consumer, new_producer = Consumer([MSGS]), Producer()
+    handler = Handler(stop, old_producer, batches=1)
+
+    def rebuild() -> LoopClients:
+        return _clients(new_consumer, new_producer)
+
+    loop, metrics = _loop(_clients(old_consumer, old_producer), handler, rebuild, RebuildPolicy())
+    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(10)
+    stop.set()
+    assert not runner.is_alive()
+    assert loop.rebuilds == 1
+    assert handler.producers == [old_producer, new_producer]
+    assert old_consumer.stored == {} and old_consumer.closed
+    assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
+    assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
+
+
+class FatalOnPollProducer(Producer):
+    """Takes records, then reports its fatal error from poll (no produce call failed)."""
+
+    def poll(self, _t: float) -> int:
+        raise KafkaException(FatallyFailedProducer.FATAL)
+
+
+def test_a_fatal_error_raised_from_poll_replaces_the_clients() -> None:
+    stop = threading.Event()
+    old_consumer, old_producer = Consumer([MSGS]), FatalOnPollProducer()
+    new_consumer, new_producer = Consumer([MSGS]), Producer()
+    handler = Handler(stop, old_producer, batches=2)  # the batch produced on the old one counts
+
+    def rebuild() -> LoopClients:
+        return _clients(new_consumer, new_producer)
+
+    loop, metrics = _loop(_clients(old_consumer, old_producer), handler, rebuild, RebuildPolicy())
+    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(10)
+    stop.set()
+    assert not runner.is_alive()
+    assert loop.rebuilds == 1
+    assert handler.producers == [old_producer, new_producer]
+    assert old_consumer.stored == {}  # its outputs were never acknowledged
+    assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
+    assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
+
+
 def test_broken_producer_without_a_rebuild_left_stops_the_role() -> None:
     stop = threading.Event()
     producer = RefusingProducer()
