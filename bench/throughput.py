@@ -152,7 +152,7 @@ def run_job(
         "--group",
         f"g{uid}",
     ]
-    if script not in ("raw_pipe.py", "loop_pipe.py"):  # no decoding: no schemas
+    if script != "raw_pipe.py":
         argv += ["--topics-dir", env.topics_dir]
     argv += extra
     try:

@@ -10,11 +10,11 @@ what the delivery guarantees cost and what decoding, scoring and encoding cost.
 
 from __future__ import annotations
 
-import argparse
 import signal
 import threading
 from typing import Any
 
+from _shared import job_args
 from confluent_kafka import Consumer, Message, Producer
 from prometheus_client import CollectorRegistry
 
@@ -54,12 +54,7 @@ class PassThrough:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--group", required=True)
-    a = p.parse_args()
+    a = job_args()  # --topics-dir is not used: nothing is decoded
     s = settings_from_dict(
         {"kafka": {"bootstrap_servers": a.bootstrap, "session_timeout_ms": 6000}}
     )

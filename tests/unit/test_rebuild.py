@@ -276,11 +276,12 @@ class RefusingProducer(Producer):
         raise KafkaException(KafkaError(KafkaError._STATE, "Erroneous state"))
 
 
-def test_batch_failed_by_a_broken_producer_runs_again_on_new_clients() -> None:
+def _broken_producer_is_replaced(old_producer: Producer, batches: int) -> None:
+    """Run the loop over one batch on ``old_producer``, which breaks, until the new clients
+    took over: one rebuild, the batch again on the new producer, only its offsets stored."""
     stop = threading.Event()
-    old_consumer, old_producer = Consumer([MSGS]), RefusingProducer()
-    new_consumer, new_producer = Consumer([MSGS]), Producer()
-    handler = Handler(stop, old_producer, batches=1)  # the failed batch does not count
+    old_consumer, new_consumer, new_producer = Consumer([MSGS]), Consumer([MSGS]), Producer()
+    handler = Handler(stop, old_producer, batches=batches)
 
     def rebuild() -> LoopClients:
         return _clients(new_consumer, new_producer)
@@ -293,9 +294,13 @@ def test_batch_failed_by_a_broken_producer_runs_again_on_new_clients() -> None:
     assert not runner.is_alive()
     assert loop.rebuilds == 1
     assert handler.producers == [old_producer, new_producer]
-    assert old_consumer.stored == {} and old_consumer.closed
+    assert old_consumer.stored == {} and old_consumer.closed  # nothing acknowledged there
     assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
     assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
+
+
+def test_batch_failed_by_a_broken_producer_runs_again_on_new_clients() -> None:
+    _broken_producer_is_replaced(RefusingProducer(), batches=1)  # the failed batch: not counted
 
 
 class FatallyFailedProducer(Producer):
@@ -314,28 +319,6 @@ class FatallyFailedProducer(Producer):
         raise KafkaException(self.FATAL)
 
 
-def test_a_producer_failed_fatally_is_replaced_even_though_it_raises_while_discarded() -> None:
-    stop = threading.Event()
-    old_consumer, old_producer = Consumer([MSGS]), FatallyFailedProducer()
-    new_consumer, new_producer = Consumer([MSGS]), Producer()
-    handler = Handler(stop, old_producer, batches=1)
-
-    def rebuild() -> LoopClients:
-        return _clients(new_consumer, new_producer)
-
-    loop, metrics = _loop(_clients(old_consumer, old_producer), handler, rebuild, RebuildPolicy())
-    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
-    runner.start()
-    runner.join(10)
-    stop.set()
-    assert not runner.is_alive()
-    assert loop.rebuilds == 1
-    assert handler.producers == [old_producer, new_producer]
-    assert old_consumer.stored == {} and old_consumer.closed
-    assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
-    assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
-
-
 class FatalOnPollProducer(Producer):
     """Takes records, then reports its fatal error from poll (no produce call failed)."""
 
@@ -343,26 +326,13 @@ class FatalOnPollProducer(Producer):
         raise KafkaException(FatallyFailedProducer.FATAL)
 
 
+def test_a_producer_failed_fatally_is_replaced_even_though_it_raises_while_discarded() -> None:
+    _broken_producer_is_replaced(FatallyFailedProducer(), batches=1)
+
+
 def test_a_fatal_error_raised_from_poll_replaces_the_clients() -> None:
-    stop = threading.Event()
-    old_consumer, old_producer = Consumer([MSGS]), FatalOnPollProducer()
-    new_consumer, new_producer = Consumer([MSGS]), Producer()
-    handler = Handler(stop, old_producer, batches=2)  # the batch produced on the old one counts
-
-    def rebuild() -> LoopClients:
-        return _clients(new_consumer, new_producer)
-
-    loop, metrics = _loop(_clients(old_consumer, old_producer), handler, rebuild, RebuildPolicy())
-    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
-    runner.start()
-    runner.join(10)
-    stop.set()
-    assert not runner.is_alive()
-    assert loop.rebuilds == 1
-    assert handler.producers == [old_producer, new_producer]
-    assert old_consumer.stored == {}  # its outputs were never acknowledged
-    assert new_consumer.stored == {("in", 0): 7, ("in", 1): 10}
-    assert metrics.client_rebuilds.labels("r", REASON_BROKEN)._value.get() == 1
+    # the batch produced on the old producer counts: its produce calls went through
+    _broken_producer_is_replaced(FatalOnPollProducer(), batches=2)
 
 
 def test_broken_producer_without_a_rebuild_left_stops_the_role() -> None:
