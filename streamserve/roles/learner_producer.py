@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from streamserve.kafka.config import ClientErrors
 from streamserve.metrics import Metrics
@@ -57,17 +57,33 @@ class LearnerProducer:
         self._users.extend(users)
 
     def poll(self, timeout_s: float = 0.0) -> int:
-        return int(self.producer.poll(timeout_s))
+        try:
+            return int(self.producer.poll(timeout_s))
+        except KafkaException as exc:
+            self._keep_fatal(exc)
+            return 0
 
     def flush(self, timeout_s: float) -> int:
         """Records still unacknowledged after ``timeout_s`` (0: all acknowledged)."""
         started = self._clock()
-        left = int(self.producer.flush(timeout_s))
+        try:
+            left = int(self.producer.flush(timeout_s))
+        except KafkaException as exc:
+            self._keep_fatal(exc)
+            left = max(1, len(self.producer))  # none counts as acknowledged any more
         if left == 0:
             self._unacked_since = None
         elif self._unacked_since is None:
             self._unacked_since = started
         return left
+
+    def _keep_fatal(self, exc: KafkaException) -> None:
+        """A producer that failed fatally raises its error from poll and flush too: keep it
+        as ``error_cb`` would, so :meth:`replace_if_stuck` replaces the producer."""
+        err = exc.args[0] if exc.args else None
+        if not (isinstance(err, KafkaError) and err.fatal()):
+            raise exc
+        self.errors(err)
 
     def replace_if_stuck(self, broker_answers: Callable[[], bool]) -> bool:
         """Replace the producer when the policy says it is stuck; True if replaced."""

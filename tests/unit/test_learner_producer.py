@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from streamserve.kafka.config import ClientErrors
@@ -21,14 +23,22 @@ class Clock:
 
 
 class FakeProducer:
-    def __init__(self, unacked: int) -> None:
+    def __init__(self, unacked: int, fatal: KafkaError | None = None) -> None:
         self.unacked = unacked
         self.purged = False
+        self.fatal = fatal  # raised from poll and flush, as a producer that failed fatally
+
+    def __len__(self) -> int:
+        return self.unacked
 
     def flush(self, timeout: float) -> int:
+        if self.fatal is not None:
+            raise KafkaException(self.fatal)
         return self.unacked
 
     def poll(self, timeout: float) -> int:
+        if self.fatal is not None:
+            raise KafkaException(self.fatal)
         return 0
 
     def purge(self, **_: Any) -> None:
@@ -44,11 +54,13 @@ class User:
         self.producer = producer
 
 
-def _out(first_unacked: int, clock: Clock) -> tuple[LearnerProducer, list[FakeProducer]]:
+def _out(
+    first_unacked: int, clock: Clock, fatal: KafkaError | None = None
+) -> tuple[LearnerProducer, list[FakeProducer]]:
     made: list[FakeProducer] = []
 
     def factory() -> tuple[Any, ClientErrors]:
-        p = FakeProducer(first_unacked if not made else 0)
+        p = FakeProducer(first_unacked, fatal) if not made else FakeProducer(0)
         made.append(p)
         return p, ClientErrors("learner-default")
 
@@ -82,3 +94,21 @@ def test_a_stuck_producer_is_replaced_once_the_bound_passed_and_its_users_follow
     assert out.producer is made[1] and user.producer is made[1]
     assert out.flush(3.0) == 0
     assert not out.replace_if_stuck(lambda: True)
+
+
+def test_a_fatal_error_raised_from_poll_and_flush_gets_the_producer_replaced() -> None:
+    fatal = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desync", fatal=True)
+    out, made = _out(2, Clock(), fatal)
+    user = User()
+    out.serve(user)
+    assert out.poll(0) == 0  # kept, not raised: the learner goes on to its checkpoint
+    assert out.flush(3.0) == 2  # nothing counts as acknowledged: no checkpoint on it
+    assert out.replace_if_stuck(lambda: True)  # a fatal error: replaced at once
+    assert made[0].purged and len(made) == 2 and user.producer is made[1]
+    assert out.flush(3.0) == 0
+
+
+def test_a_non_fatal_error_from_flush_is_not_swallowed() -> None:
+    out, _ = _out(0, Clock(), KafkaError(KafkaError._TIMED_OUT, "slow"))
+    with pytest.raises(KafkaException):
+        out.flush(3.0)
