@@ -81,7 +81,7 @@ def write(results: dict[str, Any], out: Path) -> None:
         "",
         "## Machine",
         "",
-        *machine(),
+        *(results.get("machine") or machine()),  # as when the run ended
     ]
     if "peer_versions" in results:
         v = results["peer_versions"]

@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if own_redis is not None:
             own_redis.stop()
     results["elapsed_s"] = time.time() - started_at
+    results["machine"] = report.machine()
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
