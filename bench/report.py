@@ -9,7 +9,6 @@ import platform
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 
@@ -176,9 +175,7 @@ def write(results: dict[str, Any], out: Path) -> None:
                 )
             )
     if "latency" in results:
-        by_variant: dict[str, list[dict[str, Any]]] = {}
-        for r in results["latency"]:
-            by_variant.setdefault(r["variant"], []).append(r)
+        by_variant = _latency_by_variant(results)
         rounds = max(len(rs) for rs in by_variant.values())
         lines += [
             "",
@@ -202,8 +199,8 @@ def write(results: dict[str, Any], out: Path) -> None:
         ]
         for name, rs in by_variant.items():
             created = (
-                f"{median([r['created_p50_ms'] for r in rs]):.0f} / "
-                f"{median([r['created_p99_ms'] for r in rs]):.0f}"
+                f"{statistics.median([r['created_p50_ms'] for r in rs]):.0f} / "
+                f"{statistics.median([r['created_p99_ms'] for r in rs]):.0f}"
                 if rs[0].get("created_p50_ms") is not None
                 else "—"
             )
@@ -211,8 +208,8 @@ def write(results: dict[str, Any], out: Path) -> None:
                 _row(
                     name,
                     f"{sum(r['received'] for r in rs):,}/{sum(r['offered'] for r in rs):,}",
-                    f"{median([r['p50_ms'] for r in rs]):.1f}",
-                    f"{median([r['p99_ms'] for r in rs]):.1f}",
+                    f"{statistics.median([r['p50_ms'] for r in rs]):.1f}",
+                    f"{statistics.median([r['p99_ms'] for r in rs]):.1f}",
                     ", ".join(f"{r['p99_ms']:.0f}" for r in rs),
                     created,
                 )
@@ -221,7 +218,7 @@ def write(results: dict[str, Any], out: Path) -> None:
         scorers = {r.get("round", 0): r for r in by_variant.get("streamserve scorer", [])}
         added = [scorers[k]["p99_ms"] - pipes[k]["p99_ms"] for k in scorers if k in pipes]
         if added:
-            m = median(added)
+            m = statistics.median(added)
             targets.append(
                 (
                     "scorer adds ≤ 10 ms to the pipe's p99",
@@ -430,6 +427,14 @@ def _gap_to_pipe(med: dict[str, tuple[float, list[float]]]) -> list[str]:
     ]
 
 
+def _latency_by_variant(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The latency rows of each variant (one per round), in the order they were run."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in results["latency"]:
+        grouped.setdefault(r["variant"], []).append(r)
+    return grouped
+
+
 def _row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -456,12 +461,10 @@ def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], pa
         axes[0].set_xlabel("thousand records/s (median)")
         axes[0].set_title("Scoring throughput")
     if "latency" in results:
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for r in results["latency"]:
-            grouped.setdefault(r["variant"], []).append(r)
+        grouped = _latency_by_variant(results)
         names = list(grouped)
-        p50 = [median([r["p50_ms"] for r in grouped[n]]) for n in names]
-        p99 = [median([r["p99_ms"] for r in grouped[n]]) for n in names]
+        p50 = [statistics.median([r["p50_ms"] for r in grouped[n]]) for n in names]
+        p99 = [statistics.median([r["p99_ms"] for r in grouped[n]]) for n in names]
         y = range(len(names))
         axes[1].barh([i + 0.2 for i in y], p50, height=0.4, label="p50 (median of rounds)")
         axes[1].barh([i - 0.2 for i in y], p99, height=0.4, label="p99 (median of rounds)")

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
-from streamserve.kafka.exceptions import FatalKafkaError
+from streamserve.kafka.exceptions import FatalKafkaError, error_of
 from streamserve.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ def ensure_topics(
                 fut.result(timeout=timeout_s)
                 report.created.append(name)
             except KafkaException as exc:
-                err = exc.args[0] if exc.args else None
-                if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                err = error_of(exc)
+                if err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     report.existing.append(name)
                 else:
                     raise FatalKafkaError(f"cannot create topic {name}: {exc}") from exc

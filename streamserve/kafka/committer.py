@@ -23,7 +23,12 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from streamserve.kafka.delivery import Batch, OffsetTracker, first_offsets, next_offsets
-from streamserve.kafka.exceptions import DeliveryError, FatalKafkaError, TransactionAborted
+from streamserve.kafka.exceptions import (
+    DeliveryError,
+    FatalKafkaError,
+    TransactionAborted,
+    error_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +66,6 @@ def rewind(consumer: Any, msgs: list[Message]) -> None:
         except KafkaException as exc:
             # Not assigned any more: its new owner resumes from the last commit.
             logger.debug("seek %s[%d]@%d: %s", topic, partition, offset, exc)
-
-
-def _error_of(exc: KafkaException) -> KafkaError | None:
-    err = exc.args[0] if exc.args else None
-    return err if isinstance(err, KafkaError) else None
 
 
 class AtLeastOnceCommitter:
@@ -139,7 +139,7 @@ class AtLeastOnceCommitter:
         try:
             self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            err = _error_of(exc)
+            err = error_of(exc)
             if not (err is not None and err.code() == KafkaError._NO_OFFSET):
                 logger.warning("%s: commit failed: %s", self._role, exc)
 
@@ -191,7 +191,7 @@ class TransactionalCommitter:
                 )
             self._commit_with_retries()
         except KafkaException as exc:
-            err = _error_of(exc)
+            err = error_of(exc)
             if err is not None and err.txn_requires_abort():
                 self._abort()
                 raise TransactionAborted(f"{self._role}: transaction aborted: {err.str()}") from exc
@@ -206,7 +206,7 @@ class TransactionalCommitter:
                 self._producer.commit_transaction(self._timeout_s)
                 return
             except KafkaException as exc:
-                err = _error_of(exc)
+                err = error_of(exc)
                 if err is None or not err.retriable():
                     raise
                 logger.warning("%s: commit_transaction retrying: %s", self._role, err.str())

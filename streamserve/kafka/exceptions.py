@@ -1,6 +1,14 @@
 """Errors of the Kafka layer."""
 
+from confluent_kafka import KafkaError, KafkaException
+
 from streamserve.errors import StreamserveError
+
+
+def error_of(exc: KafkaException) -> KafkaError | None:
+    """The client's :class:`KafkaError` carried by ``exc``, when it carries one."""
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
 
 
 class KafkaLayerError(StreamserveError):

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.exceptions import error_of
 from streamserve.metrics import Metrics
 from streamserve.roles.rebuild import RebuildPolicy, purge_producer
 
@@ -80,8 +81,8 @@ class LearnerProducer:
     def _keep_fatal(self, exc: KafkaException) -> None:
         """A producer that failed fatally raises its error from poll and flush too: keep it
         as ``error_cb`` would, so :meth:`replace_if_stuck` replaces the producer."""
-        err = exc.args[0] if exc.args else None
-        if not (isinstance(err, KafkaError) and err.fatal()):
+        err = error_of(exc)
+        if err is None or not err.fatal():
             raise exc
         self.errors(err)
 

@@ -27,7 +27,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from streamserve.kafka.committer import Committer
 from streamserve.kafka.config import ClientErrors, is_auth_error
-from streamserve.kafka.exceptions import FatalKafkaError
+from streamserve.kafka.exceptions import FatalKafkaError, error_of
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ class RebuildPolicy:
         if isinstance(exc, FatalKafkaError):
             return Verdict(REASON_BROKEN, str(exc))
         if isinstance(exc, KafkaException):
-            err = exc.args[0] if exc.args else None
-            if isinstance(err, KafkaError) and (err.fatal() or err.code() in _BROKEN_CODES):
+            err = error_of(exc)
+            if err is not None and (err.fatal() or err.code() in _BROKEN_CODES):
                 return Verdict(REASON_BROKEN, f"producer refuses to work: {err.str()}")
         return None
 
