@@ -12,3 +12,7 @@ class ConfigError(StreamserveError):
         super().__init__(f"config error at '{key}': {reason}")
         self.key = key
         self.reason = reason
+
+
+class Interrupted(StreamserveError):
+    """A role was asked to stop while it waited (for Redis, for a rewind); not a failure."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import secrets
 import socket
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import redis
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from streamserve.app import App, Role
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor
 from streamserve.drift.input_monitor import InputConfig, InputMonitor
@@ -27,20 +26,20 @@ from streamserve.errors import ConfigError
 from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
 from streamserve.kafka.committer import AtLeastOnceCommitter, Committer, TransactionalCommitter
+from streamserve.kafka.consumer_loop import ConsumerLoop
 from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.learner_producer import LearnerProducer
+from streamserve.kafka.rebuild import LoopClients
 from streamserve.kafka.topic_identity import TopicIdentity, TopicIdLookup
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
-from streamserve.redis_access import build_client, check_login
-from streamserve.roles.join_state import JoinState
+from streamserve.redis.client import build_client, check_login
+from streamserve.redis.join_state import JoinState
+from streamserve.redis.retry import RetryPolicy
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
-from streamserve.roles.learner_producer import LearnerProducer
-from streamserve.roles.loop import ConsumerLoop
-from streamserve.roles.rebuild import LoopClients
-from streamserve.roles.retry import RetryPolicy
 from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde.codecs import Serde
 from streamserve.serde.registry import SchemaRegistryClient
@@ -51,7 +50,6 @@ from streamserve.snapshots.holder import Serving, SnapshotHolder
 from streamserve.snapshots.lease import Lease, new_holder_token
 from streamserve.snapshots.store import SnapshotStore
 from streamserve.snapshots.watcher import SnapshotWatcher
-from streamserve.status_server import StatusServer
 from streamserve.topics import TopicSpec, default_topics_dir, load_topic_specs
 
 logger = logging.getLogger(__name__)
@@ -179,16 +177,6 @@ class Runtime:
             encoder=self.serde.alert_encoder(),
             metrics=self.metrics,
         )
-
-
-@dataclass
-class Role:
-    """A named loop run in its own thread, with what to stop when it ends."""
-
-    name: str
-    run: Callable[[threading.Event], None]
-    closers: list[Callable[[], object]] = field(default_factory=list)
-    health: Callable[[], dict[str, Any]] = field(default_factory=lambda: dict)
 
 
 def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
@@ -385,79 +373,6 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         }
 
     return Role(f"learner-{spec.name}", role.run, [lambda: out.flush(30.0)], health)
-
-
-class App:
-    """Runs roles in threads, serves /metrics and /healthz, stops them all together."""
-
-    def __init__(self, rt: Runtime, roles: Sequence[Role], stop: threading.Event) -> None:
-        self.rt = rt
-        self.roles = list(roles)
-        self.stop = stop
-        self._threads: dict[str, threading.Thread] = {}
-        self._errors: dict[str, BaseException] = {}
-        self.status: StatusServer | None = None
-        self.started_at = time.time()
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        roles: dict[str, Any] = {}
-        ok = True
-        for role in self.roles:
-            alive = self._threads.get(role.name) is not None and self._threads[role.name].is_alive()
-            ok = ok and alive
-            roles[role.name] = {"alive": alive, **role.health()}
-        return ok, {
-            "roles": roles,
-            "host": socket.gethostname(),
-            "uptime_s": time.time() - self.started_at,
-        }
-
-    def start(self) -> App:
-        # What is built by now (modules, models, clients) lives as long as the process:
-        # keep it out of the cyclic collector's full passes, which the hot path's batches
-        # trigger every few tens of thousands of records and which otherwise pause every role
-        # for tens of milliseconds (bench/NOTES.md).
-        gc.collect()
-        gc.freeze()
-        http = self.rt.settings.http
-        if http.enabled:
-            self.status = StatusServer(http.host, http.port, self.rt.registry, self.health).start()
-            logger.info("metrics on http://%s:%d/metrics", self.status.host, self.status.port)
-        for role in self.roles:
-            t = threading.Thread(target=self._run_role, args=(role,), name=role.name, daemon=True)
-            self._threads[role.name] = t
-            t.start()
-        return self
-
-    def _run_role(self, role: Role) -> None:
-        try:
-            role.run(self.stop)
-        except BaseException as exc:
-            self._errors[role.name] = exc
-            logger.exception("%s failed; stopping every role", role.name)
-            self.stop.set()
-
-    def wait(self, join_timeout_s: float = 60.0) -> int:
-        """Block until stop is set, then join every role; 0 if none failed."""
-        while not self.stop.wait(0.5):
-            pass
-        for name, t in self._threads.items():
-            t.join(join_timeout_s)
-            if t.is_alive():
-                logger.error("%s did not stop within %.0fs", name, join_timeout_s)
-        for role in self.roles:
-            for close in role.closers:
-                try:
-                    close()
-                except Exception:
-                    logger.exception("closing %s", role.name)
-        if self.status is not None:
-            self.status.stop()
-        return 1 if self._errors else 0
-
-    @property
-    def errors(self) -> dict[str, BaseException]:
-        return dict(self._errors)
 
 
 def build_app(

@@ -20,10 +20,10 @@ from prometheus_client import CollectorRegistry
 
 from streamserve.kafka import config as kconf
 from streamserve.kafka.committer import AtLeastOnceCommitter
+from streamserve.kafka.consumer_loop import ConsumerLoop
 from streamserve.kafka.delivery import Batch
+from streamserve.kafka.rebuild import LoopClients
 from streamserve.metrics import Metrics
-from streamserve.roles.loop import ConsumerLoop
-from streamserve.roles.rebuild import LoopClients
 from streamserve.settings import settings_from_dict
 
 

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer
 
+from streamserve.app import App
 from streamserve.demo.baselines import baseline_hits
 from streamserve.demo.exceptions import DemoError
 from streamserve.demo.options import DemoOptions
@@ -25,7 +26,7 @@ from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import partitions_of
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.settings import Settings
-from streamserve.wiring import App, Runtime, build_app
+from streamserve.wiring import Runtime, build_app
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from streamserve.learners.base import Scored
 from streamserve.learners.linear_compiled import FloatArray
 from streamserve.learners.scoring import unscored_classification
 from streamserve.records import Features
-from streamserve.serde.columns import EventColumns
+from streamserve.serde.fast.columns import EventColumns
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ from streamserve.kafka.delivery import Batch, produce
 from streamserve.kafka.timestamps import record_ts
 from streamserve.metrics import Metrics
 from streamserve.records import Event, Example, Label
-from streamserve.roles.join_state import EventSide, JoinState, LabelSide, Side
-from streamserve.roles.retry import RetryPolicy
+from streamserve.redis.join_state import EventSide, JoinState, LabelSide, Side
+from streamserve.redis.retry import RetryPolicy
 from streamserve.serde.codecs import Decoder, Encoder
 from streamserve.serde.exceptions import DecodeError, EncodeError
 

@@ -23,6 +23,7 @@ from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.learner_producer import LearnerProducer, broker_answers
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner
@@ -33,10 +34,9 @@ from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, LabelValue
-from streamserve.roles.learner_producer import LearnerProducer, broker_answers
 from streamserve.serde.codecs import Decoder
-from streamserve.serde.columns import ExampleRows
 from streamserve.serde.exceptions import DecodeError
+from streamserve.serde.fast.columns import ExampleRows
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.exceptions import FencedError, SnapshotError
 from streamserve.snapshots.lease import Lease

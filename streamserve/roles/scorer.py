@@ -14,18 +14,17 @@ from confluent_kafka import Message
 
 from streamserve.drift.alerts import ACTION_ALERT, AlertSink, DriftAlert
 from streamserve.drift.input_monitor import InputMonitor
-from streamserve.histogram_batch import observe_many
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch
 from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.base import Learner, Scored
 from streamserve.learners.linear_compiled import FloatArray
-from streamserve.metrics import Metrics
+from streamserve.metrics import Metrics, observe_many
 from streamserve.records import Event, Features, Prediction
 from streamserve.roles.batch_view import ColumnBatchView, binary_scored
 from streamserve.serde.codecs import Decoder, Encoder
-from streamserve.serde.columns import EventColumns
 from streamserve.serde.exceptions import DecodeError, EncodeError
+from streamserve.serde.fast.columns import EventColumns
 from streamserve.snapshots.holder import Serving, SnapshotHolder
 
 logger = logging.getLogger(__name__)

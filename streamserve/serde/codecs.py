@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from streamserve.records import Example, Label, Prediction
 from streamserve.serde.avro import AvroBodyWriter, RegistryWriterSchemas, frame_header
 from streamserve.serde.exceptions import DecodeError, SerdeError
-from streamserve.serde.fast_path import EventLayouts, ExampleLayouts, PredictionWriter
+from streamserve.serde.fast.records import EventLayouts, ExampleLayouts, PredictionWriter
 from streamserve.serde.outbound import alert_to_dict, example_to_dict, prediction_to_dict
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import ParsedSchema, SchemaCatalog

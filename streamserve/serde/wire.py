@@ -13,7 +13,8 @@ from streamserve.serde.avro import (
     framed_schema_id,
     read_body,
 )
-from streamserve.serde.columns import (
+from streamserve.serde.exceptions import DecodeError, SerdeError
+from streamserve.serde.fast.columns import (
     EventColumns,
     ExampleRows,
     PredictionColumnsWriter,
@@ -21,7 +22,6 @@ from streamserve.serde.columns import (
     read_event_columns,
     read_examples,
 )
-from streamserve.serde.exceptions import DecodeError, SerdeError
 from streamserve.serde.json_codec import dumps, loads_object
 from streamserve.serde.schemas import ParsedSchema
 

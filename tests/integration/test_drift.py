@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 
+from streamserve.app import App
 from streamserve.drift import alerts as actions
-from streamserve.wiring import App
 from tests.integration.harness import make_settings, producer, read_topic, running, wait_for
 
 N_BEFORE, N_AFTER = 2500, 2500

@@ -11,8 +11,8 @@ import json
 
 from river import datasets, evaluate, metrics
 
+from streamserve.app import App
 from streamserve.learners.catalogue import build_learner
-from streamserve.wiring import App
 from tests.integration.harness import make_settings, producer, running, wait_for
 
 

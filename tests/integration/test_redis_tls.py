@@ -20,7 +20,7 @@ import yaml
 
 from streamserve.embedded import free_port
 from streamserve.errors import ConfigError
-from streamserve.redis_access import RedisAuthError
+from streamserve.redis.client import RedisAuthError
 from streamserve.settings import DEFAULT_MODEL
 from streamserve.snapshots.codec import SnapshotMeta
 from streamserve.wiring import Runtime

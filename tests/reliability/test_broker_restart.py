@@ -5,7 +5,7 @@ record, committed offset, consumer group and idempotent-producer id. The tests s
 their report rows rather than hiding it: they count what the restart lost, recreate the
 topics (as an operator would), and require every new input to yield its output from the
 same, still running role process. A role whose producer the broker no longer knows
-replaces its Kafka clients in place (streamserve.roles.rebuild); no process exits.
+replaces its Kafka clients in place (streamserve.kafka.rebuild); no process exits.
 """
 
 from __future__ import annotations

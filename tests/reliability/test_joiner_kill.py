@@ -6,7 +6,7 @@ lost, 0 duplicated. Committed examples are read with the log's own transaction m
 The join state in Redis is outside the Kafka transaction, so a replayed batch finds the
 other side of pairs it had stored before the kill; it must not emit a pair that the other
 instance emitted meanwhile. Which side emits is fixed at that side's first storage
-(streamserve/roles/join_state.py), which is what this test holds to zero duplicates.
+(streamserve/redis/join_state.py), which is what this test holds to zero duplicates.
 
 The race needs a kill between a batch's Redis write and its commit (a few ms per batch)
 and the label of a stored event handled by the other joiner before the replay; random

@@ -11,11 +11,11 @@ from prometheus_client import CollectorRegistry
 
 from streamserve.kafka.committer import AtLeastOnceCommitter, TransactionalCommitter
 from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.consumer_loop import ConsumerLoop, transient
 from streamserve.kafka.delivery import Batch, first_offsets, produce
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
+from streamserve.kafka.rebuild import LoopClients
 from streamserve.metrics import Metrics
-from streamserve.roles.loop import ConsumerLoop, transient
-from streamserve.roles.rebuild import LoopClients
 from streamserve.serde.exceptions import RegistryError
 from tests.unit.fakes import FakeMsg
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from streamserve.roles.join_state import EventSide, JoinState, LabelSide
+from streamserve.redis.join_state import EventSide, JoinState, LabelSide
 
 URL = os.environ.get("STREAMSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -9,9 +9,9 @@ from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.learner_producer import LearnerProducer
+from streamserve.kafka.rebuild import STALL_S
 from streamserve.metrics import Metrics
-from streamserve.roles.learner_producer import LearnerProducer
-from streamserve.roles.rebuild import STALL_S
 
 
 class Clock:

@@ -11,18 +11,18 @@ from prometheus_client import CollectorRegistry
 
 from streamserve.kafka.committer import AtLeastOnceCommitter
 from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.consumer_loop import ABORTS_BEFORE_REBUILD, ConsumerLoop
 from streamserve.kafka.delivery import Batch, produce
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
-from streamserve.metrics import Metrics
-from streamserve.roles import loop as loop_module
-from streamserve.roles.loop import ABORTS_BEFORE_REBUILD, ConsumerLoop
-from streamserve.roles.rebuild import (
+from streamserve.kafka.rebuild import (
     REASON_BROKEN,
     REASON_FATAL,
     REASON_STALLED,
     LoopClients,
     RebuildPolicy,
 )
+from streamserve.metrics import Metrics
+from streamserve.kafka import consumer_loop as loop_module
 from tests.unit.fakes import FakeMsg
 
 MSGS = [FakeMsg("in", 0, 5), FakeMsg("in", 0, 6), FakeMsg("in", 1, 9)]

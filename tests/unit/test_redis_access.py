@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from streamserve.errors import ConfigError
-from streamserve.redis_access import RedisAuthError, check_login, tls_kwargs
+from streamserve.redis.client import RedisAuthError, check_login, tls_kwargs
 from streamserve.settings import RedisSettings, Secret, settings_from_dict
 from tests.tls_certs import make_pki, openssl_available
 

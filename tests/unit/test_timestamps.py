@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from streamserve.kafka.dead_letter import H_TIMESTAMP, dead_letter_headers
 from streamserve.kafka.timestamps import record_ts
 from streamserve.metrics import Metrics
-from streamserve.roles.join_state import EventSide, LabelSide, Side
+from streamserve.redis.join_state import EventSide, LabelSide, Side
+from streamserve.redis.retry import RetryPolicy
 from streamserve.roles.joiner import Joiner
-from streamserve.roles.retry import RetryPolicy
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir, load_topic_specs

@@ -15,7 +15,7 @@ fatal client error: what a broker that lost its state does to an idempotent prod
 replaced in place: the old producer's unacknowledged records are purged, so their input
 offsets are never stored; acknowledged offsets are committed; the old consumer leaves the
 group and a new consumer, producer and committer take over from the committed offsets.
-See :mod:`streamserve.roles.rebuild`.
+See :mod:`streamserve.kafka.rebuild`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
+from streamserve.errors import Interrupted
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.delivery import Batch
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
-from streamserve.metrics import Metrics
-from streamserve.roles.rebuild import (
+from streamserve.kafka.rebuild import (
     REASON_BROKEN,
     ClientsFactory,
     LoopClients,
@@ -40,6 +40,7 @@ from streamserve.roles.rebuild import (
     Verdict,
     purge_producer,
 )
+from streamserve.metrics import Metrics
 from streamserve.serde.exceptions import RegistryError
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,6 @@ class BatchHandler(Protocol):
     def tick(self) -> None: ...
 
     def use_producer(self, producer: Any) -> None: ...
-
-
-class Interrupted(Exception):
-    """A handler gave up a batch because the role is stopping; its offsets are not stored."""
 
 
 def transient(exc: BaseException) -> bool:

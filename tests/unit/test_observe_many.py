@@ -8,7 +8,7 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from streamserve.histogram_batch import observe_many
+from streamserve.metrics import observe_many
 
 BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 1.0, 10.0)
 

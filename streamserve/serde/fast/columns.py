@@ -4,7 +4,7 @@
   id, an ASCII id of 1-63 bytes, a timestamp (or a null one, replaced by the record's
   Kafka timestamp as the per-record decoder does), and a feature map of doubles in one
   layout the per-record fast path learned
-  (:class:`~streamserve.serde.fast_path.EventLayouts`): the ids, timestamps and a 2-D
+  (:class:`~streamserve.serde.fast.records.EventLayouts`): the ids, timestamps and a 2-D
   array of the features, in a few array operations over the batch's concatenated bytes.
   Every other record is left out (its index is not in ``positions``) for the per-record
   decoder, which also produces the errors.
@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamserve.records import Example, Features
-from streamserve.serde.fast_path import _zigzag
+from streamserve.serde.fast.records import _zigzag
 from streamserve.serde.validate import LONG_MAX, LONG_MIN
 
 Bytes = NDArray[np.uint8]

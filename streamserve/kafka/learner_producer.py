@@ -3,7 +3,7 @@
 The learner stores offsets only in snapshots, and writes a snapshot only once its
 producer acknowledged everything (``flush``). A broker that lost its state refuses the
 idempotent producer's id, so nothing is acknowledged again and no checkpoint could be
-written. :class:`~streamserve.roles.rebuild.RebuildPolicy` decides, as for the consumer
+written. :class:`~streamserve.kafka.rebuild.RebuildPolicy` decides, as for the consumer
 loop, when the producer is stuck (unacknowledged past ``stall_s`` while the broker
 answers, or a fatal client error) and whether another replacement is allowed. The old
 producer's records are purged; the learner then resumes from its newest snapshot, whose
@@ -21,8 +21,8 @@ from confluent_kafka import KafkaException
 
 from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.exceptions import error_of
+from streamserve.kafka.rebuild import RebuildPolicy, purge_producer
 from streamserve.metrics import Metrics
-from streamserve.roles.rebuild import RebuildPolicy, purge_producer
 
 logger = logging.getLogger(__name__)
 

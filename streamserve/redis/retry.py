@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import redis
 
-from streamserve.roles.loop import Interrupted
+from streamserve.errors import Interrupted
 
 logger = logging.getLogger(__name__)
 

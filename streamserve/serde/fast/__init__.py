@@ -1,0 +1,1 @@
+"""Batch codecs past fastavro and json for the hot paths, behind typed protocols."""
