@@ -25,20 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from river import compose, linear_model, optim, preprocessing
 
 from streamserve.learners.base import Scored
 from streamserve.learners.preprocessing import Preprocess
-from streamserve.learners.scoring import unscored_classification
+from streamserve.learners.scoring import binary_scored, scored_from_value
 from streamserve.learners.spec import Task
-from streamserve.records import Features
+from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray
 
 _NUMERIC_KINDS = frozenset("fiub")
 _PLAIN_NUMBERS = (float, int, bool, type(None))
 _SIGMOID_CLAMP = 30.0  # river.utils.math.sigmoid saturates beyond ±30
-
-FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -91,19 +88,20 @@ class CompiledLinear:
         rest.sort()
         return out, rest
 
-    def p_true_columns(self, names: tuple[str, ...], values: FloatArray) -> FloatArray | None:
-        """P(true) per row of ``values`` (columns named ``names``, any order) for a binary
-        model, exactly as :meth:`predict_many` scores the same rows as dicts; NaN where
-        that gives no probability. None when the names are not the model's or the model
-        is not binary."""
-        if self.task is not Task.BINARY:
-            return None
-        if names != self.names:
-            order = self._column_order(names)
+    def score_frame(self, frame: FeatureFrame) -> ColumnScores | None:
+        """Every row of ``frame`` (columns in any order) scored exactly as
+        :meth:`predict_many` scores the same rows as dicts (P(true), NaN where that gives
+        no probability; or the value); None when the columns are not the model's."""
+        values = frame.values
+        if frame.names != self.names:
+            order = self._column_order(frame.names)
             if order is None:
                 return None
             values = values[:, order]
-        return _p_true(self.raw(values))
+        raw = self.raw(values)
+        if self.task is Task.BINARY:
+            return ColumnScores("binary", _p_true(raw))
+        return ColumnScores("regression", raw)
 
     def _column_order(self, names: tuple[str, ...]) -> list[int] | None:
         orders: dict[tuple[str, ...], list[int] | None] = self._orders  # type: ignore[attr-defined]
@@ -132,20 +130,8 @@ class CompiledLinear:
     def _score(self, values: FloatArray) -> list[Scored]:
         raw = self.raw(values)
         if self.task is Task.REGRESSION:
-            return [
-                Scored(prediction=y, probabilities=None, score=y)
-                if math.isfinite(y)
-                else Scored(prediction=None, probabilities=None, score=None)
-                for y in raw.tolist()
-            ]
-        p_true = _p_true(raw)
-        # binary_scored(q), inlined: this runs once per record.
-        return [
-            Scored(q >= 0.5, {"false": 1.0 - q, "true": q}, q)
-            if 0.0 <= q <= 1.0
-            else unscored_classification()
-            for q in p_true.tolist()
-        ]
+            return list(map(scored_from_value, raw.tolist()))
+        return list(map(binary_scored, _p_true(raw).tolist()))
 
 
 def _p_true(raw: FloatArray) -> FloatArray:

@@ -27,11 +27,19 @@ class FakeProducer:
         self.full_times = full_times
         self.polls = 0
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, **kw: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        on_delivery: Any = None,
+        **_kw: Any,
+    ) -> None:
         if self.full_times:
             self.full_times -= 1
             raise BufferError("queue full")
-        self.callbacks.append(kw["on_delivery"])
+        self.callbacks.append(on_delivery)
 
     def poll(self, _t: float) -> int:
         self.polls += 1

@@ -83,12 +83,14 @@ class PromoteAtThird(ErrorMonitor):
 def _role(store: FakeStore, sink: FakeSink) -> LearnerRole:
     topics_dir = default_topics_dir()
     serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    decoders = serde.example_decoders()
     role = LearnerRole(
         spec=SPEC,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=lambda: None,
         partitions=lambda: [0],
-        decoder=serde.example_decoder(),
+        decoder=decoders[0],
+        batch_decoder=decoders[1],
         producer=FakeProducer(),
         dead_letters=None,  # type: ignore[arg-type]
         store=store,  # type: ignore[arg-type]

@@ -51,12 +51,14 @@ class HeldLease:
 def _role(store: DownStore, consumers: list[object]) -> LearnerRole:
     topics_dir = default_topics_dir()
     serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    decoders = serde.example_decoders()
     return LearnerRole(
         spec=SPEC,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=lambda: consumers.append(object()),  # type: ignore[func-returns-value]
         partitions=lambda: [0],
-        decoder=serde.example_decoder(),
+        decoder=decoders[0],
+        batch_decoder=decoders[1],
         producer=None,
         dead_letters=None,  # type: ignore[arg-type]
         store=store,  # type: ignore[arg-type]

@@ -69,12 +69,14 @@ def _role(spec: ModelSpec) -> LearnerRole:
 
     topics_dir = default_topics_dir()
     serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    decoders = serde.example_decoders()
     return LearnerRole(
         spec=spec,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=Unused,
         partitions=Unused,
-        decoder=serde.example_decoder(),
+        decoder=decoders[0],
+        batch_decoder=decoders[1],
         producer=Unused(),
         dead_letters=Unused(),  # type: ignore[arg-type]
         store=Unused(),  # type: ignore[arg-type]

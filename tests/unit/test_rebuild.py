@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
+from streamserve.kafka import consumer_loop as loop_module
 from streamserve.kafka.committer import AtLeastOnceCommitter
 from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.consumer_loop import ABORTS_BEFORE_REBUILD, ConsumerLoop
@@ -22,7 +23,6 @@ from streamserve.kafka.rebuild import (
     RebuildPolicy,
 )
 from streamserve.metrics import Metrics
-from streamserve.kafka import consumer_loop as loop_module
 from tests.unit.fakes import FakeMsg
 
 MSGS = [FakeMsg("in", 0, 5), FakeMsg("in", 0, 6), FakeMsg("in", 1, 9)]
@@ -115,7 +115,11 @@ class Producer:
         self.waiting: list[Any] = []
         self.purged = False
 
-    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
+        self, *_a: Any, on_delivery: Any = None, **_kw: Any
+    ) -> None:
+        if len(_a) > 4:
+            on_delivery = _a[4]
         self.waiting.append(on_delivery)
 
     def poll(self, _t: float) -> int:
@@ -272,7 +276,9 @@ def test_a_producer_that_refuses_to_work_is_broken_but_a_bad_record_is_not() -> 
 class RefusingProducer(Producer):
     """What a transactional producer does once the broker forgot its transaction."""
 
-    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
+        self, *_a: Any, on_delivery: Any = None, **_kw: Any
+    ) -> None:
         raise KafkaException(KafkaError(KafkaError._STATE, "Erroneous state"))
 
 
@@ -309,7 +315,9 @@ class FatallyFailedProducer(Producer):
 
     FATAL = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desync", fatal=True)
 
-    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
+        self, *_a: Any, on_delivery: Any = None, **_kw: Any
+    ) -> None:
         raise KafkaException(KafkaError(KafkaError._FATAL, "Fatal error", fatal=True))
 
     def poll(self, _t: float) -> int:

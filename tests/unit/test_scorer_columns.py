@@ -26,6 +26,7 @@ from streamserve.roles import scorer as scorer_module
 from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
+from streamserve.serde.event_batch import EventBatchReader
 from streamserve.snapshots.holder import Serving, SnapshotHolder
 from streamserve.topics import load_topic_specs
 
@@ -103,14 +104,16 @@ class Monitor:
     def __init__(self) -> None:
         self.seen: list[Any] = []
 
+    def sample(self, n: int) -> range:
+        self.seen.append(n)
+        return range(0, n, 3)  # a strided sample, as the real monitor takes
+
     def observe(self, features: Any, offsets: Any, scores: Any) -> list[Any]:
-        picked = range(0, len(features), 3)  # a strided sample, as the real monitor takes
         self.seen.append(
             (
-                len(features),
-                [features[i] for i in picked],
-                [offsets[i] for i in picked],
-                {m: [_plain(s[i]) for i in picked] for m, s in scores.items()},
+                list(features),
+                list(offsets),
+                {m: [_plain(x) for x in s] for m, s in scores.items()},
             )
         )
         return []
@@ -180,21 +183,17 @@ def _run(
     output_format: str = "avro",
 ) -> tuple[list[Any], Batch, list[Any]]:
     serde = Serde(catalog, output_format=output_format)  # type: ignore[arg-type]
-    decoder = serde.event_decoder()
-    encoder = serde.prediction_encoder()
+    decoder, batch_decoder = serde.event_decoders()
+    encoder, batch_encoder = serde.prediction_encoders()
     # Teach the fast path the common layout, as an earlier batch would.
     decoder.decode(msgs[0].value(), None)
     producer = Producer()
     metrics = Metrics(CollectorRegistry())
     monitor = Monitor()
-
-    class RecordsOnly:  # the same codecs without their batch methods
-        def __init__(self, inner: Any, method: str) -> None:
-            setattr(self, method, getattr(inner, method))
-
     scorer = Scorer(
-        decoder=decoder if columns else RecordsOnly(decoder, "decode"),  # type: ignore[arg-type]
-        encoder=encoder if columns else RecordsOnly(encoder, "encode"),  # type: ignore[arg-type]
+        reader=EventBatchReader(decoder, batch_decoder if columns else None),
+        encoder=encoder,
+        batch_encoder=batch_encoder if columns else None,
         producer=producer,
         predictions_topic="predictions",
         dead_letters=DeadLetterSink(producer, "dead-letter", metrics),
@@ -241,9 +240,10 @@ def test_column_path_equals_record_path(catalog: SchemaCatalog, output_format: s
 def test_column_path_is_taken(catalog: SchemaCatalog) -> None:
     """The common records are read as columns (the equality above is not vacuous)."""
     msgs = _batch(catalog, random.Random(5))
-    decoder = Serde(catalog).event_decoder()
+    decoder, reader = Serde(catalog).event_decoders()
+    assert reader is not None
     decoder.decode(msgs[0].value(), None)
-    columns = decoder.read_columns(
+    columns = reader.read(
         [m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows]
     )
     assert columns is not None
@@ -255,7 +255,7 @@ def test_column_path_is_taken(catalog: SchemaCatalog) -> None:
         assert isinstance(event, Event)
         assert columns.ids[row] == event.event_id.encode()
         assert int(columns.ts[row]) == event.ts
-        got, want = columns.features(row), event.features
+        got, want = columns.frame.row(row), event.features
         assert list(got) == list(want)
         assert all(
             got[n] == want[n] or (math.isnan(got[n]) and math.isnan(want[n]))  # type: ignore[arg-type]

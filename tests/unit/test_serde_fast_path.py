@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from streamserve.records import Event, Example, Prediction
 from streamserve.serde import DecodeError, SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter, frame_header
-from streamserve.serde.fast.records import EventLayouts, ExampleLayouts, PredictionWriter
+from streamserve.serde.fast.layouts import EventLayouts, ExampleLayouts
+from streamserve.serde.fast.prediction_writer import PredictionWriter
 from streamserve.serde.outbound import prediction_to_dict
 from streamserve.topics import load_topic_specs
 
