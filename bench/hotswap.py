@@ -17,7 +17,7 @@ from bench.streamserve_setup import Publisher, deployment, metrics_text, trained
 from bench.throughput import Env
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 
 
 @dataclass
@@ -45,7 +45,7 @@ class _Predictions:
         )
         self._consumer.assign([TopicPartition(topic, p, -2) for p in range(PARTITIONS)])
         d = default_topics_dir()
-        self._decode = Serde(SchemaCatalog.load(d, load_topic_specs(d))).prediction_decoder().decode
+        self._decode = Serde(SchemaCatalog.from_dir(d)).prediction_decoder().decode
         self.latency: dict[bytes, float] = {}
         self.sent: dict[bytes, int] = {}
         self.unscored = 0

@@ -18,7 +18,7 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
 from _shared import features, label
@@ -82,7 +82,7 @@ def streamserve_learner_rate(env: Env, n: int) -> float:
         learner_settings={"batch_size": 1000},
     )
     topics_dir = default_topics_dir()
-    catalog = SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir))
+    catalog = SchemaCatalog.from_dir(topics_dir)
     writer = AvroBodyWriter(catalog.schema("example"), catalog.local_id("example"))
     now = int(time.time() * 1000)
     records = [

@@ -12,13 +12,12 @@ from typing import Any
 
 from fastavro import schemaless_reader
 from prometheus_client import CollectorRegistry, Histogram
-from streamserve.histogram_batch import observe_many
 
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
-from streamserve.metrics import Metrics
+from streamserve.metrics import Metrics, observe_many
 from streamserve.records import Prediction
 from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde.avro import AvroBodyWriter
@@ -27,7 +26,7 @@ from streamserve.serde.event_batch import EventBatchReader
 from streamserve.serde.outbound import prediction_to_dict
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.snapshots.holder import Serving, SnapshotHolder
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 
 N = 5000
 
@@ -39,7 +38,7 @@ def _us(fn: Callable[[], Any], n: int = N) -> float:
 def costs() -> list[tuple[str, float, float | None]]:
     """(step, µs per record as streamserve does it, µs per record the plain way or None)."""
     topics_dir = default_topics_dir()
-    catalog = SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir))
+    catalog = SchemaCatalog.from_dir(topics_dir)
     serde = Serde(catalog)
     rng = random.Random(1)
     event_writer = AvroBodyWriter(catalog.schema("event"), catalog.local_id("event"))

@@ -24,7 +24,7 @@ from bench.profiling import Profile, py_spy, sampled, table
 from bench.throughput import Env, Method, RunResult, median, run_job, run_streamserve_scorer
 from streamserve.embedded import EmbeddedBroker, EmbeddedRedis
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = (
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = set(a.only or SECTIONS)
     started_at = time.time()
     topics_dir = default_topics_dir()
-    factory = EventFactory(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    factory = EventFactory(SchemaCatalog.from_dir(topics_dir))
     peers_python = None if a.no_peers else peers.ensure_venv()
     redis_url, own_redis = _redis_url(a.redis_url)
     results: dict[str, Any] = {

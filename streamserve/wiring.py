@@ -164,9 +164,18 @@ class Runtime:
         consumer = self.consumer(role, group_suffix, errors)
         return LoopClients(consumer, producer, self.committer(role, consumer, producer), errors)
 
-    def consumer(self, role: str, group_suffix: str, errors: kconf.ClientErrors) -> Consumer:
+    def consumer(
+        self, role: str, group_suffix: str, errors: kconf.ClientErrors, **extra: Any
+    ) -> Consumer:
+        """A consumer in group ``<group_prefix>-<group_suffix>``; ``extra`` overrides
+        librdkafka properties."""
         group = f"{self.settings.kafka.group_prefix}-{group_suffix}"
-        return Consumer(kconf.consumer_config(self.settings.kafka, group, errors))
+        return Consumer(kconf.consumer_config(self.settings.kafka, group, errors, **extra))
+
+    def partitions(self, logical_topic: str) -> tuple[str, list[int]]:
+        """A topic's physical name and its partitions, as the broker has them."""
+        name = self.topics[logical_topic]
+        return name, partitions_of(kconf.admin_config(self.settings.kafka), name)
 
     def dead_letters(self, producer: Producer) -> DeadLetterSink:
         return DeadLetterSink(producer, self.topics["dead-letter"], self.metrics)

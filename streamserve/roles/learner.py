@@ -21,9 +21,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
-from streamserve.kafka.learner_producer import LearnerProducer, broker_answers
+from streamserve.kafka.learner_producer import LearnerProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner

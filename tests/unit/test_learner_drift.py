@@ -22,7 +22,7 @@ from streamserve.roles.learner import LearnerConfig, LearnerRole, LearnerState
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.snapshots.codec import SnapshotCodec, peek_meta
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 from tests.unit.test_learning_parity import FakeMessage
 
 SPEC = ModelSpec(name="m", task=Task.BINARY, learner="logistic_regression")
@@ -82,7 +82,7 @@ class PromoteAtThird(ErrorMonitor):
 
 def _role(store: FakeStore, sink: FakeSink) -> LearnerRole:
     topics_dir = default_topics_dir()
-    serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    serde = Serde(SchemaCatalog.from_dir(topics_dir))
     decoders = serde.example_decoders()
     role = LearnerRole(
         spec=SPEC,

@@ -13,7 +13,7 @@ from streamserve.roles.learner import LearnerConfig, LearnerRole
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.snapshots.codec import SnapshotCodec
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 from tests.unit.test_learner_drift import SPEC
 
 
@@ -50,7 +50,7 @@ class HeldLease:
 
 def _role(store: DownStore, consumers: list[object]) -> LearnerRole:
     topics_dir = default_topics_dir()
-    serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    serde = Serde(SchemaCatalog.from_dir(topics_dir))
     decoders = serde.example_decoders()
     return LearnerRole(
         spec=SPEC,

@@ -28,7 +28,6 @@ from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.event_batch import EventBatchReader
 from streamserve.snapshots.holder import Serving, SnapshotHolder
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 NAMES = [f"x{j}" for j in range(10)]
@@ -125,7 +124,7 @@ def _plain(s: Scored | Exception) -> Any:
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def _learner(seed: int = 0) -> RiverLearner:

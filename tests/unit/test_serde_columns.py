@@ -16,7 +16,6 @@ from streamserve.records import ColumnScores, Example, Prediction
 from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.exceptions import DecodeError
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 NAMES = ["a", "bb", "x" * 70]  # a name longer than 63 bytes takes a two-byte length
@@ -28,7 +27,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -21,13 +21,12 @@ from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.event_batch import EventBatchReader
 from streamserve.serde.fast.fit import WRITTEN_FOR, fits
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 
 
 def _catalog(topics: Path) -> SchemaCatalog:
-    return SchemaCatalog.load(topics, load_topic_specs(topics))
+    return SchemaCatalog.from_dir(topics)
 
 
 def test_the_fast_codecs_were_written_for_the_bundled_schemas() -> None:
