@@ -172,38 +172,41 @@ def _as_matrix(
     return np.array(kept_rows, dtype=np.float64), kept
 
 
-def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
-    """Arrays for ``model`` when it is a linear pipeline this module handles, else None."""
-    if not isinstance(model, compose.Pipeline):
+_ESTIMATORS = {
+    Task.BINARY: (linear_model.LogisticRegression, optim.losses.Log),
+    Task.REGRESSION: (linear_model.LinearRegression, optim.losses.Squared),
+}
+
+
+def _linear_steps(model: Any, task: Task) -> tuple[Preprocess, Any, Any] | None:
+    """The pipeline's Preprocess, its StandardScaler (or None) and its linear estimator,
+    when it is ``Preprocess | StandardScaler? | estimator`` with the task's estimator and
+    default loss; else None."""
+    if not isinstance(model, compose.Pipeline) or task not in _ESTIMATORS:
         return None
     steps = list(model.steps.values())
-    if not steps or type(steps[0]) is not Preprocess:
+    if len(steps) not in (2, 3) or type(steps[0]) is not Preprocess:
         return None
-    pre: Preprocess = steps[0]
-    scaler: Any = None
-    if len(steps) == 3:
-        scaler = steps[1]
-        if (
-            type(scaler) is not preprocessing.StandardScaler
-            or not scaler.with_std
-            or getattr(scaler, "window_size", None) is not None
-        ):
-            return None
-    elif len(steps) != 2:
+    scaler: Any = steps[1] if len(steps) == 3 else None
+    if scaler is not None and (
+        type(scaler) is not preprocessing.StandardScaler
+        or not scaler.with_std
+        or getattr(scaler, "window_size", None) is not None
+    ):
         return None
+    estimator, loss = _ESTIMATORS[task]
     last = steps[-1]
-    if task is Task.BINARY:
-        if type(last) is not linear_model.LogisticRegression:
-            return None
-        if type(last.loss) is not optim.losses.Log:
-            return None
-    elif task is Task.REGRESSION:
-        if type(last) is not linear_model.LinearRegression:
-            return None
-        if type(last.loss) is not optim.losses.Squared:
-            return None
-    else:
+    if type(last) is not estimator or type(last.loss) is not loss:
         return None
+    return steps[0], scaler, last
+
+
+def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
+    """Arrays for ``model`` when it is a linear pipeline this module handles, else None."""
+    steps = _linear_steps(model, task)
+    if steps is None:
+        return None
+    pre, scaler, last = steps
     stats = pre._stats
     names = tuple(name for name in stats if type(name) is str)
     if not names or len(names) != len(stats):
