@@ -22,7 +22,7 @@ import redis
 from bench import hotswap, latency, learner_bench, memory, micro, peers, report
 from bench.kafka_io import EventFactory
 from bench.profiling import Profile, py_spy, sampled, table
-from bench.throughput import Env, Method, RunResult, median, run_job, run_streamserve_scorer
+from bench.throughput import Env, Method, RunResult, run_job, run_streamserve_scorer
 from streamserve.embedded import EmbeddedBroker, EmbeddedRedis
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
@@ -257,35 +257,8 @@ def _latency(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str
 
 
 def _learner(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
-    from river import linear_model, preprocessing
-
-    from streamserve.learners.catalogue import build_learner
-    from streamserve.learners.spec import ModelSpec, Task
-
-    n, repeats = a.learner_examples, a.repeats
-    data = learner_bench.examples(n)
-    spec = ModelSpec("bench", Task.BINARY, "logistic_regression")
-    scaled = learner_bench.river_rate(
-        preprocessing.StandardScaler() | linear_model.LogisticRegression(), data
-    )
-    rounds = []
-    for _ in range(repeats):  # River and the learner one after the other, per round
-        river = learner_bench.river_rate(build_learner(spec).estimator, data)  # type: ignore[attr-defined]
-        role = learner_bench.streamserve_learner_rate(env, n)
-        rounds.append({"streamserve": role, "river_same_model": river})
-        _log(
-            f"learner: streamserve {role:,.0f}/s; River same model {river:,.0f}/s "
-            f"({role / river:.2f} x)"
-        )
     return {
-        "learner": {
-            "examples": n,
-            "rounds": rounds,
-            "streamserve": median([r["streamserve"] for r in rounds]),
-            "river_same_model": median([r["river_same_model"] for r in rounds]),
-            "ratio": median([r["streamserve"] / r["river_same_model"] for r in rounds]),
-            "river_scaled_lr": scaled,
-        }
+        "learner": learner_bench.learner_against_river(env, a.learner_examples, a.repeats, _log)
     }
 
 

@@ -148,11 +148,11 @@ class Publisher:
 
 def metric_value(port: int, name: str, labels: str = "") -> float | None:
     """One sample of a deployment's /metrics, or None when absent or unreachable."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
+    return metric_in(metrics_text(port), name, labels)
+
+
+def metric_in(text: str, name: str, labels: str = "") -> float | None:
+    """The sample of ``name`` (with ``labels`` in its label set) in a /metrics text."""
     for line in text.splitlines():
         if line.startswith(name) and (not labels or labels in line):
             head, _, value = line.rpartition(" ")
