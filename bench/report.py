@@ -10,17 +10,27 @@ import importlib.metadata
 import os
 import platform
 import statistics
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-Results = dict[str, Any]
-Medians = dict[str, tuple[float, list[float]]]
-Target = tuple[str, str, bool | None]  # what, measured, met (None: cannot tell)
+from bench import bounds
+from bench.results import (
+    PIPE_LOOP,
+    PIPE_TUNED,
+    Medians,
+    Results,
+    added_latency,
+    latency_by_variant,
+    learner_ratio,
+    learner_rounds,
+    medians,
+    rss_growth,
+    throughput_medians,
+)
+from bench.streamserve_setup import scorer_defaults
 
-PIPE_TUNED = "raw pipe, fetch.queue.backoff.ms 20"
-PIPE_LOOP = "pipe on streamserve's consumer loop"
+Target = tuple[str, str, bool | None]  # what, measured, met (None: cannot tell)
 
 
 def machine() -> list[str]:
@@ -65,25 +75,14 @@ def write(results: Results, out: Path) -> None:
     if _plot(results, throughput_medians(results), plot):
         lines += ["", f"![benchmarks]({plot.name})"]
     lines += _targets_table([target for judge in JUDGES for target in judge(results)])
+    lines += [line for section in bounds.SECTIONS for line in section(results)]
     notes = Path(__file__).with_name("NOTES.md")
     if notes.exists():
         lines += ["", notes.read_text().strip()]
     out.write_text("\n".join(lines) + "\n")
 
 
-# -- helpers shared by the sections and the targets -----------------------------------
-
-
-def _medians(runs: list[dict[str, Any]], field: str = "rate") -> Medians:
-    by: dict[str, list[float]] = defaultdict(list)
-    for r in runs:
-        by[r["variant"]].append(r.get(field) or 0.0)
-    return {name: (statistics.median(rates), rates) for name, rates in by.items()}
-
-
-def throughput_medians(results: Results) -> Medians:
-    """Each throughput variant's median rate and its runs' rates ({} without the section)."""
-    return _medians(results.get("throughput", []))
+# -- helpers ----------------------------------------------------------------------------
 
 
 def _verdict(ok: bool | None) -> str:
@@ -96,43 +95,6 @@ def _row(*cells: str) -> str:
 
 def _rates(rates: list[float]) -> str:
     return ", ".join(f"{r:,.0f}" for r in rates)
-
-
-def latency_by_variant(results: Results) -> dict[str, list[dict[str, Any]]]:
-    """The latency rows of each variant (one per round), in the order they were run."""
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for r in results.get("latency", []):
-        grouped.setdefault(r["variant"], []).append(r)
-    return grouped
-
-
-def added_p99(results: Results, at: str = "") -> list[float]:
-    """Per round, the scorer's p99 minus the raw pipe's (ms), at the offered rate named by
-    ``at`` (the rows' suffix: "" for the main rate, " at 1,000/s" for the other)."""
-    by_variant = latency_by_variant(results)
-    pipes = {r.get("round", 0): r for r in by_variant.get("raw pipe (two hops)" + at, [])}
-    scorers = {r.get("round", 0): r for r in by_variant.get("streamserve scorer" + at, [])}
-    return [scorers[k]["p99_ms"] - pipes[k]["p99_ms"] for k in scorers if k in pipes]
-
-
-def learner_ratio(ln: dict[str, Any]) -> float:
-    """``streamserve learn``'s rate over River's (median of the rounds where recorded)."""
-    return float(
-        ln.get("ratio")
-        or (ln["streamserve"] / ln["river_same_model"] if ln["river_same_model"] else 0.0)
-    )
-
-
-def rss_growth(m: dict[str, Any]) -> tuple[float, float]:
-    """The scorer's RSS (MiB) after 10 % of the events and at the end."""
-    return _rss_at(m["samples"], m["scored"], 0.1), _rss_at(m["samples"], m["scored"], 1.0)
-
-
-def _rss_at(samples: list[list[float]], scored: int, fraction: float) -> float:
-    for count, rss in samples:
-        if count >= fraction * scored:
-            return rss
-    return samples[-1][1] if samples else float("nan")
 
 
 # -- sections ---------------------------------------------------------------------------
@@ -154,7 +116,8 @@ def _intro(results: Results) -> list[str]:
         "bench/NOTES.md). Variants marked [concurrent observer] are timed the old way, by a",
         "consumer in the bench process reading the output while it is written.",
         "",
-        f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s.",
+        f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s"
+        + (f", finished {results['date']}." if results.get("date") else "."),
         "",
         "## Machine",
         "",
@@ -172,7 +135,7 @@ def _throughput(results: Results) -> list[str]:
     if "throughput" not in results:
         return []
     med = throughput_medians(results)
-    bulk = _medians(results["throughput"], "bulk_rate")
+    bulk = medians(results["throughput"], "bulk_rate")
     lines = [
         "",
         "## Scoring throughput",
@@ -263,10 +226,17 @@ def _settings(results: Results) -> list[str]:
         "| settings | values | records/s | p50 ms | p99 ms |",
         "|---|---|---:|---:|---:|",
     ]
+    varied = {k for r in results["settings"] for part in r["settings"].values() for k in part}
+    defaults = ", ".join(
+        f"{k} {v}"
+        for part in (results.get("defaults") or scorer_defaults()).values()
+        for k, v in part.items()
+        if k in varied
+    )
     for r in results["settings"]:
         values = (
             "; ".join(f"{k}: {v}" for part in r["settings"].values() for k, v in part.items())
-            or "batch_size 1000, batch_timeout_ms 20, fetch.wait.max.ms 50, linger.ms 5"
+            or defaults
         )
         lines.append(
             _row(r["name"], values, f"{r['rate']:,.0f}", f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}")
@@ -407,9 +377,7 @@ def _river_rows(ln: dict[str, Any]) -> list[str]:
 
 
 def _learner_rounds(ln: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{r['streamserve'] / r['river_same_model']:.2f}" for r in ln.get("rounds", [])
-    )
+    return ", ".join(f"{ratio:.2f}" for ratio in learner_rounds(ln))
 
 
 def _models(results: Results) -> list[str]:
@@ -444,7 +412,7 @@ def _models(results: Results) -> list[str]:
 def _scaling(results: Results) -> list[str]:
     if "scaling" not in results:
         return []
-    sc = _medians(results["scaling"])
+    sc = medians(results["scaling"])
     lines = [
         "",
         "## Scaling: scorer processes",
@@ -553,7 +521,7 @@ def _throughput_targets(results: Results) -> list[Target]:
 
 
 def _latency_targets(results: Results) -> list[Target]:
-    added = added_p99(results)
+    added = added_latency(results)
     if not added:
         return []
     m = statistics.median(added)

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from bench import hotswap, latency, learner_bench, memory, micro, peers, report
+from bench import hotswap, latency, learner_bench, memory, micro, peers, report, streamserve_setup
 from bench.kafka_io import EventFactory
 from bench.profiling import Profile, py_spy, sampled, table
 from bench.throughput import Env, Method, RunResult, run_job, run_streamserve_scorer
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = time.time()
     results = _run(a, argv)
     results["elapsed_s"] = time.time() - started_at
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results["machine"] = report.machine()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
@@ -140,6 +141,7 @@ def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "args": vars(a),
+        "defaults": streamserve_setup.scorer_defaults(),
     }
     if peers_python:
         results["peer_versions"] = {
