@@ -100,7 +100,9 @@ def _load(results: Results) -> list[str]:
     """How busy the machine was: the broker's one-hop p99 and the reference loops' rates."""
     hop = [r["p99_ms"] for r in latency_by_variant(results).get(ONE_HOP, [])]
     runs = {name: rates for name, (_, rates) in throughput_medians(results).items()}
-    gauges = [f"the broker's one-hop p99 was {_span(hop, '{:.0f}')} ms over the rounds"] * bool(hop)
+    gauges = (
+        [f"the broker's one-hop p99 was {_span(hop, '{:.0f}')} ms over the rounds"] if hop else []
+    )
     gauges += [
         f"{NAMES.get(name, name)} ran at {_span(runs[name], '{:,.0f}')}/s"
         for name in ("hand-written loop", "Quix Streams", "Bytewax")

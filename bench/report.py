@@ -21,6 +21,7 @@ from bench.results import (
     Medians,
     Results,
     added_latency,
+    cores,
     latency_by_variant,
     learner_ratio,
     learner_rounds,
@@ -426,7 +427,8 @@ def _scaling(results: Results) -> list[str]:
     if one and two and one[0]:
         lines.append("")
         lines.append(
-            f"Two processes: {two[0] / one[0]:.2f} x one (2 cores shared with the broker)."
+            f"Two processes: {two[0] / one[0]:.2f} x one "
+            f"({cores(results) or 'the'} cores shared with the broker)."
         )
     return lines
 

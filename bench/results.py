@@ -3,6 +3,7 @@ tables, its targets and its notes are computed from."""
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -76,4 +77,13 @@ def micro_row(results: Results, step: str) -> tuple[float, float | None] | None:
     for name, ours, plain in results.get("micro") or []:
         if name.startswith(step):
             return ours, plain
+    return None
+
+
+def cores(results: Results) -> int | None:
+    """How many cores the run's machine had, as its machine lines say."""
+    for line in results.get("machine") or []:
+        found = re.search(r"(\d+) cores", line)
+        if found:
+            return int(found.group(1))
     return None

@@ -151,6 +151,16 @@ def test_the_learner_section_names_its_settings_and_river_baseline(
     )
 
 
+@pytest.mark.parametrize("section", ["throughput", "latency", "settings", "learner"])
+def test_a_run_of_one_section_renders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str
+) -> None:
+    full = _results()
+    only = {k: full[k] for k in ("command", "args", "machine", "date", section)}
+    text = _written(tmp_path, monkeypatch, only)
+    assert "## What bounds the targets" in text and "## Defaults" in text
+
+
 def test_the_committed_results_still_render(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
