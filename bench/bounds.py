@@ -119,11 +119,15 @@ def _scorer_bound(results: Results) -> list[str]:
     pipes = [(n, med[n][0]) for n in ("raw pipe", PIPE_TUNED) if med.get(n, (0.0, []))[0] > 0]
     if not ss or not pipes:
         return []
-    ratios = [ss / rate for _, rate in pipes]
+    ratios = [(name, ss / rate) for name, rate in pipes]
+    verdicts = {_met(ratio >= 0.75) for _, ratio in ratios}
+    one_verdict = len(verdicts) == 1
     head = (
-        f"- **Scorer against the raw pipe (≥ 0.75 x): {_met(min(ratios) >= 0.75)}, "
+        "- **Scorer against the raw pipe (≥ 0.75 x): "
+        + (f"{verdicts.pop()}, " if one_verdict else "")
         + " and ".join(
-            f"{ratio:.2f} x {NAMES[name]}" for (name, _), ratio in zip(pipes, ratios, strict=True)
+            f"{ratio:.2f} x {NAMES[name]}" + ("" if one_verdict else f" ({_met(ratio >= 0.75)})")
+            for name, ratio in ratios
         )
         + ".**"
     )
