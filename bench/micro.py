@@ -12,8 +12,8 @@ from typing import Any
 
 from fastavro import schemaless_reader
 from prometheus_client import CollectorRegistry, Histogram
-
 from streamserve.histogram_batch import observe_many
+
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch
 from streamserve.learners.catalogue import build_learner

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from confluent_kafka.admin import AdminClient
 
 from streamserve.embedded import free_port
+from streamserve.subprocesses import LoggedProcess, wait_for_port
 from tests.reliability.txn_log import CommittedLog
 
 
@@ -148,23 +148,19 @@ class RoleProcess:
     def __init__(self, args: list[str], env: Mapping[str, str]) -> None:
         self._args = args
         self._env = dict(env)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: LoggedProcess | None = None
         self.starts = 0
         self.kills = 0
         self.crashes = 0  # exits nobody asked for
-        self._logs: list[Path] = []
+        self._runs: list[LoggedProcess] = []
 
     def start(self) -> RoleProcess:
-        log = Path(tempfile.mkstemp(prefix="streamserve-fault-", suffix=".log")[1])
-        self._logs.append(log)
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamserve.cli", *self._args],
-                env=self._env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        self.proc = LoggedProcess(
+            [sys.executable, "-m", "streamserve.cli", *self._args],
+            env=self._env,
+            log_prefix="streamserve-fault-",
+        )
+        self._runs.append(self.proc)
         self.starts += 1
         return self
 
@@ -186,23 +182,16 @@ class RoleProcess:
         """SIGTERM (then SIGKILL after 60 s); the exit code, None when not running."""
         self.check_alive()
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            return None
+        return None if proc is None else proc.stop(60.0)
 
     def output(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self._logs if p.exists())
+        """The logs of every run, oldest first."""
+        return "\n".join(run.output() for run in self._runs)
 
     def cleanup(self) -> None:
         self.stop()
-        for p in self._logs:
-            p.unlink(missing_ok=True)
+        for run in self._runs:
+            run.close()
 
 
 @contextmanager
@@ -247,19 +236,18 @@ class PrivateRedis:
                 "yes",
                 "--appendfsync",
                 "always",
+                *self._extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
+        try:
+            wait_for_port(self.port, self.proc, "private redis-server", 15.0)
+        except Exception:
+            self.kill9()
+            raise
+        return self
 
     def pause(self) -> None:
         assert self.proc is not None

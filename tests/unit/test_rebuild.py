@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
+from streamserve.kafka import consumer_loop as loop_module
 from streamserve.kafka.committer import AtLeastOnceCommitter
 from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.consumer_loop import ABORTS_BEFORE_REBUILD, ConsumerLoop
@@ -22,7 +23,6 @@ from streamserve.kafka.rebuild import (
     RebuildPolicy,
 )
 from streamserve.metrics import Metrics
-from streamserve.kafka import consumer_loop as loop_module
 from tests.unit.fakes import FakeMsg
 
 MSGS = [FakeMsg("in", 0, 5), FakeMsg("in", 0, 6), FakeMsg("in", 1, 9)]
