@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from confluent_kafka.admin import AdminClient
 
 from streamserve.embedded import free_port
+from streamserve.kafka.committer import HOLD_TRANSACTION_FILE_ENV, HOLDING_MESSAGE
 from streamserve.subprocesses import LoggedProcess, wait_for_port
 from tests.reliability.txn_log import CommittedLog
 
@@ -177,6 +178,35 @@ class RoleProcess:
             self.proc.wait(30)
             self.proc = None
             self.kills += 1
+
+    def kill9_in_open_transaction(self, timeout_s: float = 20.0) -> bool:
+        """kill -9 while the process holds a transaction open with its outputs in the log.
+
+        Uses the committer's test hook (streamserve/kafka/committer.py): the process holds
+        a transaction only while the file named by ``STREAMSERVE_TEST_HOLD_TRANSACTION_FILE``
+        in its environment exists. This creates it, waits (at most ``timeout_s``) for a
+        hold this run has not logged before, kills at once and removes the file, so no
+        other transaction is held. True when it killed inside a hold; False when none
+        came in time (it kills anyway).
+        """
+        self.check_alive()
+        if self.proc is None:
+            return False
+        proc = self.proc
+        gate = Path(self._env[HOLD_TRANSACTION_FILE_ENV])
+        seen = proc.output().count(HOLDING_MESSAGE)
+        deadline = time.monotonic() + timeout_s
+        held = False
+        gate.touch()
+        try:
+            while not held and proc.poll() is None and time.monotonic() < deadline:
+                held = proc.output().count(HOLDING_MESSAGE) > seen
+                if not held:
+                    time.sleep(0.01)
+            self.kill9()
+        finally:
+            gate.unlink(missing_ok=True)
+        return held
 
     def stop(self) -> int | None:
         """SIGTERM (then SIGKILL after 60 s); the exit code, None when not running."""

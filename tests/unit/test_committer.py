@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
-from streamserve.kafka.committer import AtLeastOnceCommitter, TransactionalCommitter
+from streamserve.errors import ConfigError
+from streamserve.kafka import committer as committer_module
+from streamserve.kafka.committer import (
+    HOLD_TRANSACTION_ENV,
+    HOLDING_MESSAGE,
+    AtLeastOnceCommitter,
+    TransactionalCommitter,
+    hold_transaction_s,
+)
 from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.consumer_loop import ConsumerLoop, transient
 from streamserve.kafka.delivery import Batch, first_offsets, produce
@@ -177,3 +187,64 @@ def test_exactly_once_setting_turns_auto_commit_off_and_reads_committed() -> Non
     )
     default = settings_from_dict({"kafka": {"bootstrap_servers": "b:9092"}})
     assert consumer_config(default.kafka, "g", ClientErrors("x"))["enable.auto.commit"] is True
+
+
+def test_hold_hook_is_off_unless_set_and_rejects_nonsense() -> None:
+    assert hold_transaction_s({}) == 0.0
+    assert hold_transaction_s({HOLD_TRANSACTION_ENV: " "}) == 0.0
+    assert hold_transaction_s({HOLD_TRANSACTION_ENV: "250"}) == 0.25
+    assert hold_transaction_s({HOLD_TRANSACTION_ENV: "-5"}) == 0.0
+    with pytest.raises(ConfigError, match=HOLD_TRANSACTION_ENV):
+        hold_transaction_s({HOLD_TRANSACTION_ENV: "soon"})
+
+
+def test_hold_hook_waits_between_acknowledged_outputs_and_the_commit(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(committer_module.time, "sleep", slept.append)
+    c, p = FakeConsumer(), FakeProducer(ack="produce")
+    tx = TransactionalCommitter(role="t", consumer=c, producer=p, hold_s=0.3)
+    empty = tx.open(MSGS)
+    tx.complete(empty)  # nothing produced: nothing in the log to hold
+    assert slept == []
+    batch = tx.open(MSGS)
+    produce(p, batch, "out", b"x", b"k")
+    with caplog.at_level(logging.WARNING, logger=committer_module.__name__):
+        tx.complete(batch)
+    assert slept == [0.3]
+    assert HOLDING_MESSAGE in caplog.text
+    assert p.calls[-3:] == ["begin", "offsets", "commit"]
+
+
+def test_hold_hook_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(committer_module.time, "sleep", slept.append)
+    monkeypatch.setenv(HOLD_TRANSACTION_ENV, "20")
+    p = FakeProducer(ack="produce")
+    tx = TransactionalCommitter(role="t", consumer=FakeConsumer(), producer=p)
+    batch = tx.open(MSGS)
+    produce(p, batch, "out", b"x", b"k")
+    tx.complete(batch)
+    assert slept == [0.02]
+
+
+def test_hold_hook_with_a_file_holds_only_while_the_file_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(committer_module.time, "sleep", slept.append)
+    gate = tmp_path / "hold"
+    p = FakeProducer(ack="produce")
+    tx = TransactionalCommitter(
+        role="t", consumer=FakeConsumer(), producer=p, hold_s=0.1, hold_while=str(gate)
+    )
+    for exists in (False, True, False):
+        if exists:
+            gate.touch()
+        else:
+            gate.unlink(missing_ok=True)
+        batch = tx.open(MSGS)
+        produce(p, batch, "out", b"x", b"k")
+        tx.complete(batch)
+    assert slept == [0.1]
