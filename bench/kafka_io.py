@@ -24,6 +24,7 @@ from confluent_kafka.cimpl import NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
 from _shared import EVENT_SCHEMA_ID, FEATURES  # type: ignore[import-not-found]
 
+from streamserve.kafka.delivery import produce_many
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.schemas import SchemaCatalog
 
@@ -99,13 +100,7 @@ class StampedEvents:
 
 def produce_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+    produce_many(producer, None, topic, [v for _, v in records], [k for k, _ in records])
     if producer.flush(60):
         raise RuntimeError(f"could not produce the input to {topic}")
 

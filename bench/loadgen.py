@@ -106,9 +106,8 @@ def produce(
     """Warm up at up to 1,000/s until outputs flow, settle 2 s at the rate, then offer the
     rate for ``plan.seconds``; publish when the measured part began and how much it sent."""
     from streamserve.serde.schemas import SchemaCatalog
-    from streamserve.topics import load_topic_specs
 
-    catalog = SchemaCatalog.load(Path(plan.topics_dir), load_topic_specs(Path(plan.topics_dir)))
+    catalog = SchemaCatalog.from_dir(Path(plan.topics_dir))
     load = OfferedLoad(plan.bootstrap, plan.source, EventFactory(catalog), plan.producer_conf)
     deadline = time.monotonic() + 60.0
     while not flowing.is_set() and time.monotonic() < deadline:

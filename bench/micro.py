@@ -12,21 +12,21 @@ from typing import Any
 
 from fastavro import schemaless_reader
 from prometheus_client import CollectorRegistry, Histogram
-from streamserve.histogram_batch import observe_many
 
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
-from streamserve.metrics import Metrics
+from streamserve.metrics import Metrics, observe_many
 from streamserve.records import Prediction
 from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.codecs import Serde
+from streamserve.serde.event_batch import EventBatchReader
 from streamserve.serde.outbound import prediction_to_dict
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.snapshots.holder import Serving, SnapshotHolder
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 
 N = 5000
 
@@ -38,7 +38,7 @@ def _us(fn: Callable[[], Any], n: int = N) -> float:
 def costs() -> list[tuple[str, float, float | None]]:
     """(step, µs per record as streamserve does it, µs per record the plain way or None)."""
     topics_dir = default_topics_dir()
-    catalog = SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir))
+    catalog = SchemaCatalog.from_dir(topics_dir)
     serde = Serde(catalog)
     rng = random.Random(1)
     event_writer = AvroBodyWriter(catalog.schema("event"), catalog.local_id("event"))
@@ -63,8 +63,10 @@ def costs() -> list[tuple[str, float, float | None]]:
     event_schema, example_schema = catalog.schema("event"), catalog.schema("example")
 
     event_decode = serde.event_decoder().decode
-    example_decoder = serde.example_decoder()
-    example_decode, read_examples = example_decoder.decode, example_decoder.read_examples
+    example_decoder, example_reader = serde.example_decoders()
+    if example_reader is None:
+        raise RuntimeError("the example batch reader does not fit the schemas in use")
+    example_decode, read_examples = example_decoder.decode, example_reader.read
     learner = build_learner(ModelSpec("m", Task.BINARY, "logistic_regression"))
     for i, x in enumerate(feats[:2000]):
         learner.learn_one(x, i % 3 == 0)
@@ -153,17 +155,15 @@ def _scorer_batch(serde: Serde, events: list[bytes], learner: Any) -> tuple[floa
     msgs = [_Msg(i, v) for i, v in enumerate(events)]
     batches = [msgs[i : i + 1000] for i in range(0, len(msgs), 1000)]
 
-    class RecordsOnly:
-        def __init__(self, inner: Any, method: str) -> None:
-            setattr(self, method, getattr(inner, method))
-
     def scorer(columns: bool) -> Scorer:
-        decoder, encoder = serde.event_decoder(), serde.prediction_encoder()
+        decoder, batch_decoder = serde.event_decoders()
+        encoder, batch_encoder = serde.prediction_encoders()
         decoder.decode(events[0], None)  # the fast paths learn the layout
         metrics = Metrics(CollectorRegistry())
         return Scorer(
-            decoder=decoder if columns else RecordsOnly(decoder, "decode"),  # type: ignore[arg-type]
-            encoder=encoder if columns else RecordsOnly(encoder, "encode"),  # type: ignore[arg-type]
+            reader=EventBatchReader(decoder, batch_decoder if columns else None),
+            encoder=encoder,
+            batch_encoder=batch_encoder if columns else None,
             producer=_NullProducer(),
             predictions_topic="predictions",
             dead_letters=DeadLetterSink(_NullProducer(), "dead-letter", metrics),

@@ -148,6 +148,12 @@ class Metrics:
             ["model", "policy"],
             registry=r,
         )
+        self.batch_scoring_fallbacks = Counter(
+            "streamserve_batch_scoring_fallbacks",
+            "Batches a model failed to score at once, scored one record at a time instead.",
+            ["model"],
+            registry=r,
+        )
         self.input_monitor_seconds = Histogram(
             "streamserve_input_monitor_seconds",
             "Time a scorer spends per batch updating its input drift monitors.",

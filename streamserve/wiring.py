@@ -42,6 +42,7 @@ from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
 from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde.codecs import Serde
+from streamserve.serde.event_batch import EventBatchReader
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.settings import Settings, signing_keys
@@ -163,9 +164,18 @@ class Runtime:
         consumer = self.consumer(role, group_suffix, errors)
         return LoopClients(consumer, producer, self.committer(role, consumer, producer), errors)
 
-    def consumer(self, role: str, group_suffix: str, errors: kconf.ClientErrors) -> Consumer:
+    def consumer(
+        self, role: str, group_suffix: str, errors: kconf.ClientErrors, **extra: Any
+    ) -> Consumer:
+        """A consumer in group ``<group_prefix>-<group_suffix>``; ``extra`` overrides
+        librdkafka properties."""
         group = f"{self.settings.kafka.group_prefix}-{group_suffix}"
-        return Consumer(kconf.consumer_config(self.settings.kafka, group, errors))
+        return Consumer(kconf.consumer_config(self.settings.kafka, group, errors, **extra))
+
+    def partitions(self, logical_topic: str) -> tuple[str, list[int]]:
+        """A topic's physical name and its partitions, as the broker has them."""
+        name = self.topics[logical_topic]
+        return name, partitions_of(kconf.admin_config(self.settings.kafka), name)
 
     def dead_letters(self, producer: Producer) -> DeadLetterSink:
         return DeadLetterSink(producer, self.topics["dead-letter"], self.metrics)
@@ -203,9 +213,11 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
             ),
             [m.name for m in served],
         )
+    encoder, batch_encoder = rt.serde.prediction_encoders()
     scorer = Scorer(
-        decoder=rt.serde.event_decoder(),
-        encoder=rt.serde.prediction_encoder(),
+        reader=EventBatchReader(*rt.serde.event_decoders()),
+        encoder=encoder,
+        batch_encoder=batch_encoder,
         producer=producer,
         predictions_topic=rt.topics["predictions"],
         dead_letters=rt.dead_letters(producer),
@@ -332,6 +344,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         def drift_monitor() -> ErrorMonitor:
             return ErrorMonitor(spec.task, drift, replayer)
 
+    decoder, batch_decoder = rt.serde.example_decoders()
     dead_letters, alert_sink = rt.dead_letters(producer), rt.alert_sink(producer)
     out.serve(dead_letters, alert_sink)
     role = LearnerRole(
@@ -346,7 +359,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         ),
         consumer_factory=consumer,
         partitions=lambda: partitions_of(admin, topic),
-        decoder=rt.serde.example_decoder(),
+        decoder=decoder,
+        batch_decoder=batch_decoder,
         producer=out,
         dead_letters=dead_letters,
         store=rt.store,

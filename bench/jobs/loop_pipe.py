@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from streamserve.kafka import config as kconf
 from streamserve.kafka.committer import AtLeastOnceCommitter
 from streamserve.kafka.consumer_loop import ConsumerLoop
-from streamserve.kafka.delivery import Batch
+from streamserve.kafka.delivery import Batch, produce_many
 from streamserve.kafka.rebuild import LoopClients
 from streamserve.metrics import Metrics
 from streamserve.settings import settings_from_dict
@@ -35,16 +35,8 @@ class PassThrough:
         self._topic = topic
 
     def handle(self, msgs: list[Message], batch: Batch) -> None:
-        produce_, topic, cb = self._producer.produce, self._topic, batch.on_delivery
-        for m in msgs:
-            while True:
-                try:
-                    produce_(topic, m.value(), m.key(), -1, cb)
-                except BufferError:
-                    self._producer.poll(0.05)
-                    continue
-                break
-        batch.expected += len(msgs)
+        values, keys = [m.value() for m in msgs], [m.key() for m in msgs]
+        produce_many(self._producer, batch, self._topic, values, keys)
 
     def tick(self) -> None:
         return None

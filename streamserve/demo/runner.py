@@ -8,10 +8,9 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-
-from confluent_kafka import Consumer
 
 from streamserve.app import App
 from streamserve.demo.baselines import baseline_hits
@@ -19,11 +18,9 @@ from streamserve.demo.exceptions import DemoError
 from streamserve.demo.options import DemoOptions
 from streamserve.demo.publisher import Publisher
 from streamserve.demo.report import RunFacts, rolling_window, summary, write_report
-from streamserve.demo.stream import drifting_stream
+from streamserve.demo.stream import DriftPoint, Sample, drifting_stream
 from streamserve.demo.tracker import Tracker
 from streamserve.demo.view import Frame, draw
-from streamserve.kafka import config as kconf
-from streamserve.kafka.admin import partitions_of
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.settings import Settings
 from streamserve.wiring import Runtime, build_app
@@ -81,6 +78,26 @@ def _metrics_url(s: Settings, app: App) -> str | None:
     return f"http://{s.http.host}:{app.status.port}/metrics" if app.status else None
 
 
+@dataclass
+class _Run:
+    """The demo's parts: the stack's app, and the publisher and tracker threads."""
+
+    rt: Runtime
+    app: App
+    publisher: Publisher
+    tracker: Tracker
+    threads: list[threading.Thread]
+    halt: threading.Event  # stops the demo's own threads
+    metrics_url: str | None
+
+
+@dataclass
+class _Outcome:
+    completed: bool = False
+    interrupted: bool = False
+    duration_s: float = 0.0
+
+
 def run_demo(
     s: Settings,
     opts: DemoOptions,
@@ -93,17 +110,36 @@ def run_demo(
     """Run the demo on ``s`` (broker and Redis already set) until done or ``stop``."""
     spec = demo_model(s)
     samples, drifts = drifting_stream(opts.events, opts.seed)
+    run = _start(s, spec, samples, opts, stop, run_id=run_id, ephemeral_key_ok=ephemeral_key_ok)
+    try:
+        outcome = _watch(run, spec, opts, drifts, out, stop)
+    finally:
+        _stop(run, stop)
+    if run.app.errors:
+        out.write(f"streamserve demo: a role failed: {', '.join(run.app.errors)}\n")
+    return _report(run, spec, samples, drifts, opts, outcome, out)
+
+
+def _start(
+    s: Settings,
+    spec: ModelSpec,
+    samples: list[Sample],
+    opts: DemoOptions,
+    stop: threading.Event,
+    *,
+    run_id: str,
+    ephemeral_key_ok: bool,
+) -> _Run:
+    """The topics, the stack's roles, the publisher and the tracker, all started."""
     rt = Runtime.build(s, ephemeral_key_ok=ephemeral_key_ok)
     for line in rt.create_topics().lines():
         logger.info("topics: %s", line)
-    admin = kconf.admin_config(s.kafka)
-    topics = rt.topics
-    halt = threading.Event()  # stops the demo's own threads
+    halt = threading.Event()
     producer, errors = rt.producer("demo")
     publisher = Publisher(
         producer,
-        events_topic=topics["events"],
-        feedback_topic=topics["feedback"],
+        events_topic=rt.topics["events"],
+        feedback_topic=rt.topics["feedback"],
         run_id=run_id,
         samples=samples,
         delay=opts.label_delay,
@@ -111,16 +147,10 @@ def run_demo(
         stop=halt,
     )
     tracker = Tracker(
-        Consumer(
-            kconf.consumer_config(
-                s.kafka,
-                f"{s.kafka.group_prefix}-demo-view",
-                errors,
-                **{"enable.auto.commit": False},  # reads by assignment; never commits
-            )
-        ),
-        predictions=(topics["predictions"], partitions_of(admin, topics["predictions"])),
-        alerts=(topics["drift-alerts"], partitions_of(admin, topics["drift-alerts"])),
+        # reads by assignment; never commits
+        rt.consumer("demo", "demo-view", errors, **{"enable.auto.commit": False}),
+        predictions=rt.partitions("predictions"),
+        alerts=rt.partitions("drift-alerts"),
         prediction_decoder=rt.serde.prediction_decoder(),
         alert_decoder=rt.serde.alert_decoder(),
         model=spec.name,
@@ -129,81 +159,102 @@ def run_demo(
         stop=halt,
     )
     app = build_app(rt, stop, ("scorer", "joiner", "learner")).start()
-    metrics_url = _metrics_url(s, app)
     threads = [
         threading.Thread(target=publisher.run, name="demo-publisher", daemon=True),
         threading.Thread(target=tracker.run, name="demo-tracker", daemon=True),
     ]
-    for t in threads:
-        t.start()
+    for thread in threads:
+        thread.start()
+    return _Run(rt, app, publisher, tracker, threads, halt, _metrics_url(s, app))
+
+
+def _watch(
+    run: _Run,
+    spec: ModelSpec,
+    opts: DemoOptions,
+    drifts: list[DriftPoint],
+    out: TextIO,
+    stop: threading.Event,
+) -> _Outcome:
+    """Redraw the view until every prediction arrived (and a grace period for the last
+    alerts), the predictions stopped coming, or ``stop``."""
+    outcome = _Outcome()
     started = time.monotonic()
     window = rolling_window(opts.events)
     header = (
         f"streamserve demo · model {spec.name} ({spec.learner}) · {opts.events} events at "
         f"{opts.rate:g}/s · labels after {opts.label_delay}"
-        + (f" · {metrics_url}" if metrics_url else "")
+        + (f" · {run.metrics_url}" if run.metrics_url else "")
     )
     last = (started, 0)
     complete_at: float | None = None
     published_done_at: float | None = None
-    completed = interrupted = False
-    try:
-        while True:
-            if stop.wait(REFRESH_S):
-                interrupted = not app.errors
+    while not stop.wait(REFRESH_S):
+        now = time.monotonic()
+        published = len(run.publisher.log.published_at)
+        received, version, alerts, n_versions = run.tracker.latest()
+        frame = Frame(
+            elapsed_s=now - started,
+            events=opts.events,
+            published=published,
+            publish_rate=(published - last[1]) / max(1e-3, now - last[0]),
+            labels=len(run.publisher.log.label_order),
+            received=received,
+            scored_rate=run.tracker.rate(),
+            accuracy=run.tracker.rolling_accuracy(window),
+            window=window,
+            version=version,
+            versions_seen=n_versions,
+            alerts=alerts,
+            drifts=drifts,
+            header=header,
+        )
+        last = (now, published)
+        draw(out, frame, live=opts.live)
+        if run.publisher.log.done and published_done_at is None:
+            published_done_at = now
+        if received >= opts.events and run.publisher.log.done:
+            complete_at = complete_at or now
+            if now - complete_at >= ALERT_GRACE_S:
+                outcome.completed = True
                 break
-            now = time.monotonic()
-            published = len(publisher.log.published_at)
-            received, version, alerts, n_versions = tracker.latest()
-            rate = (published - last[1]) / max(1e-3, now - last[0])
-            last = (now, published)
-            frame = Frame(
-                elapsed_s=now - started,
-                events=opts.events,
-                published=published,
-                publish_rate=rate,
-                labels=len(publisher.log.label_order),
-                received=received,
-                scored_rate=tracker.rate(),
-                accuracy=tracker.rolling_accuracy(window),
-                window=window,
-                version=version,
-                versions_seen=n_versions,
-                alerts=alerts,
-                drifts=drifts,
-                header=header,
+        if published_done_at is not None and now - published_done_at > opts.drain_timeout_s:
+            out.write(
+                f"streamserve demo: only {received} of {opts.events} predictions arrived "
+                f"within {opts.drain_timeout_s:.0f}s of the last event\n"
             )
-            draw(out, frame, live=opts.live)
-            if publisher.log.done and published_done_at is None:
-                published_done_at = now
-            if received >= opts.events and publisher.log.done:
-                complete_at = complete_at or now
-                if now - complete_at >= ALERT_GRACE_S:
-                    completed = True
-                    break
-            if published_done_at is not None and now - published_done_at > opts.drain_timeout_s:
-                out.write(
-                    f"streamserve demo: only {received} of {opts.events} predictions arrived "
-                    f"within {opts.drain_timeout_s:.0f}s of the last event\n"
-                )
-                break
-    finally:
-        halt.set()
-        stop.set()
-        for t in threads:
-            t.join(30)
-        app.wait(join_timeout_s=60)
-        rt.redis.close()
-    duration = time.monotonic() - started
-    if app.errors:
-        out.write(f"streamserve demo: a role failed: {', '.join(app.errors)}\n")
+            break
+    else:
+        outcome.interrupted = not run.app.errors
+    outcome.duration_s = time.monotonic() - started
+    return outcome
 
-    log = publisher.log
+
+def _stop(run: _Run, stop: threading.Event) -> None:
+    run.halt.set()
+    stop.set()
+    for thread in run.threads:
+        thread.join(30)
+    run.app.wait(join_timeout_s=60)
+    run.rt.redis.close()
+
+
+def _report(
+    run: _Run,
+    spec: ModelSpec,
+    samples: list[Sample],
+    drifts: list[DriftPoint],
+    opts: DemoOptions,
+    outcome: _Outcome,
+    out: TextIO,
+) -> int:
+    """Write the report of what was seen and return the exit code."""
+    log = run.publisher.log
     published = len(log.published_at)
     if published == 0:
         out.write("streamserve demo: stopped before any event was published; no report\n")
-        return EXIT_INTERRUPTED if interrupted else EXIT_FAILED
-    seen = tracker.seen
+        return EXIT_INTERRUPTED if outcome.interrupted else EXIT_FAILED
+    seen = run.tracker.seen
     hits: dict[str, list[bool | None]] = {"served": seen.hit[:published]}
     hits.update(baseline_hits(spec, samples, log))
     facts = RunFacts(
@@ -215,16 +266,16 @@ def run_demo(
         rate=opts.rate,
         label_delay=str(opts.label_delay),
         seed=opts.seed,
-        duration_s=round(duration, 2),
-        completed=completed,
-        metrics_url=metrics_url,
+        duration_s=round(outcome.duration_s, 2),
+        completed=outcome.completed,
+        metrics_url=run.metrics_url,
     )
     report = summary(facts, drifts, hits, seen.first_of_version, seen.alerts, log.published_at)
     json_path, png_path = write_report(report, Path(opts.out))
-    _print_end(out, report, json_path, png_path, interrupted=interrupted)
-    if app.errors or (not completed and not interrupted):
+    _print_end(out, report, json_path, png_path, interrupted=outcome.interrupted)
+    if run.app.errors or (not outcome.completed and not outcome.interrupted):
         return EXIT_FAILED
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK
 
 
 def _print_end(

@@ -1,7 +1,8 @@
 """Input drift in a scorer, without labels: numeric features, scores, categorical values.
 
 Cheap on the hot path: once per batch, a strided sample of at most ``sample_per_batch``
-events updates the monitors.
+events (:meth:`InputMonitor.sample`) updates the monitors; the scorer builds those rows
+only.
 
 - each numeric feature (int or float, not bool): a detector (ADWIN by default) over its
   values; signal ``feature:<name>``;
@@ -98,19 +99,21 @@ class InputMonitor:
         self._ignored: set[str] = set()
         self._scores = {m: build_detector(config.detector) for m in models}
 
+    def sample(self, n: int) -> range:
+        """The rows of a batch of ``n`` events that update the monitors: a strided sample
+        of at most ``sample_per_batch``."""
+        return range(0, n, max(1, math.ceil(n / self.config.sample_per_batch)))
+
     def observe(
         self,
         features: Sequence[Features],
         offsets: Sequence[int | None],
         scores: Mapping[str, Sequence[Scored | Exception]],
     ) -> list[Detection]:
-        n = len(features)
-        if n == 0:
-            return []
-        step = max(1, math.ceil(n / self.config.sample_per_batch))
+        """Update the monitors with every row given (the :meth:`sample` of a batch, in
+        batch order): its features, its record's offset, each model's score of it."""
         found: list[Detection] = []
-        for i in range(0, n, step):
-            offset = offsets[i]
+        for i, offset in enumerate(offsets):
             for name, value in features[i].items():
                 if name in self._ignored:
                     continue

@@ -120,3 +120,12 @@ def partitions_of(admin_conf: Mapping[str, Any], topic: str, timeout_s: float = 
     if t is None or t.error is not None:
         return []
     return sorted(t.partitions)
+
+
+def broker_answers(client: Any, timeout_s: float = 5.0) -> bool:
+    """True when the broker answers a metadata request from ``client``."""
+    try:
+        client.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True

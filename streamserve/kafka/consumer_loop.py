@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from streamserve.errors import Interrupted
+from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.delivery import Batch
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
@@ -231,7 +232,7 @@ class ConsumerLoop:
                     f"{self.role}: {err.str()} (check kafka.client security settings)"
                 )
             return
-        if err is None and not self._broker_answers(c):
+        if err is None and not broker_answers(c.consumer, BROKER_PROBE_S):
             return  # the broker is away: librdkafka reconnects and retries by itself
         if self._rebuild is None or not self._policy.allow():
             if err is not None:
@@ -243,13 +244,6 @@ class ConsumerLoop:
             self._next_watch = now + self._policy.stall_s
             return
         self._replace_clients(verdict)
-
-    def _broker_answers(self, c: LoopClients) -> bool:
-        try:
-            c.consumer.list_topics(timeout=BROKER_PROBE_S)
-        except KafkaException:
-            return False
-        return True
 
     def _replace_clients(self, verdict: Verdict) -> None:
         """Purge the old producer (its unacknowledged offsets are never stored), commit

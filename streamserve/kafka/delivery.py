@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -154,6 +155,46 @@ class OffsetTracker:
             logger.debug("store_offsets: %s", exc)
 
 
+def produce_many(
+    producer: Any,
+    batch: Batch | None,
+    topic: str,
+    values: Sequence[bytes | None],
+    keys: Sequence[bytes | None],
+    headers: Sequence[list[tuple[str, bytes]]] | None = None,
+) -> None:
+    """Produce each value with its key (and headers), counted in ``batch``, waiting while
+    the local queue is full; the partitioner picks the partitions. Every record queued is
+    counted, also when a later one raises."""
+    produce_ = producer.produce
+    cb = batch.on_delivery if batch is not None else None
+    sent = 0
+    try:
+        if headers is None:  # the hot path: positional arguments, a third cheaper
+            for value, key in zip(values, keys, strict=True):
+                while True:
+                    try:
+                        produce_(topic, value, key, -1, cb)
+                    except BufferError:
+                        producer.poll(0.05)
+                        continue
+                    break
+                sent += 1
+            return
+        for value, key, h in zip(values, keys, headers, strict=True):
+            while True:
+                try:
+                    produce_(topic, value, key, on_delivery=cb, headers=h)
+                except BufferError:
+                    producer.poll(0.05)
+                    continue
+                break
+            sent += 1
+    finally:
+        if batch is not None:
+            batch.expected += sent
+
+
 def produce(
     producer: Any,
     batch: Batch | None,
@@ -162,17 +203,5 @@ def produce(
     key: bytes | None,
     headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
-    """Produce one record counted in ``batch``, waiting while the local queue is full."""
-    cb = batch.on_delivery if batch is not None else None
-    while True:
-        try:
-            if headers is None:
-                producer.produce(topic, value, key, on_delivery=cb)
-            else:
-                producer.produce(topic, value, key, headers=headers, on_delivery=cb)
-        except BufferError:
-            producer.poll(0.05)
-            continue
-        if batch is not None:
-            batch.expect()
-        return
+    """Produce one record counted in ``batch`` (:func:`produce_many`)."""
+    produce_many(producer, batch, topic, [value], [key], None if headers is None else [headers])

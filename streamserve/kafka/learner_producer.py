@@ -110,12 +110,3 @@ class LearnerProducer:
         self._unacked_since = None
         self.replacements += 1
         return True
-
-
-def broker_answers(client: Any, timeout_s: float = 5.0) -> bool:
-    """True when the broker answers a metadata request from ``client``."""
-    try:
-        client.list_topics(timeout=timeout_s)
-    except KafkaException:
-        return False
-    return True

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from streamserve.learners.spec import ModelSpec
-from streamserve.records import Features, LabelValue
+from streamserve.records import ColumnScores, FeatureFrame, Features, LabelValue, Scored
+
+__all__ = ["Learner", "MatrixScorer", "Scored"]
 
 
-@dataclass(slots=True)
-class Scored:
-    """A learner's output for one record.
+class MatrixScorer(Protocol):
+    """A learner's optional capability: score a whole batch as one matrix.
 
-    - binary: ``prediction`` is a bool (True when P(true) >= 0.5), ``probabilities`` has the
-      keys ``"true"`` and ``"false"``, ``score`` is P(true);
-    - multiclass: ``prediction`` is the most probable class label (text), ``probabilities``
-      maps every class label to its probability, ``score`` is the largest probability;
-    - regression: ``prediction`` and ``score`` are the predicted value, ``probabilities`` is
-      None.
-
-    A classifier that has no probabilities yet (untrained) returns ``prediction=None``,
-    ``probabilities={}`` and ``score=None``. A regressor whose output is not a finite number
-    returns ``prediction=None`` and ``score=None``.
+    Compiled from the learner's state when a snapshot loads (linear models as arrays);
+    equal to the learner's per-record scores (tested to 1e-9).
     """
 
-    prediction: LabelValue | None
-    probabilities: dict[str, float] | None
-    score: float | None
+    def score_frame(self, frame: FeatureFrame) -> ColumnScores | None:
+        """The scores of every row of ``frame``; None when its columns are not the
+        model's features (score those records one by one)."""
+        ...
 
 
 @runtime_checkable
@@ -50,6 +43,10 @@ class Learner(Protocol):
 
     def prequential_one(self, x: Features, y: LabelValue) -> Scored:
         """Score ``x``, then learn ``(x, y)``: what ``predict_one`` then ``learn_one`` give."""
+        ...
+
+    def matrix_scorer(self) -> MatrixScorer | None:
+        """The compiled scorer of the current state, or None when the model has none."""
         ...
 
     def clone(self) -> Learner: ...

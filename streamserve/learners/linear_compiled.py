@@ -25,20 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from river import compose, linear_model, optim, preprocessing
 
 from streamserve.learners.base import Scored
 from streamserve.learners.preprocessing import Preprocess
-from streamserve.learners.scoring import unscored_classification
+from streamserve.learners.scoring import binary_scored, scored_from_value
 from streamserve.learners.spec import Task
-from streamserve.records import Features
+from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray
 
 _NUMERIC_KINDS = frozenset("fiub")
 _PLAIN_NUMBERS = (float, int, bool, type(None))
 _SIGMOID_CLAMP = 30.0  # river.utils.math.sigmoid saturates beyond ±30
-
-FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -91,19 +88,20 @@ class CompiledLinear:
         rest.sort()
         return out, rest
 
-    def p_true_columns(self, names: tuple[str, ...], values: FloatArray) -> FloatArray | None:
-        """P(true) per row of ``values`` (columns named ``names``, any order) for a binary
-        model, exactly as :meth:`predict_many` scores the same rows as dicts; NaN where
-        that gives no probability. None when the names are not the model's or the model
-        is not binary."""
-        if self.task is not Task.BINARY:
-            return None
-        if names != self.names:
-            order = self._column_order(names)
+    def score_frame(self, frame: FeatureFrame) -> ColumnScores | None:
+        """Every row of ``frame`` (columns in any order) scored exactly as
+        :meth:`predict_many` scores the same rows as dicts (P(true), NaN where that gives
+        no probability; or the value); None when the columns are not the model's."""
+        values = frame.values
+        if frame.names != self.names:
+            order = self._column_order(frame.names)
             if order is None:
                 return None
             values = values[:, order]
-        return _p_true(self.raw(values))
+        raw = self.raw(values)
+        if self.task is Task.BINARY:
+            return ColumnScores("binary", _p_true(raw))
+        return ColumnScores("regression", raw)
 
     def _column_order(self, names: tuple[str, ...]) -> list[int] | None:
         orders: dict[tuple[str, ...], list[int] | None] = self._orders  # type: ignore[attr-defined]
@@ -132,20 +130,8 @@ class CompiledLinear:
     def _score(self, values: FloatArray) -> list[Scored]:
         raw = self.raw(values)
         if self.task is Task.REGRESSION:
-            return [
-                Scored(prediction=y, probabilities=None, score=y)
-                if math.isfinite(y)
-                else Scored(prediction=None, probabilities=None, score=None)
-                for y in raw.tolist()
-            ]
-        p_true = _p_true(raw)
-        # binary_scored(q), inlined: this runs once per record.
-        return [
-            Scored(q >= 0.5, {"false": 1.0 - q, "true": q}, q)
-            if 0.0 <= q <= 1.0
-            else unscored_classification()
-            for q in p_true.tolist()
-        ]
+            return list(map(scored_from_value, raw.tolist()))
+        return list(map(binary_scored, _p_true(raw).tolist()))
 
 
 def _p_true(raw: FloatArray) -> FloatArray:
@@ -186,38 +172,41 @@ def _as_matrix(
     return np.array(kept_rows, dtype=np.float64), kept
 
 
-def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
-    """Arrays for ``model`` when it is a linear pipeline this module handles, else None."""
-    if not isinstance(model, compose.Pipeline):
+_ESTIMATORS = {
+    Task.BINARY: (linear_model.LogisticRegression, optim.losses.Log),
+    Task.REGRESSION: (linear_model.LinearRegression, optim.losses.Squared),
+}
+
+
+def _linear_steps(model: Any, task: Task) -> tuple[Preprocess, Any, Any] | None:
+    """The pipeline's Preprocess, its StandardScaler (or None) and its linear estimator,
+    when it is ``Preprocess | StandardScaler? | estimator`` with the task's estimator and
+    default loss; else None."""
+    if not isinstance(model, compose.Pipeline) or task not in _ESTIMATORS:
         return None
     steps = list(model.steps.values())
-    if not steps or type(steps[0]) is not Preprocess:
+    if len(steps) not in (2, 3) or type(steps[0]) is not Preprocess:
         return None
-    pre: Preprocess = steps[0]
-    scaler: Any = None
-    if len(steps) == 3:
-        scaler = steps[1]
-        if (
-            type(scaler) is not preprocessing.StandardScaler
-            or not scaler.with_std
-            or getattr(scaler, "window_size", None) is not None
-        ):
-            return None
-    elif len(steps) != 2:
+    scaler: Any = steps[1] if len(steps) == 3 else None
+    if scaler is not None and (
+        type(scaler) is not preprocessing.StandardScaler
+        or not scaler.with_std
+        or getattr(scaler, "window_size", None) is not None
+    ):
         return None
+    estimator, loss = _ESTIMATORS[task]
     last = steps[-1]
-    if task is Task.BINARY:
-        if type(last) is not linear_model.LogisticRegression:
-            return None
-        if type(last.loss) is not optim.losses.Log:
-            return None
-    elif task is Task.REGRESSION:
-        if type(last) is not linear_model.LinearRegression:
-            return None
-        if type(last.loss) is not optim.losses.Squared:
-            return None
-    else:
+    if type(last) is not estimator or type(last.loss) is not loss:
         return None
+    return steps[0], scaler, last
+
+
+def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
+    """Arrays for ``model`` when it is a linear pipeline this module handles, else None."""
+    steps = _linear_steps(model, task)
+    if steps is None:
+        return None
+    pre, scaler, last = steps
     stats = pre._stats
     names = tuple(name for name in stats if type(name) is str)
     if not names or len(names) != len(stats):

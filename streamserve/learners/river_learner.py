@@ -10,14 +10,14 @@ from typing import Any
 from river import base, compose
 
 from streamserve.errors import StreamserveError
-from streamserve.learners.base import Scored
+from streamserve.learners.base import MatrixScorer, Scored
 from streamserve.learners.exceptions import (
     LearnerConfigError,
     LearnerError,
     ModelError,
     PayloadError,
 )
-from streamserve.learners.linear_compiled import CompiledLinear, FloatArray, compile_linear
+from streamserve.learners.linear_compiled import CompiledLinear, compile_linear
 from streamserve.learners.preprocessing import Preprocess
 from streamserve.learners.scoring import (
     scored_from_binary_proba,
@@ -164,22 +164,12 @@ class RiverLearner:
             scored[i] = predict_one(xs[i])
         return scored  # type: ignore[return-value]  # every None slot was filled
 
-    def scores_columns(self) -> bool:
-        """Whether :meth:`p_true_columns` can score (a binary linear pipeline)."""
-        return (
-            self.spec.task is Task.BINARY and self._has_proba and self._compiled_model() is not None
-        )
-
-    def p_true_columns(self, names: tuple[str, ...], values: FloatArray) -> FloatArray | None:
-        """For a binary linear pipeline: P(true) per row of ``values`` (columns named
-        ``names``), NaN where :meth:`predict_many` gives no probability; None when the
-        model or the names do not allow it (score those records with predict_many)."""
-        if self.spec.task is not Task.BINARY or not self._has_proba:
+    def matrix_scorer(self) -> MatrixScorer | None:
+        """The linear pipeline compiled to arrays (scores a whole batch at once), or None
+        for any other model, or a classifier that gives no probabilities."""
+        if not self._has_proba and self.spec.task is not Task.REGRESSION:
             return None
-        compiled = self._compiled_model()
-        if compiled is None:
-            return None
-        return compiled.p_true_columns(names, values)
+        return self._compiled_model()
 
     def _compiled_model(self) -> CompiledLinear | None:
         if self._compile_pending:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from streamserve.learners.base import Scored
+from streamserve.records import ColumnScores, Scored
 
 
 def unscored_classification() -> Scored:
@@ -15,12 +15,11 @@ def unscored_classification() -> Scored:
 
 
 def binary_scored(p_true: float) -> Scored:
-    """Scored for a binary classifier whose probability of ``True`` is ``p_true``."""
-    return Scored(
-        prediction=p_true >= 0.5,
-        probabilities={"false": 1.0 - p_true, "true": p_true},
-        score=p_true,
-    )
+    """Scored for a binary classifier whose probability of ``True`` is ``p_true``; no
+    prediction when that is not a probability (NaN from a diverged model)."""
+    if 0.0 <= p_true <= 1.0:
+        return Scored(p_true >= 0.5, {"false": 1.0 - p_true, "true": p_true}, p_true)
+    return unscored_classification()
 
 
 def scored_from_binary_proba(proba: Mapping[Any, float]) -> Scored:
@@ -31,10 +30,7 @@ def scored_from_binary_proba(proba: Mapping[Any, float]) -> Scored:
             total = p_false + p_true
             if not total > 0.0 or total == math.inf:
                 return unscored_classification()
-            q = p_true / total
-            if not 0.0 <= q <= 1.0:
-                return unscored_classification()
-            return Scored(prediction=q >= 0.5, probabilities={"false": 1.0 - q, "true": q}, score=q)
+            return binary_scored(p_true / total)
     if not proba:
         return unscored_classification()
     total = 0.0
@@ -42,10 +38,7 @@ def scored_from_binary_proba(proba: Mapping[Any, float]) -> Scored:
         total += p
     if not total > 0.0 or math.isinf(total):
         return unscored_classification()
-    p_true = proba.get(True, 0.0) / total
-    if not 0.0 <= p_true <= 1.0:  # NaN from a diverged model
-        return unscored_classification()
-    return binary_scored(p_true)
+    return binary_scored(proba.get(True, 0.0) / total)
 
 
 def scored_from_multiclass_proba(proba: Mapping[Any, float]) -> Scored:
@@ -85,3 +78,11 @@ def scored_from_value(value: Any) -> Scored:
     if math.isfinite(y):
         return Scored(prediction=y, probabilities=None, score=y)
     return Scored(prediction=None, probabilities=None, score=None)
+
+
+def scored_row(scores: ColumnScores, r: int) -> Scored:
+    """Row ``r`` of a model's column scores, as its per-record scoring gives it."""
+    value = float(scores.values[r])
+    if scores.kind == "binary":
+        return binary_scored(value)
+    return scored_from_value(value)

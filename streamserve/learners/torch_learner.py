@@ -23,7 +23,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from streamserve.learners.base import Scored
+from streamserve.learners.base import MatrixScorer, Scored
 from streamserve.learners.exceptions import (
     LabelError,
     LearnerConfigError,
@@ -275,6 +275,10 @@ class TorchLearner:
         loss.backward()
         self._optim.step()
         self._n_learned += 1
+
+    def matrix_scorer(self) -> MatrixScorer | None:
+        """None: the network scores batches in :meth:`predict_many`."""
+        return None
 
     def clone(self) -> TorchLearner:
         return TorchLearner(self.spec, **self.hyperparameters)

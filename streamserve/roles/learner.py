@@ -21,9 +21,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
-from streamserve.kafka.learner_producer import LearnerProducer, broker_answers
+from streamserve.kafka.learner_producer import LearnerProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner
@@ -36,7 +37,8 @@ from streamserve.metrics import Metrics
 from streamserve.records import Example, LabelValue
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
-from streamserve.serde.fast.columns import ExampleRows
+from streamserve.serde.fast.example_rows import ExampleRows
+from streamserve.serde.fast.protocols import ExampleBatchDecoder
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.exceptions import FencedError, SnapshotError
 from streamserve.snapshots.lease import Lease
@@ -99,6 +101,7 @@ class LearnerRole:
         consumer_factory: Callable[[], Any],
         partitions: Callable[[], list[int]],
         decoder: Decoder[Example],
+        batch_decoder: ExampleBatchDecoder | None,
         producer: Any,
         dead_letters: DeadLetterSink,
         store: SnapshotStore,
@@ -115,9 +118,7 @@ class LearnerRole:
         self._consumer_factory = consumer_factory
         self._partitions = partitions
         self._decode = decoder.decode
-        self._read_examples: Callable[[list[bytes]], ExampleRows] | None = getattr(
-            decoder, "read_examples", None
-        )
+        self._batch_decoder = batch_decoder
         self._producer = producer
         self._dlq = dead_letters
         self._store = store
@@ -344,9 +345,12 @@ class LearnerRole:
         monitor = state.drift
         learned = 0
         # The batch's common examples read at once; None where a record needs decode().
-        read = self._read_examples
-        values = [m.value() or b"" for m in msgs]
-        rows = read(values) if read is not None else ExampleRows([None] * len(msgs), [], [], [], [])
+        batch_decoder = self._batch_decoder
+        rows = (
+            ExampleRows.unread(len(msgs))
+            if batch_decoder is None
+            else batch_decoder.read([m.value() or b"" for m in msgs])
+        )
         read_features = rows.features
         recorded = False  # this record's offset is in state.offsets already
         for i, m in enumerate(msgs):

@@ -1,11 +1,28 @@
-"""The scorer: events -> predictions, one snapshot version per batch per model."""
+"""The scorer: events -> predictions, one snapshot version per batch per model.
+
+Each micro-batch is decoded, scored, encoded and produced:
+
+- **decode**: the common events of the batch at once as columns when every served model
+  scores a matrix (:class:`~streamserve.serde.event_batch.EventBatchReader`), the others
+  one by one; a record that does not decode goes to dead-letter;
+- **score**: each model reads its serving snapshot once for the batch; the columns as one
+  matrix (:class:`~streamserve.learners.base.MatrixScorer`), the records with
+  ``predict_many`` (one by one when that fails, counted);
+- **encode**: the column rows' predictions written for the whole batch by the batch
+  encoder when it can, every other prediction per record; a record that fails to score
+  or encode goes to dead-letter once, whichever model it failed for;
+- **produce**: the predictions in input order, each counted in the batch, whose offsets
+  are stored once they are all acknowledged.
+
+The input drift monitor then sees a strided sample of the batch's rows.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -14,20 +31,24 @@ from confluent_kafka import Message
 
 from streamserve.drift.alerts import ACTION_ALERT, AlertSink, DriftAlert
 from streamserve.drift.input_monitor import InputMonitor
+from streamserve.errors import StreamserveError
 from streamserve.kafka.dead_letter import DeadLetterSink
-from streamserve.kafka.delivery import Batch
+from streamserve.kafka.delivery import Batch, produce_many
 from streamserve.kafka.timestamps import record_ts
-from streamserve.learners.base import Learner, Scored
-from streamserve.learners.linear_compiled import FloatArray
+from streamserve.learners.base import Learner, MatrixScorer, Scored
+from streamserve.learners.scoring import scored_row
 from streamserve.metrics import Metrics, observe_many
-from streamserve.records import Event, Features, Prediction
-from streamserve.roles.batch_view import ColumnBatchView, binary_scored
-from streamserve.serde.codecs import Decoder, Encoder
-from streamserve.serde.exceptions import DecodeError, EncodeError
-from streamserve.serde.fast.columns import EventColumns
+from streamserve.records import ColumnScores, Event, Prediction
+from streamserve.serde.codecs import Encoder
+from streamserve.serde.event_batch import EventBatch, EventBatchReader
+from streamserve.serde.exceptions import EncodeError
+from streamserve.serde.fast.event_columns import EventColumns
+from streamserve.serde.fast.protocols import PredictionBatchEncoder
 from streamserve.snapshots.holder import Serving, SnapshotHolder
 
 logger = logging.getLogger(__name__)
+
+Output = tuple[int, bytes, bytes]  # batch position, value, key
 
 
 @dataclass(frozen=True)
@@ -38,8 +59,21 @@ class ServedModel:
     holder: SnapshotHolder[Learner]
 
 
-class ScoreError(Exception):
+class ScoreError(StreamserveError):
     """A model failed to score one event (it goes to the dead-letter topic)."""
+
+
+@dataclass
+class ModelScores:
+    """One model's scores of a batch: of the column rows at once, of the others each."""
+
+    columns: ColumnScores | None
+    records: list[Scored | Exception] = field(default_factory=list)
+
+    def scored(self, is_column: bool, j: int) -> Scored | Exception:
+        if is_column and self.columns is not None:
+            return scored_row(self.columns, j)
+        return self.records[j]
 
 
 class Scorer:
@@ -48,8 +82,9 @@ class Scorer:
     def __init__(
         self,
         *,
-        decoder: Decoder[Event],
+        reader: EventBatchReader,
         encoder: Encoder[Prediction],
+        batch_encoder: PredictionBatchEncoder | None,
         producer: Any,
         predictions_topic: str,
         dead_letters: DeadLetterSink,
@@ -58,17 +93,18 @@ class Scorer:
         input_monitor: InputMonitor | None = None,
         alerts: AlertSink | None = None,
     ) -> None:
-        self._decode = decoder.decode
+        self._reader = reader
         self._encode = encoder.encode
-        # Batch codecs of the Avro event decoder and prediction encoder, when they are.
-        self._columns_reader = getattr(decoder, "read_columns", None)
-        self._columns_writer = getattr(encoder, "write_columns", None)
+        self._batch_encoder = batch_encoder
         self._producer = producer
         self._topic = predictions_topic
         self._dlq = dead_letters
         self._models = list(models)
         self._scored = {m.name: metrics.events_scored.labels(m.name) for m in self._models}
         self._e2e = {m.name: metrics.end_to_end_seconds.labels(m.name) for m in self._models}
+        self._fallbacks = {
+            m.name: metrics.batch_scoring_fallbacks.labels(m.name) for m in self._models
+        }
         self._inputs = input_monitor
         self._alerts = alerts
         self._monitor_seconds = metrics.input_monitor_seconds
@@ -82,224 +118,231 @@ class Scorer:
 
     def handle(self, msgs: list[Message], batch: Batch) -> None:
         servings = [(m.name, m.holder.current) for m in self._models]  # one version per batch
-        columns, probas = self._read_columns(msgs, servings)
-        if columns is None:
-            rest: Sequence[int] = range(len(msgs))
-        elif len(columns) == len(msgs):
-            rest = ()
-        else:
-            mask = np.ones(len(msgs), dtype=np.bool_)
-            mask[columns.positions] = False
-            rest = np.flatnonzero(mask).tolist()
-        events: list[Event] = []
-        sources: list[Message] = []
-        positions: list[int] = []
-        decode = self._decode
-        for i in rest:
-            m = msgs[i]
-            try:
-                events.append(decode(m.value(), record_ts(m)))
-            except DecodeError as exc:
-                self._dlq.send(m, "decode", exc, batch)
-                continue
-            sources.append(m)
-            positions.append(i)
-        if not events and columns is None:
+        matrix = self._matrix_scorers(servings)
+        events = self._decode(msgs, batch, as_columns=matrix is not None)
+        if not len(events):
             return
-        features = [e.features for e in events]
-        failed: set[int] = set()
-        all_scored: dict[str, list[Scored | Exception]] = {}
-        versions: dict[str, int] = {}
+        scores, events = self._score(servings, matrix, events)
         now_ms = int(time.time() * 1000)
-        for k, (name, serving) in enumerate(servings):
-            versions[name] = serving.version
-            scored = self._score(name, serving.model, features) if events else []
-            all_scored[name] = scored
-            outputs, delays = self._encode_records(
-                name, serving.version, events, scored, sources, positions, failed, batch, now_ms
-            )
-            if columns is not None and probas is not None:
-                fast_positions, values, keys = self._encode_columns(
-                    name, serving.version, columns, probas[k], now_ms, outputs
-                )
-                ts = columns.ts
-                observe_many(self._e2e[name], np.maximum(0, now_ms - ts) / 1000.0)
-                if outputs:  # some records took the per-record path: keep the input order
-                    merged = sorted(
-                        [*zip(fast_positions, values, keys, strict=True), *outputs],
-                        key=itemgetter(0),
-                    )
-                    values = [v for _, v, _ in merged]
-                    keys = [key for _, _, key in merged]
-            else:
-                values = [v for _, v, _ in outputs]
-                keys = [key for _, _, key in outputs]
-            self._produce_all(batch, values, keys)
-            observe_many(self._e2e[name], delays)
-            self._scored[name].inc(len(values))
-        if self._inputs is None:
-            return
-        if columns is None or probas is None:
-            offsets = [m.offset() for m in sources]
-            self._watch_inputs(features, offsets, all_scored, versions, batch)
-            return
-        view = ColumnBatchView(
-            msgs,
-            columns,
-            {name: p for (name, _), p in zip(servings, probas, strict=True)},
-            features,
-            sources,
-            positions,
-        )
-        self._watch_inputs(
-            view.features(), view.offsets(), view.scores(all_scored), versions, batch
-        )
+        failed: set[int] = set()  # batch positions dead-lettered already
+        for (name, serving), model_scores in zip(servings, scores, strict=True):
+            outputs = self._encode_all(name, serving.version, events, model_scores, now_ms)
+            for position, stage, exc in outputs.failures:
+                if position not in failed:
+                    failed.add(position)
+                    self._dlq.send(msgs[position], stage, exc, batch)
+            produce_many(self._producer, batch, self._topic, outputs.values, outputs.keys)
+            self._observe_latency(name, events, now_ms)
+            self._scored[name].inc(len(outputs.values))
+        if self._inputs is not None:
+            self._watch_inputs(self._inputs, msgs, events, servings, scores, batch)
 
-    def _read_columns(
-        self, msgs: list[Message], servings: list[tuple[str, Serving[Learner]]]
-    ) -> tuple[EventColumns | None, list[FloatArray] | None]:
-        """The batch's common records as columns and each model's P(true) for them, when
-        every model scores columns; else (None, None)."""
-        if self._columns_reader is None or self._columns_writer is None:
-            return None, None
-        for _, serving in servings:
-            can = getattr(serving.model, "scores_columns", None)
-            if can is None or not can():
-                return None, None
-        columns = self._columns_reader(
-            [m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows]
+    # -- decode ------------------------------------------------------------------------
+
+    def _decode(self, msgs: list[Message], batch: Batch, *, as_columns: bool) -> EventBatch:
+        events = self._reader.read(
+            [m.value() for m in msgs], lambda i: record_ts(msgs[i]), columns=as_columns
         )
-        if columns is None:
-            return None, None
-        probas: list[FloatArray] = []
+        for position, exc in events.failed:
+            self._dlq.send(msgs[position], "decode", exc, batch)
+        return events
+
+    # -- score -------------------------------------------------------------------------
+
+    def _matrix_scorers(
+        self, servings: list[tuple[str, Serving[Learner]]]
+    ) -> list[MatrixScorer] | None:
+        """Every model's matrix scorer, or None unless every model has one (the batch is
+        then decoded and scored one record at a time)."""
+        if not self._reader.reads_columns:
+            return None
+        scorers: list[MatrixScorer] = []
         for _, serving in servings:
-            p = serving.model.p_true_columns(columns.names, columns.values)  # type: ignore[attr-defined]
-            if p is None:  # not the model's features: those records take the per-record path
-                return None, None
-            probas.append(p)
-        return columns, probas
+            scorer = serving.model.matrix_scorer()
+            if scorer is None:
+                return None
+            scorers.append(scorer)
+        return scorers
+
+    def _score(
+        self,
+        servings: list[tuple[str, Serving[Learner]]],
+        matrix: list[MatrixScorer] | None,
+        events: EventBatch,
+    ) -> tuple[list[ModelScores], EventBatch]:
+        """Each model's scores of the batch; the batch itself as records when a model
+        cannot score its columns (they are not that model's features)."""
+        columns: list[ColumnScores] | None = None
+        if matrix is not None and events.columns is not None:
+            frame = events.columns.frame
+            scored = [scorer.score_frame(frame) for scorer in matrix]
+            if all(s is not None for s in scored):
+                columns = [s for s in scored if s is not None]
+            else:
+                events = events.as_events()
+        scores: list[ModelScores] = []
+        for k, (name, serving) in enumerate(servings):
+            records = self._score_records(name, serving.model, events.events)
+            scores.append(ModelScores(None if columns is None else columns[k], records))
+        return scores, events
+
+    def _score_records(
+        self, name: str, model: Learner, events: list[Event]
+    ) -> list[Scored | Exception]:
+        if not events:
+            return []
+        features = [e.features for e in events]
+        try:
+            return list(model.predict_many(features))
+        except Exception as exc:
+            self._fallbacks[name].inc()
+            logger.warning(
+                "%s: scoring %d events as a batch failed (%s: %s); scoring them one by one",
+                name,
+                len(features),
+                type(exc).__name__,
+                exc,
+            )
+        out: list[Scored | Exception] = []
+        for x in features:
+            try:
+                out.append(model.predict_one(x))
+            except Exception as exc:
+                out.append(ScoreError(f"model {name}: {type(exc).__name__}: {exc}"))
+        return out
+
+    # -- encode ------------------------------------------------------------------------
+
+    def _encode_all(
+        self, name: str, version: int, events: EventBatch, scores: ModelScores, now_ms: int
+    ) -> Encoded:
+        """The model's predictions of the batch in input order, and its failures."""
+        out = Encoded()
+        records = self._encode_records(name, version, events, scores.records, now_ms, out)
+        if events.columns is None or scores.columns is None:
+            out.take(records)
+            return out
+        written = self._encode_columns(name, version, events.columns, scores.columns, now_ms, out)
+        if records:  # some records took the per-record path: keep the input order
+            written.extend(records)
+            written.sort(key=itemgetter(0))
+        out.take(written)
+        return out
 
     def _encode_records(
         self,
         name: str,
         version: int,
-        events: list[Event],
+        events: EventBatch,
         scored: list[Scored | Exception],
-        sources: list[Message],
-        positions: list[int],
-        failed: set[int],
-        batch: Batch,
         now_ms: int,
-    ) -> tuple[list[tuple[int, bytes, bytes]], list[float]]:
-        """Encoded predictions (batch position, value, key) of decoded records; records
-        that fail go to dead-letter once, whichever model they failed for."""
-        encode = self._encode
-        outputs: list[tuple[int, bytes, bytes]] = []
-        delays: list[float] = []  # observed once per batch
-        for i, (event, s) in enumerate(zip(events, scored, strict=True)):
+        out: Encoded,
+    ) -> list[Output]:
+        """Predictions of the records decoded one by one; failures noted in ``out``."""
+        outputs: list[Output] = []
+        for event, position, s in zip(events.events, events.positions, scored, strict=True):
             if isinstance(s, Exception):
-                if i not in failed:
-                    failed.add(i)
-                    self._dlq.send(sources[i], "score", s, batch)
+                out.failures.append((position, "score", s))
                 continue
-            pred = Prediction(
-                event.event_id,
-                name,
-                version,
-                s.prediction,
-                s.probabilities,
-                s.score,
-                event.ts,
-                now_ms,
-            )
-            try:
-                value = encode(pred)
-            except EncodeError as exc:
-                if i not in failed:
-                    failed.add(i)
-                    self._dlq.send(sources[i], "encode", exc, batch)
-                continue
-            outputs.append((positions[i], value, event.event_id.encode()))
-            if event.ts is not None:
-                delays.append(max(0.0, now_ms - event.ts) / 1000.0)
-        return outputs, delays
+            value = self._encode_one(name, version, event, s, now_ms, position, out)
+            if value is not None:
+                outputs.append((position, value, event.event_id.encode()))
+        return outputs
+
+    def _encode_one(
+        self,
+        name: str,
+        version: int,
+        event: Event,
+        s: Scored,
+        now_ms: int,
+        position: int,
+        out: Encoded,
+    ) -> bytes | None:
+        pred = Prediction(
+            event.event_id, name, version, s.prediction, s.probabilities, s.score, event.ts, now_ms
+        )
+        try:
+            return self._encode(pred)
+        except EncodeError as exc:
+            out.failures.append((position, "encode", exc))
+            return None
 
     def _encode_columns(
         self,
         name: str,
         version: int,
         columns: EventColumns,
-        p_true: FloatArray,
+        scores: ColumnScores,
         now_ms: int,
-        outputs: list[tuple[int, bytes, bytes]],
-    ) -> tuple[list[int], list[bytes], list[bytes]]:
-        """Predictions of the column rows, written for the whole batch; rows without a
-        probability (a diverged model) are encoded per record and added to ``outputs``."""
-        write = self._columns_writer
-        scored = (p_true >= 0.0) & (p_true <= 1.0)
-        rows = np.arange(len(columns)) if scored.all() else np.flatnonzero(scored)
-        values = (
-            None if write is None else write(columns, rows, name, version, p_true[rows], now_ms)
-        )
+        out: Encoded,
+    ) -> list[Output]:
+        """Predictions of the column rows: written for the whole batch by the batch
+        encoder where it can; the others (a row without a valid score, or an encoder that
+        declines) encoded per record."""
+        valid = _valid(scores)
+        rows = np.arange(len(columns)) if valid.all() else np.flatnonzero(valid)
+        encoder = self._batch_encoder
+        values = None
+        if encoder is not None:
+            values = encoder.write(columns, rows, name, version, scores, now_ms)
         if values is not None and len(rows) == len(columns):
-            return columns.positions, values, columns.ids
-        if values is None:  # a model name or version the writer declines
-            rows = np.arange(0)
-            values = []
-        written = set(rows.tolist())
-        for r in range(len(columns)):
-            if r not in written:
-                s = binary_scored(float(p_true[r]))
-                pred = Prediction(
-                    columns.ids[r].decode(),
-                    name,
-                    version,
-                    s.prediction,
-                    s.probabilities,
-                    s.score,
-                    int(columns.ts[r]),
-                    now_ms,
-                )
-                outputs.append((columns.positions[r], self._encode(pred), columns.ids[r]))
+            return list(zip(columns.positions, values, columns.ids, strict=True))
+        if values is None:
+            rows, values = rows[:0], []
         picked = rows.tolist()
-        return [columns.positions[r] for r in picked], values, [columns.ids[r] for r in picked]
+        outputs = [
+            (columns.positions[r], v, columns.ids[r]) for r, v in zip(picked, values, strict=True)
+        ]
+        written = set(picked)
+        for r in range(len(columns)):
+            if r in written:
+                continue
+            position = columns.positions[r]
+            event = Event(columns.ids[r].decode(), {}, int(columns.ts[r]))
+            value = self._encode_one(
+                name, version, event, scored_row(scores, r), now_ms, position, out
+            )
+            if value is not None:
+                outputs.append((position, value, columns.ids[r]))
+        outputs.sort(key=itemgetter(0))
+        return outputs
 
-    def _produce_all(self, batch: Batch, values: list[bytes], keys: list[bytes]) -> None:
-        """Produce the batch's predictions, each counted in ``batch``; one delivery
-        callback (the batch's) serves them all."""
-        produce_ = self._producer.produce
-        topic, cb = self._topic, batch.on_delivery
-        sent = 0
-        try:
-            for value, key in zip(values, keys, strict=True):
-                while True:
-                    try:
-                        # Positional (partition -1: the partitioner's choice): keyword
-                        # arguments cost a third of the call.
-                        produce_(topic, value, key, -1, cb)
-                    except BufferError:
-                        self._producer.poll(0.05)
-                        continue
-                    break
-                sent += 1
-        finally:
-            batch.expected += sent
+    def _observe_latency(self, name: str, events: EventBatch, now_ms: int) -> None:
+        """Event time to prediction, for every row that has an event time."""
+        e2e = self._e2e[name]
+        if events.columns is not None:
+            observe_many(e2e, np.maximum(0, now_ms - events.columns.ts) / 1000.0)
+        observe_many(
+            e2e, [max(0.0, now_ms - e.ts) / 1000.0 for e in events.events if e.ts is not None]
+        )
+
+    # -- watch -------------------------------------------------------------------------
 
     def _watch_inputs(
         self,
-        features: Sequence[Features],
-        offsets: Sequence[int | None],
-        scored: Mapping[str, Sequence[Scored | Exception]],
-        versions: dict[str, int],
+        monitor: InputMonitor,
+        msgs: list[Message],
+        events: EventBatch,
+        servings: list[tuple[str, Serving[Learner]]],
+        scores: list[ModelScores],
         batch: Batch,
     ) -> None:
-        if self._inputs is None:
-            return
+        """Feed the monitor a strided sample of the batch's rows; alert on a drift."""
         started = time.perf_counter()
-        found = self._inputs.observe(features, offsets, scored)
+        rows = events.in_order(monitor.sample(len(events)))
+        found = monitor.observe(
+            [events.features(c, j) for c, j in rows],
+            [msgs[events.position(c, j)].offset() for c, j in rows],
+            {
+                name: [s.scored(c, j) for c, j in rows]
+                for (name, _), s in zip(servings, scores, strict=True)
+            },
+        )
         self._monitor_seconds.observe(time.perf_counter() - started)
         if not found or self._alerts is None:
             return
+        versions = {name: serving.version for name, serving in servings}
         for d in found:
             for model in [d.model] if d.model is not None else list(versions):
                 self._alerts.emit(
@@ -317,20 +360,29 @@ class Scorer:
                     batch,
                 )
 
-    def _score(
-        self, name: str, model: Learner, features: list[Features]
-    ) -> list[Scored | Exception]:
-        try:
-            return list(model.predict_many(features))
-        except Exception:
-            logger.debug("%s: batch scoring failed; scoring one by one", name, exc_info=True)
-        out: list[Scored | Exception] = []
-        for x in features:
-            try:
-                out.append(model.predict_one(x))
-            except Exception as exc:
-                out.append(ScoreError(f"model {name}: {type(exc).__name__}: {exc}"))
-        return out
-
     def tick(self) -> None:
         return None
+
+
+@dataclass
+class Encoded:
+    """A model's encoded predictions of a batch (values and keys in input order), and the
+    records that failed to score or encode (batch position, stage, error)."""
+
+    values: list[bytes] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)
+    failures: list[tuple[int, str, Exception]] = field(default_factory=list)
+
+    def take(self, outputs: list[Output]) -> None:
+        self.values = [v for _, v, _ in outputs]
+        self.keys = [k for _, _, k in outputs]
+
+
+def _valid(scores: ColumnScores) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Rows with a score: a probability for a classifier, a finite value for a regressor."""
+    values = scores.values
+    if scores.kind == "binary":
+        with np.errstate(invalid="ignore"):
+            valid: np.ndarray[Any, np.dtype[np.bool_]] = (values >= 0.0) & (values <= 1.0)
+        return valid
+    return np.isfinite(values)

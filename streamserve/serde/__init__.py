@@ -2,8 +2,7 @@
 
 Typical wiring::
 
-    specs = load_topic_specs(topics_dir)
-    catalog = SchemaCatalog.load(topics_dir, specs)
+    catalog = SchemaCatalog.from_dir(topics_dir)  # the bundled topics/ when None
     serde = Serde(catalog, output_format="avro", registry=None)
     decode = serde.event_decoder().decode
 """

@@ -8,10 +8,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
-from streamserve.records import Example, Label, Prediction
+from streamserve.records import Event, Example, Label, Prediction
 from streamserve.serde.avro import AvroBodyWriter, RegistryWriterSchemas, frame_header
 from streamserve.serde.exceptions import DecodeError, SerdeError
-from streamserve.serde.fast.records import EventLayouts, ExampleLayouts, PredictionWriter
+from streamserve.serde.fast.event_columns import AvroEventColumnsReader
+from streamserve.serde.fast.example_rows import AvroExampleRowsReader
+from streamserve.serde.fast.fit import fits
+from streamserve.serde.fast.layouts import EventLayouts, ExampleLayouts
+from streamserve.serde.fast.prediction_columns import PredictionColumnsWriter
+from streamserve.serde.fast.prediction_writer import PredictionWriter
+from streamserve.serde.fast.protocols import (
+    EventBatchDecoder,
+    ExampleBatchDecoder,
+    PredictionBatchEncoder,
+)
 from streamserve.serde.outbound import alert_to_dict, example_to_dict, prediction_to_dict
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import ParsedSchema, SchemaCatalog
@@ -28,13 +38,10 @@ from streamserve.serde.validate import (
 )
 from streamserve.serde.wire import (
     AvroEncoder,
-    EventDecoder,
-    ExampleDecoder,
     FastReader,
     FastWrite,
     FromDict,
     JsonEncoder,
-    PredictionEncoder,
     ToDict,
     WireDecoder,
 )
@@ -107,32 +114,31 @@ class Serde:
     def output_format(self) -> OutputFormat:
         return self._output_format
 
-    def event_decoder(self) -> EventDecoder:
-        """Events, per record (``decode``) or a batch at once (``read_columns``)."""
-        schema, local_id, writers = self._schemas(_EVENT)
-        return EventDecoder(
-            schema=schema,
-            local_id=local_id,
-            registry_schemas=writers,
-            from_avro=event_from_avro,
-            from_json=event_from_json,
-            layouts=EventLayouts() if local_id is not None else None,
-        )
+    def event_decoder(self) -> Decoder[Event]:
+        return self.event_decoders()[0]
+
+    def event_decoders(self) -> tuple[Decoder[Event], EventBatchDecoder | None]:
+        """Events per record, and a whole batch at once when the fast codecs fit (no
+        registry, the bundled event schema); both share what the fast path learned."""
+        if not self._fast_fits(_EVENT):
+            return self._decoder(_EVENT, event_from_avro, event_from_json), None
+        layouts = EventLayouts()
+        decoder = self._decoder(_EVENT, event_from_avro, event_from_json, layouts)
+        return decoder, AvroEventColumnsReader(self._local_header(_EVENT), layouts)
 
     def label_decoder(self) -> Decoder[Label]:
         return self._decoder(_LABEL, label_from_avro, label_from_json)
 
-    def example_decoder(self) -> ExampleDecoder:
-        """Examples, per record (``decode``) or a batch at once (``read_examples``)."""
-        schema, local_id, writers = self._schemas(_EXAMPLE)
-        return ExampleDecoder(
-            schema=schema,
-            local_id=local_id,
-            registry_schemas=writers,
-            from_avro=example_from_avro,
-            from_json=example_from_json,
-            layouts=ExampleLayouts() if local_id is not None else None,
-        )
+    def example_decoder(self) -> Decoder[Example]:
+        return self.example_decoders()[0]
+
+    def example_decoders(self) -> tuple[Decoder[Example], ExampleBatchDecoder | None]:
+        """Examples per record, and a whole batch at once when the fast codecs fit."""
+        if not self._fast_fits(_EXAMPLE):
+            return self._decoder(_EXAMPLE, example_from_avro, example_from_json), None
+        layouts = ExampleLayouts()
+        decoder = self._decoder(_EXAMPLE, example_from_avro, example_from_json, layouts)
+        return decoder, AvroExampleRowsReader(self._local_header(_EXAMPLE), layouts)
 
     def prediction_decoder(self) -> Decoder[Prediction]:
         return self._decoder(_PREDICTION, prediction_from_avro, prediction_from_json)
@@ -141,17 +147,22 @@ class Serde:
         return self._decoder(_ALERT, _alert_from_avro, self._alert_from_json)
 
     def prediction_encoder(self) -> Encoder[Prediction]:
-        """Predictions; the Avro encoder also writes batches (``write_columns``)."""
+        return self.prediction_encoders()[0]
+
+    def prediction_encoders(self) -> tuple[Encoder[Prediction], PredictionBatchEncoder | None]:
+        """Predictions per record, and a whole batch read as columns at once when the
+        output is Avro with the bundled prediction schema."""
         if self._output_format == "json":
-            return JsonEncoder(partial(prediction_to_dict, finite_only=True), allow_nan=False)
+            encoder = JsonEncoder(partial(prediction_to_dict, finite_only=True), allow_nan=False)
+            return encoder, None
         schema_id = self._schema_id(_PREDICTION)
+        writer = AvroBodyWriter(self._catalog.schema(_PREDICTION.schema), schema_id)
+        to_dict = partial(prediction_to_dict, finite_only=False)
+        if not fits(self._catalog, _PREDICTION.schema):
+            return AvroEncoder(writer, to_dict), None
         header = frame_header(schema_id)
-        return PredictionEncoder(
-            AvroBodyWriter(self._catalog.schema(_PREDICTION.schema), schema_id),
-            partial(prediction_to_dict, finite_only=False),
-            PredictionWriter(header).write,
-            header,
-        )
+        fast = AvroEncoder(writer, to_dict, PredictionWriter(header).write)
+        return fast, PredictionColumnsWriter(header)
 
     def example_encoder(self) -> Encoder[Example]:
         # Features may legitimately be NaN/inf; in JSON they are written as NaN/Infinity
@@ -187,6 +198,14 @@ class Serde:
             from_json=from_json,
             fast=fast,
         )
+
+    def _fast_fits(self, kind: _Kind) -> bool:
+        """Whether records of ``kind`` may take the fast readers: framed with the local
+        id (no registry) in the schema the fast codecs were written for."""
+        return self._registry is None and fits(self._catalog, kind.schema)
+
+    def _local_header(self, kind: _Kind) -> bytes:
+        return frame_header(self._catalog.local_id(kind.schema))
 
     def _schemas(
         self, kind: _Kind

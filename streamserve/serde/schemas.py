@@ -13,7 +13,7 @@ from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, to_parsing_canonical_form
 
 from streamserve.serde.exceptions import SchemaError
-from streamserve.topics import TopicSpec
+from streamserve.topics import TopicSpec, default_topics_dir, load_topic_specs
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,13 @@ class SchemaCatalog:
         self._by_local_id = {
             entry.local_id: entry.name for entry in entries.values() if entry.local_id is not None
         }
+
+    @classmethod
+    def from_dir(cls, topics_dir: Path | None = None) -> SchemaCatalog:
+        """The schemas of a topics directory (``topics.yaml`` and its ``.avsc`` files);
+        the bundled one (:func:`~streamserve.topics.default_topics_dir`) by default."""
+        topics_dir = topics_dir or default_topics_dir()
+        return cls.load(topics_dir, load_topic_specs(topics_dir))
 
     @classmethod
     def load(cls, topics_dir: Path, specs: Mapping[str, TopicSpec]) -> SchemaCatalog:

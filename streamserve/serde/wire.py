@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from streamserve.records import Event, Example, Prediction
 from streamserve.serde.avro import (
     AvroBodyWriter,
     RegistryWriterSchemas,
@@ -14,14 +13,6 @@ from streamserve.serde.avro import (
     read_body,
 )
 from streamserve.serde.exceptions import DecodeError, SerdeError
-from streamserve.serde.fast.columns import (
-    EventColumns,
-    ExampleRows,
-    PredictionColumnsWriter,
-    RecordTimes,
-    read_event_columns,
-    read_examples,
-)
 from streamserve.serde.json_codec import dumps, loads_object
 from streamserve.serde.schemas import ParsedSchema
 
@@ -42,7 +33,6 @@ class FastReader(Protocol[T]):
 
 
 _JSON_WHITESPACE = b" \t\r\n"
-_LAYOUT_PROBES = 4  # Avro records of a batch tried for a known layout
 # First bytes of JSON texts: '{' is an object; the others start values we refuse, but
 # parsing them gives the most precise message ("must be an object, got list").
 _JSON_START = frozenset(b'{["-0123456789tfn')
@@ -115,86 +105,6 @@ class WireDecoder(Generic[T]):
         return read_body(value, writer, reader)
 
 
-class BatchLayouts(FastReader[T], Protocol):
-    """A fast reader that also tells the layout of a body it knows (names, template)."""
-
-    def layout_of(self, value: bytes) -> tuple[tuple[str, ...], bytes] | None: ...
-
-
-class _BatchDecoder(WireDecoder[T]):
-    """A decoder that can also read a whole batch in the layout of one of its records."""
-
-    def __init__(
-        self,
-        *,
-        schema: ParsedSchema,
-        local_id: int | None,
-        registry_schemas: RegistryWriterSchemas | None,
-        from_avro: FromDict[T],
-        from_json: FromDict[T],
-        layouts: BatchLayouts[T] | None = None,
-    ) -> None:
-        super().__init__(
-            schema=schema,
-            local_id=local_id,
-            registry_schemas=registry_schemas,
-            from_avro=from_avro,
-            from_json=from_json,
-            fast=layouts,
-        )
-        self._layouts = layouts if local_id is not None else None
-
-    def _batch_layout(
-        self, values: list[bytes]
-    ) -> tuple[bytes, tuple[tuple[str, ...], bytes]] | None:
-        """The local header and the layout of the batch's first Avro record the fast path
-        knows (among the first few with our header), or None."""
-        layouts, header = self._layouts, self._local_header
-        if layouts is None or header is None:
-            return None
-        tried = 0
-        for value in values:
-            if value[:5] == header:
-                layout = layouts.layout_of(value)
-                if layout is not None:
-                    return header, layout
-                tried += 1
-                if tried == _LAYOUT_PROBES:
-                    break
-        return None
-
-
-class EventDecoder(_BatchDecoder[Event]):
-    """The event decoder, which can also read a whole batch as columns."""
-
-    def read_columns(
-        self, values: list[bytes], record_times: RecordTimes | None = None
-    ) -> EventColumns | None:
-        """The batch's events that share the layout of its first Avro record the fast
-        path knows, as columns (:func:`read_event_columns`; ``record_times`` gives the
-        Kafka timestamps of the events whose ``ts`` is null); None when there is none.
-        Decode the others with :meth:`decode`."""
-        found = self._batch_layout(values)
-        if found is None:
-            return None
-        header, layout = found
-        return read_event_columns(values, header, *layout, record_times)
-
-
-class ExampleDecoder(_BatchDecoder[Example]):
-    """The example decoder, which can also read a whole batch at once."""
-
-    def read_examples(self, values: list[bytes]) -> ExampleRows:
-        """The batch's examples that have the layout of its first Avro record the fast
-        path knows and a boolean label (:func:`read_examples`); decode the others (None
-        in ``features``) with :meth:`decode`."""
-        found = self._batch_layout(values)
-        if found is None:
-            return ExampleRows([None] * len(values), [], [], [], [])
-        header, layout = found
-        return read_examples(values, header, *layout)
-
-
 class AvroEncoder(Generic[T]):
     """Encodes records as framed Avro under one schema id."""
 
@@ -215,20 +125,6 @@ class AvroEncoder(Generic[T]):
             if value is not None:
                 return value
         return self._write(self._to_dict(obj))
-
-
-class PredictionEncoder(AvroEncoder[Prediction]):
-    """The Avro prediction encoder, which can also write a batch from columns."""
-
-    def __init__(
-        self,
-        writer: AvroBodyWriter,
-        to_dict: ToDict[Prediction],
-        fast: FastWrite[Prediction] | None,
-        header: bytes,
-    ) -> None:
-        super().__init__(writer, to_dict, fast)
-        self.write_columns = PredictionColumnsWriter(header).write
 
 
 class JsonEncoder(Generic[T]):

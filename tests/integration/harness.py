@@ -12,8 +12,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streamserve.app import App
 from streamserve.settings import Settings, settings_from_dict
-from streamserve.wiring import App, Runtime, build_app
+from streamserve.wiring import Runtime, build_app
 
 TEST_KEY = "integration-test-signing-key-0123456789"
 

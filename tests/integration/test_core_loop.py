@@ -8,10 +8,11 @@ from typing import Any
 
 import redis
 
+from streamserve.app import App
 from streamserve.kafka.dead_letter import H_ERROR_CLASS, H_OFFSET, H_STAGE, H_TOPIC
 from streamserve.records import Prediction
 from streamserve.serde.codecs import Serde
-from streamserve.wiring import App, Runtime
+from streamserve.wiring import Runtime
 from tests.integration.harness import (
     make_settings,
     produce_json,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis
 
+from streamserve.app import App
 from streamserve.learners.catalogue import build_learner, load_learner
-from streamserve.wiring import App
 from tests.integration.harness import make_settings, producer, running, wait_for
 
 

@@ -13,7 +13,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 from tests.integration.harness import wait_for
 from tests.integration.procs import streamserve
 
@@ -54,7 +54,7 @@ def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
 
         topics_dir = default_topics_dir()
         decode = (
-            Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+            Serde(SchemaCatalog.from_dir(topics_dir))
             .prediction_decoder()
             .decode
         )

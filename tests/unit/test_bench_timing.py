@@ -18,14 +18,13 @@ from bench.kafka_io import (
 )
 from bench.latency import percentile
 from streamserve.serde import SchemaCatalog, Serde
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def _written(pairs: list[tuple[bytes, int]]) -> Written:

@@ -64,7 +64,11 @@ def test_abortable_commit_error_aborts_and_raises_for_a_rewind() -> None:
 class FailedTxnProducer(FakeProducer):
     """The broker failed the transaction: its outputs come back undelivered."""
 
-    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
+        self, *_a: Any, on_delivery: Any = None, **_kw: Any
+    ) -> None:
+        if len(_a) > 4:
+            on_delivery = _a[4]
         self.produced += 1
         if on_delivery is not None:
             on_delivery(KafkaError(KafkaError._PURGE_QUEUE, "purged"), None)

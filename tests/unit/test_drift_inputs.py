@@ -31,7 +31,10 @@ def _run(monitor: InputMonitor, batches: int, make: object) -> list[tuple[int, D
     found: list[tuple[int, Detection]] = []
     for b in range(batches):
         xs, scores = make(b)  # type: ignore[operator]
-        for d in monitor.observe(xs, list(range(b * 100, b * 100 + len(xs))), scores):
+        rows = list(monitor.sample(len(xs)))
+        offsets = [b * 100 + i for i in rows]
+        picked = {m: [s[i] for i in rows] for m, s in scores.items()}
+        for d in monitor.observe([xs[i] for i in rows], offsets, picked):
             found.append((b, d))
     return found
 
@@ -98,7 +101,9 @@ def test_a_categorical_feature_is_detected_by_frequency_distance() -> None:
 def test_sampling_and_feature_cap_bound_the_work() -> None:
     monitor = InputMonitor(_config(sample_per_batch=10, max_features=3), [])
     xs: list[Features] = [{f"f{i}": float(j) for i in range(8)} for j in range(1000)]
-    monitor.observe(xs, [None] * 1000, {})
+    rows = monitor.sample(len(xs))
+    assert len(rows) == 10
+    monitor.observe([xs[i] for i in rows], [None] * len(rows), {})
     assert len(monitor._numeric) == 3
     assert monitor._numeric["f0"]._river.n_detections == 0
     assert monitor._numeric["f0"].n == 10  # 10 of the 1000 events

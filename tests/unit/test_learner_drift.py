@@ -21,7 +21,7 @@ from streamserve.roles.learner import LearnerConfig, LearnerRole, LearnerState
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.snapshots.codec import SnapshotCodec
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 from tests.fakes import FakeLease, FakeMsg, FakeProducer, FakeSnapshotStore
 
 SPEC = ModelSpec(name="m", task=Task.BINARY, learner="logistic_regression")
@@ -60,13 +60,15 @@ class PromoteAtThird(ErrorMonitor):
 
 def _role(store: FakeSnapshotStore, sink: FakeSink) -> LearnerRole:
     topics_dir = default_topics_dir()
-    serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    serde = Serde(SchemaCatalog.from_dir(topics_dir))
+    decoders = serde.example_decoders()
     role = LearnerRole(
         spec=SPEC,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=lambda: None,
         partitions=lambda: [0],
-        decoder=serde.example_decoder(),
+        decoder=decoders[0],
+        batch_decoder=decoders[1],
         producer=FakeProducer(),
         dead_letters=None,  # type: ignore[arg-type]
         store=store,  # type: ignore[arg-type]

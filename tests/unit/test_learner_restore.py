@@ -11,20 +11,22 @@ from streamserve.roles.learner import LearnerConfig, LearnerRole
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.snapshots.codec import SnapshotCodec
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 from tests.fakes import FakeLease, FakeSnapshotStore
 from tests.unit.test_learner_drift import SPEC
 
 
 def _role(store: FakeSnapshotStore, consumers: list[object]) -> LearnerRole:
     topics_dir = default_topics_dir()
-    serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    serde = Serde(SchemaCatalog.from_dir(topics_dir))
+    decoders = serde.example_decoders()
     return LearnerRole(
         spec=SPEC,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=lambda: consumers.append(object()),  # type: ignore[func-returns-value]
         partitions=lambda: [0],
-        decoder=serde.example_decoder(),
+        decoder=decoders[0],
+        batch_decoder=decoders[1],
         producer=None,
         dead_letters=None,  # type: ignore[arg-type]
         store=store,  # type: ignore[arg-type]

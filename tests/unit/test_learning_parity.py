@@ -34,7 +34,7 @@ from streamserve.metrics import Metrics
 from streamserve.roles.learner import LearnerConfig, LearnerRole, LearnerState
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 from tests.fakes import FakeMsg
 
 TOLERANCE = 0.005  # 0.5 percentage points
@@ -49,13 +49,15 @@ def _role(spec: ModelSpec) -> LearnerRole:
     from prometheus_client import CollectorRegistry
 
     topics_dir = default_topics_dir()
-    serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    serde = Serde(SchemaCatalog.from_dir(topics_dir))
+    decoders = serde.example_decoders()
     return LearnerRole(
         spec=spec,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=Unused,
         partitions=Unused,
-        decoder=serde.example_decoder(),
+        decoder=decoders[0],
+        batch_decoder=decoders[1],
         producer=Unused(),
         dead_letters=Unused(),  # type: ignore[arg-type]
         store=Unused(),  # type: ignore[arg-type]

@@ -203,7 +203,9 @@ def test_a_producer_that_refuses_to_work_is_broken_but_a_bad_record_is_not() -> 
 class RefusingProducer(FakeProducer):
     """What a transactional producer does once the broker forgot its transaction."""
 
-    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
+        self, *_a: Any, on_delivery: Any = None, **_kw: Any
+    ) -> None:
         raise KafkaException(KafkaError(KafkaError._STATE, "Erroneous state"))
 
 
@@ -244,7 +246,9 @@ class FatallyFailedProducer(FakeProducer):
 
     FATAL = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desync", fatal=True)
 
-    def produce(self, *_a: Any, on_delivery: Any = None, **_kw: Any) -> None:
+    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
+        self, *_a: Any, on_delivery: Any = None, **_kw: Any
+    ) -> None:
         raise KafkaException(KafkaError(KafkaError._FATAL, "Fatal error", fatal=True))
 
     def poll(self, _t: float) -> int:

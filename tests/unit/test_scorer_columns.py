@@ -26,8 +26,8 @@ from streamserve.roles import scorer as scorer_module
 from streamserve.roles.scorer import Scorer, ServedModel
 from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
+from streamserve.serde.event_batch import EventBatchReader
 from streamserve.snapshots.holder import Serving, SnapshotHolder
-from streamserve.topics import load_topic_specs
 from tests.fakes import FakeMsg, FakeProducer
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
@@ -35,7 +35,9 @@ NAMES = [f"x{j}" for j in range(10)]
 NOW = 1_700_000_100.0
 
 
-def _msg(offset: int, value: bytes | None, ts: int, ts_type: int = 1) -> FakeMsg:
+def _msg(
+    offset: int, value: bytes | None, ts: int = 1_700_000_000_000, ts_type: int = 1
+) -> FakeMsg:
     """A consumed event with what the scorer and the dead-letter sink read."""
     return FakeMsg("events", 0, offset, value, timestamp=(ts_type, ts))
 
@@ -66,14 +68,16 @@ class Monitor:
     def __init__(self) -> None:
         self.seen: list[Any] = []
 
+    def sample(self, n: int) -> range:
+        self.seen.append(n)
+        return range(0, n, 3)  # a strided sample, as the real monitor takes
+
     def observe(self, features: Any, offsets: Any, scores: Any) -> list[Any]:
-        picked = range(0, len(features), 3)  # a strided sample, as the real monitor takes
         self.seen.append(
             (
-                len(features),
-                [features[i] for i in picked],
-                [offsets[i] for i in picked],
-                {m: [_plain(s[i]) for i in picked] for m, s in scores.items()},
+                list(features),
+                list(offsets),
+                {m: [_plain(x) for x in s] for m, s in scores.items()},
             )
         )
         return []
@@ -85,7 +89,7 @@ def _plain(s: Scored | Exception) -> Any:
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def _learner(seed: int = 0) -> RiverLearner:
@@ -143,21 +147,17 @@ def _run(
     output_format: str = "avro",
 ) -> tuple[list[Any], Batch, list[Any]]:
     serde = Serde(catalog, output_format=output_format)  # type: ignore[arg-type]
-    decoder = serde.event_decoder()
-    encoder = serde.prediction_encoder()
+    decoder, batch_decoder = serde.event_decoders()
+    encoder, batch_encoder = serde.prediction_encoders()
     # Teach the fast path the common layout, as an earlier batch would.
     decoder.decode(msgs[0].value(), None)
     producer = Producer()
     metrics = Metrics(CollectorRegistry())
     monitor = Monitor()
-
-    class RecordsOnly:  # the same codecs without their batch methods
-        def __init__(self, inner: Any, method: str) -> None:
-            setattr(self, method, getattr(inner, method))
-
     scorer = Scorer(
-        decoder=decoder if columns else RecordsOnly(decoder, "decode"),  # type: ignore[arg-type]
-        encoder=encoder if columns else RecordsOnly(encoder, "encode"),  # type: ignore[arg-type]
+        reader=EventBatchReader(decoder, batch_decoder if columns else None),
+        encoder=encoder,
+        batch_encoder=batch_encoder if columns else None,
         producer=producer,
         predictions_topic="predictions",
         dead_letters=DeadLetterSink(producer, "dead-letter", metrics),
@@ -204,9 +204,10 @@ def test_column_path_equals_record_path(catalog: SchemaCatalog, output_format: s
 def test_column_path_is_taken(catalog: SchemaCatalog) -> None:
     """The common records are read as columns (the equality above is not vacuous)."""
     msgs = _batch(catalog, random.Random(5))
-    decoder = Serde(catalog).event_decoder()
+    decoder, reader = Serde(catalog).event_decoders()
+    assert reader is not None
     decoder.decode(msgs[0].value(), None)
-    columns = decoder.read_columns(
+    columns = reader.read(
         [m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows]
     )
     assert columns is not None
@@ -218,7 +219,7 @@ def test_column_path_is_taken(catalog: SchemaCatalog) -> None:
         assert isinstance(event, Event)
         assert columns.ids[row] == event.event_id.encode()
         assert int(columns.ts[row]) == event.ts
-        got, want = columns.features(row), event.features
+        got, want = columns.frame.row(row), event.features
         assert list(got) == list(want)
         assert all(
             got[n] == want[n] or (math.isnan(got[n]) and math.isnan(want[n]))  # type: ignore[arg-type]

@@ -12,11 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamserve.records import Example, Prediction
+from streamserve.records import ColumnScores, Example, Prediction
 from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.exceptions import DecodeError
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 NAMES = ["a", "bb", "x" * 70]  # a name longer than 63 bytes takes a two-byte length
@@ -28,7 +27,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -77,7 +76,8 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
     record_ts: list[int | None],
 ) -> None:
     serde = Serde(catalog)
-    decoder, encoder = serde.event_decoder(), serde.prediction_encoder()
+    (decoder, reader), (encoder, writer) = serde.event_decoders(), serde.prediction_encoders()
+    assert reader is not None and writer is not None
     values = _event_values(catalog, rows)
     values.append(json.dumps({"event_id": "j", "features": {"a": 1.0}}).encode())
     decoder.decode(_event_values(catalog, [("first", 1, [0.0, 0.0, 0.0])])[0], None)
@@ -87,7 +87,7 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
         asked.extend(positions)
         return [record_ts[p] for p in positions]
 
-    columns = decoder.read_columns(values, record_times)
+    columns = reader.read(values, record_times)
     assert set(asked) <= {k for k, (_, ts, _) in enumerate(rows) if ts is None}
     if columns is None:
         return
@@ -100,14 +100,15 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
     ]
     assert columns.positions == expected_rows
     q = np.array(p_true[: len(columns)])
-    written = encoder.write_columns(  # type: ignore[attr-defined]
-        columns, np.arange(len(columns)), "model-é", version, q, scored_at
+    written = writer.write(
+        columns, np.arange(len(columns)), "model-é", version, ColumnScores("binary", q), scored_at
     )
+    assert written is not None
     for row, position in enumerate(columns.positions):
         event = decoder.decode(values[position], record_ts[position])
         assert columns.ids[row] == event.event_id.encode()
         assert int(columns.ts[row]) == event.ts
-        assert _same(columns.features(row), event.features)
+        assert _same(columns.frame.row(row), event.features)
         p = float(q[row])
         prediction = Prediction(
             event.event_id,
@@ -139,7 +140,8 @@ def test_read_examples_equals_decode(
     rows: list[tuple[str, list[float], Any, int | None]],
     label_ts: int | None,
 ) -> None:
-    decoder = Serde(catalog).example_decoder()
+    decoder, reader = Serde(catalog).example_decoders()
+    assert reader is not None
     writer = AvroBodyWriter(catalog.schema("example"), catalog.local_id("example"))
 
     def write(i: str, f: list[float], label: Any, event_ts: int | None) -> bytes:
@@ -154,7 +156,7 @@ def test_read_examples_equals_decode(
 
     values = [write(*row) for row in rows] + [b"\x00\x00", b'{"event_id": 1}']
     decoder.decode(write("first", [0.0, 0.0, 0.0], True, None), None)
-    batch = decoder.read_examples(values)
+    batch = reader.read(values)
     assert len(batch.features) == len(values)
     read = [None if f is None else batch.example(k) for k, f in enumerate(batch.features)]
     for k, (value, example) in enumerate(zip(values, read, strict=True)):
@@ -188,27 +190,30 @@ def test_read_examples_equals_decode(
 def test_nothing_is_read_before_a_layout_is_known(catalog: SchemaCatalog) -> None:
     serde = Serde(catalog)
     values = _event_values(catalog, [("e", 1, [1.0, 2.0, 3.0])])
-    assert serde.event_decoder().read_columns(values) is None
-    assert serde.example_decoder().read_examples([b"", b"\x00"]).features == [None, None]
-    decoder = serde.event_decoder()
+    decoder, reader = serde.event_decoders()
+    example_reader = serde.example_decoders()[1]
+    assert reader is not None and example_reader is not None
+    assert reader.read(values) is None
+    assert example_reader.read([b"", b"\x00"]).features == [None, None]
     decoder.decode(values[0], None)
-    assert decoder.read_columns([b"", b""]) is None
+    assert reader.read([b"", b""]) is None
 
 
 @pytest.mark.parametrize("lengths", [range(1, 3), range(1, 13)], ids=["grouped", "joined"])
 def test_prediction_writer_per_shape_and_joined(catalog: SchemaCatalog, lengths: range) -> None:
     """Few record shapes are written as arrays per shape, many are joined per record."""
     serde = Serde(catalog)
-    decoder, encoder = serde.event_decoder(), serde.prediction_encoder()
+    (decoder, reader), (encoder, writer) = serde.event_decoders(), serde.prediction_encoders()
+    assert reader is not None and writer is not None
     rows = [("i" * n, 10**n, [0.5 * n, -1.0, 2.0]) for n in lengths for _ in range(3)]
     values = _event_values(catalog, rows)
     decoder.decode(values[0], None)
-    columns = decoder.read_columns(values)
+    columns = reader.read(values)
     assert columns is not None and len(columns) == len(rows)
     q = np.linspace(0.0, 1.0, len(rows))
-    written = encoder.write_columns(  # type: ignore[attr-defined]
-        columns, np.arange(len(rows))[::-1], "m", 2, q[::-1], 99
-    )
+    rows_back = np.arange(len(rows))[::-1]
+    written = writer.write(columns, rows_back, "m", 2, ColumnScores("binary", q), 99)
+    assert written is not None
     for k, (event_id, ts, _) in enumerate(reversed(rows)):
         p = float(q[::-1][k])
         want = Prediction(event_id, "m", 2, p >= 0.5, {"false": 1.0 - p, "true": p}, p, ts, 99)

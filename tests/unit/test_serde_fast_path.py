@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from streamserve.records import Event, Example, Prediction
 from streamserve.serde import DecodeError, SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter, frame_header
-from streamserve.serde.fast.records import EventLayouts, ExampleLayouts, PredictionWriter
+from streamserve.serde.fast.layouts import EventLayouts, ExampleLayouts
+from streamserve.serde.fast.prediction_writer import PredictionWriter
 from streamserve.serde.outbound import prediction_to_dict
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 LONG = st.integers(-(2**63), 2**63 - 1)
@@ -26,7 +26,7 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def _same_event(a: Event, b: Event) -> bool:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from streamserve.records import Event, Example, Label, Prediction
 from streamserve.serde import DecodeError, SchemaCatalog, Serde
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 LONG = (-(2**63), 2**63 - 1)
@@ -24,7 +23,7 @@ KINDS = ["event", "label", "example", "prediction", "alert"]
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 @pytest.fixture(scope="module")

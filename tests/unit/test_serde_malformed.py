@@ -17,14 +17,13 @@ from fastavro import schemaless_writer
 from streamserve.errors import StreamserveError
 from streamserve.records import Example, Prediction
 from streamserve.serde import DecodeError, EncodeError, SchemaCatalog, Serde, SerdeError
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from streamserve.serde import (
     SchemaRegistryClient,
     Serde,
 )
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -130,7 +129,7 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def _closed_port() -> int:

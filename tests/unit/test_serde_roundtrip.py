@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from streamserve.records import Event, Example, Label, Prediction
 from streamserve.serde import EncodeError, SchemaCatalog, Serde
-from streamserve.topics import load_topic_specs
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 RECORD_TS = 1_700_000_000_123
@@ -25,7 +24,7 @@ RECORD_TS = 1_700_000_000_123
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 @pytest.fixture(scope="module")

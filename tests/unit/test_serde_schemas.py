@@ -16,7 +16,7 @@ REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 
 @pytest.fixture(scope="module")
 def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load(REPO_TOPICS, load_topic_specs(REPO_TOPICS))
+    return SchemaCatalog.from_dir(REPO_TOPICS)
 
 
 def test_catalog_holds_every_schema_file(catalog: SchemaCatalog) -> None:

@@ -17,7 +17,7 @@ from streamserve.redis.retry import RetryPolicy
 from streamserve.roles.joiner import Joiner
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.topics import default_topics_dir, load_topic_specs
+from streamserve.topics import default_topics_dir
 from tests.fakes import FakeMsg
 
 
@@ -54,7 +54,7 @@ class RecordingState:
 
 def test_the_joiner_stores_no_time_for_records_without_one() -> None:
     topics_dir = default_topics_dir()
-    serde = Serde(SchemaCatalog.load(topics_dir, load_topic_specs(topics_dir)))
+    serde = Serde(SchemaCatalog.from_dir(topics_dir))
     state = RecordingState()
     joiner = Joiner(
         events_topic="events",

@@ -1,54 +1,36 @@
-"""Fast paths for the scorer's two hot codecs, byte-exact with fastavro or declining.
+"""Per-record fast readers of event and example bodies whose features are all doubles.
 
-- :class:`EventLayouts` (and :class:`ExampleLayouts`, for the learner) reads Avro bodies
-  whose features are all doubles, in a layout
-  (feature names, in wire order) it has seen before: one ``struct.unpack_from`` gives the
-  key bytes and the doubles, and the key bytes are compared with the layout's in one tuple
-  comparison. Layouts are learned from records the general decoder read; anything else
-  (other types, another writer schema, a malformed body) is declined (None) and goes
-  through the general decoder, which also produces the errors.
-- :class:`PredictionWriter` writes the common prediction shape (a binary classifier's
-  bool prediction, two probabilities, a float score) straight to Avro bytes; any other
-  shape is declined and goes through fastavro.
+:class:`EventLayouts` (and :class:`ExampleLayouts`, for the learner) read Avro bodies
+whose features are all doubles in a layout (feature names, in wire order) seen before: one
+``struct.unpack_from`` gives the key bytes and the doubles, and the key bytes are compared
+with the layout's in one tuple comparison. Layouts are learned from records the general
+decoder read; anything else (other types, another writer schema, a malformed body) is
+declined (None) and goes through the general decoder, which also produces the errors.
 
-Both are checked against fastavro byte for byte in the unit tests.
+They lay out bytes for the bundled ``event.avsc`` and ``example.avsc``
+(:data:`~streamserve.serde.fast.fit.WRITTEN_FOR`); :class:`~streamserve.serde.codecs.Serde`
+builds them only when the schema in use is that one. Checked against fastavro byte for
+byte in the unit tests.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from streamserve.records import Event, Example, LabelValue, Prediction
-from streamserve.serde.validate import LONG_MAX, LONG_MIN, MAX_EVENT_ID_LENGTH
+from streamserve.records import Event, Example, LabelValue
+from streamserve.serde.fast.varint import read_long, zigzag
+from streamserve.serde.validate import MAX_EVENT_ID_LENGTH
 
 _DOUBLE = struct.Struct("<d")
 _DOUBLE_BRANCH = b"\x06"  # the union index of "double" in event.avsc's feature values, zigzag
 _MAX_LAYOUTS = 64
+_LAYOUT_PROBES = 4  # Avro records of a batch tried for a known layout
 
-
-def _zigzag(value: int) -> bytes:
-    n = (value << 1) ^ (value >> 63)
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _read_long(data: bytes, pos: int) -> tuple[int, int]:
-    """A zigzag varint at ``pos``: (value, position after it). IndexError when truncated."""
-    n = 0
-    shift = 0
-    for b in data[pos : pos + 10]:
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return (n >> 1) ^ -(n & 1), pos + shift // 7
-    raise IndexError("truncated or overlong varint")
+Layout = tuple[tuple[str, ...], bytes]
+"""A feature map layout: the feature names in wire order, and the map's bytes with its
+doubles zeroed (the template every map of that layout matches)."""
 
 
 class _Layout:
@@ -59,7 +41,7 @@ class _Layout:
         fmt = ["<"]
         for name in names:
             raw = name.encode()
-            segment = _zigzag(len(raw)) + raw + _DOUBLE_BRANCH
+            segment = zigzag(len(raw)) + raw + _DOUBLE_BRANCH
             segments.append(segment)
             fmt.append(f"{len(segment)}sd")
         fmt.append("B")  # the map's terminating zero-count block
@@ -75,7 +57,7 @@ def _read_id(value: bytes) -> tuple[str, int] | None:
     if size < 0x80:  # one-byte varint (ids up to 63 bytes): the common case
         size, pos = (size >> 1) ^ -(size & 1), 6
     else:
-        size, pos = _read_long(value, 5)
+        size, pos = read_long(value, 5)
     end = pos + size
     if size <= 0 or size > MAX_EVENT_ID_LENGTH * 4 or end > len(value):
         return None
@@ -91,7 +73,7 @@ def _read_optional_long(value: bytes, pos: int) -> tuple[int | None, int] | None
     if branch == 0:
         return None, pos + 1
     if branch == 2:
-        return _read_long(value, pos + 1)
+        return read_long(value, pos + 1)
     return None
 
 
@@ -111,7 +93,7 @@ class FeatureLayouts:
         if count < 0x80:
             count, pos = (count >> 1) ^ -(count & 1), pos + 1
         else:
-            count, pos = _read_long(value, pos)
+            count, pos = read_long(value, pos)
         for layout in self._by_count.get(count, ()):
             end = pos + layout.struct.size
             if end > len(value):
@@ -121,7 +103,7 @@ class FeatureLayouts:
                 return dict(zip(layout.names, fields[1:-1:2], strict=False)), end
         return None
 
-    def match(self, value: bytes, pos: int) -> tuple[tuple[str, ...], bytes] | None:
+    def match(self, value: bytes, pos: int) -> Layout | None:
         """The names of the known layout the map at ``pos`` has, and the map's bytes with
         its doubles zeroed (the template every map of that layout matches), or None."""
         start = pos
@@ -129,7 +111,7 @@ class FeatureLayouts:
         if count < 0x80:
             count, pos = (count >> 1) ^ -(count & 1), pos + 1
         else:
-            count, pos = _read_long(value, pos)
+            count, pos = read_long(value, pos)
         for layout in self._by_count.get(count, ()):
             end = pos + layout.struct.size
             if end > len(value):
@@ -150,7 +132,7 @@ class FeatureLayouts:
             if type(feature) is not float:
                 return
         layout = _Layout(tuple(features))
-        count_bytes = _zigzag(len(features))
+        count_bytes = zigzag(len(features))
         start = pos + len(count_bytes)
         if value[pos:start] != count_bytes or start + layout.struct.size > len(value):
             return
@@ -161,6 +143,27 @@ class FeatureLayouts:
         if all(k.names != layout.names for k in known):
             known.append(layout)
             self._total += 1
+
+
+class BodyLayouts(Protocol):
+    """Tells the layout of a body it knows (:class:`EventLayouts`, :class:`ExampleLayouts`)."""
+
+    def layout_of(self, value: bytes) -> Layout | None: ...
+
+
+def batch_layout(values: Sequence[bytes], header: bytes, layouts: BodyLayouts) -> Layout | None:
+    """The layout of the batch's first record framed with ``header`` that ``layouts``
+    knows, among the first few so framed; None when there is none."""
+    tried = 0
+    for value in values:
+        if value[:5] == header:
+            layout = layouts.layout_of(value)
+            if layout is not None:
+                return layout
+            tried += 1
+            if tried == _LAYOUT_PROBES:
+                break
+    return None
 
 
 class EventLayouts:
@@ -189,7 +192,7 @@ class EventLayouts:
             return None
         return Event(event_id, body[0], record_ts if ts is None else ts)
 
-    def layout_of(self, value: bytes) -> tuple[tuple[str, ...], bytes] | None:
+    def layout_of(self, value: bytes) -> Layout | None:
         """For an event body in a learned layout: the feature names and the feature map's
         template (:meth:`FeatureLayouts.match`, the last bytes of the body); else None."""
         if not self._features:
@@ -228,7 +231,8 @@ class ExampleLayouts:
     def __init__(self) -> None:
         self._features = FeatureLayouts()
 
-    def read(self, value: bytes, record_ts: int | None) -> Example | None:
+    # One return per field that declines: the reader walks the body once, inline.
+    def read(self, value: bytes, record_ts: int | None) -> Example | None:  # noqa: PLR0911
         if not self._features:
             return None
         try:
@@ -254,7 +258,7 @@ class ExampleLayouts:
             return None
         return Example(event_id, features, label, event_ts_at[0], label_ts_at[0])
 
-    def layout_of(self, value: bytes) -> tuple[tuple[str, ...], bytes] | None:
+    def layout_of(self, value: bytes) -> Layout | None:
         """For an example body in a learned layout: the feature names and the feature
         map's template (:meth:`FeatureLayouts.match`); else None."""
         if not self._features:
@@ -277,7 +281,8 @@ class ExampleLayouts:
             self._features.learn(value, head[1], example.features)
 
 
-def _read_label(value: bytes, pos: int) -> tuple[LabelValue, int] | None:
+# One return per union branch, and one per decline.
+def _read_label(value: bytes, pos: int) -> tuple[LabelValue, int] | None:  # noqa: PLR0911
     """An example's ``["boolean", "long", "double", "string"]`` label at ``pos``."""
     branch = value[pos]
     if branch == 0:  # boolean: one byte, 0 or 1
@@ -286,113 +291,13 @@ def _read_label(value: bytes, pos: int) -> tuple[LabelValue, int] | None:
             return None
         return flag == 1, pos + 2
     if branch == 2:
-        return _read_long(value, pos + 1)
+        return read_long(value, pos + 1)
     if branch == 4:
         return _DOUBLE.unpack_from(value, pos + 1)[0], pos + 9
     if branch == 6:
-        size, start = _read_long(value, pos + 1)
+        size, start = read_long(value, pos + 1)
         end = start + size
         if size < 0 or end > len(value):
             return None
         return value[start:end].decode(), end
     return None
-
-
-class PredictionWriter:
-    """Writes a binary classifier's prediction as framed Avro, or declines (None)."""
-
-    def __init__(self, header: bytes) -> None:
-        self._header = header
-        self._strings: dict[str, bytes] = {}
-        self._longs: dict[int, bytes] = {}
-
-    def _string(self, text: str) -> bytes:
-        encoded = self._strings.get(text)
-        if encoded is None:
-            raw = text.encode()
-            encoded = _zigzag(len(raw)) + raw
-            if len(self._strings) < 1024:
-                self._strings[text] = encoded
-        return encoded
-
-    def _long(self, value: Any) -> bytes | None:
-        if type(value) is not int or not LONG_MIN <= value <= LONG_MAX:
-            return None
-        encoded = self._longs.get(value)
-        if encoded is None:
-            encoded = _zigzag(value)
-            if len(self._longs) > 256:
-                self._longs.clear()
-            self._longs[value] = encoded
-        return encoded
-
-    def write(self, p: Prediction) -> bytes | None:
-        event_id, probabilities, score, prediction = (
-            p.event_id,
-            p.probabilities,
-            p.score,
-            p.prediction,
-        )
-        if (
-            type(event_id) is not str
-            or not event_id
-            or len(event_id) > MAX_EVENT_ID_LENGTH
-            or type(prediction) is not bool
-            or type(probabilities) is not dict
-            or len(probabilities) != 2
-            or type(score) is not float
-            or type(p.model) is not str
-            or not p.model
-        ):
-            return None
-        (k1, v1), (k2, v2) = probabilities.items()
-        if type(k1) is not str or type(k2) is not str or type(v1) is not float:
-            return None
-        if type(v2) is not float:
-            return None
-        version = self._long(p.model_version)
-        scored_at = self._long(p.scored_at)
-        if version is None or scored_at is None:
-            return None
-        ts = p.ts
-        if ts is None:
-            ts_bytes = b"\x00"
-        elif type(ts) is int and LONG_MIN <= ts <= LONG_MAX:
-            ts_bytes = b"\x02" + _zigzag(ts)
-        else:
-            return None
-        try:
-            return self._join(p, event_id.encode(), version, ts_bytes, scored_at, prediction)
-        except UnicodeEncodeError:  # a lone surrogate: fastavro gives the error
-            return None
-
-    def _join(
-        self,
-        p: Prediction,
-        raw_id: bytes,
-        version: bytes,
-        ts_bytes: bytes,
-        scored_at: bytes,
-        prediction: bool,
-    ) -> bytes:
-        (k1, v1), (k2, v2) = p.probabilities.items()  # type: ignore[union-attr]
-        pack = _DOUBLE.pack
-        return b"".join(
-            (
-                self._header,
-                _zigzag(len(raw_id)),
-                raw_id,
-                self._string(p.model),
-                version,
-                b"\x02\x01" if prediction else b"\x02\x00",
-                b"\x02\x04",
-                self._string(k1),
-                pack(v1),
-                self._string(k2),
-                pack(v2),
-                b"\x00\x02",
-                pack(p.score),
-                ts_bytes,
-                scored_at,
-            )
-        )
