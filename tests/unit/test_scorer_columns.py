@@ -28,51 +28,25 @@ from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.event_batch import EventBatchReader
 from streamserve.snapshots.holder import Serving, SnapshotHolder
+from tests.fakes import FakeMsg, FakeProducer
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 NAMES = [f"x{j}" for j in range(10)]
 NOW = 1_700_000_100.0
 
 
-class Msg:
-    """A consumed record with what the scorer and the dead-letter sink read."""
-
-    def __init__(
-        self, offset: int, value: bytes | None, ts: int = 1_700_000_000_000, ts_type: int = 1
-    ) -> None:
-        self._offset, self._value, self._ts, self._ts_type = offset, value, ts, ts_type
-
-    def topic(self) -> str:
-        return "events"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return self._ts_type, self._ts
-
-    def headers(self) -> None:
-        return None
+def _msg(
+    offset: int, value: bytes | None, ts: int = 1_700_000_000_000, ts_type: int = 1
+) -> FakeMsg:
+    """A consumed event with what the scorer and the dead-letter sink read."""
+    return FakeMsg("events", 0, offset, value, timestamp=(ts_type, ts))
 
 
-class Producer:
-    """Records what is produced; acknowledges on poll."""
+class Producer(FakeProducer):
+    """Records what is produced; acknowledged when the test says so."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[str, bytes | None, bytes | None, Any]] = []
-        self.callbacks: list[Any] = []
+        super().__init__(ack="manual")
 
     def produce(
         self,
@@ -85,16 +59,7 @@ class Producer:
     ) -> None:
         """confluent-kafka's signature: topic, value, key, partition, on_delivery, ..."""
         assert partition == -1 and callable(on_delivery)
-        headers = kw.get("headers")
-        self.records.append((topic, value, key, dict(headers) if headers else None))
-        self.callbacks.append(on_delivery)
-
-    def ack_all(self) -> None:
-        for callback in self.callbacks:
-            callback(None, None)
-
-    def poll(self, _timeout: float) -> int:
-        return 0
+        super().produce(topic, value, key, partition, on_delivery, **kw)
 
 
 class Monitor:
@@ -137,7 +102,7 @@ def _learner(seed: int = 0) -> RiverLearner:
     return learner
 
 
-def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[Msg]:
+def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[FakeMsg]:
     """Mostly events in the common layout, and every kind of record that is not."""
     writer = AvroBodyWriter(catalog.schema("event"), catalog.local_id("event"))
 
@@ -168,14 +133,14 @@ def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[Msg]:
     values[23] = avro(23, row(), ts=-(2**62))  # a long varint
     values[25] = b"{bad json"
     values[27] = avro(27, row(), ts=None)  # no ts in the body, and the record has none
-    msgs = [Msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
-    msgs[27] = Msg(127, values[27], -1, TIMESTAMP_NOT_AVAILABLE)
+    msgs = [_msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
+    msgs[27] = _msg(127, values[27], -1, TIMESTAMP_NOT_AVAILABLE)
     return msgs
 
 
 def _run(
     catalog: SchemaCatalog,
-    msgs: list[Msg],
+    msgs: list[FakeMsg],
     models: list[Learner],
     *,
     columns: bool,
