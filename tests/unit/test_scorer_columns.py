@@ -274,7 +274,7 @@ def _json_row(rng: random.Random) -> dict[str, Any]:
     return x
 
 
-def _json_batch(rng: random.Random) -> list[Msg]:
+def _json_batch(rng: random.Random) -> list[FakeMsg]:
     """JSON events with strings, and every kind of record that is not in the batch's
     common shape."""
     values: list[bytes | None] = [
@@ -290,7 +290,7 @@ def _json_batch(rng: random.Random) -> list[Msg]:
     values[17] = json.dumps(
         {"event_id": "j17", "ts": 3, "features": {**_json_row(rng), "country": 7}}
     ).encode()
-    return [Msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
+    return [_msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
 
 
 @pytest.mark.parametrize("output_format", ["avro", "json"])
