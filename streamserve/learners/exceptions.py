@@ -27,3 +27,8 @@ class ModelError(LearnerError):
 class PayloadError(LearnerError):
     """Serialized learner or metrics state that cannot be restored (corrupt, wrong format,
     or made for a different task)."""
+
+
+class NotCompilable(LearnerError):
+    """A model's state cannot be compiled to arrays that score exactly as the model does;
+    the model is scored record by record instead. Raised and caught inside the compilers."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from streamserve.records import ColumnScores, Scored
+from streamserve.records import ColumnScores, FeatureFrame, Features, Scored
 
 
 def unscored_classification() -> Scored:
@@ -92,3 +92,21 @@ def scored_row(scores: ColumnScores, r: int) -> Scored:
     row = scores.probabilities[r].tolist()
     best = max(range(len(row)), key=row.__getitem__)
     return Scored(scores.classes[best], dict(zip(scores.classes, row, strict=True)), row[best])
+
+
+def scored_rows(
+    score_frame: Callable[[FeatureFrame], ColumnScores | None], xs: Sequence[Features]
+) -> tuple[list[Scored | None], list[int]]:
+    """The records' scores from a matrix scorer's ``score_frame``, and the indexes of the
+    records it does not score (their slot is None): score those one by one."""
+    out: list[Scored | None] = [None] * len(xs)
+    frame, kept = FeatureFrame.of_rows(xs)
+    scores = None if frame is None else score_frame(frame)
+    if scores is None:
+        return out, list(range(len(xs)))
+    for r, i in enumerate(kept):
+        out[i] = scored_row(scores, r)
+    if len(kept) == len(xs):
+        return out, []
+    taken = set(kept)
+    return out, [i for i in range(len(xs)) if i not in taken]
