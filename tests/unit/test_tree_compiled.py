@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from river import datasets, forest, linear_model, tree
-from river.tree.nodes.branch import DTBranch
 
 from streamserve.learners import river_learner
 from streamserve.learners.catalogue import build_learner, load_learner
@@ -29,6 +28,7 @@ from streamserve.learners.tree_compiled import (
 from streamserve.records import FeatureFrame, Features, LabelValue
 from tests.unit.learner_checks import assert_same
 from tests.unit.learners_streams import synthetic_stream
+from tests.unit.tree_surgery import QUICK, add_alternates, branches, read_one_hot
 
 TOLERANCE = 1e-9
 CHUNK = 100  # records between two compilations
@@ -36,13 +36,6 @@ DATASETS: dict[Task, list[Callable[[], Any]]] = {
     Task.BINARY: [datasets.Phishing, datasets.Bananas],
     Task.MULTICLASS: [datasets.ImageSegments],
     Task.REGRESSION: [datasets.TrumpApproval, datasets.ChickWeights],
-}
-# Trees that split early, so that a few hundred records make them deep.
-SPLIT_EARLY = {"grace_period": 25, "delta": 0.1, "tau": 0.5}
-QUICK: dict[str, dict[str, Any]] = {
-    "hoeffding_tree": SPLIT_EARLY,
-    "hoeffding_adaptive_tree": {**SPLIT_EARLY, "seed": 1},
-    "adaptive_random_forest": {**SPLIT_EARLY, "n_models": 4, "seed": 1},
 }
 
 
@@ -220,12 +213,6 @@ def _with_colours(xs: Iterable[Features]) -> list[Features]:
     return [{**x, "colour": colour} for x in xs for colour in COLOURS]
 
 
-def _branches(learner: RiverLearner) -> list[Any]:
-    model = list(learner.estimator.steps.values())[-1]
-    assert isinstance(model._root, DTBranch)
-    return list(model._root.iter_branches())
-
-
 def _trained(spec: ModelSpec, make: Callable[[], Any], n: int) -> RiverLearner:
     learner = build_learner(spec)
     assert isinstance(learner, RiverLearner)
@@ -239,27 +226,14 @@ def test_rows_lacking_a_branch_feature_take_the_most_common_path(name: str) -> N
     """A branch on a one-hot key (present in some rows, absent in others): River sends
     the rows that lack it down the child that has seen more weight."""
     learner = _trained(ModelSpec("m", Task.BINARY, name, QUICK[name]), datasets.Phishing, 600)
-    branches = _branches(learner)
-    assert len(branches) >= 2
-    for k, branch in enumerate(branches[:2]):
-        branch.feature = "colour=red"
-        branch.threshold = 0.5 if k else 1.5  # red goes right, then left
+    found = branches(learner)
+    assert len(found) >= 2
+    read_one_hot(found[0], "colour=red", 1.5)  # red goes left
+    read_one_hot(found[1], "colour=red", 0.5)  # red goes right
     compiled = learner.matrix_scorer()
     assert isinstance(compiled, CompiledTreeClassifier)
     assert compiled.nodes.absent_possible
     _compare(learner, _with_colours(x for x, _ in _records(datasets.Phishing, Task.BINARY, 60)))
-
-
-def _add_alternates(learner: RiverLearner) -> None:
-    """Give the adaptive tree's first branches an alternate leaf (a copy of a leaf, with its
-    statistics), as River does when a branch's error drifts; the root's feature becomes a
-    one-hot key, so that rows lacking it reach a child through the most common path."""
-    branches = _branches(learner)
-    leaves = list(branches[0].iter_leaves())
-    for branch, leaf in zip(branches[:3], itertools.cycle(leaves), strict=False):
-        branch._alternate_tree = copy.deepcopy(leaf)
-    branches[0].feature = "colour=red"
-    branches[0].threshold = 0.5
 
 
 @pytest.mark.parametrize("task", list(Task))
@@ -269,7 +243,7 @@ def test_adaptive_trees_add_the_alternate_leaves_on_the_path(task: Task) -> None
     )
     spec = ModelSpec("m", task, "hoeffding_adaptive_tree", QUICK["hoeffding_adaptive_tree"])
     learner = _trained(spec, make, 800)
-    _add_alternates(learner)
+    add_alternates(learner, "colour=red")
     compiled = learner.matrix_scorer()
     assert isinstance(compiled, CompiledTreeClassifier | CompiledTreeRegressor)
     xs = _with_colours(x for x, _ in _records(make, task, 60))
@@ -285,8 +259,8 @@ def test_adaptive_trees_add_the_alternate_leaves_on_the_path(task: Task) -> None
 def test_an_alternate_that_is_a_tree_falls_back() -> None:
     spec = ModelSpec("m", Task.BINARY, "hoeffding_adaptive_tree", QUICK["hoeffding_adaptive_tree"])
     learner = _trained(spec, datasets.Phishing, 600)
-    branches = _branches(learner)
-    branches[0]._alternate_tree = copy.deepcopy(branches[1])
+    found = branches(learner)
+    found[0]._alternate_tree = copy.deepcopy(found[1])
     assert learner.matrix_scorer() is None
 
 
