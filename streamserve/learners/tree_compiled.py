@@ -39,7 +39,7 @@ import functools
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from river import compose, forest, tree
@@ -56,6 +56,7 @@ from streamserve.learners.tree_leaves import (
     ClassLeaves,
     ValueLeafArrays,
     ValueLeaves,
+    normalized,
 )
 from streamserve.learners.tree_nodes import FlatTrees, NodeArrays, Visits
 from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray, Ints
@@ -109,31 +110,23 @@ class TreeInputs:
                 x[codes == code, j] = 1.0
 
 
-def _routed(
-    inputs: TreeInputs, nodes: NodeArrays, frame: FeatureFrame
-) -> tuple[FloatArray, Ints, list[Visits]] | None:
-    """The frame as the trees read it, the leaf each row reaches in each member, and the
-    alternates met on the way; None when the frame's columns collide with the trees'
-    one-hot keys."""
-    x = inputs.matrix(frame)
-    if x is None:
-        return None
-    leaf, visits = nodes.route(x)
-    return x, leaf, visits
+class TreeOutput(Protocol):
+    """What the leaves the rows reached make of them: the model's scores."""
+
+    def scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
+        """The scores of the rows of ``x`` (the frame as the trees read it), given the leaf
+        each row reached in each member and the alternate leaves met on the way."""
+        ...
 
 
 @dataclass(frozen=True)
-class CompiledTreeClassifier:
-    """A tree classifier or forest as arrays; see the module docstring."""
+class CompiledTrees:
+    """A tree or forest as arrays: its inputs, its nodes, and what its leaves answer;
+    see the module docstring."""
 
     inputs: TreeInputs
     nodes: NodeArrays
-    combine: Combine
-    leaves: ClassLeafArrays
-    classes: tuple[str, ...]  # the class labels as text, sorted: the columns' order
-    binary: bool
-    true_column: int  # binary: the column of True (-1: the model never saw it)
-    weights: FloatArray  # forest: each member's vote weight
+    output: TreeOutput
 
     def predict_many(self, xs: Sequence[Features]) -> tuple[list[Scored | None], list[int]]:
         """Scores for the records the arrays represent, and the indexes of the others
@@ -142,11 +135,26 @@ class CompiledTreeClassifier:
 
     def score_frame(self, frame: FeatureFrame) -> ColumnScores | None:
         """Every row of ``frame`` scored as River scores the same row as a dict; None
-        when the frame's columns collide with the trees' one-hot keys."""
-        routed = _routed(self.inputs, self.nodes, frame)
-        return None if routed is None else self._scores(*routed)
+        when a numeric column of the frame is named like a one-hot key the trees read."""
+        x = self.inputs.matrix(frame)
+        if x is None:
+            return None
+        leaf, visits = self.nodes.route(x)
+        return self.output.scores(x, leaf, visits)
 
-    def _scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
+
+@dataclass(frozen=True)
+class ClassOutput:
+    """A classifier's answer: its leaves' distributions, combined as River combines them."""
+
+    leaves: ClassLeafArrays
+    combine: Combine
+    classes: tuple[str, ...]  # the class labels as text, sorted: the columns' order
+    binary: bool
+    true_column: int  # binary: the column of True (-1: the model never saw it)
+    weights: FloatArray  # forest: each member's vote weight
+
+    def scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
         votes = self._votes(x, leaf, visits)
         with np.errstate(all="ignore"):
             total = votes.sum(axis=1)
@@ -170,7 +178,8 @@ class CompiledTreeClassifier:
             summed = np.zeros_like(dist[:, 0])
             for v in visits:
                 summed[v.rows] += self.leaves.distributions(x, v.rows, v.leaves) * v.times[:, None]
-            return _normalized(summed + dist[:, 0])
+            summed += dist[:, 0]
+            return normalized(summed, summed.sum(axis=1))
         with np.errstate(all="ignore"):
             votes = (dist * self.weights[None, :, None]).sum(axis=1)
             total = votes.sum(axis=1, keepdims=True)
@@ -178,40 +187,16 @@ class CompiledTreeClassifier:
         return result
 
 
-def _normalized(votes: FloatArray) -> FloatArray:
-    """River's ``normalize_values_in_dict`` per row: times 1 / the sum, unless the sum is
-    0 or NaN."""
-    total = votes.sum(axis=1)
-    scale = np.ones_like(total)
-    ok = (total != 0.0) & ~np.isnan(total)
-    scale[ok] = 1.0 / total[ok]
-    result: FloatArray = votes * scale[:, None]
-    return result
-
-
 @dataclass(frozen=True)
-class CompiledTreeRegressor:
-    """A tree regressor or forest as arrays; see the module docstring."""
+class ValueOutput:
+    """A regressor's answer: its leaves' values, combined as River combines them."""
 
-    inputs: TreeInputs
-    nodes: NodeArrays
-    combine: Combine
     leaves: ValueLeafArrays
+    combine: Combine
     weights: FloatArray | None  # forest: each member's weight, when River weighs them
     median: bool  # forest: the median of the members (else their mean)
 
-    def predict_many(self, xs: Sequence[Features]) -> tuple[list[Scored | None], list[int]]:
-        """Scores for the records the arrays represent, and the indexes of the others
-        (their slot is None): score those per record with the River model."""
-        return scored_rows(self.score_frame, xs)
-
-    def score_frame(self, frame: FeatureFrame) -> ColumnScores | None:
-        """Every row of ``frame`` scored as River scores the same row as a dict; None
-        when the frame's columns collide with the trees' one-hot keys."""
-        routed = _routed(self.inputs, self.nodes, frame)
-        return None if routed is None else self._scores(*routed)
-
-    def _scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
+    def scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
         n, members = leaf.shape
         rows = np.repeat(np.arange(n, dtype=np.intp), members)
         values = self.leaves.values(x, rows, leaf.ravel()).reshape(n, members)
@@ -234,9 +219,6 @@ class CompiledTreeRegressor:
             count[v.rows] += v.times
         result: FloatArray = (summed + reached) / count
         return result
-
-
-CompiledTrees = CompiledTreeClassifier | CompiledTreeRegressor
 
 
 # -- compiling -------------------------------------------------------------------------
@@ -359,33 +341,32 @@ def _flatten(members: list[Any], leaves: ClassLeaves | ValueLeaves, columns: _Co
 def _compile(pre: Preprocess, estimator: Any, task: Task) -> CompiledTrees:
     members, combine = _members(estimator)
     columns = _Columns()
+    output: ClassOutput | ValueOutput
     if task is Task.REGRESSION:
         value_leaves = ValueLeaves(columns.of)
         flat = _flatten(members, value_leaves, columns)
         inputs, absent = _inputs(pre, columns)
-        return CompiledTreeRegressor(
-            inputs=inputs,
-            nodes=flat.arrays(inputs.width - 1, absent),
-            combine=combine,
+        output = ValueOutput(
             leaves=value_leaves.arrays(inputs.width),
+            combine=combine,
             weights=_forest_weights(estimator, len(members)) if combine == "forest" else None,
             median=combine == "forest" and estimator.aggregation_method == estimator._MEDIAN,
         )
-    classes = _classes(members, task)
-    adaptive = type(estimator) is tree.HoeffdingAdaptiveTreeClassifier
-    class_leaves = ClassLeaves(classes, columns.of, adaptive=adaptive)
-    flat = _flatten(members, class_leaves, columns)
-    inputs, absent = _inputs(pre, columns)
-    return CompiledTreeClassifier(
-        inputs=inputs,
-        nodes=flat.arrays(inputs.width - 1, absent),
-        combine=combine,
-        leaves=class_leaves.arrays(inputs.width - 1),
-        classes=tuple(label if isinstance(label, str) else str(label) for label in classes),
-        binary=task is Task.BINARY,
-        true_column=classes.get(True, -1) if task is Task.BINARY else -1,
-        weights=_forest_votes(estimator, len(members)),
-    )
+    else:
+        classes = _classes(members, task)
+        adaptive = type(estimator) is tree.HoeffdingAdaptiveTreeClassifier
+        class_leaves = ClassLeaves(classes, columns.of, adaptive=adaptive)
+        flat = _flatten(members, class_leaves, columns)
+        inputs, absent = _inputs(pre, columns)
+        output = ClassOutput(
+            leaves=class_leaves.arrays(inputs.width - 1),
+            combine=combine,
+            classes=tuple(label if isinstance(label, str) else str(label) for label in classes),
+            binary=task is Task.BINARY,
+            true_column=classes.get(True, -1) if task is Task.BINARY else -1,
+            weights=_forest_votes(estimator, len(members)),
+        )
+    return CompiledTrees(inputs, flat.arrays(inputs.width - 1, absent), output)
 
 
 def compile_trees(model: Any, task: Task) -> CompiledTrees | None:

@@ -135,15 +135,15 @@ class ClassLeafArrays:
             nb = np.flatnonzero(slots >= 0)
             if nb.size:
                 out[nb] = self.naive_bayes.probabilities(x, rows[nb], slots[nb])
-        if self.error is not None:
-            out = _scaled_by_error(out, self.error[leaves])
+        if self.error is not None:  # AdaLeafClassifier: over the sum times the squared error
+            error = self.error[leaves]
+            out = normalized(out, out.sum(axis=1) * error * error)
         return out
 
 
-def _scaled_by_error(dist: FloatArray, error: FloatArray) -> FloatArray:
-    """``AdaLeafClassifier.prediction``: the distribution divided by its sum times the
-    squared error, left as it is where that factor is 0 or NaN."""
-    factor = dist.sum(axis=1) * error * error
+def normalized(dist: FloatArray, factor: FloatArray) -> FloatArray:
+    """River's ``normalize_values_in_dict`` per row: times 1 / the row's ``factor``,
+    unless that is 0 or NaN (the row is then left as it is)."""
     scale = np.ones_like(factor)
     ok = (factor != 0.0) & ~np.isnan(factor)
     scale[ok] = 1.0 / factor[ok]

@@ -20,11 +20,7 @@ from streamserve.learners.preprocessing import Preprocess
 from streamserve.learners.river_learner import RiverLearner
 from streamserve.learners.scoring import scored_row
 from streamserve.learners.spec import ModelSpec, Task
-from streamserve.learners.tree_compiled import (
-    CompiledTreeClassifier,
-    CompiledTreeRegressor,
-    compile_trees,
-)
+from streamserve.learners.tree_compiled import ClassOutput, CompiledTrees, compile_trees
 from streamserve.records import FeatureFrame, Features, LabelValue
 from tests.unit.learner_checks import assert_same
 from tests.unit.learners_streams import synthetic_stream
@@ -47,7 +43,7 @@ def _compare(learner: RiverLearner, xs: list[Features]) -> None:
     """The compiled model's scores of ``xs`` (as a frame, and through predict_many) are
     River's, record by record."""
     compiled = learner.matrix_scorer()
-    assert isinstance(compiled, CompiledTreeClassifier | CompiledTreeRegressor)
+    assert isinstance(compiled, CompiledTrees)
     expected = [learner.predict_one(x) for x in xs]
     frame, kept = FeatureFrame.of_rows(xs)
     assert frame is not None and len(kept) == len(xs)
@@ -231,7 +227,7 @@ def test_rows_lacking_a_branch_feature_take_the_most_common_path(name: str) -> N
     read_one_hot(found[0], "colour=red", 1.5)  # red goes left
     read_one_hot(found[1], "colour=red", 0.5)  # red goes right
     compiled = learner.matrix_scorer()
-    assert isinstance(compiled, CompiledTreeClassifier)
+    assert isinstance(compiled, CompiledTrees) and isinstance(compiled.output, ClassOutput)
     assert compiled.nodes.absent_possible
     _compare(learner, _with_colours(x for x, _ in _records(datasets.Phishing, Task.BINARY, 60)))
 
@@ -245,7 +241,7 @@ def test_adaptive_trees_add_the_alternate_leaves_on_the_path(task: Task) -> None
     learner = _trained(spec, make, 800)
     add_alternates(learner, "colour=red")
     compiled = learner.matrix_scorer()
-    assert isinstance(compiled, CompiledTreeClassifier | CompiledTreeRegressor)
+    assert isinstance(compiled, CompiledTrees)
     xs = _with_colours(x for x, _ in _records(make, task, 60))
     frame, _ = FeatureFrame.of_rows(xs)
     assert frame is not None
@@ -291,7 +287,7 @@ def test_a_loaded_snapshot_is_compiled_as_it_loads(monkeypatch: pytest.MonkeyPat
     loaded = load_learner(spec, learner.format, learner.dumps())
     assert len(calls) == 1
     compiled = loaded.matrix_scorer()
-    assert isinstance(compiled, CompiledTreeClassifier)
+    assert isinstance(compiled, CompiledTrees) and isinstance(compiled.output, ClassOutput)
     assert loaded.matrix_scorer() is compiled and len(calls) == 1
     x, y = next(iter(datasets.Phishing()))
     loaded.learn_one(x, coerce_label(Task.BINARY, y))
