@@ -33,7 +33,7 @@ from streamserve.learners.exceptions import NotCompilable
 from streamserve.records import FloatArray, Ints
 
 _BRANCHES = frozenset({NumericBinaryBranch, AdaNumBinaryBranchClass, AdaNumBinaryBranchReg})
-_DEEPEST = 400  # deeper trees are scored per record (and would strain the recursion)
+_DEEPEST = 200  # deeper trees are scored per record (River walks them recursively too)
 
 LeafAdder = Callable[[Any], int]  # a River leaf -> its id in the leaf arrays
 Column = Callable[[Any], int]  # a transformed key -> its column in the input matrix
