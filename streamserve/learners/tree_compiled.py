@@ -54,6 +54,7 @@ from streamserve.learners.spec import Task
 from streamserve.learners.tree_leaves import (
     ClassLeafArrays,
     ClassLeaves,
+    TreeRows,
     ValueLeafArrays,
     ValueLeaves,
     normalized,
@@ -85,14 +86,15 @@ class TreeInputs:
 
     numeric: NumericInputs  # the numeric features the trees read
     numeric_columns: Ints  # the column of each
-    onehot: Mapping[str, int]  # one-hot key "f=v" -> its column
+    onehot: Mapping[str, int]  # one-hot key "f=v" a branch reads -> its column
     width: int
+    reserved: frozenset[str]  # every one-hot key the model reads (branches, leaf models)
 
     def matrix(self, frame: FeatureFrame) -> FloatArray | None:
         """The frame's rows as the trees see them; None when a numeric column of the frame
-        is named like a one-hot key the trees read (River's dict would hold the number
+        is named like a one-hot key the model reads (River's dict would hold the number
         there: score those rows one by one)."""
-        if self.onehot and not self.onehot.keys().isdisjoint(frame.names):
+        if self.reserved and not self.reserved.isdisjoint(frame.names):
             return None
         x = np.full((len(frame), self.width), np.nan)
         if self.numeric.names:
@@ -113,9 +115,9 @@ class TreeInputs:
 class TreeOutput(Protocol):
     """What the leaves the rows reached make of them: the model's scores."""
 
-    def scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
-        """The scores of the rows of ``x`` (the frame as the trees read it), given the leaf
-        each row reached in each member and the alternate leaves met on the way."""
+    def scores(self, rows: TreeRows, leaf: Ints, visits: list[Visits]) -> ColumnScores:
+        """The scores of the rows (the frame as the trees read it), given the leaf each
+        row reached in each member and the alternate leaves met on the way."""
         ...
 
 
@@ -140,7 +142,7 @@ class CompiledTrees:
         if x is None:
             return None
         leaf, visits = self.nodes.route(x)
-        return self.output.scores(x, leaf, visits)
+        return self.output.scores(TreeRows(x, frame.strings), leaf, visits)
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,8 @@ class ClassOutput:
     true_column: int  # binary: the column of True (-1: the model never saw it)
     weights: FloatArray  # forest: each member's vote weight
 
-    def scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
-        votes = self._votes(x, leaf, visits)
+    def scores(self, rows: TreeRows, leaf: Ints, visits: list[Visits]) -> ColumnScores:
+        votes = self._votes(rows, leaf, visits)
         with np.errstate(all="ignore"):
             total = votes.sum(axis=1)
             scored = (total > 0.0) & (total != np.inf)
@@ -166,18 +168,19 @@ class ClassOutput:
             top = np.where(scored, probabilities.max(axis=1), np.nan)
         return ColumnScores("multiclass", top, self.classes, probabilities)
 
-    def _votes(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> FloatArray:
+    def _votes(self, rows: TreeRows, leaf: Ints, visits: list[Visits]) -> FloatArray:
         """What River's ``predict_proba_one`` gives, as a (rows, classes) matrix."""
         n, members = leaf.shape
-        rows = np.repeat(np.arange(n, dtype=np.intp), members)
-        dist = self.leaves.distributions(x, rows, leaf.ravel()).reshape(n, members, -1)
+        at = np.repeat(np.arange(n, dtype=np.intp), members)
+        dist = self.leaves.distributions(rows, at, leaf.ravel()).reshape(n, members, -1)
         if self.combine == "tree":
             result: FloatArray = dist[:, 0]
             return result
         if self.combine == "adaptive":
             summed = np.zeros_like(dist[:, 0])
             for v in visits:
-                summed[v.rows] += self.leaves.distributions(x, v.rows, v.leaves) * v.times[:, None]
+                dist_v = self.leaves.distributions(rows, v.rows, v.leaves)
+                summed[v.rows] += dist_v * v.times[:, None]
             summed += dist[:, 0]
             return normalized(summed, summed.sum(axis=1))
         with np.errstate(all="ignore"):
@@ -196,26 +199,26 @@ class ValueOutput:
     weights: FloatArray | None  # forest: each member's weight, when River weighs them
     median: bool  # forest: the median of the members (else their mean)
 
-    def scores(self, x: FloatArray, leaf: Ints, visits: list[Visits]) -> ColumnScores:
+    def scores(self, rows: TreeRows, leaf: Ints, visits: list[Visits]) -> ColumnScores:
         n, members = leaf.shape
-        rows = np.repeat(np.arange(n, dtype=np.intp), members)
-        values = self.leaves.values(x, rows, leaf.ravel()).reshape(n, members)
+        at = np.repeat(np.arange(n, dtype=np.intp), members)
+        values = self.leaves.values(rows, at, leaf.ravel()).reshape(n, members)
         with np.errstate(all="ignore"):
             if self.combine == "tree":
                 return ColumnScores("regression", values[:, 0])
             if self.combine == "adaptive":
-                return ColumnScores("regression", self._adaptive(x, values[:, 0], visits))
+                return ColumnScores("regression", self._adaptive(rows, values[:, 0], visits))
             if self.weights is not None:
                 values = values * self.weights
             combined = np.median(values, axis=1) if self.median else values.mean(axis=1)
         return ColumnScores("regression", combined)
 
-    def _adaptive(self, x: FloatArray, reached: FloatArray, visits: list[Visits]) -> FloatArray:
+    def _adaptive(self, rows: TreeRows, reached: FloatArray, visits: list[Visits]) -> FloatArray:
         """The mean of the values of the leaves River's adaptive tree collects."""
         summed = np.zeros_like(reached)
         count = np.ones_like(reached)
         for v in visits:
-            summed[v.rows] += self.leaves.values(x, v.rows, v.leaves) * v.times
+            summed[v.rows] += self.leaves.values(rows, v.rows, v.leaves) * v.times
             count[v.rows] += v.times
         result: FloatArray = (summed + reached) / count
         return result
@@ -275,8 +278,11 @@ def _classes(members: list[Any], task: Task) -> dict[Hashable, int]:
     return {label: k for k, label in enumerate(ordered)}
 
 
-def _inputs(pre: Preprocess, columns: _Columns) -> tuple[TreeInputs, list[int]]:
-    """The trees' inputs, and the columns a row may lack (the one-hot keys)."""
+def _inputs(
+    pre: Preprocess, columns: _Columns, leaf_keys: frozenset[str] = frozenset()
+) -> tuple[TreeInputs, list[int]]:
+    """The trees' inputs, and the columns a row may lack (the one-hot keys); ``leaf_keys``
+    are the one-hot keys the leaf models weigh."""
     stats = pre._stats
     numeric: list[str] = []
     where: list[int] = []
@@ -292,7 +298,13 @@ def _inputs(pre: Preprocess, columns: _Columns) -> tuple[TreeInputs, list[int]]:
     of_numbers = NumericInputs.of(pre, numeric)
     if of_numbers is None:
         raise NotCompilable("a numeric feature is named like a one-hot key")
-    inputs = TreeInputs(of_numbers, np.array(where, dtype=np.intp), onehot, len(columns.index) + 1)
+    inputs = TreeInputs(
+        numeric=of_numbers,
+        numeric_columns=np.array(where, dtype=np.intp),
+        onehot=onehot,
+        width=len(columns.index) + 1,
+        reserved=frozenset(onehot) | leaf_keys,
+    )
     return inputs, list(onehot.values())
 
 
@@ -343,9 +355,9 @@ def _compile(pre: Preprocess, estimator: Any, task: Task) -> CompiledTrees:
     columns = _Columns()
     output: ClassOutput | ValueOutput
     if task is Task.REGRESSION:
-        value_leaves = ValueLeaves(columns.of)
+        value_leaves = ValueLeaves(columns.of, pre._stats.__contains__)
         flat = _flatten(members, value_leaves, columns)
-        inputs, absent = _inputs(pre, columns)
+        inputs, absent = _inputs(pre, columns, value_leaves.onehot_keys())
         output = ValueOutput(
             leaves=value_leaves.arrays(inputs.width),
             combine=combine,

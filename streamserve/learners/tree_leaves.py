@@ -27,8 +27,8 @@ record by record.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ from river.tree.splitter import GaussianSplitter
 from river.utils.norm import normalize_values_in_dict
 
 from streamserve.learners.exceptions import NotCompilable
+from streamserve.learners.frame_inputs import string_codes
 from streamserve.records import FloatArray, Ints
 
 _HALF_LOG_TAU = 0.5 * math.log(math.tau)  # as river.proba.Gaussian.log_pdf subtracts it
@@ -63,6 +64,26 @@ _ADAPTIVE_MODEL = frozenset(
 
 NDBool = np.ndarray[Any, np.dtype[np.bool_]]
 Column = Callable[[Any], int]  # a transformed key -> its column in the input matrix
+
+
+@dataclass(frozen=True)
+class TreeRows:
+    """A frame's rows as the trees read them: ``x`` has a column per key read as a number
+    (NaN where a row lacks the key); ``strings`` are the frame's string columns, whose
+    one-hot keys the leaf models weigh."""
+
+    x: FloatArray
+    strings: Mapping[str, Sequence[str | None]]
+    _codes: dict[str, tuple[dict[str | None, int], Ints]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def codes(self, name: str) -> tuple[dict[str | None, int], Ints]:
+        """String column ``name``'s distinct values with their codes, and each row's code."""
+        known = self._codes.get(name)
+        if known is None:
+            known = self._codes[name] = string_codes(self.strings[name])
+        return known
 
 
 # -- classifiers -----------------------------------------------------------------------
@@ -127,14 +148,14 @@ class ClassLeafArrays:
     naive_bayes: NaiveBayesArrays | None
     error: FloatArray | None  # (leaves,): the adaptive tree's leaf error, else None
 
-    def distributions(self, x: FloatArray, rows: Ints, leaves: Ints) -> FloatArray:
-        """The distribution leaf ``leaves[p]`` gives row ``rows[p]`` (pairs, classes)."""
+    def distributions(self, rows: TreeRows, at: Ints, leaves: Ints) -> FloatArray:
+        """The distribution leaf ``leaves[p]`` gives row ``at[p]`` (pairs, classes)."""
         out = self.constant[leaves]
         if self.naive_bayes is not None:
             slots = self.naive_bayes_slot[leaves]
             nb = np.flatnonzero(slots >= 0)
             if nb.size:
-                out[nb] = self.naive_bayes.probabilities(x, rows[nb], slots[nb])
+                out[nb] = self.naive_bayes.probabilities(rows.x, at[nb], slots[nb])
         if self.error is not None:  # AdaLeafClassifier: over the sum times the squared error
             error = self.error[leaves]
             out = normalized(out, out.sum(axis=1) * error * error)
@@ -226,8 +247,12 @@ class ClassLeaves:
         for feature, splitter in (leaf.splitters or {}).items():
             if type(splitter) is not GaussianSplitter:
                 raise NotCompilable(f"naive Bayes over a {type(splitter).__name__}")
-            out.columns.append(self._column(feature))
             mean, spread, half_log = _gaussians(splitter, positive, n_classes)
+            if all(h == math.inf for h in half_log):
+                # River skips the feature for every class (a one-hot key's estimates: all
+                # 1.0, no spread); leaving it out changes no sum.
+                continue
+            out.columns.append(self._column(feature))
             out.mean.append(mean)
             out.minus_two_var.append(spread)
             out.half_log_var.append(half_log)
@@ -307,33 +332,61 @@ class ValueLeafArrays:
     """Every regressor leaf's output, as arrays."""
 
     constant: FloatArray  # (leaves,): the mean target; 0 for linear leaves
-    linear_slot: Ints  # (leaves,): the leaf's row in ``weights``, -1 for none
-    weights: FloatArray  # (linear leaves, columns)
-    intercept: FloatArray  # (linear leaves,)
+    linear_slot: Ints  # (leaves,): the leaf's linear model, -1 for none
+    weights: FloatArray  # (linear models, columns): the weights of the keys read as numbers
+    onehot: Mapping[str, tuple[Ints, FloatArray]]  # "f=v" -> (linear models, their weights)
+    intercept: FloatArray  # (linear models,)
 
-    def values(self, x: FloatArray, rows: Ints, leaves: Ints) -> FloatArray:
-        """The value leaf ``leaves[p]`` gives row ``rows[p]``."""
+    def values(self, rows: TreeRows, at: Ints, leaves: Ints) -> FloatArray:
+        """The value leaf ``leaves[p]`` gives row ``at[p]``."""
         out = self.constant[leaves]
         slots = self.linear_slot[leaves]
         linear = np.flatnonzero(slots >= 0)
         if linear.size:
-            chosen = slots[linear]
-            values = x[rows[linear]]
+            chosen, where = slots[linear], at[linear]
+            values = rows.x[where]
             with np.errstate(all="ignore"):
                 terms = values * self.weights[chosen]
             terms[np.isnan(values)] = 0.0  # River's dot product skips the absent keys
-            out[linear] = terms.sum(axis=1) + self.intercept[chosen]
+            total = terms.sum(axis=1)
+            if self.onehot:
+                total += self._one_hot(rows, where, chosen)
+            out[linear] = total + self.intercept[chosen]
         return out
+
+    def _one_hot(self, rows: TreeRows, where: Ints, chosen: Ints) -> FloatArray:
+        """What the rows' one-hot keys (1.0 each) add to the chosen linear models: per
+        string column, a table of the weights of its values in this batch."""
+        added = np.zeros(len(where))
+        n_models = len(self.intercept)
+        for name in rows.strings:
+            index, codes = rows.codes(name)
+            table: FloatArray | None = None
+            for value, code in index.items():
+                entry = None if value is None else self.onehot.get(f"{name}={value}")
+                if entry is not None:
+                    if table is None:
+                        table = np.zeros((len(index), n_models))
+                    table[code, entry[0]] = entry[1]
+            if table is not None:
+                added += table[codes[where], chosen]
+        return added
 
 
 class ValueLeaves:
-    """Collects a regressor's leaves (numbered as added), then gives their arrays."""
+    """Collects a regressor's leaves (numbered as added), then gives their arrays.
 
-    def __init__(self, column: Column) -> None:
+    A leaf model's weight of a key ``Preprocess`` gives as a number goes to that key's
+    column; the weight of a one-hot key ``f=v`` is kept by key (there may be many, one
+    per string value seen), for the rows that have that string."""
+
+    def __init__(self, column: Column, numeric: Callable[[str], bool]) -> None:
         self._column = column
+        self._numeric = numeric
         self._constant: list[float] = []
         self._slot: list[int] = []
         self._weights: list[dict[int, float]] = []
+        self._onehot: dict[str, tuple[list[int], list[float]]] = {}
         self._intercept: list[float] = []
 
     def nothing(self) -> int:
@@ -352,17 +405,27 @@ class ValueLeaves:
             type(model.loss) is not optim.losses.Squared
         ):
             raise NotCompilable(f"no compiled form for a {type(model).__name__} leaf model")
+        slot = len(self._weights)
         weights: dict[int, float] = {}
         for key, weight in model._weights.to_dict().items():
-            weights[self._column(key)] = float(weight)
+            if type(key) is str and "=" in key and not self._numeric(key):
+                models, values = self._onehot.setdefault(key, ([], []))
+                models.append(slot)
+                values.append(float(weight))
+            else:
+                weights[self._column(key)] = float(weight)
         self._weights.append(weights)
         self._intercept.append(float(model.intercept))
-        return self._add(0.0, len(self._weights) - 1)
+        return self._add(0.0, slot)
 
     def _add(self, constant: float, slot: int) -> int:
         self._constant.append(constant)
         self._slot.append(slot)
         return len(self._constant) - 1
+
+    def onehot_keys(self) -> frozenset[str]:
+        """The one-hot keys the leaf models weigh."""
+        return frozenset(self._onehot)
 
     def arrays(self, width: int) -> ValueLeafArrays:
         """The leaves' arrays, over input matrices of ``width`` columns."""
@@ -374,5 +437,9 @@ class ValueLeaves:
             constant=np.array(self._constant, dtype=np.float64),
             linear_slot=np.array(self._slot, dtype=np.intp),
             weights=weights,
+            onehot={
+                key: (np.array(models, dtype=np.intp), np.array(values, dtype=np.float64))
+                for key, (models, values) in self._onehot.items()
+            },
             intercept=np.array(self._intercept, dtype=np.float64),
         )

@@ -16,6 +16,7 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.river_learner import RiverLearner
 from streamserve.learners.scoring import scored_row
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.learners.tree_compiled import CompiledTrees, ValueOutput
 from streamserve.records import FeatureFrame, Features
 from tests.unit import frame_rows
 from tests.unit.learner_checks import assert_same
@@ -98,3 +99,24 @@ def test_a_number_named_like_a_one_hot_key_takes_the_record_path() -> None:
     assert frame is not None
     assert compiled.score_frame(frame) is None
     assert_same(learner.predict_many(rows), [learner.predict_one(x) for x in rows], TOLERANCE)
+
+
+@pytest.mark.parametrize("task", list(Task))
+def test_a_string_of_many_values_adds_no_columns(task: Task) -> None:
+    """A one-hot key per user: naive Bayes never uses them (their estimates have no
+    spread), leaf models weigh them per row; the matrix has no column for them."""
+    learner = build_learner(ModelSpec("m", task, "hoeffding_tree", QUICK["hoeffding_tree"]))
+    assert isinstance(learner, RiverLearner)
+    rng = random.Random(11)
+    for i in range(600):
+        x = {**frame_rows.row(rng), "user": f"u{i % 300}"}
+        learner.learn_one(x, frame_rows.label(x, task))
+    compiled = learner.matrix_scorer()
+    assert isinstance(compiled, CompiledTrees)
+    assert not any(key.startswith("user=") for key in compiled.inputs.onehot)
+    assert compiled.inputs.width < 10  # the numbers, vip, a branch's one-hot key or two
+    if task is Task.REGRESSION:
+        assert isinstance(compiled.output, ValueOutput)
+        assert len(compiled.output.leaves.onehot) > 300
+    rows = [{**frame_rows.row(rng), "user": f"u{rng.randrange(400)}"} for _ in range(80)]
+    _scored_alike(learner, rows)
