@@ -16,10 +16,10 @@ for every task (binary, multiclass, regression). The numbers of the features
 string ``v`` of feature ``f`` is the one-hot key ``f=v``, present (1.0) or absent, as
 River's dict has it. Rows are routed through the nodes level by level
 (``tree_nodes``), and the leaves' outputs gathered or computed with array operations
-(``tree_leaves``: majority class, naive Bayes, adaptive naive Bayes, target mean, linear
-leaf models). The scores equal River's ``predict_proba_one`` / ``predict_one`` through
-:mod:`streamserve.learners.scoring` (within 1e-9; tested over River's bundled datasets
-and generated rows).
+(``tree_leaves``: majority class, naive Bayes, adaptive naive Bayes;
+``tree_value_leaves``: target mean, linear leaf models). The scores equal River's
+``predict_proba_one`` / ``predict_one`` through :mod:`streamserve.learners.scoring`
+(within 1e-9; tested over River's bundled datasets and generated rows).
 
 What does not compile (the model is then scored record by record, and said so in the
 log at INFO): other branch kinds (nominal or multiway splits), other leaf kinds, naive
@@ -51,15 +51,9 @@ from streamserve.learners.frame_inputs import NumericInputs, string_codes
 from streamserve.learners.preprocessing import Preprocess
 from streamserve.learners.scoring import scored_rows
 from streamserve.learners.spec import Task
-from streamserve.learners.tree_leaves import (
-    ClassLeafArrays,
-    ClassLeaves,
-    TreeRows,
-    ValueLeafArrays,
-    ValueLeaves,
-    normalized,
-)
+from streamserve.learners.tree_leaves import ClassLeafArrays, ClassLeaves, TreeRows, normalized
 from streamserve.learners.tree_nodes import FlatTrees, NodeArrays, Visits
+from streamserve.learners.tree_value_leaves import ValueLeafArrays, ValueLeaves
 from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray, Ints
 
 logger = logging.getLogger(__name__)
