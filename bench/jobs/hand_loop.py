@@ -1,11 +1,13 @@
-"""A hand-written scoring loop: confluent-kafka consume, fastavro decode, River
-predict_proba_one (scaled logistic regression), fastavro encode, produce."""
+"""A hand-written scoring loop: confluent-kafka consume, a decode per record (fastavro for
+Avro events, ``json`` for JSON ones), River predict_proba_one (a scaled logistic
+regression; for JSON, River's StandardScaler on the numbers and OneHotEncoder on the
+strings), fastavro encode, produce."""
 
 from __future__ import annotations
 
 import signal
 
-from _shared import Codec, job_args, score, trained_river_model
+from _shared import codec_for, job_args, model_for, score
 from confluent_kafka import Consumer, Producer
 
 
@@ -13,7 +15,7 @@ def main() -> None:
     a = job_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    codec, model = Codec(a.topics_dir), trained_river_model()
+    codec, model = codec_for(a.format, a.topics_dir), model_for(a.format)
     consumer = Consumer(
         {
             "bootstrap.servers": a.bootstrap,
