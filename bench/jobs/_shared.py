@@ -32,6 +32,11 @@ TRAIN_RECORDS = 2000
 
 def job_args() -> argparse.Namespace:
     """The arguments every benchmark job takes (the bench passes the same to each)."""
+    return job_parser().parse_args()
+
+
+def job_parser() -> argparse.ArgumentParser:
+    """``job_args``'s parser, for a job that takes more."""
     p = argparse.ArgumentParser()
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--input", required=True)
@@ -44,7 +49,7 @@ def job_args() -> argparse.Namespace:
         default="avro",
         help="avro: Avro events of 10 doubles; json: JSON events of 10 numbers and 2 strings",
     )
-    return p.parse_args()
+    return p
 
 
 def load_schema(topics_dir: str, name: str) -> Any:
