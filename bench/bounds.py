@@ -8,6 +8,7 @@ import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bench import workloads_report
 from bench.results import (
     PIPE_GOAL,
     PIPE_LOOP,
@@ -46,7 +47,14 @@ def what_bounds(results: Results) -> list[str]:
     """The section "What bounds the targets": one paragraph per target with its figures."""
     paragraphs = [
         part(results)
-        for part in (_scorer_bound, _learner_bound, _latency_bound, _gc_bound, _swap_bound)
+        for part in (
+            _scorer_bound,
+            *workloads_report.BOUNDS,
+            _learner_bound,
+            _latency_bound,
+            _gc_bound,
+            _swap_bound,
+        )
     ]
     lines = [
         "",

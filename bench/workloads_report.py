@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import baseline
+from bench.producing import BATCHED, GROUPED, PER_RECORD
 from bench.results import (
+    AVRO_GOALS,
     JSON_GOALS,
+    NUMPY_LOOP,
     PIPE_LOOP,
     PIPE_LOOP_BATCH,
     SCORER,
@@ -232,3 +235,140 @@ def pipe_gain(results: Results) -> float | None:
 
 SECTIONS: tuple[Callable[[Results], list[str]], ...] = (json_throughput, stages, producing)
 JUDGES: tuple[Callable[[Results], list[Target]], ...] = (json_targets, model_targets)
+
+
+# -- what bounds the goals (paragraphs of "What bounds the targets") --------------------
+
+
+def json_bound(results: Results) -> list[str]:
+    med = json_medians(results)
+    return _against_peers(results, med, "json", JSON_GOALS, "JSON with strings")
+
+
+def avro_numpy_bound(results: Results) -> list[str]:
+    med = medians(results.get("throughput", []))
+    return _against_peers(results, med, "avro", AVRO_GOALS, "Avro doubles")
+
+
+def _against_peers(
+    results: Results,
+    med: Medians,
+    fmt: str,
+    goals: tuple[tuple[str, float], ...],
+    title: str,
+) -> list[str]:
+    """A goal paragraph: the ratios, each missed one's shortfall, the stage split."""
+    ss = med.get(SCORER, (0.0, []))[0]
+    ran = [(peer, f, med[peer][0]) for peer, f in goals if med.get(peer, (0.0, []))[0] > 0]
+    if not ss or not ran:
+        return []
+    head = (
+        f"- **{title} ("
+        + ", ".join(f"scorer ≥ {f} x the {peer}" for peer, f, _ in ran)
+        + "): "
+        + "; ".join(
+            f"{_met(ss / rate >= f)}, {ss / rate:.2f} x the {peer}" for peer, f, rate in ran
+        )
+        + ".**"
+    )
+    runs_us = {SCORER: 1e6 / ss, **{peer: 1e6 / rate for peer, _, rate in ran}}
+    text = [
+        head,
+        "Per record (from the medians) the scorer took "
+        + ", the ".join(
+            f"{us:.2f} µs" if n == SCORER else f"{n} {us:.2f} µs" for n, us in runs_us.items()
+        )
+        + ".",
+    ]
+    for peer, f, rate in ran:
+        if ss / rate < f:
+            need = 1e6 / (f * rate)
+            text.append(
+                f"To reach {f} x the {peer} it needed {f * rate:,.0f}/s, {need:.2f} µs per "
+                f"record: {runs_us[SCORER] - need:.2f} µs less than it took."
+            )
+    text += _stage_compare(results, fmt, runs_us)
+    return ["", " ".join(text)]
+
+
+def _stage_compare(results: Results, fmt: str, runs_us: dict[str, float]) -> list[str]:
+    rows, totals = stage_rows(results, fmt), stage_totals(results, fmt)
+    if not rows:
+        return []
+    pairs = ", ".join(f"{r[0]} {r[1]:.2f} against {r[2]:.2f}" for r in rows)
+    largest = max(rows, key=lambda r: float(r[1]) - float(r[2]))
+    text = [
+        f"In process (the stage table) decode, score, encode and produce took {totals[0]:.2f} "
+        f"µs per record on the scorer's batch path and {totals[1]:.2f} µs in the numpy batch "
+        f"loop ({pairs}); the largest difference is {largest[0]} "
+        f"({float(largest[1]) - float(largest[2]):+.2f} µs)."
+    ]
+    if NUMPY_LOOP in runs_us:
+        text.append(
+            f"Beyond those stages the scorer's run took {runs_us[SCORER] - totals[0]:.2f} µs per "
+            "record (its consumer loop, offsets stored after acknowledgement, the delivery "
+            "callbacks, the input drift monitor, librdkafka's calls) and the numpy loop's "
+            f"{runs_us[NUMPY_LOOP] - totals[1]:.2f} µs."
+        )
+    return text
+
+
+def trees_bound(results: Results) -> list[str]:
+    rows = [r for r in results.get("models", []) if r["model"] in baseline.MODEL_RATES]
+    if not rows:
+        return []
+    factor = baseline.TREE_FACTOR
+    text = [f"- **Trees (≥ {factor:.0f} x today's figures, {baseline.DATE}).**"]
+    for r in rows:
+        goal = factor * baseline.MODEL_RATES[r["model"]]
+        leaves = 1e6 / goal
+        text.append(
+            f"{r['model']}: {_met(r['scorer_rate'] >= goal)}, {r['scorer_rate']:,.0f}/s, "
+            f"{r['scorer_rate'] / baseline.MODEL_RATES[r['model']]:.2f} x; the goal, "
+            f"{goal:,.0f}/s, leaves {leaves:.1f} µs per record, and a batch prediction alone "
+            f"took {r['predict_us']:.1f} µs per record in process"
+            + (" (more than that: prediction bounds it)." if r["predict_us"] > leaves else ".")
+        )
+    return ["", " ".join(text)]
+
+
+def producing_bound(results: Results) -> list[str]:
+    rates, cpu, _ = producing_medians(results)
+    ways = [PER_RECORD, BATCHED, GROUPED]
+    if not all(w in rates for w in ways):
+        return []
+    each, batched, grouped = ((rates[w][0], cpu[w][0]) for w in ways)
+    gain = pipe_gain(results)
+    faster = batched[1] < each[1] and (gain is None or gain > 1.0)
+    text = [
+        "- **Producing: `produce_batch` "
+        + ("was faster" if faster else "was not faster")
+        + f" than `produce` per record.** The producing thread's CPU per record was "
+        f"{batched[1]:.2f} µs with one `produce_batch` per batch (librdkafka's partitioner), "
+        f"{grouped[1]:.2f} µs with one per partition (grouped by CRC32 in Python) and "
+        f"{each[1]:.2f} µs with `produce` per record; acknowledged "
+        f"{batched[0]:,.0f}, {grouped[0]:,.0f} and {each[0]:,.0f} records/s."
+    ]
+    if gain is not None:
+        text.append(
+            f"On the consumer loop the pipe with `produce_batch` ran at {gain:.2f} x the pipe "
+            "with `produce` per record."
+        )
+    text.append(
+        "Both keep a delivery report per record and both produce inside transactions (the "
+        "checks under the producing table); `produce_batch` takes no headers (dead letters "
+        "need `produce`) and no timestamps."
+    )
+    return ["", " ".join(text)]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+BOUNDS: tuple[Callable[[Results], list[str]], ...] = (
+    json_bound,
+    avro_numpy_bound,
+    trees_bound,
+    producing_bound,
+)

@@ -10,8 +10,10 @@ import argparse
 import io
 import json
 import random
+import signal
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,38 @@ def codec_for(fmt: str, topics_dir: str) -> Codec:
 def score(codec: Codec, model: Any, value: bytes) -> bytes:
     event = codec.decode(value)
     return codec.encode(event, model.predict_proba_one(event["features"]))
+
+
+# What a loop does with a consumed batch: (its records, produce, the output topic).
+Handler = Callable[[list[Any], Callable[..., None], str], None]
+
+
+def serve(a: argparse.Namespace, handle: Handler, consumer: dict[str, Any] | None = None) -> None:
+    """A hand-written loop on confluent-kafka until SIGTERM: consume up to 1,000 records
+    (waiting at most 0.1 s), hand the good ones to ``handle``, poll; ``consumer``: more
+    consumer settings."""
+    from confluent_kafka import Consumer, Producer
+
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    settings = {
+        "bootstrap.servers": a.bootstrap,
+        "group.id": a.group,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "fetch.wait.max.ms": 50,
+        **(consumer or {}),
+    }
+    source, producer = (
+        Consumer(settings),
+        Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 5}),
+    )
+    source.subscribe([a.input])
+    produce, topic = producer.produce, a.output
+    while not stop:
+        msgs = [m for m in source.consume(1000, 0.1) if m.error() is None]
+        if msgs:
+            handle(msgs, produce, topic)
+        producer.poll(0)
+    producer.flush(10)
+    source.close()

@@ -8,15 +8,13 @@ guarantees (as the raw pipe), and the consumer fetches as streamserve's consumer
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from _batch import AvroDoubles, LinearWeights, PredictionWriter, read_json
-from _shared import job_args, load_schema, model_for
-from confluent_kafka import Consumer, Producer
+from _shared import job_args, load_schema, model_for, serve
 
 Scorer = Callable[[Sequence[bytes]], list[bytes]]
 
@@ -47,30 +45,13 @@ def scorer(fmt: str, topics_dir: str) -> Scorer:
 
 def main() -> None:
     a = job_args()
-    stop: list[Any] = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     score = scorer(a.format, a.topics_dir)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": a.bootstrap,
-            "group.id": a.group,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "fetch.wait.max.ms": 50,
-            "fetch.queue.backoff.ms": 20,
-        }
-    )
-    producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 5})
-    consumer.subscribe([a.input])
-    produce, topic = producer.produce, a.output
-    while not stop:
-        msgs = [m for m in consumer.consume(1000, 0.1) if m.error() is None]
-        if msgs:
-            for m, out in zip(msgs, score([m.value() for m in msgs]), strict=True):
-                produce(topic, out, m.key())
-        producer.poll(0)
-    producer.flush(10)
-    consumer.close()
+
+    def handle(msgs: list[Any], produce: Callable[..., None], topic: str) -> None:
+        for m, out in zip(msgs, score([m.value() for m in msgs]), strict=True):
+            produce(topic, out, m.key())
+
+    serve(a, handle, {"fetch.queue.backoff.ms": 20})
 
 
 if __name__ == "__main__":
