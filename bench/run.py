@@ -250,25 +250,20 @@ def _json(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, A
 
 def _producing(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
     """produce_batch against produce per record: alone, and as the consumer loop's."""
-    runs = [
-        producing.produce_run(env.bootstrap, way, env.records)
-        for _ in range(a.repeats)
-        for way in producing.WAYS
-    ]
-    for r in runs:
-        _log(f"producing {r.way}: {r.rate:,.0f}/s acknowledged, {r.cpu_us:.2f} µs CPU/record")
+    ways = list(producing.WAYS)
+    runs: list[producing.ProduceRun] = []
     pipes: list[RunResult] = []
-    for _ in range(a.repeats):
-        pipes.append(run_job(env, PIPE_LOOP, "loop_pipe.py", sys.executable))
-        pipes.append(
-            run_job(
-                env,
-                PIPE_LOOP_BATCH,
-                "loop_pipe.py",
-                sys.executable,
-                extra=("--produce", "batch"),
-            )
-        )
+    loop_pipes: tuple[tuple[str, tuple[str, ...]], ...] = (
+        (PIPE_LOOP, ()),
+        (PIPE_LOOP_BATCH, ("--produce", "batch")),
+    )
+    for k in range(a.repeats):  # each round in another order: no way always goes first
+        for way in ways[k % len(ways) :] + ways[: k % len(ways)]:
+            runs.append(producing.produce_run(env.bootstrap, way, env.records))
+            r = runs[-1]
+            _log(f"producing {way}: {r.rate:,.0f}/s acknowledged, {r.cpu_us:.2f} µs CPU/record")
+        for name, extra in loop_pipes[::-1] if k % 2 else loop_pipes:
+            pipes.append(run_job(env, name, "loop_pipe.py", sys.executable, extra=extra))
     _log("producing, loop pipe: " + ", ".join(f"{r.variant} {r.rate:,.0f}/s" for r in pipes))
     checks = {
         "partitioner": producing.partitioner_check(env.bootstrap),

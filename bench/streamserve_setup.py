@@ -121,9 +121,7 @@ def scorer_defaults() -> dict[str, dict[str, Any]]:
     }
 
 
-def trained(
-    spec: ModelSpec, n: int = TRAIN_RECORDS, seed: int = 42, fmt: str = "avro"
-) -> Learner:
+def trained(spec: ModelSpec, n: int = TRAIN_RECORDS, seed: int = 42, fmt: str = "avro") -> Learner:
     """The model trained on the workload of input format ``fmt`` (``_shared.shape``): the
     same examples the jobs' River models learn."""
     learner = build_learner(spec)
