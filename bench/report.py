@@ -188,11 +188,20 @@ def _micro(results: Results) -> list[str]:
 
 
 def _profile(results: Results) -> list[str]:
-    if not results.get("profile"):
+    return profile_section(results.get("profile"), "")
+
+
+def _json_profile(results: Results) -> list[str]:
+    return profile_section(results.get("json_profile"), ", JSON events with strings")
+
+
+def profile_section(rows: list[list[Any]] | None, workload: str) -> list[str]:
+    """py-spy's table of the scorer's functions for one workload."""
+    if not rows:
         return []
     lines = [
         "",
-        "## Where the scorer's time goes",
+        f"## Where the scorer's time goes{workload}",
         "",
         "py-spy samples of the scoring thread of `streamserve score` during one throughput",
         "run (percent of the thread's samples; the rest is librdkafka's `consume`/`poll`, C",
@@ -201,9 +210,7 @@ def _profile(results: Results) -> list[str]:
         "| function | inclusive % | self % |",
         "|---|---:|---:|",
     ]
-    for name, inclusive, own in results["profile"]:
-        lines.append(f"| `{name}` | {inclusive:.1f} | {own:.1f} |")
-    return lines
+    return lines + [f"| `{name}` | {inclusive:.1f} | {own:.1f} |" for name, inclusive, own in rows]
 
 
 def _settings(results: Results) -> list[str]:
@@ -478,6 +485,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     _micro,
     workloads_report.stages,
     _profile,
+    _json_profile,
     workloads_report.producing,
     _settings,
     _latency,

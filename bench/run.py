@@ -234,6 +234,12 @@ def _json(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, A
     env = replace(env, records=JsonEventFactory().batch(a.records))
     py, fmt = sys.executable, ("--format", "json")
     runs: list[RunResult] = []
+    spy, profile = py_spy(env.peers_python), Profile()
+    if spy:
+        with_profile = lambda pid: sampled(spy, pid, env.workdir / "profile-json.txt", profile)  # noqa: E731
+        run_streamserve_scorer(
+            env, "streamserve scorer (profiled)", profile=with_profile, fmt="json"
+        )
     for i in range(a.repeats):
         first = len(runs)
         runs.append(run_job(env, HAND_LOOP, "hand_loop.py", py, extra=fmt))
@@ -245,7 +251,10 @@ def _json(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, A
         _log(
             f"JSON run {i + 1}: " + ", ".join(f"{r.variant} {r.rate:,.0f}/s" for r in runs[first:])
         )
-    return {"json_throughput": [asdict(r) for r in runs]}
+    return {
+        "json_throughput": [asdict(r) for r in runs],
+        "json_profile": table(profile, 18) if profile.total else [],
+    }
 
 
 def _producing(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
