@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from confluent_kafka import Producer
 
 from bench.kafka_io import EventFactory, JsonEventFactory
@@ -112,6 +111,8 @@ def _numpy_loop(fmt: str, topics_dir: str) -> Path4:
     weights = LinearWeights.from_river(model_for(fmt))
     write = PredictionWriter().write
     if fmt == "json":
+        import orjson  # the numpy loop's decoder (a bench dependency, not the project's)
+
         return (
             lambda values: read_json(values, orjson.loads, weights),
             lambda d: weights.proba(d[0], d[1]),
