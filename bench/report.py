@@ -583,8 +583,7 @@ def _swap_targets(results: Results) -> list[Target]:
 
 JUDGES: tuple[Callable[[Results], list[Target]], ...] = (
     _throughput_targets,
-    workloads_report.json_targets,
-    workloads_report.model_targets,
+    *workloads_report.JUDGES,
     _latency_targets,
     _learner_targets,
     _memory_targets,

@@ -134,4 +134,14 @@ def test_sections_are_left_out_when_not_run(
     only = {k: full[k] for k in ("command", "args", "machine", "date", "json_throughput")}
     text = _written(tmp_path, monkeypatch, only)
     assert "## Scoring throughput: JSON events with strings" in text
-    assert "stage by stage" not in text and "## Producing" not in text
+    assert "## Where a record's time goes" not in text and "## Producing" not in text
+
+
+def test_goals_not_run_are_shown_as_not_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = _results()
+    only = {k: full[k] for k in ("command", "args", "machine", "date", "models")}
+    targets = _section(_written(tmp_path, monkeypatch, only), "Targets")
+    assert "| JSON with strings: scorer ≥ 3.0 x hand-written loop | not measured" in targets
+    assert "| scorer ≥ 0.9 x numpy batch loop | not measured in this run | n/a |" in targets
