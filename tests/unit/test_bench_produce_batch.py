@@ -21,6 +21,7 @@ class BatchProducer:
         self.callbacks: list[Any] = []
         self.polls = 0
         self.partitions: list[int] = []
+        self.placed: list[tuple[int, Any]] = []  # (the call's partition, key)
 
     def produce_batch(
         self, topic: str, messages: list[dict[str, Any]], partition: int, on_delivery: Any
@@ -38,6 +39,7 @@ class BatchProducer:
             room -= 1
             good += 1
             self.queued.append((m["key"], m["value"]))
+            self.placed.append((partition, m["key"]))
             self.callbacks.append(on_delivery)
         return good
 
@@ -75,3 +77,16 @@ def test_librdkafka_partitions_unless_a_partition_is_given() -> None:
     produce_batched(producer, None, "out", [b"a"], [b"k"])
     produce_batched(producer, None, "out", [b"b"], [b"k"], partition=2)
     assert producer.partitions == [-1, 2]  # -1: RD_KAFKA_PARTITION_UA, the partitioner
+
+
+def test_the_bench_groups_records_by_the_partition_librdkafka_gives_their_key() -> None:
+    from bench.producing import GROUPED, PARTITIONS, WAYS, crc32_partition
+
+    producer, batch = BatchProducer(room=[]), Batch({})
+    keys = [f"e{i}".encode() for i in range(40)]
+    WAYS[GROUPED](producer, batch, "out", keys, keys)
+    assert sorted(producer.queued) == sorted(zip(keys, keys, strict=True))
+    assert sorted(producer.partitions) == list(range(PARTITIONS))  # one call per partition
+    assert all(p == crc32_partition(k, PARTITIONS) for p, k in producer.placed)
+    assert crc32_partition(b"e0", 4) == 1  # zlib.crc32(b"e0") % 4, as librdkafka placed it
+    assert batch.expected == len(keys)
