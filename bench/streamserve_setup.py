@@ -26,7 +26,7 @@ from streamserve.snapshots.store import SnapshotStore
 from streamserve.topics import default_topics_dir, load_topic_specs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
-from _shared import TRAIN_RECORDS, features, label
+from _shared import TRAIN_RECORDS, shape
 
 SIGNING_KEY = "bench-signing-key-not-secret-0123456789"
 MODEL = "bench"
@@ -121,12 +121,15 @@ def scorer_defaults() -> dict[str, dict[str, Any]]:
     }
 
 
-def trained(spec: ModelSpec, n: int = TRAIN_RECORDS, seed: int = 42) -> Learner:
+def trained(spec: ModelSpec, n: int = TRAIN_RECORDS, seed: int = 42, fmt: str = "avro") -> Learner:
+    """The model trained on the workload of input format ``fmt`` (``_shared.shape``): the
+    same examples the jobs' River models learn."""
     learner = build_learner(spec)
+    features, label = shape(fmt)
     rng = random.Random(seed)
     for _ in range(n):
         x = features(rng)
-        learner.learn_one(x, label(x))  # type: ignore[arg-type]
+        learner.learn_one(x, label(x))
     return learner
 
 
