@@ -7,9 +7,10 @@ The module's input never changes shape, whatever features arrive:
   running mean and variance (Welford), clipped to ``[-CLIP, CLIP]``; a missing or invalid
   value (None, NaN, ±inf) is imputed with the running mean, which is 0 standardized;
 - **categorical fields**, one per string feature (named, or the first string features
-  learned): the value's text is hashed (CRC-32) into ``buckets - 1`` buckets numbered
-  from 1; bucket 0 means missing. A plain module reads each field one-hot; a module
-  that takes embedding ids reads the bucket numbers (``ids[:, field]``);
+  learned): the value's text is hashed with the field's name (BLAKE2b, 64 bits) into
+  ``buckets - 1`` buckets numbered from 1; bucket 0 means missing. A plain module reads
+  each field one-hot; a module that takes embedding ids reads the bucket numbers
+  (``ids[:, field]``);
 - **spare slots**: a feature outside the index (first seen once the slots are taken,
   or not among the configured names) is hashed by name into ``spare_slots`` slots with
   a sign (collisions cancel on average): a number as ``asinh(value)``, a string as 1.0
@@ -27,8 +28,8 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 from typing import Any
-from zlib import crc32
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from streamserve.records import FeatureFrame, Features, Ints
 STATE_VERSION = 1
 CLIP = 10.0
 CACHE_SIZE = 65_536
-_SIGN_BIT = 0x80000000
+_SIGN_BIT = 1 << 63
 # A numeric slot's running statistics: [count, mean, sum of squared deviations, 1 / std].
 _N, _MEAN, _M2, _INV = 0, 1, 2, 3
 
@@ -80,6 +81,12 @@ class RunningMoments:
             return 1.0
         std = math.sqrt(self.m2 / self.n)
         return std if std > 1e-12 else 1.0
+
+
+def stable_hash(text: str) -> int:
+    """A 64-bit hash of ``text``, the same in every process (Python's ``hash`` is not)."""
+    digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 def _inverse_std(n: float, m2: float) -> float:
@@ -134,7 +141,7 @@ class FeatureIndex:
         self._numeric: list[str] = []
         self._fields: list[str] = []
         self._stats: list[list[float]] = []
-        self._buckets: dict[str, int] = {}
+        self._buckets: dict[tuple[int, str], int] = {}
         self._spares: dict[str, tuple[int, float]] = {}
         self._field_offsets = settings.n_numeric + settings.buckets * np.arange(
             self.n_fields, dtype=np.int64
@@ -169,19 +176,20 @@ class FeatureIndex:
     def field_names(self) -> tuple[str, ...]:
         return tuple(self._fields)
 
-    def _bucket(self, text: str) -> int:
-        found = self._buckets.get(text)
+    def _bucket(self, field: int, text: str) -> int:
+        key = (field, text)
+        found = self._buckets.get(key)
         if found is None:
-            found = crc32(text.encode("utf-8", "surrogatepass")) % (self.buckets - 1) + 1
+            found = stable_hash(f"{self._fields[field]}={text}") % (self.buckets - 1) + 1
             if len(self._buckets) >= CACHE_SIZE:
                 self._buckets.clear()
-            self._buckets[text] = found
+            self._buckets[key] = found
         return found
 
     def _spare(self, key: str) -> tuple[int, float]:
         found = self._spares.get(key)
         if found is None:
-            h = crc32(key.encode("utf-8", "surrogatepass"))
+            h = stable_hash(key)
             found = (self._spare_base + h % self.spare_slots, -1.0 if h & _SIGN_BIT else 1.0)
             if len(self._spares) >= CACHE_SIZE:
                 self._spares.clear()
@@ -232,7 +240,7 @@ class FeatureIndex:
             else:
                 text = _text(value)
                 if text is not None:
-                    ids[-code - 1] = self._bucket(text)
+                    ids[-code - 1] = self._bucket(-code - 1, text)
 
     def _learn_number(self, code: int, number: float) -> tuple[float, float]:
         """Update numeric slot ``code`` with ``number``; its standardized value before and
@@ -278,7 +286,7 @@ class FeatureIndex:
             if code < 0:
                 text = _text(value)
                 if text is not None:
-                    ids_after[-code - 1] = bucket = self._bucket(text)
+                    ids_after[-code - 1] = bucket = self._bucket(-code - 1, text)
                     if not claimed:
                         ids_before[-code - 1] = bucket
             elif type(value) is str:
