@@ -4,8 +4,12 @@ The module's input never changes shape, whatever features arrive:
 
 - **numeric slots**, one per numeric feature (named in config, or the first numeric
   features learned, in arrival order, until the slots are taken): standardized with a
-  running mean and variance (Welford), clipped to ``[-CLIP, CLIP]``; a missing or invalid
-  value (None, NaN, ±inf) is imputed with the running mean, which is 0 standardized;
+  running mean and variance, clipped to ``[-CLIP, CLIP]``; a missing or invalid value
+  (None, NaN, ±inf) is imputed with the running mean, which is 0 standardized. The
+  statistics take in each mini-batch the module learns, at its optimizer step (Chan's
+  parallel update), so the weights and the standardization change together: every
+  record is scored by the model as of the last step, and learned standardized with the
+  statistics that include its mini-batch;
 - **categorical fields**, one per string feature (named, or the first string features
   learned): the value's text is hashed with the field's name (BLAKE2b, 64 bits) into
   ``buckets - 1`` buckets numbered from 1; bucket 0 means missing. A plain module reads
@@ -16,35 +20,34 @@ The module's input never changes shape, whatever features arrive:
   a sign (collisions cancel on average): a number as ``asinh(value)``, a string as 1.0
   for ``name=value``.
 
-Only learning changes the index (statistics, slot assignment): scoring a record before
-learning it is prequential, and a scorer's copy never drifts from the learner's. The
-index's state is JSON-able data kept in the snapshot. No torch here: the outputs are
-numpy arrays.
+Only learning changes the index (slots, statistics): scoring a record before learning it
+is prequential, and a scorer's copy never drifts from the learner's. Its state is
+JSON-able data kept in the snapshot. No torch here: the outputs are numpy arrays.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from streamserve.learners.exceptions import PayloadError
 from streamserve.learners.torch_settings import FeatureSettings
-from streamserve.records import FeatureFrame, Features, Ints
+from streamserve.records import FeatureFrame, Features, FloatArray, Ints
 
 STATE_VERSION = 1
 CLIP = 10.0
 CACHE_SIZE = 65_536
 _SIGN_BIT = 1 << 63
-# A numeric slot's running statistics: [count, mean, sum of squared deviations, 1 / std].
-_N, _MEAN, _M2, _INV = 0, 1, 2, 3
 
 Float32Array = np.ndarray[Any, np.dtype[np.float32]]
+BoolArray = np.ndarray[Any, np.dtype[np.bool_]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,19 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.dense)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Records taken in by :meth:`FeatureIndex.record`: the numbers of their numeric
+    slots (``raw``, NaN where missing), standardized when they are scored or learned with
+    the statistics of that moment, and their other inputs as they score (``score``) and
+    as the module learns them (``learn``; a slot claimed by the record itself scored as a
+    spare), numeric slots left 0."""
+
+    score: Encoded
+    learn: Encoded
+    raw: FloatArray
 
 
 class RunningMoments:
@@ -89,11 +105,8 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _inverse_std(n: float, m2: float) -> float:
-    if n < 2 or m2 <= 0.0:
-        return 0.0
-    inv = 1.0 / math.sqrt(m2 / n)
-    return inv if math.isfinite(inv) else 0.0
+def _no_values(x: Features) -> tuple[()]:
+    return ()
 
 
 def _number(value: Any) -> float | None:
@@ -124,6 +137,83 @@ def _text(value: Any) -> str | None:
     return str(int(number)) if number.is_integer() else repr(number)
 
 
+class _Moments:
+    """Running count, mean and sum of squared deviations of every numeric slot."""
+
+    def __init__(self, slots: int) -> None:
+        self.count = np.zeros(slots)
+        self.mean = np.zeros(slots)
+        self.m2 = np.zeros(slots)
+        self.inverse_std = np.zeros(slots)
+
+    def learn(self, raw: FloatArray) -> FloatArray:
+        """Take in a batch of values (rows by slots, NaN where missing): Chan et al.'s
+        parallel update, per slot (a slot whose update would overflow keeps its state);
+        the batch standardized with the updated statistics."""
+        finite = np.isfinite(raw)
+        if not finite.all():
+            self._merge_present(raw, finite)
+            return self.standardized(raw, finite)
+        # The usual batch, every value present, in as few array operations as it takes.
+        n_b = float(len(raw))
+        deviation = raw - self.mean
+        shift_b = deviation.sum(axis=0) / n_b  # the batch mean, less the running one
+        deviation -= shift_b
+        m2_b = np.einsum("ij,ij->j", deviation, deviation)
+        n = self.count + n_b
+        shift = shift_b * (n_b / n)
+        mean = self.mean + shift
+        m2 = self.m2 + m2_b + shift_b * shift * self.count
+        if not np.isfinite(m2).all():
+            self._merge_present(raw, finite)
+            return self.standardized(raw, finite)
+        self.count, self.mean, self.m2 = n, mean, m2
+        self._refresh()
+        deviation += shift_b - shift  # raw less the updated mean
+        deviation *= self.inverse_std
+        return np.clip(deviation, -CLIP, CLIP, out=deviation)
+
+    def _merge_present(self, raw: FloatArray, finite: BoolArray) -> None:
+        """:meth:`learn`'s update where values are missing or too large."""
+        n_b = finite.sum(axis=0).astype(np.float64)
+        mean_b = np.where(finite, raw, 0.0).sum(axis=0) / np.maximum(n_b, 1.0)
+        deviation = np.where(finite, raw - mean_b, 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            m2_b = np.einsum("ij,ij->j", deviation, deviation)
+            n = self.count + n_b
+            share = n_b / np.maximum(n, 1.0)
+            delta = mean_b - self.mean
+            mean = self.mean + delta * share
+            m2 = self.m2 + m2_b + delta * delta * (self.count * share)
+            ok = np.isfinite(mean + m2)
+        self.count = np.where(ok, n, self.count)
+        self.mean = np.where(ok, mean, self.mean)
+        self.m2 = np.where(ok, m2, self.m2)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """1 / std per slot; 0 without spread (fewer than two values, or all equal)."""
+        var = self.m2 / np.maximum(self.count, 1.0)  # m2 is 0 for fewer than two values
+        inverse = np.zeros_like(var)
+        np.divide(1.0, np.sqrt(var), out=inverse, where=var > 0.0)
+        self.inverse_std = inverse
+
+    def set(self, slot: int, count: float, mean: float, m2: float) -> None:
+        self.count[slot], self.mean[slot], self.m2[slot] = count, mean, m2
+        self._refresh()
+
+    def standardized(self, raw: FloatArray, finite: BoolArray | None = None) -> FloatArray:
+        """``raw`` standardized and clipped; 0 where missing or invalid."""
+        finite = np.isfinite(raw) if finite is None else finite
+        if finite.all():
+            z = raw - self.mean
+            z *= self.inverse_std
+        else:
+            z = np.where(finite, raw, self.mean) - self.mean
+            z *= self.inverse_std
+        return np.clip(z, -CLIP, CLIP, out=z)
+
+
 class FeatureIndex:
     """Maps records onto the fixed-width input (see the module docstring)."""
 
@@ -139,8 +229,10 @@ class FeatureIndex:
         # name -> slot code: >= 0 a numeric slot, < 0 the categorical field -(code + 1)
         self._slots: dict[str, int] = {}
         self._numeric: list[str] = []
+        self._numeric_set: set[str] = set()
+        self._getter: Callable[[Features], Any] = _no_values
         self._fields: list[str] = []
-        self._stats: list[list[float]] = []
+        self._moments = _Moments(self.n_numeric)
         self._buckets: dict[tuple[int, str], int] = {}
         self._spares: dict[str, tuple[int, float]] = {}
         self._field_offsets = settings.n_numeric + settings.buckets * np.arange(
@@ -158,7 +250,8 @@ class FeatureIndex:
     def _add_numeric(self, name: str) -> int:
         code = len(self._numeric)
         self._numeric.append(name)
-        self._stats.append([0.0, 0.0, 0.0, 0.0])
+        self._numeric_set.add(name)
+        self._getter = itemgetter(*self._numeric)
         self._slots[name] = code
         return code
 
@@ -196,65 +289,6 @@ class FeatureIndex:
             self._spares[key] = found
         return found
 
-    # -- encoding ------------------------------------------------------------------------
-
-    def _put_spare(
-        self, name: str, value: Any, base: int, cols: list[int], vals: list[float]
-    ) -> None:
-        """A feature outside the index, into the spare slots (nothing when there are none
-        or the value is missing)."""
-        if not self.spare_slots:
-            return
-        if type(value) is str:
-            col, sign = self._spare(f"{name}={value}")
-            cols.append(base + col)
-            vals.append(sign)
-            return
-        number = _number(value)
-        if number is not None:
-            col, sign = self._spare(name)
-            cols.append(base + col)
-            vals.append(sign * math.asinh(number))
-
-    def _put_row(
-        self, x: Features, base: int, cols: list[int], vals: list[float], ids: list[int]
-    ) -> None:
-        """Record ``x`` as it scores now, without changing the index."""
-        slots, stats, clip = self._slots, self._stats, CLIP
-        for name, value in x.items():
-            code = slots.get(name)
-            if code is None:
-                self._put_spare(name, value, base, cols, vals)
-            elif code >= 0:
-                if type(value) is str:
-                    self._put_spare(name, value, base, cols, vals)
-                    continue
-                number = value if type(value) is float else _number(value)
-                if number is None or number - number != 0.0:
-                    continue
-                s = stats[code]
-                z = (number - s[_MEAN]) * s[_INV]
-                if z != 0.0:
-                    cols.append(base + code)
-                    vals.append(z if -clip <= z <= clip else (clip if z > 0 else -clip))
-            else:
-                text = _text(value)
-                if text is not None:
-                    ids[-code - 1] = self._bucket(-code - 1, text)
-
-    def _learn_number(self, code: int, number: float) -> tuple[float, float]:
-        """Update numeric slot ``code`` with ``number``; its standardized value before and
-        after the update."""
-        s = self._stats[code]
-        before = (number - s[_MEAN]) * s[_INV]
-        n = s[_N] + 1.0
-        delta = number - s[_MEAN]
-        mean = s[_MEAN] + delta / n
-        m2 = s[_M2] + delta * (number - mean)
-        if math.isfinite(mean) and math.isfinite(m2):
-            s[_N], s[_MEAN], s[_M2], s[_INV] = n, mean, m2, _inverse_std(n, m2)
-        return before, (number - s[_MEAN]) * s[_INV]
-
     def _claim(self, name: str, value: Any) -> int | None:
         """A free slot for a feature first seen now, if its kind has one left."""
         if type(value) is str:
@@ -267,72 +301,142 @@ class FeatureIndex:
             return self._add_numeric(name)
         return None
 
-    def _learn_row(self, x: Features, base: int, before: _Rows, after: _Rows) -> None:
-        """Record ``x`` as it scores before learning it (``before``), learn it, and record
-        it as the module learns it (``after``). A feature that claims a slot now scored as
-        a spare before."""
-        slots, clip = self._slots, CLIP
-        ids_before, ids_after = before.ids[-1], after.ids[-1]
+    # -- records -------------------------------------------------------------------------
+
+    def _put_spare(self, name: str, value: Any, base: int, rows: _Rows) -> None:
+        """A feature outside the index, into the spare slots (nothing when there are none
+        or the value is missing)."""
+        if not self.spare_slots:
+            return
+        if type(value) is str:
+            col, sign = self._spare(f"{name}={value}")
+            rows.cols.append(base + col)
+            rows.vals.append(sign)
+            return
+        number = _number(value)
+        if number is not None:
+            col, sign = self._spare(name)
+            rows.cols.append(base + col)
+            rows.vals.append(sign * math.asinh(number))
+
+    def _put_other(self, x: Features, r: int, rows: _Rows) -> None:
+        """The features of record ``r`` that are not numeric slots, as they score now."""
+        slots, base, ids = self._slots, r * self.width, rows.row_ids(r)
         for name, value in x.items():
             code = slots.get(name)
-            claimed = False
             if code is None:
-                self._put_spare(name, value, base, before.cols, before.vals)
-                code = self._claim(name, value)
-                if code is None:
-                    self._put_spare(name, value, base, after.cols, after.vals)
-                    continue
-                claimed = True
-            if code < 0:
+                self._put_spare(name, value, base, rows)
+            elif code < 0:
                 text = _text(value)
                 if text is not None:
-                    ids_after[-code - 1] = bucket = self._bucket(-code - 1, text)
-                    if not claimed:
-                        ids_before[-code - 1] = bucket
-            elif type(value) is str:
-                self._put_spare(name, value, base, before.cols, before.vals)
-                self._put_spare(name, value, base, after.cols, after.vals)
-            else:
-                number = value if type(value) is float else _number(value)
-                if number is None or number - number != 0.0:
+                    ids[-code - 1] = self._bucket(-code - 1, text)
+
+    def _record_other(self, x: Features, r: int, score: _Rows, learn: _Rows) -> None:
+        """The features of record ``r`` that are not numeric slots: as they score now and
+        as the module will learn them. A feature first seen now claims a free slot (it
+        scored as a spare)."""
+        slots, base = self._slots, r * self.width
+        ids_score, ids_learn = score.row_ids(r), learn.row_ids(r)
+        for name, value in x.items():
+            code = slots.get(name)
+            if code is not None and code >= 0:
+                continue  # a numeric slot: gathered by column
+            claimed = False
+            if code is None:
+                self._put_spare(name, value, base, score)
+                code = self._claim(name, value)
+                if code is None:
+                    self._put_spare(name, value, base, learn)
                     continue
-                z0, z1 = self._learn_number(code, number)
-                if z0 != 0.0:
-                    before.cols.append(base + code)
-                    before.vals.append(z0 if -clip <= z0 <= clip else (clip if z0 > 0 else -clip))
-                if z1 != 0.0:
-                    after.cols.append(base + code)
-                    after.vals.append(z1 if -clip <= z1 <= clip else (clip if z1 > 0 else -clip))
+                if code >= 0:
+                    continue
+                claimed = True
+            text = _text(value)
+            if text is not None:
+                ids_learn[-code - 1] = bucket = self._bucket(-code - 1, text)
+                if not claimed:
+                    ids_score[-code - 1] = bucket
+
+    def _gather(self, xs: Sequence[Features]) -> tuple[list[Any], list[int]]:
+        """The numeric slots' values of each record (as given; None where missing), and
+        the records that have other features too."""
+        names, n_names = self._numeric, len(self._numeric)
+        if not n_names:
+            return [()] * len(xs), [r for r, x in enumerate(xs) if x]
+        try:
+            rows: list[Any] = list(map(self._getter, xs))  # every name in every record
+        except KeyError:
+            numeric = self._numeric_set
+            rows = [[x.get(name) for name in names] for x in xs]
+            return rows, [r for r, x in enumerate(xs) if not x.keys() <= numeric]
+        return rows, [r for r, x in enumerate(xs) if len(x) != n_names]
+
+    def _raw(self, gathered: list[Any], strings: Sequence[_Rows]) -> FloatArray:
+        """The gathered values as a matrix of every numeric slot (NaN where missing, not a
+        finite number, or a slot not taken yet); a string in a numeric slot goes to the
+        spare slots of ``strings``."""
+        n, names = len(gathered), self._numeric
+        raw = np.full((n, self.n_numeric), np.nan)
+        if not names:
+            return raw
+        try:
+            raw[:, : len(names)] = np.array(gathered, dtype=np.float64).reshape(n, len(names))
+            return raw
+        except (TypeError, ValueError, OverflowError):
+            pass  # a string or an exotic value somewhere: the slow way
+        for r, row in enumerate(gathered):
+            for j, value in enumerate(row if len(names) > 1 else (row,)):
+                number = _number(value)
+                if type(value) is str:
+                    for rows in strings:
+                        self._put_spare(names[j], value, r * self.width, rows)
+                raw[r, j] = math.nan if number is None else number
+        return raw
 
     def encode(self, xs: Sequence[Features]) -> Encoded:
         """The records as they score now; the index does not change."""
-        rows = _Rows()
-        width, fields = self.width, self.n_fields
-        for r, x in enumerate(xs):
-            rows.ids.append([0] * fields)
-            self._put_row(x, r * width, rows.cols, rows.vals, rows.ids[-1])
-        return self._encoded(len(xs), rows)
+        rows = _Rows(len(xs), self.n_fields)
+        gathered, others = self._gather(xs)
+        for r in others:
+            self._put_other(xs[r], r, rows)
+        raw = self._raw(gathered, (rows,))
+        return self._encoded(rows, self._moments.standardized(raw))
 
-    def learn_encode(self, xs: Sequence[Features]) -> tuple[Encoded, Encoded]:
-        """Learn the records in order; each as it scored before it was learned, and as
-        the module learns it (with the statistics that include it)."""
-        before, after = _Rows(), _Rows()
-        width, fields = self.width, self.n_fields
-        for r, x in enumerate(xs):
-            before.ids.append([0] * fields)
-            after.ids.append([0] * fields)
-            self._learn_row(x, r * width, before, after)
-        return self._encoded(len(xs), before), self._encoded(len(xs), after)
+    def record(self, xs: Sequence[Features]) -> Recorded:
+        """Take the records in, in order (a feature first seen claims a free slot): each
+        as it scores now, and what the module will learn of it."""
+        n, taken = len(xs), len(self._numeric)
+        score, learn = _Rows(n, self.n_fields), _Rows(n, self.n_fields)
+        gathered, others = self._gather(xs)
+        for r in others:
+            self._record_other(xs[r], r, score, learn)
+        if len(self._numeric) != taken:  # numeric slots claimed: gather them too
+            gathered, _ = self._gather(xs)
+        raw = self._raw(gathered, (score, learn))
+        zeros = np.zeros((n, self.n_numeric))
+        return Recorded(self._encoded(score, zeros), self._encoded(learn, zeros), raw)
 
-    def _encoded(self, n: int, rows: _Rows) -> Encoded:
-        width = self.width
+    def scoring(self, recorded: Recorded, lo: int, hi: int) -> Encoded:
+        """Records ``lo:hi`` of ``recorded`` as they score now."""
+        dense = recorded.score.dense[lo:hi].copy()
+        dense[:, : self.n_numeric] = self._moments.standardized(recorded.raw[lo:hi])
+        return Encoded(dense, recorded.score.ids[lo:hi])
+
+    def learn_numbers(self, raw: FloatArray) -> FloatArray:
+        """Take a mini-batch's numbers into the statistics; the batch standardized with
+        them (what the module learns)."""
+        return self._moments.learn(raw)
+
+    def _encoded(self, rows: _Rows, numeric: FloatArray) -> Encoded:
+        n, width = rows.n, self.width
         if rows.cols:
             flat = np.bincount(rows.cols, weights=rows.vals, minlength=n * width)
             dense = flat.astype(np.float32).reshape(n, width)
         else:
             dense = np.zeros((n, width), dtype=np.float32)
+        dense[:, : self.n_numeric] = numeric
         ids = (
-            np.array(rows.ids, dtype=np.int64)
+            np.array(rows.ids, dtype=np.int64).reshape(n, self.n_fields)
             if self.n_fields
             else np.zeros((n, 0), dtype=np.int64)
         )
@@ -340,42 +444,58 @@ class FeatureIndex:
             dense[np.arange(n)[:, None], self._field_offsets[None, :] + ids] = 1.0
         return Encoded(dense, ids)
 
+    # -- column batches ------------------------------------------------------------------
+
     def encode_frame(self, frame: FeatureFrame) -> Encoded | None:
         """The rows of a column batch as :meth:`encode` gives them (the same values), or
         None when a column is a categorical field (score those records one by one)."""
-        n = len(frame)
-        acc = np.zeros((n, self.width), dtype=np.float64)
-        for j, name in enumerate(frame.names):
-            code = self._slots.get(name)
-            if code is not None and code < 0:
-                return None
-            column = frame.values[:, j]
-            finite = np.isfinite(column)
-            if code is None:
-                if self.spare_slots:
-                    col, sign = self._spare(name)
-                    acc[:, col] += np.where(finite, sign * np.arcsinh(column), 0.0)
-                continue
-            s = self._stats[code]
-            with np.errstate(invalid="ignore"):
-                z = np.clip((column - s[_MEAN]) * s[_INV], -CLIP, CLIP)
-            acc[:, code] = np.where(finite, z, 0.0)
-        dense = acc.astype(np.float32)
-        ids = np.zeros((n, self.n_fields), dtype=np.int64)
+        n, codes = len(frame), [self._slots.get(name) for name in frame.names]
+        if any(code is not None and code < 0 for code in codes):
+            return None
+        if codes == list(range(self.n_numeric)):  # the numeric slots, in order
+            raw = frame.values
+        else:
+            raw = np.full((n, self.n_numeric), np.nan)
+            for j, code in enumerate(codes):
+                if code is not None:
+                    raw[:, code] = frame.values[:, j]
+        numeric = self._moments.standardized(raw)
+        if self.width == self.n_numeric:  # nothing but numeric slots
+            return Encoded(numeric.astype(np.float32), np.zeros((n, 0), dtype=np.int64))
+        dense = np.zeros((n, self.width), dtype=np.float32)
+        dense[:, : self.n_numeric] = numeric
+        self._frame_spares(frame, codes, dense)
         if self.one_hot and self.n_fields and n:
             dense[:, self._field_offsets] = 1.0
-        return Encoded(dense, ids)
+        return Encoded(dense, np.zeros((n, self.n_fields), dtype=np.int64))
+
+    def _frame_spares(
+        self, frame: FeatureFrame, codes: list[int | None], dense: Float32Array
+    ) -> None:
+        """The columns outside the index, into the spare slots of ``dense``."""
+        if not self.spare_slots or all(code is not None for code in codes):
+            return
+        spare = np.zeros((len(frame), self.spare_slots), dtype=np.float64)
+        for j, code in enumerate(codes):
+            if code is None:
+                col, sign = self._spare(frame.names[j])
+                column = frame.values[:, j]
+                with np.errstate(invalid="ignore"):
+                    values = np.where(np.isfinite(column), sign * np.arcsinh(column), 0.0)
+                spare[:, col - self._spare_base] += values
+        dense[:, self._spare_base :] = spare
 
     # -- state ---------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
         """The learned state as JSON-able data, with the layout it belongs to."""
+        m = self._moments
         return {
             "version": STATE_VERSION,
             "layout": self.settings.as_json(),
             "numeric": [
-                [name, int(s[_N]), s[_MEAN], s[_M2]]
-                for name, s in zip(self._numeric, self._stats, strict=True)
+                [name, int(m.count[j]), float(m.mean[j]), float(m.m2[j])]
+                for j, name in enumerate(self._numeric)
             ],
             "categorical": list(self._fields),
         }
@@ -395,19 +515,22 @@ class FeatureIndex:
                 self._check_numeric(name, n, mean, m2)
                 code = fresh._slots.get(name)
                 if code is None:
+                    if len(fresh._numeric) >= self.n_numeric:
+                        raise PayloadError("the feature index has more numbers than slots")
                     code = fresh._add_numeric(name)
-                fresh._stats[code] = [float(n), mean, m2, _inverse_std(float(n), m2)]
+                fresh._moments.set(code, float(n), float(mean), float(m2))
             for name in state["categorical"]:
                 if not isinstance(name, str) or fresh._slots.get(name, -1) >= 0:
                     raise PayloadError(f"invalid categorical feature {name!r}")
                 if name not in fresh._slots:
+                    if len(fresh._fields) >= self.n_fields:
+                        raise PayloadError("the feature index has more fields than slots")
                     fresh._add_field(name)
         except (KeyError, TypeError, ValueError) as exc:
             raise PayloadError(f"malformed feature index: {exc!r}") from exc
-        if len(fresh._numeric) > self.n_numeric or len(fresh._fields) > self.n_fields:
-            raise PayloadError("the feature index has more features than slots")
         self._slots, self._numeric, self._fields = fresh._slots, fresh._numeric, fresh._fields
-        self._stats = fresh._stats
+        self._numeric_set, self._getter = fresh._numeric_set, fresh._getter
+        self._moments = fresh._moments
 
     @staticmethod
     def _check_numeric(name: Any, n: Any, mean: Any, m2: Any) -> None:
@@ -422,9 +545,14 @@ class FeatureIndex:
 class _Rows:
     """Encoded rows being built: flat dense positions and values, and ids per row."""
 
-    __slots__ = ("cols", "ids", "vals")
+    __slots__ = ("cols", "ids", "n", "vals")
 
-    def __init__(self) -> None:
+    def __init__(self, n: int, fields: int) -> None:
+        self.n = n
         self.cols: list[int] = []
         self.vals: list[float] = []
-        self.ids: list[list[int]] = []
+        self.ids: list[list[int]] = [[0] * fields for _ in range(n)] if fields else []
+
+    def row_ids(self, r: int) -> list[int]:
+        """Row ``r``'s bucket numbers, one per field (none when there are no fields)."""
+        return self.ids[r] if self.ids else []

@@ -27,11 +27,12 @@ This module imports torch; ``catalogue`` imports it lazily.
 from __future__ import annotations
 
 import abc
+import functools
 import json
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -60,11 +61,27 @@ from streamserve.learners.torch_state import (
     tensors_to_bytes,
 )
 from streamserve.learners.torch_training import build_loss, build_optimizer, resolve_device
-from streamserve.records import ColumnScores, FeatureFrame, Features, LabelValue, Scored
+from streamserve.records import (
+    ColumnScores,
+    FeatureFrame,
+    Features,
+    FloatArray,
+    LabelValue,
+    Scored,
+)
 
 logger = logging.getLogger(__name__)
 
 _PASSED = ("n_inputs", "n_outputs", "n_fields", "buckets")
+_Out = TypeVar("_Out")
+
+
+def _probabilities(out: torch.Tensor) -> FloatArray:
+    return torch.sigmoid(out[:, 0]).double().cpu().numpy()
+
+
+def _values(out: torch.Tensor) -> FloatArray:
+    return out[:, 0].double().cpu().numpy()
 
 
 class EmbeddingModule(nn.Module, abc.ABC):
@@ -98,17 +115,24 @@ def _jsonable(params: Any) -> Any:
 
 
 class _Pending:
-    """The rows of the mini-batch being gathered, as the module will learn them."""
+    """The mini-batch being gathered: its rows as the module will learn them (the numeric
+    slots raw, standardized at the step) and their targets."""
 
-    def __init__(self, capacity: int, width: int, fields: int, target: type[Any]) -> None:
+    def __init__(
+        self, capacity: int, width: int, numeric: int, fields: int, target: type[Any]
+    ) -> None:
         self.dense = np.zeros((capacity, width), dtype=np.float32)
+        self.raw = np.zeros((capacity, numeric), dtype=np.float64)
         self.ids = np.zeros((capacity, fields), dtype=np.int64)
         self.target = np.zeros(capacity, dtype=target)
         self.n = 0
 
-    def add(self, rows: Encoded, lo: int, hi: int, target: np.ndarray[Any, Any]) -> None:
+    def add(
+        self, rows: Encoded, raw: FloatArray, lo: int, hi: int, target: np.ndarray[Any, Any]
+    ) -> None:
         n, k = self.n, hi - lo
         self.dense[n : n + k] = rows.dense[lo:hi]
+        self.raw[n : n + k] = raw[lo:hi]
         self.ids[n : n + k] = rows.ids[lo:hi]
         self.target[n : n + k] = target[lo:hi]
         self.n = n + k
@@ -231,7 +255,10 @@ class TorchModuleLearner:
         return np.int64 if self.spec.task is Task.MULTICLASS else np.float32
 
     def _new_pending(self, capacity: int) -> _Pending:
-        return _Pending(capacity, self._index.width, self._index.n_fields, self._target_dtype())
+        index = self._index
+        return _Pending(
+            capacity, index.width, index.n_numeric, index.n_fields, self._target_dtype()
+        )
 
     @property
     def n_learned(self) -> int:
@@ -251,13 +278,16 @@ class TorchModuleLearner:
             return self._module(dense, torch.from_numpy(rows.ids).to(self._device))  # type: ignore[no-any-return]
         return self._module(dense)  # type: ignore[no-any-return]
 
-    def _outputs(self, rows: Encoded) -> torch.Tensor:
+    def _infer(self, rows: Encoded, link: Callable[[torch.Tensor], _Out]) -> _Out:
+        """``link`` of the module's outputs for ``rows``, all in inference mode."""
         if self._training:
             self._module.eval()
             self._training = False
         try:
             with torch.inference_mode():
-                return self._forward(rows).float()
+                return link(self._forward(rows).float())
+        except StreamserveError:
+            raise
         except Exception as exc:
             raise ModelError(f"model {self.spec.name!r} failed to predict: {exc!r}") from exc
 
@@ -288,7 +318,9 @@ class TorchModuleLearner:
     def predict_many(self, xs: Sequence[Features]) -> list[Scored]:
         if not xs:
             return []
-        return self._scored(self._outputs(self._index.encode(xs)), None, 0)
+        return self._infer(
+            self._index.encode(xs), functools.partial(self._scored, targets=None, lo=0)
+        )
 
     def matrix_scorer(self) -> MatrixScorer | None:
         """Scores a column batch in one forward pass (binary and regression)."""
@@ -300,10 +332,9 @@ class TorchModuleLearner:
         rows = self._index.encode_frame(frame)
         if rows is None:
             return None
-        out = self._outputs(rows)[:, 0]
         if self.spec.task is Task.BINARY:
-            return ColumnScores("binary", torch.sigmoid(out).double().cpu().numpy())
-        values = out.double().cpu().numpy() * self._target.std + self._target.mean
+            return ColumnScores("binary", self._infer(rows, _probabilities))
+        values = self._infer(rows, _values) * self._target.std + self._target.mean
         return ColumnScores("regression", values)
 
     # -- learning ------------------------------------------------------------------------
@@ -343,6 +374,7 @@ class TorchModuleLearner:
         """One optimizer step over the pending mini-batch; the training random state
         (dropout, ...) is the learner's own, kept in its snapshot."""
         pending, n = self._pending, self._pending.n
+        pending.dense[:n, : self._index.n_numeric] = self._index.learn_numbers(pending.raw[:n])
         if not self._training:
             self._module.train()
             self._training = True
@@ -370,7 +402,7 @@ class TorchModuleLearner:
         if len(xs) != len(ys):
             raise ValueError(f"{len(xs)} records but {len(ys)} labels")
         targets = self._targets(ys)
-        before, after = self._index.learn_encode(xs)
+        recorded = self._index.record(xs)
         batch_size, pending = self._settings.batch_size, self._pending
         scored: list[Scored] = []
         lo, n = 0, len(xs)
@@ -379,9 +411,11 @@ class TorchModuleLearner:
                 self._step()
             hi = min(n, lo + batch_size - pending.n)
             if score:
-                rows = Encoded(before.dense[lo:hi], before.ids[lo:hi])
-                scored.extend(self._scored(self._outputs(rows), targets, lo))
-            pending.add(after, lo, hi, targets.values)
+                rows = self._index.scoring(recorded, lo, hi)
+                scored.extend(
+                    self._infer(rows, functools.partial(self._scored, targets=targets, lo=lo))
+                )
+            pending.add(recorded.learn, recorded.raw, lo, hi, targets.values)
             lo = hi
         if pending.n >= batch_size:
             self._step()
@@ -438,6 +472,7 @@ class TorchModuleLearner:
         n = self._pending.n
         tensors.update(optim_tensors)
         tensors["pending.dense"] = torch.from_numpy(self._pending.dense[:n])
+        tensors["pending.raw"] = torch.from_numpy(self._pending.raw[:n])
         tensors["pending.ids"] = torch.from_numpy(self._pending.ids[:n])
         tensors["pending.target"] = torch.from_numpy(self._pending.target[:n])
         tensors["rng"] = self._rng
@@ -473,18 +508,19 @@ class TorchModuleLearner:
         self._n_learned, self._n_steps = int(header["n_learned"]), int(header["n_steps"])
 
     def _restore_pending(self, n: int, tensors: dict[str, torch.Tensor]) -> None:
-        dense, ids, target = (tensors[f"pending.{k}"].numpy() for k in ("dense", "ids", "target"))
         fresh = self._new_pending(max(n, self._settings.batch_size))
-        if (
-            dense.shape != (n, self._index.width)
-            or ids.shape != (n, self._index.n_fields)
-            or target.shape != (n,)
-            or dense.dtype != fresh.dense.dtype
-            or ids.dtype != fresh.ids.dtype
-            or target.dtype != fresh.target.dtype
-        ):
-            raise PayloadError("the pending mini-batch does not fit the feature index")
-        fresh.add(Encoded(dense, ids), 0, n, target)
+        shapes: dict[str, np.ndarray[Any, Any]] = {
+            "dense": fresh.dense,
+            "raw": fresh.raw,
+            "ids": fresh.ids,
+            "target": fresh.target,
+        }
+        loaded = {k: tensors[f"pending.{k}"].numpy() for k in shapes}
+        for key, value in loaded.items():
+            expected = shapes[key]
+            if value.shape != (n, *expected.shape[1:]) or value.dtype != expected.dtype:
+                raise PayloadError("the pending mini-batch does not fit the feature index")
+        fresh.add(Encoded(loaded["dense"], loaded["ids"]), loaded["raw"], 0, n, loaded["target"])
         self._pending = fresh
 
 

@@ -355,18 +355,25 @@ def test_named_features_keep_their_slots() -> None:
     assert learner._index.numeric_names == ("b", "a")  # no auto slots: n is a spare
 
 
-def test_standardization_uses_running_statistics_and_scores_prequentially() -> None:
-    learner = _learner(features={"numeric": ["a"], "categorical": 0, "spare_slots": 0})
-    values = [3.0, 7.0, 5.0, 100.0]
-    for v in values:
-        before = learner._index.encode([{"a": v}]).dense[0, 0]
-        learner.learn_one({"a": v}, True)
-        seen = values[: values.index(v)]
-        if len(seen) >= 2:
-            mean, std = float(np.mean(seen)), float(np.std(seen))
-            assert before == pytest.approx(min(10.0, (v - mean) / std), rel=1e-6)
-        else:
-            assert before == 0.0
+def test_statistics_change_at_each_step_together_with_the_weights() -> None:
+    learner = _learner(
+        batch_size=2, features={"numeric": ["a"], "categorical": 0, "spare_slots": 0}
+    )
+
+    def z(v: float) -> float:
+        return float(learner._index.encode([{"a": v}]).dense[0, 0])
+
+    learner.learn_one({"a": 3.0}, True)
+    assert z(4.0) == 0.0  # no step yet: nothing known, the mean imputed
+    learner.learn_one({"a": 7.0}, False)  # a step: the statistics of 3 and 7
+    assert z(7.0) == pytest.approx(1.0)  # (7 - 5) / 2
+    learner.learn_one({"a": 5.0}, True)
+    assert z(7.0) == pytest.approx(1.0)  # pending: as it was
+    learner.learn_one({"a": 100.0}, True)
+    seen = [3.0, 7.0, 5.0, 100.0]
+    assert z(7.0) == pytest.approx((7.0 - np.mean(seen)) / np.std(seen), rel=1e-6)
+    assert z(1e9) == 10.0 and z(-1e9) == -10.0  # clipped
+    assert z(math.inf) == 0.0 and z(math.nan) == 0.0  # invalid: imputed
 
 
 def test_embedding_ids_number_buckets_from_one_and_zero_is_missing() -> None:
