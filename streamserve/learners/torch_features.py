@@ -154,22 +154,30 @@ class _Moments:
         if not finite.all():
             self._merge_present(raw, finite)
             return self.standardized(raw, finite)
-        # The usual batch, every value present, in as few array operations as it takes.
+        # The usual batch, every value present: three array operations, then the update of
+        # each slot in plain floats (fewer, cheaper calls than arrays of a few slots take).
         n_b = float(len(raw))
         deviation = raw - self.mean
-        shift_b = deviation.sum(axis=0) / n_b  # the batch mean, less the running one
-        deviation -= shift_b
-        m2_b = np.einsum("ij,ij->j", deviation, deviation)
-        n = self.count + n_b
-        shift = shift_b * (n_b / n)
-        mean = self.mean + shift
-        m2 = self.m2 + m2_b + shift_b * shift * self.count
-        if not np.isfinite(m2).all():
-            self._merge_present(raw, finite)
-            return self.standardized(raw, finite)
-        self.count, self.mean, self.m2 = n, mean, m2
-        self._refresh()
-        deviation += shift_b - shift  # raw less the updated mean
+        sums = deviation.sum(axis=0).tolist()
+        squares = np.einsum("ij,ij->j", deviation, deviation).tolist()
+        counts, means, m2s = self.count.tolist(), self.mean.tolist(), self.m2.tolist()
+        shifts, inverse = [], []
+        for j, (c, s1, s2) in enumerate(zip(counts, sums, squares, strict=True)):
+            batch_shift = s1 / n_b  # the batch mean, less the running one
+            n = c + n_b
+            shift = batch_shift * (n_b / n)
+            m2 = m2s[j] + (s2 - s1 * batch_shift) + batch_shift * shift * c
+            mean = means[j] + shift
+            if m2 - m2 != 0.0 or mean - mean != 0.0:  # overflow: the careful way
+                self._merge_present(raw, finite)
+                return self.standardized(raw, finite)
+            counts[j], means[j], m2s[j] = n, mean, m2
+            var = m2 / n
+            shifts.append(shift)
+            inverse.append(1.0 / math.sqrt(var) if var > 0.0 else 0.0)
+        self.count, self.mean, self.m2 = np.array(counts), np.array(means), np.array(m2s)
+        self.inverse_std = np.array(inverse)
+        deviation -= np.array(shifts)  # raw less the updated mean
         deviation *= self.inverse_std
         return np.clip(deviation, -CLIP, CLIP, out=deviation)
 
