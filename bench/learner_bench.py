@@ -69,9 +69,10 @@ def model_cost(name: str, learner_name: str, params: dict[str, Any], n: int) -> 
     return ModelCost(name, predict_us, 1e6 / learn_rate, len(learner.dumps()) / 1024.0)
 
 
-def streamserve_learner_rate(env: Env, n: int) -> float:
+def streamserve_learner_rate(env: Env, n: int, **model: Any) -> float:
     """``streamserve learn`` over n Avro examples: examples learned per second, from its
-    ``streamserve_examples_learned_total`` counter sampled every 100 ms."""
+    ``streamserve_examples_learned_total`` counter sampled every 100 ms. ``model``: the
+    model's ``learner``, ``params`` and ``torch`` keys (default: logistic regression)."""
     uid = uuid.uuid4().hex[:8]
     d = deployment(
         env.bootstrap,
@@ -80,6 +81,7 @@ def streamserve_learner_rate(env: Env, n: int) -> float:
         env.workdir,
         snapshots={"checkpoint_every_examples": 50000, "checkpoint_every_seconds": 30.0},
         learner_settings={"batch_size": 1000},
+        **model,
     )
     topics_dir = default_topics_dir()
     catalog = SchemaCatalog.from_dir(topics_dir)

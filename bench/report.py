@@ -383,6 +383,12 @@ def write(results: dict[str, Any], out: Path) -> None:
                     s["p99_ms"] <= 2 * steady,
                 )
             )
+    if "torch" in results:
+        from bench import torch_bench
+
+        torch_lines, torch_targets = torch_bench.report(results["torch"])
+        lines += torch_lines
+        targets += torch_targets
     plot = out.with_name("benchmarks.png")
     if _plot(results, med, plot):
         lines += ["", f"![benchmarks]({plot.name})"]

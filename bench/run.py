@@ -37,6 +37,7 @@ SECTIONS = (
     "scaling",
     "memory",
     "swap",
+    "torch",
 )
 
 # The raw pipe with the prefetch setting streamserve's consumers use (librdkafka's default
@@ -73,6 +74,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="rounds of one hop, raw pipe and scorer, one after another, per offered rate",
     )
     p.add_argument("--learner-examples", type=int, default=100_000)
+    p.add_argument("--torch-examples", type=int, default=20_000, help="per torch round")
+    p.add_argument("--torch-rounds", type=int, default=5, help="paired rounds per module")
     p.add_argument("--model-records", type=int, default=50_000, help="scorer run per model size")
     p.add_argument("--memory-events", type=int, default=1_000_000)
     p.add_argument("--swaps", type=int, default=100)
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             env = Env(
                 broker.bootstrap_servers, redis_url, str(topics_dir), workdir, peers_python, []
             )
-            if sections & {"throughput", "settings", "models", "scaling"}:
+            if sections & {"throughput", "settings", "models", "scaling", "torch"}:
                 _log(f"generating {a.records} events")
                 env.records = factory.batch(a.records)
             if "throughput" in sections:
@@ -175,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["swap"] = asdict(
                     hotswap.hot_swap(env, factory, a.swap_rate, a.swaps, a.swap_every)
                 )
+            if "torch" in sections:
+                results["torch"] = _torch(env, a)
     finally:
         if own_redis is not None:
             own_redis.stop()
@@ -186,6 +191,19 @@ def main(argv: list[str] | None = None) -> int:
     report.write(results, out)
     _log(f"wrote {out} in {results['elapsed_s']:.0f} s")
     return 0
+
+
+def _torch(env: Env, a: argparse.Namespace) -> dict[str, Any]:
+    """A torch module learner against the same module in a plain PyTorch loop."""
+    from bench import torch_bench
+
+    out = torch_bench.run(a.torch_examples, a.torch_rounds)
+    for line in torch_bench.summary(out):
+        _log(f"torch: {line}")
+    params = torch_bench.MODULES["MLP 64-32"]
+    out["roles"] = torch_bench.roles(env, a.torch_examples, params, 32)
+    _log(f"torch roles through Kafka: {out['roles']}")
+    return out
 
 
 def _throughput(
