@@ -453,6 +453,8 @@ def _rss_at(samples: list[list[float]], scored: int, fraction: float) -> float:
 
 
 def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], path: Path) -> bool:
+    if not (med or "latency" in results or "memory" in results):
+        return False  # nothing to draw (e.g. --only torch): leave any plot as it is
     try:
         import matplotlib
 

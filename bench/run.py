@@ -90,7 +90,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "(a consumer timing the output in this process while the variant runs)",
     )
     p.add_argument("--redis-url", default="", help="default: 127.0.0.1:6379 if up, else embedded")
-    p.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    p.add_argument(
+        "--out",
+        default="",
+        help="default docs/BENCHMARKS.md (docs/BENCHMARKS-torch.md for --only torch)",
+    )
     p.add_argument(
         "--report-only",
         action="store_true",
@@ -116,6 +120,9 @@ def _log(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
+    if not a.out:
+        torch_only = set(a.only or ()) == {"torch"}
+        a.out = str(ROOT / "docs" / ("BENCHMARKS-torch.md" if torch_only else "BENCHMARKS.md"))
     if a.report_only:
         out = Path(a.out)
         report.write(json.loads(out.with_suffix(".json").read_text()), out)
