@@ -25,7 +25,6 @@ the rest of the report; ``python -m bench.torch_bench`` prints it alone.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import time
@@ -40,12 +39,15 @@ from torch import nn
 
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.learners.torch_builtins import mlp
 from streamserve.learners.torch_module import TorchModuleLearner
 from streamserve.learners.torch_settings import torch_settings
 from streamserve.records import FeatureFrame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
-from _shared import FEATURES, features, label
+from _shared import FEATURES
+
+from bench.learner_bench import examples
 
 Data = list[tuple[dict[str, float], bool]]
 CHUNK = 500  # examples per prequential_many call: the learner role's default batch
@@ -56,17 +58,7 @@ SEED = 5
 CLOCK = time.thread_time
 
 
-def mlp(n_inputs: int, n_outputs: int, hidden: Sequence[int] = (64, 32)) -> nn.Module:
-    """The benchmarked module: an MLP (ReLU) over the dense input."""
-    layers: list[nn.Module] = []
-    width = n_inputs
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        width = size
-    layers.append(nn.Linear(width, n_outputs))
-    return nn.Sequential(*layers)
-
-
+FACTORY = "streamserve.learners.torch_builtins:mlp"
 MODULES: dict[str, dict[str, Any]] = {
     "one linear layer": {"hidden": []},
     "MLP 64-32": {"hidden": [64, 32]},
@@ -85,20 +77,11 @@ def training(batch_size: int) -> dict[str, Any]:
     }
 
 
-def examples(n: int, seed: int) -> Data:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        x = features(rng)
-        out.append((x, label(x)))
-    return out
-
-
 def streamserve_learner(params: dict[str, Any], batch_size: int) -> TorchModuleLearner:
     spec = ModelSpec(
         "bench",
         Task.BINARY,
-        "bench.torch_bench:mlp",
+        FACTORY,
         params,
         torch=torch_settings(training(batch_size)),
     )
@@ -110,7 +93,7 @@ def streamserve_learner(params: dict[str, Any], batch_size: int) -> TorchModuleL
 
 def _plain_module(params: dict[str, Any]) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(SEED)
-    module = mlp(len(FEATURES), 1, **params)
+    module = mlp(len(FEATURES), 1, **params)  # the factory the learner is configured with
     return module, torch.optim.Adam(module.parameters(), lr=0.01, fused=True)
 
 
@@ -264,7 +247,7 @@ def roles(env: Any, n: int, params: dict[str, Any], batch_size: int) -> dict[str
     from bench import learner_bench
     from bench.throughput import run_streamserve_scorer
 
-    learner = "bench.torch_bench:mlp"
+    learner = FACTORY
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
     try:

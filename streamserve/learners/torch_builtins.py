@@ -1,7 +1,8 @@
-"""Built-in PyTorch modules, served through :class:`TorchModuleLearner` by name.
+"""Built-in PyTorch modules.
 
-``wide_deep``: :class:`WideDeep`, for click-through-style streams of a few numbers and
-many string features.
+``wide_deep`` (by name): :class:`WideDeep`, for click-through-style streams of a few
+numbers and many string features. :func:`mlp` is a plain factory, named by its import
+path (``learner: streamserve.learners.torch_builtins:mlp``).
 """
 
 from __future__ import annotations
@@ -19,15 +20,19 @@ _MIX = 0x9E3779B97F4A7C15 - (1 << 64)  # the golden-ratio multiplier, as a signe
 _LOW_63 = (1 << 63) - 1
 
 
-def _mlp(n_in: int, hidden: Sequence[int], n_out: int, dropout: float) -> nn.Sequential:
+def mlp(
+    n_inputs: int, n_outputs: int, hidden: Sequence[int] = (64,), dropout: float = 0.0
+) -> nn.Sequential:
+    """A multilayer perceptron: ``hidden`` layer sizes with ReLU (and ``dropout``), then
+    a linear layer to the outputs (an empty ``hidden``: one linear layer)."""
     layers: list[nn.Module] = []
-    width = n_in
+    width = n_inputs
     for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU()]
         if dropout:
             layers.append(nn.Dropout(dropout))
         width = size
-    layers.append(nn.Linear(width, n_out))
+    layers.append(nn.Linear(width, n_outputs))
     return nn.Sequential(*layers)
 
 
@@ -74,7 +79,7 @@ class WideDeep(EmbeddingModule):
         self.wide_ids = nn.Embedding(ids, n_outputs)
         self.wide_crosses = nn.Embedding(cross_buckets, n_outputs)
         self.embeddings = nn.Embedding(ids, embedding_dim)
-        self.deep = _mlp(n_inputs + n_fields * embedding_dim, tuple(hidden), n_outputs, dropout)
+        self.deep = mlp(n_inputs + n_fields * embedding_dim, n_outputs, tuple(hidden), dropout)
         for table in (self.wide_ids, self.wide_crosses):
             nn.init.zeros_(table.weight)
         nn.init.normal_(self.embeddings.weight, std=0.01)

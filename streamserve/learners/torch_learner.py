@@ -33,8 +33,9 @@ from streamserve.learners.exceptions import (
 from streamserve.learners.feature_hashing import FeatureHasher
 from streamserve.learners.labels import label_coercer
 from streamserve.learners.preprocessing import Preprocess, encode_raw
-from streamserve.learners.scoring import binary_scored, scored_from_value
+from streamserve.learners.scoring import binary_scored, multiclass_scored, scored_from_value
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.learners.torch_builtins import mlp
 from streamserve.learners.torch_features import RunningMoments
 from streamserve.learners.torch_payload import TORCH_FORMAT, pack, unpack
 from streamserve.records import Features, LabelValue
@@ -73,16 +74,6 @@ def _validate_classes(task: Task, classes: Sequence[str] | None) -> tuple[str, .
             f"torch_mlp classes must be at least two distinct labels, got {list(classes)!r}"
         )
     return labels
-
-
-def _mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = n_in
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        width = size
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
 
 
 def _adam(net: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -150,7 +141,7 @@ class TorchLearner:
         n_out = len(self._classes) if spec.task is Task.MULTICLASS else 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self._net = _mlp(self._n_features, self._hidden, n_out)
+            self._net = mlp(self._n_features, n_out, self._hidden)
         self._optim = _adam(self._net, self._lr)
         self._loss: nn.Module
         if spec.task is Task.BINARY:
@@ -213,12 +204,7 @@ class TorchLearner:
             return [scored_from_value(v * std + mean) for v in out[:, 0].tolist()]
 
     def _multiclass_scored(self, probs: list[float]) -> Scored:
-        best = max(range(len(probs)), key=probs.__getitem__)
-        return Scored(
-            prediction=self._classes[best],
-            probabilities=dict(zip(self._classes, probs, strict=True)),
-            score=probs[best],
-        )
+        return multiclass_scored(self._classes, probs)
 
     def _class_of(self, y: LabelValue) -> int:
         index = self._class_index.get(y)  # type: ignore[arg-type]

@@ -49,7 +49,7 @@ from streamserve.learners.exceptions import (
 )
 from streamserve.learners.factories import call_factory
 from streamserve.learners.labels import label_coercer
-from streamserve.learners.scoring import binary_scored, scored_from_value, unscored_classification
+from streamserve.learners.scoring import binary_scored, multiclass_scored, scored_from_value
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.learners.torch_features import Encoded, FeatureIndex, RunningMoments
 from streamserve.learners.torch_payload import TORCH_MODULE_FORMAT, pack, unpack
@@ -296,21 +296,14 @@ class TorchModuleLearner:
         if task is Task.BINARY:
             return [binary_scored(p) for p in torch.sigmoid(out[:, 0]).tolist()]
         if task is Task.MULTICLASS:
-            return [self._multiclass(p) for p in torch.softmax(out, dim=1).tolist()]
+            classes = self._classes
+            return [multiclass_scored(classes, p) for p in torch.softmax(out, dim=1).tolist()]
         values = out[:, 0].tolist()
         if targets is None:
             mean, std = self._target.mean, self._target.std
             return [scored_from_value(v * std + mean) for v in values]
         means, stds = targets.means, targets.stds
         return [scored_from_value(v * stds[lo + i] + means[lo + i]) for i, v in enumerate(values)]
-
-    def _multiclass(self, probs: list[float]) -> Scored:
-        best = max(range(len(probs)), key=probs.__getitem__)
-        if not probs[best] >= 0.0:  # NaN from a diverged model
-            return unscored_classification()
-        return Scored(
-            self._classes[best], dict(zip(self._classes, probs, strict=True)), probs[best]
-        )
 
     def predict_one(self, x: Features) -> Scored:
         return self.predict_many([x])[0]

@@ -6,7 +6,6 @@ later predictions carry newer versions and are right more often than a stated le
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,20 +13,12 @@ import redis
 
 from streamserve.records import Prediction
 from tests.integration.harness import make_settings, produce_json, read_topic, running, wait_for
+from tests.torch_threads import one_torch_thread  # noqa: F401 (autouse)
 
 torch = pytest.importorskip("torch")
 
 MODEL = "ctr"
 ACCURACY = 0.9  # the stream is separable by a line in (x1, x2) shifted by the colour
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small modules: torch's intra-op threads cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _events(uid: str, n: int, start: int) -> list[dict[str, Any]]:

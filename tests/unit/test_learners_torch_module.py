@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -28,20 +27,12 @@ from streamserve.learners.torch_payload import TORCH_MODULE_FORMAT, pack, unpack
 from streamserve.learners.torch_settings import TorchConfigError, torch_settings  # noqa: E402
 from streamserve.records import FeatureFrame, Features, LabelValue  # noqa: E402
 from streamserve.settings import settings_from_dict  # noqa: E402
+from tests.torch_threads import one_torch_thread  # noqa: E402, F401 (autouse)
 from tests.unit.learners_streams import baseline_mae, prequential, synthetic_stream  # noqa: E402
 
 MLP = "tests.torch_models:mlp"
 CLASSES = ["low", "mid", "high"]
 FEATURES = {"numeric": 4, "categorical": 2, "buckets": 8, "spare_slots": 8}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only cost time (and on a busy machine, a lot)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spec(
@@ -184,7 +175,7 @@ def test_factory_gets_the_index_width_outputs_and_params() -> None:
     spec = _spec(Task.MULTICLASS, params={"hidden": [5, 3]})
     built = build_learner(spec)
     assert isinstance(built, TorchModuleLearner)
-    first, last = built.module[0], built.module[-1]
+    first, last = built.module.layers[0], built.module.out
     width = 4 + 2 * 8 + 8  # numeric slots, one-hot buckets of 2 fields, spare slots
     assert (first.in_features, first.out_features) == (width, 5)
     assert last.out_features == 3
@@ -459,7 +450,7 @@ def test_payload_is_a_json_header_and_safetensors() -> None:
     from safetensors.torch import load
 
     tensors = load(body)
-    assert tensors["module.0.weight"].shape == (3, 28)
+    assert tensors["module.layers.0.weight"].shape == (3, 28)
     assert tensors["pending.dense"].shape == (4, 28)
     assert any(k.startswith("optim.") for k in tensors)
 
@@ -474,7 +465,7 @@ def test_a_forged_pickle_body_is_refused_without_running_code(
 ) -> None:
     learner = _learner()
     header, _ = unpack(learner.dumps(), TORCH_MODULE_FORMAT)
-    for body in (_pickled(_Evil()), _torch_saved({"module.0.weight": _Evil()})):
+    for body in (_pickled(_Evil()), _torch_saved({"module.out.weight": _Evil()})):
         with pytest.raises(PayloadError, match="not a safetensors file"):
             load_learner(learner.spec, TORCH_MODULE_FORMAT, pack(header, body))
     assert "must never run" not in capsys.readouterr().out

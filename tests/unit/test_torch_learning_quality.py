@@ -6,8 +6,6 @@ prequential accuracy within 1.5 points, with one example per step and in mini-ba
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from river import datasets, evaluate, metrics
 
@@ -18,17 +16,10 @@ from streamserve.learners.evaluation import RunningMetrics  # noqa: E402
 from streamserve.learners.spec import ModelSpec, Task  # noqa: E402
 from streamserve.learners.torch_settings import torch_settings  # noqa: E402
 from streamserve.roles.learner import LearnerState  # noqa: E402
+from tests.torch_threads import one_torch_thread  # noqa: E402, F401 (autouse)
 from tests.unit.test_learning_parity import _messages, _role  # noqa: E402
 
 TOLERANCE = 0.015  # 1.5 percentage points
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("batch_size", "lr"), [(1, 0.01), (8, 0.08)])
