@@ -412,14 +412,19 @@ def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
             torch=_model_torch(item, key),
         )
         if validate:
-            try:
-                build_learner(spec)
-            except TorchConfigError as exc:
-                raise ConfigError(_torch_key(key, exc), exc.reason) from exc
-            except LearnerConfigError as exc:
-                raise ConfigError(f"{key}.learner", str(exc)) from exc
+            _validate_model(spec, key)
         specs.append(spec)
     return tuple(specs)
+
+
+def _validate_model(spec: ModelSpec, key: str) -> None:
+    """Build the model's learner once: a config it cannot be built from stops the start."""
+    try:
+        build_learner(spec)
+    except TorchConfigError as exc:
+        raise ConfigError(_torch_key(key, exc), exc.reason) from exc
+    except LearnerConfigError as exc:
+        raise ConfigError(f"{key}.learner", str(exc)) from exc
 
 
 def _torch_key(model_key: str, exc: TorchConfigError) -> str:

@@ -55,22 +55,21 @@ def _final(store: SnapshotStore) -> SnapshotMeta | None:
     return store.get_meta(MODEL, v) if v is not None else None
 
 
-def test_torch_learner_killed_at_random_matches_one_that_never_crashed(
-    bootstrap: str,
-    redis_url: str,
-    uid: str,
-    redis_client: redis.Redis,
-    tally: Tally,
-    tmp_path: Path,
-) -> None:
-    settings = make_settings(
-        bootstrap, redis_url, uid, serde={"output_format": "json"}, models=MODELS
-    )
-    rt = Runtime.build(settings)
-    rt.create_topics()
-    topic = rt.topics["examples"]
+def _reached_the_end(store: SnapshotStore) -> bool:
+    meta = _final(store)
+    return meta is not None and meta.offsets.get(0) == EXAMPLES
+
+
+def _final_blob(store: SnapshotStore) -> tuple[SnapshotMeta, bytes]:
+    meta = _final(store)
+    assert meta is not None
+    blob = store.get_blob(MODEL, meta.version)
+    assert blob is not None
+    return meta, blob
+
+
+def _records(rt: Runtime, uid: str, rng: random.Random) -> list[tuple[bytes, bytes]]:
     encode = rt.serde.example_encoder().encode
-    rng = random.Random(uid)
     records = []
     for i in range(EXAMPLES):
         x, c = rng.gauss(0, 1), rng.choice("abc")
@@ -78,7 +77,10 @@ def test_torch_learner_killed_at_random_matches_one_that_never_crashed(
         label = (x + (0.5 if c == "a" else -0.2) + rng.gauss(0, 0.5)) > 0
         ex = Example(f"{uid}-{i}", {"x": x, "c": c, **extra}, label, 1_000 + i, 2_000 + i)
         records.append((ex.event_id.encode(), encode(ex)))
+    return records
 
+
+def _learner_process(bootstrap: str, redis_url: str, uid: str, tmp_path: Path) -> RoleProcess:
     config = tmp_path / "models.yaml"
     config.write_text(yaml.safe_dump({"models": MODELS}))
     env = role_env(
@@ -94,31 +96,13 @@ def test_torch_learner_killed_at_random_matches_one_that_never_crashed(
         STREAMSERVE_LOG_LEVEL="WARNING",
         OMP_NUM_THREADS="1",
     )
-    learner = RoleProcess(["learn"], env)
-    with role_processes(learner):
-        learner.start()
-        feeder = Feeder(bootstrap, topic, records, EXAMPLES / 40.0, partition=0)
-        feeder.start()
-        for _ in range(KILLS):
-            time.sleep(rng.uniform(3.0, 7.0))
-            learner.kill9()
-            learner.start()
-        feeder.join(120)
-        assert feeder.error is None and feeder.acked == EXAMPLES
-        wait_for(
-            lambda: (m := _final(rt.store)) is not None and m.offsets.get(0) == EXAMPLES,
-            180,
-            "the crashed learner to reach the end of the examples",
-        )
-        learner.check_alive()
-        crashes = learner.crashes
-        code = learner.stop()
-    crashed = _final(rt.store)
-    assert crashed is not None
-    crashed_blob = rt.store.get_blob(MODEL, crashed.version)
-    assert crashed_blob is not None
+    return RoleProcess(["learn"], env)
 
-    ref_settings = make_settings(
+
+def _reference(bootstrap: str, redis_url: str, uid: str) -> tuple[SnapshotMeta, bytes]:
+    """The same examples learned by a learner that never crashed (in this process, with
+    one torch thread as the learner process had)."""
+    settings = make_settings(
         bootstrap,
         redis_url,
         f"{uid}r",
@@ -128,21 +112,56 @@ def test_torch_learner_killed_at_random_matches_one_that_never_crashed(
         models=MODELS,
     )
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the learner process ran (OMP_NUM_THREADS=1)
+    torch.set_num_threads(1)
     try:
-        with running(ref_settings, ("learner",), create=False) as app:
+        with running(settings, ("learner",), create=False) as app:
             wait_for(
-                lambda: (m := _final(app.rt.store)) is not None and m.offsets.get(0) == EXAMPLES,
+                lambda: _reached_the_end(app.rt.store),
                 180,
                 "the reference learner to reach the end of the examples",
             )
-            ref = _final(app.rt.store)
-            assert ref is not None
-            ref_blob = app.rt.store.get_blob(MODEL, ref.version)
-            assert ref_blob is not None
             assert not app.errors
+            return _final_blob(app.rt.store)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_torch_learner_killed_at_random_matches_one_that_never_crashed(
+    bootstrap: str,
+    redis_url: str,
+    uid: str,
+    redis_client: redis.Redis,
+    tally: Tally,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        bootstrap, redis_url, uid, serde={"output_format": "json"}, models=MODELS
+    )
+    rt = Runtime.build(settings)
+    rt.create_topics()
+    rng = random.Random(uid)
+    records = _records(rt, uid, rng)
+    learner = _learner_process(bootstrap, redis_url, uid, tmp_path)
+    with role_processes(learner):
+        learner.start()
+        feeder = Feeder(bootstrap, rt.topics["examples"], records, EXAMPLES / 40.0, partition=0)
+        feeder.start()
+        for _ in range(KILLS):
+            time.sleep(rng.uniform(3.0, 7.0))
+            learner.kill9()
+            learner.start()
+        feeder.join(120)
+        assert feeder.error is None and feeder.acked == EXAMPLES
+        wait_for(
+            lambda: _reached_the_end(rt.store),
+            180,
+            "the crashed learner to reach the end of the examples",
+        )
+        learner.check_alive()
+        crashes = learner.crashes
+        code = learner.stop()
+    crashed, crashed_blob = _final_blob(rt.store)
+    ref, ref_blob = _reference(bootstrap, redis_url, uid)
 
     spec = settings.model(MODEL)
     _, crashed_payload = rt.codec.decode(crashed_blob)
