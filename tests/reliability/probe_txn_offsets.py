@@ -115,6 +115,10 @@ class Probe:
         self.send(p, offset)
         p.commit_transaction(TIMEOUT_S)
 
+    def row(self, what: str, kafka: str) -> tuple[str, str, str]:
+        """A line of the report: a step, the committed offset after it, Kafka's."""
+        return (what, self.committed(), kafka)
+
     def committed(self) -> str:
         """The group's committed offset of in[0] as a new consumer would be told it."""
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group})
@@ -160,16 +164,16 @@ def withheld(bootstrap: str) -> list[tuple[str, str, str]]:
     """A commit while another producer's transaction, which wrote to the same output
     partition first, is open; then that transaction aborts."""
     pr = Probe(bootstrap)
-    other, p = pr.producer("other"), pr.producer("p")
-    pr.open(other, partition=1)
+    elsewhere, same, p = pr.producer("elsewhere"), pr.producer("same"), pr.producer("p")
+    pr.open(elsewhere, partition=1)
     pr.commit(p, 10)
-    rows = [("p commits in[0]=10; another txn open on out[1]", pr.committed(), "10")]
-    pr.open(other_same := pr.producer("other-same"))
+    rows = [pr.row("p commits in[0]=10; another txn open on out[1]", "10")]
+    pr.open(same, partition=0)
     pr.commit(p, 20)
-    rows.append(("p commits in[0]=20; another txn open on out[0]", pr.committed(), "20"))
-    other_same.abort_transaction(TIMEOUT_S)
-    rows.append(("  ... then that other txn aborts", pr.committed(), "20"))
-    other.abort_transaction(TIMEOUT_S)
+    rows.append(pr.row("p commits in[0]=20; another txn open on out[0]", "20"))
+    same.abort_transaction(TIMEOUT_S)
+    rows.append(pr.row("  ... then that other txn aborts", "20"))
+    elsewhere.abort_transaction(TIMEOUT_S)
     pr.close()
     return rows
 
@@ -184,14 +188,10 @@ def killed(bootstrap: str) -> list[tuple[str, str, str]]:
         pr.commit(p, 10)
         time.sleep(5)
         rows = [
-            (
-                "p commits in[0]=10; a killed producer's txn open on out[0], 5 s later",
-                pr.committed(),
-                "10",
-            )
+            pr.row("p commits in[0]=10; a killed producer's txn open on out[0], 5 s later", "10")
         ]
         pr.producer("doomed")  # the same transactional.id: the broker aborts the open txn
-        rows.append(("  ... then its transactional.id starts again", pr.committed(), "10"))
+        rows.append(pr.row("  ... then its transactional.id starts again", "10"))
     pr.close()
     return rows
 
@@ -206,13 +206,7 @@ def discarded(bootstrap: str) -> list[tuple[str, str, str]]:
     pr.open(p)
     p.abort_transaction(TIMEOUT_S)
     other.commit_transaction(TIMEOUT_S)
-    rows = [
-        (
-            "p commits in[0]=10 (withheld), p's next txn aborts, the other commits",
-            pr.committed(),
-            "10",
-        )
-    ]
+    rows = [pr.row("p commits in[0]=10 (withheld), p's next txn aborts, the other commits", "10")]
     pr.close()
     return rows
 
@@ -227,11 +221,7 @@ def reordered(bootstrap: str) -> list[tuple[str, str, str]]:
     pr.commit(a, 30)
     other.commit_transaction(TIMEOUT_S)
     rows = [
-        (
-            "z commits in[0]=20, then a commits 30 (both withheld), the other commits",
-            pr.committed(),
-            "30",
-        )
+        pr.row("z commits in[0]=20, then a commits 30 (both withheld), the other commits", "30")
     ]
     pr.close()
     return rows

@@ -257,23 +257,6 @@ def test_hold_hook_with_a_file_holds_only_while_the_file_exists(
     assert slept == [0.1]
 
 
-class LandingProducer(FakeProducer):
-    """Acknowledges each record at once with where it landed: out[2] from offset 40."""
-
-    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
-        self,
-        topic: str,
-        value: Any = None,
-        key: Any = None,
-        partition: int = -1,
-        on_delivery: Any = None,
-        **kw: Any,
-    ) -> None:
-        super().produce(topic, value, key, partition, **kw)
-        if on_delivery is not None:
-            on_delivery(None, FakeMsg(topic, 2, 40 + self.produced - 1))
-
-
 class CommittedConsumer(FakeConsumer):
     """Tells the committed offset of each partition: 3, or none for partition 1."""
 
@@ -290,12 +273,13 @@ def test_ledger_hook_records_inputs_offsets_first_output_and_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(TXN_LEDGER_ENV, str(tmp_path / "ledger"))
-    c, p = CommittedConsumer(), LandingProducer(ack="produce")
+    c, p = CommittedConsumer(), FakeProducer(ack="produce")
     tx = TransactionalCommitter(role="t", consumer=c, producer=p)
     tx.assign([TopicPartition("in", 0), TopicPartition("in", 1)])
     batch = tx.open(MSGS)
-    produce(p, batch, "out", b"x", b"k")
-    produce(p, batch, "out", b"y", b"k")
+    for offset in (40, 41):  # two outputs, acknowledged with where they landed
+        batch.expect()
+        batch.on_delivery(None, FakeMsg("out", 2, offset))
     tx.complete(batch)
     tx.abandon(tx.open(MSGS[:1]), MSGS[:1])
     steps = _ledger(tmp_path / "ledger")
