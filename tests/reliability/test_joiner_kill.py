@@ -21,13 +21,14 @@ open transaction and that transaction's records were left out of the committed o
 
 The embedded broker does not apply the input offsets of a transaction the way Kafka
 does (docs/DESIGN.md, tests/reliability/probe_txn_offsets.py): after a kill inside a
-transaction it withholds every later transaction's offsets, and a joiner newly assigned
-a partition is handed an older committed offset and reads input again whose examples are
-committed. Those copies are not the joiner's: every joiner writes a ledger of its
-transactions (the committer's ``STREAMSERVE_TEST_TXN_LEDGER`` hook), and a copy is set
-apart only where the ledger shows its emitting record read again by a process that the
-broker served an offset below what committed transactions had sent before it was
-assigned the partition (tests/reliability/txn_ledger.py). Every other extra copy counts.
+transaction it withholds the offsets of every later transaction writing where the killed
+one wrote, and a joiner newly assigned a partition is handed an older committed offset
+and reads input again whose examples are committed. Those copies are not the joiner's:
+every joiner writes a ledger of its transactions (the committer's
+``STREAMSERVE_TEST_TXN_LEDGER`` hook), and a copy is set apart only where the ledger shows
+its emitting record read again by a process that the broker served an offset below what
+committed transactions had sent before it was assigned the partition
+(tests/reliability/txn_ledger.py). Every other extra copy counts.
 """
 
 from __future__ import annotations

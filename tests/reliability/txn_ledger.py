@@ -47,7 +47,8 @@ class Txn:
 class Assignment:
     pid: int
     t: float
-    served: dict[str, int]  # "topic/partition" -> committed offset the broker gave, -1: none
+    partitions: list[str]  # "topic/partition"
+    served: dict[str, int]  # committed offset the broker gave, -1: none; absent: no answer
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Ledger:
         self._ends = [t.end or 0.0 for t in self._committed]
         self._assignments: dict[tuple[int, str], list[Assignment]] = defaultdict(list)
         for a in sorted(assignments, key=lambda a: a.t):
-            for tp in a.served:
+            for tp in a.partitions:
                 self._assignments[(a.pid, tp)].append(a)
         self._by_input: dict[str, list[Txn]] = defaultdict(list)
         for t in self._committed:
@@ -93,7 +94,9 @@ class Ledger:
                     continue  # a line cut short by a kill
                 kind, pid, t = step["step"], int(step["pid"]), float(step["t"])
                 if kind == "assigned":
-                    assignments.append(Assignment(pid, t, dict(step["served"])))
+                    assignments.append(
+                        Assignment(pid, t, list(step["partitions"]), dict(step["served"]))
+                    )
                 elif kind == "begin":
                     txn = Txn(pid, t, {k: (v[0], v[1]) for k, v in step["inputs"].items()})
                     current[step["txn"]] = txn
@@ -133,9 +136,11 @@ class Ledger:
             if not before:
                 continue
             a = before[-1]
-            served = a.served[tp]
+            served = a.served.get(tp)
             committed = self.committed_offset(tp, a.t)
-            if committed is not None and max(served, 0) <= offset < committed:
+            if served is None or committed is None:
+                continue
+            if max(served, 0) <= offset < committed:
                 found.append(Reread(txn, a.t, served, committed))
         return found
 

@@ -29,8 +29,18 @@ def _commit(t: float, first: int, nxt: int, txn: int = 1, output: Any = None) ->
 
 
 def test_a_record_served_again_below_the_committed_offset_is_a_reread(tmp_path: Path) -> None:
-    _write(tmp_path, 1, ("assigned", 0.0, {"served": {TP: -1}}), *_commit(1.0, 0, 10))
-    _write(tmp_path, 2, ("assigned", 2.0, {"served": {TP: -1}}), *_commit(3.0, 0, 10))
+    _write(
+        tmp_path,
+        1,
+        ("assigned", 0.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(1.0, 0, 10),
+    )
+    _write(
+        tmp_path,
+        2,
+        ("assigned", 2.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(3.0, 0, 10),
+    )
     ledger = Ledger.read(tmp_path, [])
     assert [t.pid for t in ledger.readers(TP, 5)] == [1, 2]
     (again,) = ledger.rereads(TP, 5)
@@ -39,8 +49,18 @@ def test_a_record_served_again_below_the_committed_offset_is_a_reread(tmp_path: 
 
 
 def test_a_replay_of_a_transaction_that_never_committed_is_no_reread(tmp_path: Path) -> None:
-    _write(tmp_path, 1, ("assigned", 0.0, {"served": {TP: -1}}), *_commit(1.0, 0, 10)[:2])
-    _write(tmp_path, 2, ("assigned", 2.0, {"served": {TP: -1}}), *_commit(3.0, 0, 10))
+    _write(
+        tmp_path,
+        1,
+        ("assigned", 0.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(1.0, 0, 10)[:2],
+    )
+    _write(
+        tmp_path,
+        2,
+        ("assigned", 2.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(3.0, 0, 10),
+    )
     ledger = Ledger.read(tmp_path, [])
     assert [t.pid for t in ledger.readers(TP, 5)] == [2]
     assert ledger.rereads(TP, 5) == []
@@ -49,23 +69,51 @@ def test_a_replay_of_a_transaction_that_never_committed_is_no_reread(tmp_path: P
 def test_killed_while_committing_counts_as_committed_when_its_output_did(tmp_path: Path) -> None:
     out = ["out", 0, 7]
     _write(
-        tmp_path, 1, ("assigned", 0.0, {"served": {TP: -1}}), *_commit(1.0, 0, 10, output=out)[:2]
+        tmp_path,
+        1,
+        ("assigned", 0.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(1.0, 0, 10, output=out)[:2],
     )
-    _write(tmp_path, 2, ("assigned", 2.0, {"served": {TP: -1}}), *_commit(3.0, 0, 10))
+    _write(
+        tmp_path,
+        2,
+        ("assigned", 2.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(3.0, 0, 10),
+    )
     assert len(Ledger.read(tmp_path, [("out", 0, 7)]).rereads(TP, 5)) == 1
     assert Ledger.read(tmp_path, [("out", 0, 8)]).rereads(TP, 5) == []
 
 
 def test_reading_below_what_the_broker_served_is_not_the_brokers(tmp_path: Path) -> None:
-    _write(tmp_path, 1, ("assigned", 0.0, {"served": {TP: -1}}), *_commit(1.0, 0, 10))
-    _write(tmp_path, 2, ("assigned", 2.0, {"served": {TP: 10}}), *_commit(3.0, 5, 15))
+    _write(
+        tmp_path,
+        1,
+        ("assigned", 0.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(1.0, 0, 10),
+    )
+    _write(
+        tmp_path,
+        2,
+        ("assigned", 2.0, {"partitions": [TP], "served": {TP: 10}}),
+        *_commit(3.0, 5, 15),
+    )
     assert Ledger.read(tmp_path, []).rereads(TP, 6) == []
 
 
 def test_an_assignment_before_the_commit_is_not_a_stale_offset(tmp_path: Path) -> None:
     # two owners at once: the broker's offsets do not explain that
-    _write(tmp_path, 1, ("assigned", 0.0, {"served": {TP: -1}}), *_commit(1.0, 0, 10))
-    _write(tmp_path, 2, ("assigned", 0.5, {"served": {TP: -1}}), *_commit(3.0, 0, 10))
+    _write(
+        tmp_path,
+        1,
+        ("assigned", 0.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(1.0, 0, 10),
+    )
+    _write(
+        tmp_path,
+        2,
+        ("assigned", 0.5, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(3.0, 0, 10),
+    )
     assert Ledger.read(tmp_path, []).rereads(TP, 5) == []
 
 
@@ -76,11 +124,35 @@ def test_the_latest_commit_is_the_committed_offset(tmp_path: Path) -> None:
 
 
 def test_only_duplicates_without_a_reread_are_counted(tmp_path: Path) -> None:
-    _write(tmp_path, 1, ("assigned", 0.0, {"served": {TP: -1}}), *_commit(1.0, 0, 10))
-    _write(tmp_path, 2, ("assigned", 2.0, {"served": {TP: -1}}), *_commit(3.0, 0, 10))
+    _write(
+        tmp_path,
+        1,
+        ("assigned", 0.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(1.0, 0, 10),
+    )
+    _write(
+        tmp_path,
+        2,
+        ("assigned", 2.0, {"partitions": [TP], "served": {TP: -1}}),
+        *_commit(3.0, 0, 10),
+    )
     ledger = Ledger.read(tmp_path, [])
     dups = split_duplicates(
         {"a": 2, "b": 3, "c": 1, "d": 2}, {"a": (TP, 4), "b": (TP, 5), "d": None}, ledger
     )
     assert (dups.counted, dups.reread) == (2, 2)  # b's third copy and d's second
     assert [case.split(":")[0] for case in dups.cases] == ["b", "d"]
+
+
+def test_an_assignment_the_broker_did_not_answer_for_excuses_nothing(tmp_path: Path) -> None:
+    # an earlier assignment of the same process does not stand in for it
+    _write(tmp_path, 1, ("assigned", 0.0, {"partitions": [TP], "served": {TP: -1}}))
+    _write(tmp_path, 1, *_commit(1.0, 0, 10))
+    _write(
+        tmp_path,
+        2,
+        ("assigned", 1.5, {"partitions": [TP], "served": {TP: -1}}),
+        ("assigned", 2.0, {"partitions": [TP], "served": {}}),
+        *_commit(3.0, 0, 10),
+    )
+    assert Ledger.read(tmp_path, []).rereads(TP, 5) == []
