@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except ConfigError as exc:
-        print(f"streamserve: {exc}", file=sys.stderr)
+        print(f"streamserve: config error at '{exc.key}': {exc.reason}", file=sys.stderr)
         return 2
     except (EmbeddedError, StreamserveError) as exc:
         print(f"streamserve: {exc}", file=sys.stderr)

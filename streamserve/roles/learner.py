@@ -35,6 +35,7 @@ from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, LabelValue
+from streamserve.roles.exceptions import LeadershipLost, ProducerReplaced, StoppedWhileWaiting
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
 from streamserve.serde.fast.example_rows import ExampleRows
@@ -49,19 +50,6 @@ logger = logging.getLogger(__name__)
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
 TOPIC_ID_KEY = "examples_topic_id"  # snapshot extra: the topic the offsets belong to
-
-
-class LeadershipLost(Exception):
-    """The lease is gone (expired or taken): drop in-memory state and stand by."""
-
-
-class StoppedWhileWaiting(Exception):
-    """The stop event was set while waiting for Redis: give up leading at once."""
-
-
-class ProducerReplaced(Exception):
-    """The stuck producer was replaced: resume from the newest snapshot, whose offsets
-    precede every record the old producer never got acknowledged."""
 
 
 @dataclass
