@@ -339,6 +339,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
                 decoder=rt.serde.example_decoder(),
                 task=spec.task,
                 timeout_s=drift.retrain.replay_timeout_s,
+                model=spec.name,
+                metrics=rt.metrics,
             )
 
         def drift_monitor() -> ErrorMonitor:

@@ -502,4 +502,9 @@ class LearnerRole:
         try:
             consumer.commit(offsets=tps, asynchronous=True)
         except Exception as exc:  # lag reporting only; the snapshot holds the truth
-            logger.debug("learner %s: offset commit for lag failed: %s", self.spec.name, exc)
+            logger.warning(
+                "learner %s: offset commit failed (consumer lag only; the snapshot holds "
+                "the offsets): %s",
+                self.spec.name,
+                exc,
+            )
