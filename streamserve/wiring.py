@@ -164,12 +164,16 @@ class Runtime:
         consumer = self.consumer(role, group_suffix, errors)
         return LoopClients(consumer, producer, self.committer(role, consumer, producer), errors)
 
+    def group(self, suffix: str) -> str:
+        """The consumer group ``<group_prefix>-<suffix>``."""
+        return f"{self.settings.kafka.group_prefix}-{suffix}"
+
     def consumer(
         self, role: str, group_suffix: str, errors: kconf.ClientErrors, **extra: Any
     ) -> Consumer:
         """A consumer in group ``<group_prefix>-<group_suffix>``; ``extra`` overrides
         librdkafka properties."""
-        group = f"{self.settings.kafka.group_prefix}-{group_suffix}"
+        group = self.group(group_suffix)
         return Consumer(kconf.consumer_config(self.settings.kafka, group, errors, **extra))
 
     def partitions(self, logical_topic: str) -> tuple[str, list[int]]:
@@ -177,8 +181,18 @@ class Runtime:
         name = self.topics[logical_topic]
         return name, partitions_of(kconf.admin_config(self.settings.kafka), name)
 
-    def dead_letters(self, producer: Producer) -> DeadLetterSink:
-        return DeadLetterSink(producer, self.topics["dead-letter"], self.metrics)
+    def dead_letters(
+        self, producer: Producer, role: str, group_suffix: str | None = None
+    ) -> DeadLetterSink:
+        """The dead-letter writer of ``role``, whose consumer group is
+        ``<group_prefix>-<group_suffix>`` (the role's name by default)."""
+        return DeadLetterSink(
+            producer,
+            self.topics["dead-letter"],
+            self.metrics,
+            role=role,
+            group=self.group(group_suffix or role),
+        )
 
     def alert_sink(self, producer: Producer) -> AlertSink:
         return AlertSink(
@@ -220,7 +234,7 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         batch_encoder=batch_encoder,
         producer=producer,
         predictions_topic=rt.topics["predictions"],
-        dead_letters=rt.dead_letters(producer),
+        dead_letters=rt.dead_letters(producer, "scorer"),
         models=served,
         metrics=rt.metrics,
         input_monitor=monitor,
@@ -295,7 +309,7 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
         example_encoder=rt.serde.example_encoder(),
         producer=producer,
         examples_topic=rt.topics["examples"],
-        dead_letters=rt.dead_letters(producer),
+        dead_letters=rt.dead_letters(producer, "joiner"),
         state=JoinState(rt.redis, prefix=s.redis.key_prefix, window_s=s.joiner.window_seconds),
         retry=RetryPolicy(stop),
         metrics=rt.metrics,
@@ -347,7 +361,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             return ErrorMonitor(spec.task, drift, replayer)
 
     decoder, batch_decoder = rt.serde.example_decoders()
-    dead_letters, alert_sink = rt.dead_letters(producer), rt.alert_sink(producer)
+    dead_letters = rt.dead_letters(producer, "learner", f"learner-{spec.name}")
+    alert_sink = rt.alert_sink(producer)
     out.serve(dead_letters, alert_sink)
     role = LearnerRole(
         spec=spec,

@@ -35,9 +35,7 @@ def test_an_alert_that_fails_to_encode_is_counted_and_logged_at_warning(
 ) -> None:
     metrics = Metrics(CollectorRegistry())
     producer = Recording()
-    sink = AlertSink(
-        producer=producer, topic="drift-alerts", encoder=Refusing(), metrics=metrics
-    )
+    sink = AlertSink(producer=producer, topic="drift-alerts", encoder=Refusing(), metrics=metrics)
     alert = DriftAlert("m", 3, "ADWIN", "error", "drift", 0.4, 17, "alert")
     with caplog.at_level(logging.DEBUG, logger="streamserve.drift.alerts"):
         sink.emit(alert)
