@@ -182,7 +182,7 @@ class Runtime:
         return name, partitions_of(kconf.admin_config(self.settings.kafka), name)
 
     def dead_letters(
-        self, producer: Producer, role: str, group_suffix: str | None = None
+        self, producer: Any, role: str, group_suffix: str | None = None
     ) -> DeadLetterSink:
         """The dead-letter writer of ``role``, whose consumer group is
         ``<group_prefix>-<group_suffix>`` (the role's name by default)."""
@@ -194,7 +194,7 @@ class Runtime:
             group=self.group(group_suffix or role),
         )
 
-    def alert_sink(self, producer: Producer) -> AlertSink:
+    def alert_sink(self, producer: Any) -> AlertSink:
         return AlertSink(
             producer=producer,
             topic=self.topics["drift-alerts"],
@@ -330,10 +330,11 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
 
 def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     s = rt.settings
+    # Dead-letter copies and alerts go through ``out``, which tracks each until acknowledged.
     out = LearnerProducer(
         lambda: rt.producer(f"learner-{spec.name}"), role=f"learner-{spec.name}", metrics=rt.metrics
     )
-    producer, errors = out.producer, out.errors
+    errors = out.errors
     topic = rt.topics["examples"]
     admin = kconf.admin_config(s.kafka)
 
@@ -361,9 +362,8 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             return ErrorMonitor(spec.task, drift, replayer)
 
     decoder, batch_decoder = rt.serde.example_decoders()
-    dead_letters = rt.dead_letters(producer, "learner", f"learner-{spec.name}")
-    alert_sink = rt.alert_sink(producer)
-    out.serve(dead_letters, alert_sink)
+    dead_letters = rt.dead_letters(out, "learner", f"learner-{spec.name}")
+    alert_sink = rt.alert_sink(out)
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -403,7 +403,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             "examples_seen": st.examples_seen if st else None,
         }
 
-    return Role(f"learner-{spec.name}", role.run, [lambda: out.flush(30.0)], health)
+    return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
 
 
 def build_app(

@@ -94,8 +94,7 @@ def rewind(consumer: Any, msgs: list[Message]) -> None:
         except KafkaException as exc:
             # Not assigned any more: its new owner resumes from the last commit.
             logger.warning(
-                "cannot rewind %s[%d] to %d (%s); its owner reads it again from the last "
-                "commit",
+                "cannot rewind %s[%d] to %d (%s); its owner reads it again from the last commit",
                 topic,
                 partition,
                 offset,

@@ -15,8 +15,3 @@ class LeadershipLost(RoleError):
 
 class StoppedWhileWaiting(Interrupted):
     """The stop event was set while the learner waited for Redis: give up leading at once."""
-
-
-class ProducerReplaced(RoleError):
-    """The learner's stuck producer was replaced: resume from the newest snapshot, whose
-    offsets precede every record the old producer never got acknowledged."""

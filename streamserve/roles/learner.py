@@ -5,6 +5,11 @@ snapshot write checks that lease and that the version is newer (fencing), atomic
 The examples-topic offsets live inside each snapshot: on start the leader resumes from
 the newest snapshot that verifies, at the offsets it reflects, so the model reflects each
 example once. Offsets are also committed to the consumer group, for lag dashboards only.
+
+A snapshot is written only once every output produced before it (dead-letter copies,
+drift alerts) was acknowledged without error: the learner's producer tracks each one, and
+one whose delivery failed is produced again before the checkpoint is tried again
+(:mod:`streamserve.kafka.learner_producer`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from streamserve.drift.error_monitor import ErrorMonitor, Outcome
 from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
-from streamserve.kafka.learner_producer import LearnerProducer
+from streamserve.kafka.learner_producer import TrackedProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner
@@ -35,7 +40,7 @@ from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, LabelValue
-from streamserve.roles.exceptions import LeadershipLost, ProducerReplaced, StoppedWhileWaiting
+from streamserve.roles.exceptions import LeadershipLost, StoppedWhileWaiting
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
 from streamserve.serde.fast.example_rows import ExampleRows
@@ -90,7 +95,7 @@ class LearnerRole:
         partitions: Callable[[], list[int]],
         decoder: Decoder[Example],
         batch_decoder: ExampleBatchDecoder | None,
-        producer: Any,
+        producer: TrackedProducer,
         dead_letters: DeadLetterSink,
         store: SnapshotStore,
         codec: SnapshotCodec,
@@ -147,8 +152,6 @@ class LearnerRole:
                 logger.info("learner %s: stopped while waiting for Redis", self.spec.name)
             except LeadershipLost as exc:
                 logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
-            except ProducerReplaced:
-                logger.warning("learner %s: resuming from the newest snapshot", self.spec.name)
             finally:
                 self._leader.set(0)
                 self.state = None
@@ -357,6 +360,8 @@ class LearnerRole:
                     features, label = example.features, example.label
                 y = coerce_label(task, label)
             except (DecodeError, LabelError) as exc:
+                # No batch: the learner's producer tracks it, and the next checkpoint
+                # waits until it is acknowledged (_outputs_acknowledged).
                 self._dlq.send(m, "learn", exc, None)
             else:
                 scored = learner.prequential_one(features, y)
@@ -417,7 +422,7 @@ class LearnerRole:
                 # Redis is down: keep the promoted model; the next checkpoint publishes it.
                 alert.details["publish"] = "deferred"
         if self._alerts is not None:
-            self._alerts.emit(alert)
+            self._alerts.emit(alert)  # tracked by the learner's producer, as dead letters
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -432,22 +437,50 @@ class LearnerRole:
             or now - state.last_checkpoint >= self._cfg.checkpoint_every_s
         )
 
-    def _checkpoint(self, state: LearnerState, consumer: Any, final: bool = False) -> bool:
-        """Write a signed snapshot; True on success. Redis errors are retried later."""
-        name = self.spec.name
-        # Dead-letter copies must be acknowledged before the offsets past them are stored.
-        left = self._producer.flush(FLUSH_S)
-        if left:
+    def _outputs_acknowledged(self, consumer: Any) -> bool:
+        """True when every output produced so far (dead-letter copies, drift alerts) was
+        acknowledged without error, so a checkpoint may store the offsets past them.
+
+        Otherwise the checkpoint is deferred (tried again a second later): records still
+        in flight are waited for, and records whose delivery failed are produced again
+        (see :mod:`streamserve.kafka.learner_producer` for why again rather than resume
+        from the last snapshot). A producer stuck past the rebuild bound is replaced; the
+        new one produces every record the old one had not got acknowledged.
+        """
+        name, out = self.spec.name, self._producer
+        left = out.flush(FLUSH_S)
+        refused = out.redeliver()
+        if not left and not refused:
+            return True
+        self._next_checkpoint_try = time.monotonic() + 1.0
+        if refused:
+            self._metrics.checkpoint_failures.labels(name, "delivery").inc()
+            logger.warning(
+                "learner %s: %d produced records were not delivered and are produced again; "
+                "checkpoint deferred until they are acknowledged",
+                name,
+                refused,
+            )
+        else:
             self._metrics.checkpoint_failures.labels(name, "kafka").inc()
             logger.warning(
                 "learner %s: %d produced records unacknowledged; checkpoint deferred", name, left
             )
-            self._next_checkpoint_try = time.monotonic() + 1.0
-            out = self._producer
-            if isinstance(out, LearnerProducer) and out.replace_if_stuck(
-                lambda: broker_answers(consumer)
-            ):
-                raise ProducerReplaced
+        out.replace_if_stuck(lambda: broker_answers(consumer))
+        return False
+
+    def _checkpoint(self, state: LearnerState, consumer: Any, final: bool = False) -> bool:
+        """Write a signed snapshot; True on success. Redis errors are retried later, and
+        so are outputs not yet acknowledged (:meth:`_outputs_acknowledged`)."""
+        name = self.spec.name
+        if not self._outputs_acknowledged(consumer):
+            if final:
+                logger.error(
+                    "learner %s: final checkpoint not written (produced records "
+                    "unacknowledged); the next leader relearns from v%d's offsets",
+                    name,
+                    state.version,
+                )
             return False
         values = state.metrics.as_dict()
         meta = SnapshotMeta(

@@ -36,7 +36,6 @@ def test_every_exception_class_derives_from_the_root() -> None:
         "streamserve.errors.ConfigError",
         "streamserve.kafka.exceptions.DeliveryError",
         "streamserve.roles.exceptions.LeadershipLost",
-        "streamserve.roles.exceptions.ProducerReplaced",
         "streamserve.roles.exceptions.StoppedWhileWaiting",
         "streamserve.redis.client.RedisAuthError",
         "streamserve.embedded.EmbeddedError",
