@@ -8,7 +8,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +82,27 @@ def snapshot_codec(s: Settings, *, ephemeral_ok: bool) -> SnapshotCodec:
     return SnapshotCodec(keys)
 
 
-@dataclass
 class Runtime:
-    """What every role shares in one process."""
+    """What the roles and commands of one process share, each part built on first use.
 
-    settings: Settings
-    registry: CollectorRegistry
-    metrics: Metrics
-    redis: redis.Redis
-    store: SnapshotStore
-    codec: SnapshotCodec
-    serde: Serde
-    topic_specs: dict[str, TopicSpec]
-    topics: dict[str, str]  # logical -> physical name
+    A command builds only the parts it uses (``topics create``: the topic specs and a
+    Kafka admin configuration; ``snapshots``: the Redis client and the store), so a setting
+    a command does not need is never asked for; a missing one fails when the part that
+    needs it is built, with a :class:`ConfigError` naming the key. :meth:`build` builds
+    every part at once.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        ephemeral_key_ok: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self._ephemeral_key_ok = ephemeral_key_ok
 
     @classmethod
     def build(
@@ -104,34 +112,52 @@ class Runtime:
         registry: CollectorRegistry | None = None,
         ephemeral_key_ok: bool = False,
     ) -> Runtime:
+        """A runtime with every part built now: a missing or bad setting fails here."""
+        rt = cls(s, registry=registry, ephemeral_key_ok=ephemeral_key_ok)
         kconf.admin_config(s.kafka)  # fails early, naming kafka.bootstrap_servers, if missing
-        codec = snapshot_codec(s, ephemeral_ok=ephemeral_key_ok)
-        topics_dir = Path(s.serde.topics_dir) if s.serde.topics_dir else default_topics_dir()
-        specs = load_topic_specs(topics_dir)
-        topics = {name: kconf.topic_name(s.kafka, name) for name in specs}
-        catalog = SchemaCatalog.load(topics_dir, specs)
+        _ = (rt.codec, rt.serde, rt.store)  # each built (and kept) now
+        return rt
+
+    @cached_property
+    def topics_dir(self) -> Path:
+        d = self.settings.serde.topics_dir
+        return Path(d) if d else default_topics_dir()
+
+    @cached_property
+    def topic_specs(self) -> dict[str, TopicSpec]:
+        return load_topic_specs(self.topics_dir)
+
+    @cached_property
+    def topics(self) -> dict[str, str]:
+        """Logical topic name -> physical name."""
+        return {name: kconf.topic_name(self.settings.kafka, name) for name in self.topic_specs}
+
+    @cached_property
+    def serde(self) -> Serde:
+        s = self.settings.serde
         sr = None
-        if s.serde.schema_registry_url:
-            password = s.serde.schema_registry_password
+        if s.schema_registry_url:
+            password = s.schema_registry_password
             sr = SchemaRegistryClient(
-                s.serde.schema_registry_url,
-                username=s.serde.schema_registry_username,
+                s.schema_registry_url,
+                username=s.schema_registry_username,
                 password=password.get() if password else None,
             )
-        serde = Serde(catalog, output_format=s.serde.output_format, registry=sr, topic_names=topics)
-        registry = registry or CollectorRegistry()
-        client = redis_client(s)
-        return cls(
-            settings=s,
-            registry=registry,
-            metrics=Metrics(registry),
-            redis=client,
-            store=SnapshotStore(client, prefix=s.redis.key_prefix, keep=s.snapshots.keep),
-            codec=codec,
-            serde=serde,
-            topic_specs=specs,
-            topics=topics,
-        )
+        catalog = SchemaCatalog.load(self.topics_dir, self.topic_specs)
+        return Serde(catalog, output_format=s.output_format, registry=sr, topic_names=self.topics)
+
+    @cached_property
+    def codec(self) -> SnapshotCodec:
+        return snapshot_codec(self.settings, ephemeral_ok=self._ephemeral_key_ok)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis_client(self.settings)
+
+    @cached_property
+    def store(self) -> SnapshotStore:
+        s = self.settings
+        return SnapshotStore(self.redis, prefix=s.redis.key_prefix, keep=s.snapshots.keep)
 
     def create_topics(self) -> TopicReport:
         s = self.settings
