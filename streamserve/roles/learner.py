@@ -127,6 +127,7 @@ class LearnerRole:
         self._leader = metrics.learner_leader.labels(spec.name)
         self.state: LearnerState | None = None
         self._next_checkpoint_try = 0.0
+        self._flush_s = FLUSH_S
 
     # -- leadership -------------------------------------------------------------------
 
@@ -157,6 +158,9 @@ class LearnerRole:
                 self.state = None
 
     def _lead(self, stop: threading.Event) -> None:
+        # A checkpoint waiting for produced records must not outlast the lease between
+        # two renewals (every third of its TTL): it is retried a second later instead.
+        self._flush_s = min(FLUSH_S, self._lease.ttl_ms / 6000.0)
         state = self._restore(stop)
         if self._drift_monitor is not None:
             state.drift = self._drift_monitor()
@@ -448,7 +452,7 @@ class LearnerRole:
         new one produces every record the old one had not got acknowledged.
         """
         name, out = self.spec.name, self._producer
-        left = out.flush(FLUSH_S)
+        left = out.flush(self._flush_s)
         refused = out.redeliver()
         if not left and not refused:
             return True

@@ -114,6 +114,8 @@ def test_a_checkpoint_waits_for_a_dead_letter_copy_whose_delivery_failed(
     finally:
         second.stop()
     assert code == 0
-    assert [m.value() for m in dead] == [b"not an example"]
-    headers = dict(dead[0].headers())
-    assert (headers[H_ROLE], headers[H_STAGE]) == (b"learner", b"learn")
+    # at least once (a learner that lost its lease meanwhile relearns and writes it again)
+    assert dead and all(m.value() == b"not an example" for m in dead)
+    for m in dead:
+        headers = dict(m.headers())
+        assert (headers[H_ROLE], headers[H_STAGE]) == (b"learner", b"learn")
