@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from streamserve.drift.alerts import AlertSink, DriftAlert
 from streamserve.metrics import Metrics
 from streamserve.serde.exceptions import EncodeError
+from tests.fakes import FakeProducer
 
 
 class Refusing:
@@ -19,28 +20,17 @@ class Refusing:
         raise EncodeError("details must map strings to strings")
 
 
-class Recording:
-    def __init__(self) -> None:
-        self.produced: list[tuple[str, bytes | None]] = []
-
-    def produce(self, topic: str, value: bytes | None, key: bytes | None, **_: Any) -> None:
-        self.produced.append((topic, value))
-
-    def poll(self, timeout: float) -> int:
-        return 0
-
-
 def test_an_alert_that_fails_to_encode_is_counted_and_logged_at_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     metrics = Metrics(CollectorRegistry())
-    producer = Recording()
+    producer = FakeProducer()
     sink = AlertSink(producer=producer, topic="drift-alerts", encoder=Refusing(), metrics=metrics)
     alert = DriftAlert("m", 3, "ADWIN", "error", "drift", 0.4, 17, "alert")
     with caplog.at_level(logging.DEBUG, logger="streamserve.drift.alerts"):
         sink.emit(alert)
         sink.emit(alert)
-    assert producer.produced == []
+    assert producer.records == []
     value = metrics.registry.get_sample_value
     assert value("streamserve_alert_encode_failures_total", {"model": "m"}) == 2
     failed = [r for r in caplog.records if "could not be encoded" in r.getMessage()]
