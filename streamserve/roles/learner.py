@@ -15,6 +15,7 @@ one whose delivery failed is produced again before the checkpoint is tried again
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -128,6 +129,7 @@ class LearnerRole:
         self.state: LearnerState | None = None
         self._next_checkpoint_try = 0.0
         self._flush_s = FLUSH_S
+        self._next_renew = math.inf  # set while leading
 
     # -- leadership -------------------------------------------------------------------
 
@@ -174,12 +176,10 @@ class LearnerRole:
             self._topic_checked(consumer, state, assigned, [])
             self._assign_new(consumer, state, assigned)
             next_refresh = time.monotonic() + self._cfg.partition_refresh_s
-            next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
+            self._next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
             while not stop.is_set():
+                self._renew_if_due()
                 now = time.monotonic()
-                if now >= next_renew:
-                    self._renew()
-                    next_renew = now + self._lease.ttl_ms / 3000.0
                 if now >= next_refresh or not assigned:
                     self._assign_new(consumer, state, assigned)
                     next_refresh = now + self._cfg.partition_refresh_s
@@ -198,6 +198,15 @@ class LearnerRole:
             self._release()
         finally:
             consumer.close()
+
+    def _renew_if_due(self) -> None:
+        """Renew the lease once a third of its TTL passed since the last renewal: between
+        batches, and within a long one (a slow model must not lose its lease mid-batch,
+        relearn the batch from the last snapshot, and lose it again)."""
+        now = time.monotonic()
+        if now >= self._next_renew:
+            self._next_renew = now + self._lease.ttl_ms / 3000.0
+            self._renew()
 
     def _renew(self) -> None:
         try:
@@ -335,7 +344,8 @@ class LearnerRole:
 
     # -- learning ---------------------------------------------------------------------
 
-    def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
+    # One loop over the batch's records, on purpose: a call per record is what it saves.
+    def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:  # noqa: PLR0912
         learner, metrics, task = state.learner, state.metrics, self.spec.task
         monitor = state.drift
         learned = 0
@@ -349,6 +359,8 @@ class LearnerRole:
         read_features = rows.features
         recorded = False  # this record's offset is in state.offsets already
         for i, m in enumerate(msgs):
+            if i & 63 == 63:
+                self._renew_if_due()
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:

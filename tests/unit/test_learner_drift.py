@@ -61,7 +61,8 @@ class PromoteAtThird(ErrorMonitor):
 
 
 def learner_role(store: FakeSnapshotStore, sink: Any, **parts: Any) -> LearnerRole:
-    """A learner role over fakes; ``parts`` replace its producer, dead letters, metrics."""
+    """A learner role over fakes; ``parts`` replace its producer, dead letters, lease or
+    metrics."""
     topics_dir = default_topics_dir()
     serde = Serde(SchemaCatalog.from_dir(topics_dir))
     decoders = serde.example_decoders()
@@ -71,6 +72,7 @@ def learner_role(store: FakeSnapshotStore, sink: Any, **parts: Any) -> LearnerRo
             lambda: (FakeProducer(), ClientErrors("learner-m")), role="learner-m", metrics=metrics
         ),
         "dead_letters": None,
+        "lease": FakeLease(),
         **parts,
     }
     return LearnerRole(
@@ -82,7 +84,6 @@ def learner_role(store: FakeSnapshotStore, sink: Any, **parts: Any) -> LearnerRo
         batch_decoder=decoders[1],
         store=store,
         codec=SnapshotCodec([b"unit-test-key-0123456789"]),
-        lease=FakeLease(),
         metrics=metrics,
         alerts=sink,
         **kwargs,
