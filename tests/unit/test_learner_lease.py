@@ -3,8 +3,6 @@ while learning, relearn the batch from the last snapshot and lose it again."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from streamserve.learners.catalogue import build_learner
@@ -12,8 +10,8 @@ from streamserve.learners.evaluation import RunningMetrics
 from streamserve.learners.spec import Task
 from streamserve.roles.exceptions import LeadershipLost
 from streamserve.roles.learner import LearnerState
-from tests.fakes import FakeLease, FakeMsg, FakeSnapshotStore
-from tests.unit.test_learner_drift import SPEC, FakeSink, learner_role
+from tests.fakes import FakeLease, FakeSnapshotStore
+from tests.unit.test_learner_drift import SPEC, FakeSink, _msgs, learner_role
 
 
 class RenewingLease(FakeLease):
@@ -26,18 +24,6 @@ class RenewingLease(FakeLease):
         return self.held
 
 
-def _batch(n: int) -> list[FakeMsg]:
-    return [
-        FakeMsg(
-            "examples",
-            0,
-            i,
-            json.dumps({"event_id": f"e{i}", "features": {"a": i}, "label": i % 2 == 0}).encode(),
-        )
-        for i in range(n)
-    ]
-
-
 def _state() -> LearnerState:
     return LearnerState(learner=build_learner(SPEC), metrics=RunningMetrics(Task.BINARY))
 
@@ -46,10 +32,10 @@ def test_a_long_batch_renews_the_lease_when_it_is_due() -> None:
     lease = RenewingLease()
     role = learner_role(FakeSnapshotStore(), FakeSink(), lease=lease)
     state = _state()
-    role._learn_batch(state, _batch(200))  # type: ignore[arg-type]
+    role._learn_batch(state, _msgs(200))  # type: ignore[arg-type]
     assert lease.renewals == 0  # not leading: nothing is due
     role._next_renew = 0.0  # due now, as after a third of the TTL
-    role._learn_batch(state, _batch(200))  # type: ignore[arg-type]
+    role._learn_batch(state, _msgs(200))  # type: ignore[arg-type]
     assert lease.renewals == 1  # once, then not again before another third of the TTL
     assert state.examples_seen == 400
 
@@ -59,5 +45,5 @@ def test_a_lease_lost_mid_batch_stops_learning_it() -> None:
     state = _state()
     role._next_renew = 0.0
     with pytest.raises(LeadershipLost):
-        role._learn_batch(state, _batch(200))  # type: ignore[arg-type]
+        role._learn_batch(state, _msgs(200))  # type: ignore[arg-type]
     assert state.examples_seen == 63  # the records before the renewal, no more
