@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 MAGIC = b"SSNAP"
 ENVELOPE_VERSION = 1
 MIN_KEY_BYTES = 16
+# A snapshot's extra: the id of the examples topic its offsets belong to (the learner's).
+TOPIC_ID_KEY = "examples_topic_id"
 
 _PREFIX = MAGIC + bytes((ENVELOPE_VERSION,))
 _MAC_SIZE = 32

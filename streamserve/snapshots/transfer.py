@@ -7,6 +7,11 @@ params, preprocess) and where it came from. ``import`` verifies the file with th
 configured import keys before anything reads it, checks that the spec fits the target
 model, and publishes the payload as the target's next version, signed with the target
 deployment's key, served at once, with the learner continuing from it.
+
+The file's examples-topic offsets belong to the other deployment's topic and mean nothing
+here: the imported version carries this deployment's position instead (the offsets and
+topic id of the target's newest version that verifies, none before its first), so the
+learner, continuing from the imported model, reads on from where it was.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from typing import Any
 
 from streamserve.learners.spec import ModelSpec
-from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
+from streamserve.snapshots.codec import TOPIC_ID_KEY, SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.exceptions import SnapshotError, SnapshotNotFoundError
 from streamserve.snapshots.store import SnapshotStore
 
@@ -58,19 +63,39 @@ def import_version(
     source = meta.extra.get(SPEC_KEY)
     _check_fits(spec, source)
     version = (store.latest_version(spec.name) or 0) + 1
-    extra = {k: v for k, v in meta.extra.items() if k != SPEC_KEY}
-    extra[IMPORTED_FROM_KEY] = {"model": meta.model, "version": meta.version}
+    offsets, position = _position_here(store, codec, spec.name)
+    extra = {k: v for k, v in meta.extra.items() if k not in (SPEC_KEY, TOPIC_ID_KEY)}
+    extra |= position | {IMPORTED_FROM_KEY: {"model": meta.model, "version": meta.version}}
     new = dataclasses.replace(
         meta,
         model=spec.name,
         version=version,
         parent=None,
         created_at=time.time(),
+        offsets=offsets,
         checksum="",
         extra=extra,
     )
     store.publish(new, codec.encode(new, payload), continue_from=True)
     return new
+
+
+def _position_here(
+    store: SnapshotStore, codec: SnapshotCodec, model: str
+) -> tuple[dict[int, int], dict[str, Any]]:
+    """The offsets and topic id (as a snapshot extra) of ``model``'s newest version that
+    verifies here: where its learner reads on from."""
+    for version in sorted(store.versions(model), reverse=True):
+        blob = store.get_blob(model, version)
+        if blob is None:
+            continue
+        try:
+            meta, _ = codec.decode(blob)
+        except SnapshotError:
+            continue
+        topic = meta.extra.get(TOPIC_ID_KEY)
+        return dict(meta.offsets), ({TOPIC_ID_KEY: topic} if topic else {})
+    return {}, {}
 
 
 def _check_fits(spec: ModelSpec, source: Any) -> None:
