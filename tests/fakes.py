@@ -256,10 +256,20 @@ class FakeSnapshotStore:
         if self.failures is None or self.calls <= self.failures:
             raise redis.ConnectionError("Redis is down")
 
-    def publish(self, meta: Any, blob: bytes, *, lease_token: str | None = None) -> None:
+    def publish(
+        self, meta: Any, blob: bytes, *, lease_token: str | None = None, epoch: int | None = None
+    ) -> None:
         self._reach()
         assert peek_meta(blob).version == meta.version
         self.published.append((meta.version, lease_token))
+
+    def epoch(self, name: str) -> int:
+        self._reach()
+        return 0
+
+    def resume_version(self, name: str) -> int | None:
+        self._reach()
+        return None
 
     def latest_version(self, name: str) -> int | None:
         self._reach()

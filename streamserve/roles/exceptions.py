@@ -15,3 +15,13 @@ class LeadershipLost(RoleError):
 
 class StoppedWhileWaiting(Interrupted):
     """The stop event was set while the learner waited for Redis: give up leading at once."""
+
+
+class RolledBack(RoleError):
+    """The model was rolled back (or a version imported) since the learner's state was
+    taken: drop that state and restore again, keeping the lease."""
+
+    def __init__(self, model: str, version: int | None) -> None:
+        super().__init__(f"{model}: rolled back to v{version}")
+        self.model = model
+        self.version = version

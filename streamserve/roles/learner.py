@@ -1,5 +1,10 @@
 """The learner: examples -> predict first (prequential), update metrics, learn; checkpoint.
 
+A rollback (``models rollback --to V``) or an import refuses the leader's next checkpoint:
+it drops its state and restores again, keeping the lease, now from ``V``'s model and the
+newest snapshot's position, so its next version descends from ``V`` (see
+:mod:`streamserve.roles.restore` for why the examples after ``V`` are not learned again).
+
 One learner writes each model: it must hold the model's lease in Redis, and every
 snapshot write checks that lease and that the version is newer (fencing), atomically.
 The examples-topic offsets live inside each snapshot: on start the leader resumes from
@@ -34,20 +39,21 @@ from streamserve.kafka.learner_producer import TrackedProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner, Scored
-from streamserve.learners.catalogue import build_learner, load_learner
+from streamserve.learners.catalogue import build_learner
 from streamserve.learners.evaluation import RunningMetrics
-from streamserve.learners.exceptions import LabelError, LearnerError
+from streamserve.learners.exceptions import LabelError
 from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, Features, LabelValue
-from streamserve.roles.exceptions import LeadershipLost, StoppedWhileWaiting
+from streamserve.roles.exceptions import LeadershipLost, RolledBack, StoppedWhileWaiting
+from streamserve.roles.restore import Restorer
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
 from streamserve.serde.fast.example_rows import ExampleRows
 from streamserve.serde.fast.protocols import ExampleBatchDecoder
-from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
-from streamserve.snapshots.exceptions import FencedError, SnapshotError
+from streamserve.snapshots.codec import TOPIC_ID_KEY, SnapshotCodec, SnapshotMeta
+from streamserve.snapshots.exceptions import FencedError, RolledBackError
 from streamserve.snapshots.lease import Lease
 from streamserve.snapshots.store import SnapshotStore
 
@@ -55,7 +61,6 @@ logger = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
-TOPIC_ID_KEY = "examples_topic_id"  # snapshot extra: the topic the offsets belong to
 
 
 @dataclass
@@ -71,6 +76,8 @@ class LearnerState:
     last_checkpoint: float = field(default_factory=time.monotonic)
     drift: ErrorMonitor | None = None
     topic_id: str | None = None
+    base: int | None = None  # the version the model descends from: the next one's parent
+    epoch: int = 0  # the store's rollbacks when the state was restored; passed to publish
 
 
 @dataclass(slots=True)
@@ -172,6 +179,10 @@ class LearnerRole:
                 logger.info("learner %s: stopped while waiting for Redis", self.spec.name)
             except LeadershipLost as exc:
                 logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
+            except RolledBack as exc:
+                # The lease is still ours: the next turn takes it again at once, restoring
+                # from the version rolled back to.
+                logger.warning("learner %s: %s; restoring from there", self.spec.name, exc)
             finally:
                 self._leader.set(0)
                 self.state = None
@@ -211,7 +222,7 @@ class LearnerRole:
                     self._checkpoint(state, consumer)
             # clean shutdown: a final checkpoint, then give the lease up
             if state.since_checkpoint:
-                self._checkpoint(state, consumer, final=True)
+                self._final_checkpoint(state, consumer)
             self._release()
         finally:
             consumer.close()
@@ -243,48 +254,43 @@ class LearnerRole:
     # -- restore ----------------------------------------------------------------------
 
     def _restore(self, stop: threading.Event) -> LearnerState:
-        """The newest snapshot that verifies and loads, or a fresh model."""
+        """The newest snapshot that verifies and loads (after a rollback: the model of the
+        version rolled back to, at the newest snapshot's position), or a fresh model."""
         name = self.spec.name
-        latest = self._redis_call(lambda: self._store.latest_version(name), stop) or 0
-        versions = sorted(self._redis_call(lambda: self._store.versions(name), stop), reverse=True)
-        for version in versions:
-            blob = self._redis_call(
-                lambda v=version: self._store.get_blob(name, v),  # type: ignore[misc]
-                stop,
-            )
-            if blob is None:
-                continue
-            try:
-                meta, payload = self._codec.decode(blob)
-                learner = load_learner(self.spec, meta.format, payload)
-                metrics = RunningMetrics.from_state(
-                    self.spec.task, meta.extra.get("metrics_state", {})
-                )
-            except (SnapshotError, LearnerError) as exc:
-                logger.error(
-                    "learner %s: snapshot v%d is unusable (%s); trying older", name, version, exc
-                )
-                self._metrics.swap_failures.labels(name, "restore").inc()
-                continue
-            logger.info(
-                "learner %s: resumed from v%d (%d examples, offsets %s)",
-                name,
-                meta.version,
-                meta.examples_seen,
-                meta.offsets,
-            )
-            self._metrics.learner_version.labels(name).set(latest)
+        restored = Restorer(
+            self.spec,
+            self._store,
+            self._codec,
+            self._metrics,
+            lambda fn: self._redis_call(fn, stop),
+        ).restore()
+        self._metrics.learner_version.labels(name).set(restored.latest)
+        base, position = restored.base, restored.position
+        if base is None or position is None:
+            logger.info("learner %s: no snapshot to resume; starting a fresh model", name)
             return LearnerState(
-                learner=learner,
-                metrics=metrics,
-                version=latest,
-                examples_seen=meta.examples_seen,
-                offsets=dict(meta.offsets),
-                topic_id=meta.extra.get(TOPIC_ID_KEY),
+                learner=build_learner(self.spec),
+                metrics=RunningMetrics(self.spec.task),
+                version=restored.latest,
+                epoch=restored.epoch,
             )
-        logger.info("learner %s: no snapshot to resume; starting a fresh model", name)
+        logger.info(
+            "learner %s: resumed from v%d (%d examples, offsets %s of v%d)",
+            name,
+            base.meta.version,
+            base.meta.examples_seen,
+            position.offsets,
+            position.version,
+        )
         return LearnerState(
-            learner=build_learner(self.spec), metrics=RunningMetrics(self.spec.task), version=latest
+            learner=base.learner,
+            metrics=base.metrics,
+            version=restored.latest,
+            examples_seen=base.meta.examples_seen,
+            offsets=dict(position.offsets),
+            topic_id=position.extra.get(TOPIC_ID_KEY),
+            base=base.meta.version,
+            epoch=restored.epoch,
         )
 
     def _redis_call(self, fn: Callable[[], Any], stop: threading.Event) -> Any:
@@ -551,7 +557,7 @@ class LearnerRole:
         meta = SnapshotMeta(
             model=name,
             version=state.version + 1,
-            parent=state.version or None,
+            parent=state.base,
             created_at=time.time(),
             examples_seen=state.examples_seen,
             offsets=dict(state.offsets),
@@ -563,9 +569,11 @@ class LearnerRole:
         )
         blob = self._codec.encode(meta, state.learner.dumps())
         try:
-            self._store.publish(meta, blob, lease_token=self._lease.token)
+            self._store.publish(meta, blob, lease_token=self._lease.token, epoch=state.epoch)
         except FencedError as exc:
             raise LeadershipLost(str(exc)) from exc
+        except RolledBackError as exc:
+            raise RolledBack(name, exc.version) from exc
         except _REDIS_ERRORS as exc:
             self._metrics.checkpoint_failures.labels(name, "redis").inc()
             logger.warning(
@@ -580,7 +588,7 @@ class LearnerRole:
                     state.version,
                 )
             return False
-        state.version = meta.version
+        state.version = state.base = meta.version
         state.since_checkpoint = 0
         state.last_checkpoint = time.monotonic()
         self._metrics.checkpoints.labels(name).inc()
@@ -592,6 +600,16 @@ class LearnerRole:
         )
         self._commit_for_lag(consumer, state)
         return True
+
+    def _final_checkpoint(self, state: LearnerState, consumer: Any) -> None:
+        try:
+            self._checkpoint(state, consumer, final=True)
+        except RolledBack as exc:
+            logger.warning(
+                "learner %s: final checkpoint refused (%s); the next leader continues from there",
+                self.spec.name,
+                exc,
+            )
 
     def _commit_for_lag(self, consumer: Any, state: LearnerState) -> None:
         if not state.offsets:

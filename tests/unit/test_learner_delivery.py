@@ -46,8 +46,10 @@ class Store(FakeSnapshotStore):
         self.acked_at_publish: list[int] = []
         self.offsets: list[dict[int, int]] = []
 
-    def publish(self, meta: Any, blob: bytes, *, lease_token: str | None = None) -> None:
-        super().publish(meta, blob, lease_token=lease_token)
+    def publish(
+        self, meta: Any, blob: bytes, *, lease_token: str | None = None, epoch: int | None = None
+    ) -> None:
+        super().publish(meta, blob, lease_token=lease_token, epoch=epoch)
         self.acked_at_publish.append(len(self.fake.callbacks) - len(self.fake.waiting))
         self.offsets.append(dict(meta.offsets))
 

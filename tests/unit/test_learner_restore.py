@@ -62,5 +62,5 @@ def test_restore_retries_until_redis_answers() -> None:
     store = FakeSnapshotStore(failures=2)
     role = _role(store, [])
     state = role._restore(threading.Event())
-    assert store.calls == 4  # two failures, then latest_version and versions
+    assert store.calls == 6  # two failures, then epoch, latest_version, resume, versions
     assert state.version == 0
