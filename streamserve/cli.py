@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import logging
 import signal
 import sys
@@ -15,7 +14,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import redis
+
 from streamserve import __version__
+from streamserve.cli_models import add_models_parser, run_models
 from streamserve.demo.options import (
     DEFAULT_EVENTS,
     DEFAULT_LABEL_DELAY,
@@ -28,7 +30,6 @@ from streamserve.demo.runner import demo_settings, new_run_id, run_demo
 from streamserve.embedded import EmbeddedError, embedded_defaults
 from streamserve.errors import ConfigError, StreamserveError
 from streamserve.settings import Settings, load_settings
-from streamserve.snapshots.store import SnapshotStore
 from streamserve.wiring import Runtime, build_app
 
 logger = logging.getLogger("streamserve")
@@ -68,18 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="topics as code")
     tsub = topics.add_subparsers(dest="topics_command", required=True)
     _common(tsub.add_parser("create", help="create the topics idempotently; report mismatches"))
-    snaps = sub.add_parser("snapshots", help="list, pin or unpin model versions")
-    ssub = snaps.add_subparsers(dest="snapshots_command", required=True)
-    ls = ssub.add_parser("list", help="versions of a model, newest first")
-    _common(ls)
-    ls.add_argument("--model", default="default")
-    pin = ssub.add_parser("pin", help="serve a given version (rollback) until unpinned")
-    _common(pin)
-    pin.add_argument("--model", default="default")
-    pin.add_argument("--version", type=int, required=True, dest="snap_version")
-    unpin = ssub.add_parser("unpin", help="serve the newest version again")
-    _common(unpin)
-    unpin.add_argument("--model", default="default")
+    add_models_parser(sub, _common)
     demo = sub.add_parser(
         "demo",
         help="run the stack on embedded defaults over a drifting synthetic stream, "
@@ -236,39 +226,11 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 1 if report.mismatches else 0
 
 
-def cmd_snapshots(args: argparse.Namespace) -> int:
+def cmd_models(args: argparse.Namespace) -> int:
     s = _settings(args)
     _configure_logging(s.log_level)
-    s.model(args.model)
-    rt = Runtime(s)  # Redis only: no broker, no signing key (nothing is verified)
-    try:
-        store = rt.store
-        if args.snapshots_command == "pin":
-            store.pin(args.model, args.snap_version)
-        elif args.snapshots_command == "unpin":
-            store.unpin(args.model)
-        print(json.dumps(_versions(store, args.model), indent=2))
-    finally:
-        rt.redis.close()
-    return 0
-
-
-def _versions(store: SnapshotStore, model: str) -> dict[str, Any]:
-    serving = store.serving_version(model)
-    out = []
-    for v in sorted(store.versions(model), reverse=True):
-        meta = store.get_meta(model, v)
-        out.append(
-            {
-                "version": v,
-                "serving": v == serving,
-                "parent": meta.parent if meta else None,
-                "created_at": meta.created_at if meta else None,
-                "examples_seen": meta.examples_seen if meta else None,
-                "metrics": meta.metrics if meta else None,
-            }
-        )
-    return {"model": model, "pinned": store.is_pinned(model), "serving": serving, "versions": out}
+    # Redis only: no broker; export and import also the signing key (they verify and sign)
+    return run_models(Runtime(s), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "join": cmd_role,
         "learn": cmd_role,
         "topics": cmd_topics,
-        "snapshots": cmd_snapshots,
+        "models": cmd_models,
+        "snapshots": cmd_models,
         "demo": cmd_demo,
     }
     try:
@@ -289,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (EmbeddedError, StreamserveError) as exc:
         print(f"streamserve: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"streamserve: Redis: {exc}", file=sys.stderr)
         return 1
 
 

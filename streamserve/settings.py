@@ -559,9 +559,18 @@ def signing_keys(s: Settings) -> list[bytes]:
     if s.snapshots.signing_key is not None:
         keys.append(s.snapshots.signing_key.get().encode())
     if s.snapshots.signing_key_file:
-        text = Path(s.snapshots.signing_key_file).read_text(encoding="utf-8")
-        keys.extend(line.strip().encode() for line in text.splitlines() if line.strip())
+        keys.extend(read_key_file(s.snapshots.signing_key_file, "snapshots.signing_key_file"))
     for key in keys:
         if len(key) < 16:
             raise ConfigError("snapshots.signing_key", "must be at least 16 characters")
     return keys
+
+
+def read_key_file(path: str, key: str) -> list[bytes]:
+    """The keys in a key file, one per line (blank lines skipped); ``key`` names the setting
+    or flag that gave the path when the file cannot be read."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc}") from exc
+    return [line.strip().encode() for line in text.splitlines() if line.strip()]

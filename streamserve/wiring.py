@@ -34,6 +34,7 @@ from streamserve.kafka.topic_identity import TopicIdentity, TopicIdLookup
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
+from streamserve.lifecycle.registry import Registry
 from streamserve.metrics import Metrics
 from streamserve.redis.client import build_client, check_login
 from streamserve.redis.join_state import JoinState
@@ -45,7 +46,7 @@ from streamserve.serde.codecs import Serde
 from streamserve.serde.event_batch import EventBatchReader
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.settings import Settings, signing_keys
+from streamserve.settings import Settings, read_key_file, signing_keys
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.holder import Serving, SnapshotHolder
 from streamserve.snapshots.lease import Lease, new_holder_token
@@ -82,11 +83,23 @@ def snapshot_codec(s: Settings, *, ephemeral_ok: bool) -> SnapshotCodec:
     return SnapshotCodec(keys)
 
 
+def key_file_codec(path: str, flag: str = "--key-file") -> SnapshotCodec:
+    """A codec of the keys in ``path`` (one per line; the first signs, all verify)."""
+    keys = read_key_file(path, flag)
+    if not keys:
+        raise ConfigError(flag, f"{path} holds no key")
+    short = [k for k in keys if len(k) < 16]
+    if short:
+        raise ConfigError(flag, f"{path}: every key must be at least 16 characters")
+    return SnapshotCodec(keys)
+
+
 class Runtime:
     """What the roles and commands of one process share, each part built on first use.
 
     A command builds only the parts it uses (``topics create``: the topic specs and a
-    Kafka admin configuration; ``snapshots``: the Redis client and the store), so a setting
+    Kafka admin configuration; ``models``: the Redis client, the store and the registry, and
+    for export and import the signing codec), so a setting
     a command does not need is never asked for; a missing one fails when the part that
     needs it is built, with a :class:`ConfigError` naming the key. :meth:`build` builds
     every part at once.
@@ -158,6 +171,17 @@ class Runtime:
     def store(self) -> SnapshotStore:
         s = self.settings
         return SnapshotStore(self.redis, prefix=s.redis.key_prefix, keep=s.snapshots.keep)
+
+    def close(self) -> None:
+        """Close the Redis client, if it was built."""
+        client = self.__dict__.get("redis")
+        if client is not None:
+            client.close()
+
+    @cached_property
+    def lifecycle(self) -> Registry:
+        """The lifecycle operations on the configured models (Redis only)."""
+        return Registry(self.store, self.settings.models)
 
     def create_topics(self) -> TopicReport:
         s = self.settings

@@ -1,6 +1,6 @@
 """Each command builds only what it uses: ``topics create`` needs a broker and nothing
-else (no Redis URL, no signing key), ``snapshots list/pin/unpin`` need Redis and nothing
-else (no bootstrap servers, no signing key)."""
+else (no Redis URL, no signing key), ``snapshots list/pin/unpin`` (aliases of ``models
+list/pin/unpin``) need Redis and nothing else (no bootstrap servers, no signing key)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_snapshots_list_pin_unpin_need_only_redis(
 
     listed = _cli(["snapshots", "list", "--redis-url", redis_url], env)
     assert listed.returncode == 0, listed.stderr
-    report = json.loads(listed.stdout)
+    report = json.loads(listed.stdout)["models"][0]  # JSON: stdout is not a terminal
     assert [v["version"] for v in report["versions"]] == [3, 2, 1]
     assert (report["serving"], report["pinned"]) == (3, False)
 
@@ -92,8 +92,8 @@ def test_snapshots_list_pin_unpin_need_only_redis(
         monkeypatch.delenv(key)
     monkeypatch.setenv("STREAMSERVE__REDIS__KEY_PREFIX", prefix)
     assert main(["snapshots", "pin", "--version", "1", "--redis-url", redis_url]) == 0
-    pinned = json.loads(capsys.readouterr().out)
+    pinned = json.loads(capsys.readouterr().out)["models"][0]
     assert (pinned["serving"], pinned["pinned"]) == (1, True)
     assert main(["snapshots", "unpin", "--redis-url", redis_url]) == 0
-    unpinned = json.loads(capsys.readouterr().out)
+    unpinned = json.loads(capsys.readouterr().out)["models"][0]
     assert (unpinned["serving"], unpinned["pinned"]) == (3, False)

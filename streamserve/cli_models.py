@@ -1,0 +1,218 @@
+"""``streamserve models ...`` (and its alias ``snapshots list|pin|unpin``): parses the
+arguments and prints; every operation is :class:`~streamserve.lifecycle.Registry`'s, the
+same the API's management routes call.
+
+Listings (``list``, and ``pin``, ``unpin``, ``rollback``, ``alias`` after their change) are
+a table on a terminal and JSON otherwise (a pipe, a file), or as ``--json``/``--table``
+say. ``show``, ``promote``, ``decide``, ``export`` and ``import`` print JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from streamserve.errors import ConfigError
+from streamserve.lifecycle.files import export_file, import_file
+from streamserve.lifecycle.table import render_listing
+from streamserve.wiring import Runtime, key_file_codec
+
+Common = Callable[[argparse.ArgumentParser], None]
+
+_ALIAS_NOTE = "`snapshots list|pin|unpin` are aliases of `models list|pin|unpin`"
+
+
+def add_models_parser(sub: Any, common: Common) -> None:
+    """The ``models`` command and its alias ``snapshots`` (list, pin, unpin)."""
+    models = sub.add_parser(
+        "models",
+        help="versions, aliases, pins, rollbacks, the champion, decisions, export, import",
+        description="Manage model versions (Redis only; export and import also need the "
+        f"signing key). {_ALIAS_NOTE}.",
+    )
+    msub = models.add_subparsers(dest="models_command", required=True)
+    _add_listing_commands(msub, common)
+    _add_change_commands(msub, common)
+    _add_file_commands(msub, common)
+    snaps = sub.add_parser(
+        "snapshots",
+        help=f"list, pin or unpin versions ({_ALIAS_NOTE})",
+        description=f"{_ALIAS_NOTE}; see `streamserve models --help` for the rest.",
+    )
+    ssub = snaps.add_subparsers(dest="models_command", required=True)
+    _add_listing_commands(ssub, common, only_alias=True)
+
+
+def _parser(sub: Any, name: str, text: str, common: Common) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    common(p)
+    return p
+
+
+def _model(p: argparse.ArgumentParser, required: bool = False) -> None:
+    if required:
+        p.add_argument("--model", required=True, help="a configured model")
+    else:
+        p.add_argument("--model", default="default", help="a configured model (default: default)")
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--json", action="store_true", help="JSON (the default off a terminal)")
+    how.add_argument("--table", action="store_true", help="a table (the default on a terminal)")
+
+
+def _add_listing_commands(sub: Any, common: Common, only_alias: bool = False) -> None:
+    ls = _parser(sub, "list", "versions of every model (or of --model), newest first", common)
+    ls.add_argument("--model", action="append", help="a configured model (repeatable)")
+    _output(ls)
+    pin = _parser(sub, "pin", "serve a version and keep it while newer ones are written", common)
+    _model(pin)
+    pin.add_argument("--version", required=True, dest="ref", help="a version, alias or latest")
+    _output(pin)
+    unpin = _parser(sub, "unpin", "serve the newest version again", common)
+    _model(unpin)
+    _output(unpin)
+    if only_alias:
+        return
+    show = _parser(sub, "show", "one version (the serving one by default) in full", common)
+    _model(show)
+    show.add_argument("--version", dest="ref", help="a version, alias, latest or serving")
+
+
+def _add_change_commands(sub: Any, common: Common) -> None:
+    rb = _parser(sub, "rollback", "serve a version now; the learner continues from it", common)
+    _model(rb)
+    rb.add_argument("--to", required=True, dest="ref", help="a version or alias")
+    _output(rb)
+    alias = _parser(sub, "alias", "point an alias (champion, any name) at a version", common)
+    _model(alias)
+    alias.add_argument("--name", required=True, help="letters, digits, '-' or '_'")
+    what = alias.add_mutually_exclusive_group(required=True)
+    what.add_argument("--version", dest="ref", help="the version (or alias) it points at")
+    what.add_argument("--delete", action="store_true", help="remove the alias")
+    _output(alias)
+    promote = _parser(sub, "promote", "make a model the stream's champion", common)
+    _model(promote, required=True)
+    decide = _parser(sub, "decide", "set the model's decision (a new decision version)", common)
+    _model(decide)
+    rule = decide.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--threshold", type=float, help="decide true when P(true) >= this")
+    rule.add_argument("--costs", help='expected-cost matrix as JSON: {"decided": {"true": c}}')
+    rule.add_argument("--clear", action="store_true", help="no decision: the prediction decides")
+
+
+def _add_file_commands(sub: Any, common: Common) -> None:
+    exp = _parser(sub, "export", "write one version to a signed file", common)
+    _model(exp)
+    exp.add_argument("--version", required=True, dest="ref", help="a version, alias or latest")
+    exp.add_argument("file", help="where to write it")
+    exp.add_argument(
+        "--key-file", help="the export key (first line signs; default: this deployment's key)"
+    )
+    imp = _parser(sub, "import", "publish an exported file as the next version", common)
+    _model(imp)
+    imp.add_argument("file", help="a file written by `models export`")
+    imp.add_argument(
+        "--key-file", help="keys that may have signed the file (default: this deployment's)"
+    )
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def run_models(rt: Runtime, args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run one ``models`` command against ``rt`` (Redis only, and the signing key for
+    export and import); print its result to ``out`` (stdout by default)."""
+    command = _COMMANDS[args.models_command]
+    try:
+        command(rt, args, out or sys.stdout)
+    finally:
+        rt.close()
+    return 0
+
+
+def _listing(args: argparse.Namespace, out: TextIO, listing: dict[str, Any]) -> None:
+    as_table = args.table or (not args.json and out.isatty())
+    out.write(render_listing(listing) if as_table else json.dumps(listing, indent=2) + "\n")
+
+
+def _one(rt: Runtime, args: argparse.Namespace, out: TextIO, view: dict[str, Any]) -> None:
+    _listing(args, out, {"experiment": rt.store.experiment(), "models": [view]})
+
+
+def _json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, indent=2) + "\n")
+
+
+def _list(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _listing(args, out, rt.lifecycle.listing(args.model))
+
+
+def _show(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _json(out, rt.lifecycle.show(args.model, args.ref))
+
+
+def _pin(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _one(rt, args, out, rt.lifecycle.pin(args.model, args.ref))
+
+
+def _unpin(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _one(rt, args, out, rt.lifecycle.unpin(args.model))
+
+
+def _rollback(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _one(rt, args, out, rt.lifecycle.rollback(args.model, args.ref))
+
+
+def _alias(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    registry = rt.lifecycle
+    if args.delete:
+        view = registry.delete_alias(args.model, args.name)
+    else:
+        view = registry.set_alias(args.model, args.name, args.ref)
+    _one(rt, args, out, view)
+
+
+def _promote(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _json(out, rt.lifecycle.promote(args.model))
+
+
+def _decide(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    record: dict[str, Any] | None = None
+    if args.threshold is not None:
+        record = {"threshold": args.threshold}
+    elif args.costs is not None:
+        try:
+            record = {"costs": json.loads(args.costs)}
+        except ValueError as exc:
+            raise ConfigError("--costs", f"not JSON: {exc}") from exc
+    _json(out, rt.lifecycle.decide(args.model, record))
+
+
+def _export(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    signer = key_file_codec(args.key_file) if args.key_file else rt.codec
+    _json(out, export_file(rt.lifecycle, rt.codec, args.model, args.ref, Path(args.file), signer))
+
+
+def _import(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    verifier = key_file_codec(args.key_file) if args.key_file else rt.codec
+    _json(out, import_file(rt.lifecycle, rt.codec, args.model, Path(args.file), verifier))
+
+
+_COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace, TextIO], None]] = {
+    "list": _list,
+    "show": _show,
+    "pin": _pin,
+    "unpin": _unpin,
+    "rollback": _rollback,
+    "alias": _alias,
+    "promote": _promote,
+    "decide": _decide,
+    "export": _export,
+    "import": _import,
+}
