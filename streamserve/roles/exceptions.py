@@ -22,6 +22,6 @@ class RolledBack(RoleError):
     taken: drop that state and restore again, keeping the lease."""
 
     def __init__(self, model: str, version: int | None) -> None:
-        super().__init__(f"{model}: rolled back to v{version}")
+        super().__init__(f"{model}: moved back to v{version} (a rollback or an import)")
         self.model = model
         self.version = version

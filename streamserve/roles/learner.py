@@ -182,7 +182,12 @@ class LearnerRole:
             except RolledBack as exc:
                 # The lease is still ours: the next turn takes it again at once, restoring
                 # from the version rolled back to.
-                logger.warning("learner %s: %s; restoring from there", self.spec.name, exc)
+                logger.warning(
+                    "learner %s: its state was set aside: the model was moved to v%s (a "
+                    "rollback or an import); restoring from there",
+                    self.spec.name,
+                    exc.version,
+                )
             finally:
                 self._leader.set(0)
                 self.state = None

@@ -88,7 +88,7 @@ class Restorer:
         if resume is not None and (newest is None or newest.meta.version != resume):
             base = self._load(resume) or newest
             if base is not newest:
-                logger.info("learner %s: continuing from v%d (rolled back)", name, resume)
+                logger.info("learner %s: continuing from v%d (rolled back to)", name, resume)
         return Restored(base, newest.meta if newest else None, latest, epoch)
 
     def _newest(self, versions: list[int]) -> Loaded | None:
