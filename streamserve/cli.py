@@ -228,6 +228,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     s = _settings(args)
+    if not args.log_level:
+        s = dataclasses.replace(s, log_level="WARNING")  # what a command prints says it all
     _configure_logging(s.log_level)
     # Redis only: no broker; export and import also the signing key (they verify and sign)
     return run_models(Runtime(s), args)

@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from streamserve.lifecycle.exceptions import LifecycleError, NotFound
+from streamserve.lifecycle.exceptions import LifecycleError, NotFound, Refused
 from streamserve.lifecycle.registry import Registry
 from streamserve.snapshots.codec import SnapshotCodec
+from streamserve.snapshots.exceptions import SignatureError
 from streamserve.snapshots.transfer import export_version, import_version
 
 
@@ -53,7 +54,13 @@ def import_file(
         data = path.read_bytes()
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror or exc}") from exc
-    meta = import_version(registry.store, codec, spec, data, verifier)
+    try:
+        meta = import_version(registry.store, codec, spec, data, verifier)
+    except SignatureError as exc:
+        raise Refused(
+            f"{path} is not signed by any of the import keys (--key-file; by default this "
+            "deployment's signing keys)"
+        ) from exc
     return {
         "model": model,
         "version": meta.version,

@@ -61,9 +61,16 @@ def _row(row: Mapping[str, Any], metrics: list[str]) -> list[str]:
     return [
         "*" if row.get("serving") else "",
         str(row["version"]),
-        "-" if row.get("parent") is None else str(row["parent"]),
+        _parent(row),
         "-" if created is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created)),
         "-" if row.get("examples_seen") is None else str(row["examples_seen"]),
         *(f"{values[m]:.4f}" if m in values else "-" for m in metrics),
         ",".join(row.get("aliases") or []) or "-",
     ]
+
+
+def _parent(row: Mapping[str, Any]) -> str:
+    source = row.get("imported_from")
+    if source:
+        return f"imported ({source.get('model')} v{source.get('version')})"
+    return "-" if row.get("parent") is None else str(row["parent"])

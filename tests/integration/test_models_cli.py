@@ -230,7 +230,9 @@ def test_export_then_import_into_another_deployment(
     out = src("export", "--model", "fraud", "--version", "2", str(file), "--key-file", str(keyfile))
     assert out == {"model": "fraud", "version": 2, "file": str(file), "bytes": file.stat().st_size}
     # verified with the import keys before anything is read: this deployment's key fails
-    assert "signature" in dst("import", str(file), "--model", "fraud", code=1)
+    assert "not signed by any of the import keys" in dst(
+        "import", str(file), "--model", "fraud", code=1
+    )
     done = dst("import", str(file), "--model", "fraud", "--key-file", str(keyfile))
     assert done == {
         "model": "fraud",
@@ -242,8 +244,9 @@ def test_export_then_import_into_another_deployment(
     assert there.resume_version("fraud") == 2
     meta = there.get_meta("fraud", 2)
     assert meta is not None and meta.offsets == {0: 100}  # the position there, not here
-    row = dst("list", "--model", "fraud")["models"][0]["versions"][0]
-    assert row["imported_from"] == {"model": "fraud", "version": 2}
+    listing = dst("list", "--model", "fraud")
+    assert listing["models"][0]["versions"][0]["imported_from"] == {"model": "fraud", "version": 2}
+    assert "*  2        imported (fraud v2)" in render_listing(listing)
 
     missing = str(tmp_path / "none.key")
     assert "'--key-file'" in src(
