@@ -24,6 +24,10 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.learners.torch_settings import TorchConfigError, TorchSettings, torch_settings
+from streamserve.serving.decisions import Decision
+from streamserve.serving.ensemble import ENSEMBLE, EnsembleConfig
+from streamserve.serving.experiment import Experiment
+from streamserve.serving.post_processing import load_post_processor
 
 
 class Secret:
@@ -150,6 +154,16 @@ DEFAULT_MODEL = ModelSpec(name="default", task=Task.BINARY, learner="logistic_re
 
 
 @dataclass(frozen=True)
+class ModelAnswers:
+    """How a model's scores become answers: its first decision rule (later versions live
+    in Redis) and its business rule (an import path)."""
+
+    model: str
+    decision: Decision = field(default_factory=Decision)
+    post_processor: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -164,6 +178,16 @@ class Settings:
     # per model, from each model's `drift` and `retrain` keys; a model not listed gets
     # the defaults (ADWIN on its error stream, challenger policy)
     drift: tuple[ModelDrift, ...] = ()
+    # per model, from each model's `decision` and `post_processor` keys
+    answers: tuple[ModelAnswers, ...] = ()
+    # the `serving` section: which model answers the stream (the first experiment)
+    experiment: Experiment = field(default_factory=Experiment)
+
+    def answers_of(self, name: str) -> ModelAnswers:
+        for a in self.answers:
+            if a.model == name:
+                return a
+        return ModelAnswers(model=name)
 
     def model(self, name: str) -> ModelSpec:
         for spec in self.models:
@@ -193,7 +217,18 @@ ENV_ALIASES: Mapping[str, tuple[str, str]] = {
 }
 
 _MODEL_KEYS = frozenset(
-    {"name", "task", "learner", "params", "preprocess", "drift", "retrain", "torch"}
+    {
+        "name",
+        "task",
+        "learner",
+        "params",
+        "preprocess",
+        "drift",
+        "retrain",
+        "torch",
+        "decision",
+        "post_processor",
+    }
 )
 
 
@@ -225,14 +260,53 @@ def settings_from_dict(data: Mapping[str, Any], *, validate_models: bool = True)
         raise ConfigError("<root>", "the config file must hold a mapping of sections")
     raw = dict(data)
     models_raw = raw.pop("models", None)
+    serving_raw = raw.pop("serving", None)
     if "drift" in raw:
         raise ConfigError("drift", "set drift per model (models[i].drift, models[i].retrain)")
-    settings: Settings = _build(Settings, raw, "", skip={"models", "drift"})
+    skip = {"models", "drift", "answers", "experiment"}
+    settings: Settings = _build(Settings, raw, "", skip=skip)
     models = _build_models(models_raw, validate=validate_models)
-    drift = _build_drift(models_raw, models)
-    settings = dataclasses.replace(settings, models=models, drift=drift)
+    names = [m.name for m in models]
+    settings = dataclasses.replace(
+        settings,
+        models=models,
+        drift=_build_drift(models_raw, models),
+        answers=_build_answers(models_raw, models, validate=validate_models),
+        experiment=Experiment.from_record(serving_raw or {}, names),
+    )
     _check(settings)
     return settings
+
+
+def _build_answers(
+    raw: Any, models: tuple[ModelSpec, ...], *, validate: bool
+) -> tuple[ModelAnswers, ...]:
+    """Each model's decision rule and business rule (checked against its task)."""
+    if raw is None:
+        return ()
+    by_name = {m.name: m for m in models}
+    out = []
+    for i, (item, spec) in enumerate(zip(raw, models, strict=True)):
+        key = f"models[{i}]"
+        decision = Decision.from_record(item.get("decision") or {}, f"{key}.decision")
+        _check_decision(spec, decision, f"{key}.decision")
+        post = item.get("post_processor")
+        if post is not None:
+            if not isinstance(post, str):
+                raise ConfigError(f"{key}.post_processor", "must be 'pkg.module:function'")
+            if validate:
+                load_post_processor(post, f"{key}.post_processor")
+        if spec.learner == ENSEMBLE:
+            EnsembleConfig.of(spec, by_name, key)
+        out.append(ModelAnswers(spec.name, decision, post))
+    return tuple(out)
+
+
+def _check_decision(spec: ModelSpec, decision: Decision, key: str) -> None:
+    if spec.task is Task.REGRESSION and decision.configured:
+        raise ConfigError(key, "a regressor's decision is its prediction: no rule applies")
+    if spec.task is Task.MULTICLASS and decision.threshold is not None:
+        raise ConfigError(f"{key}.threshold", "a threshold decides binary models; use costs")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -442,7 +516,10 @@ def _model_spec(item: Any, key: str) -> ModelSpec:
 
 
 def _validate_model(spec: ModelSpec, key: str) -> None:
-    """Build the model's learner once: a config it cannot be built from stops the start."""
+    """Build the model's learner once: a config it cannot be built from stops the start
+    (an ensemble is checked against its members once every model is read)."""
+    if spec.learner == ENSEMBLE:
+        return
     try:
         build_learner(spec)
     except TorchConfigError as exc:

@@ -45,9 +45,13 @@ from streamserve.serde.codecs import Serde
 from streamserve.serde.event_batch import EventBatchReader
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import SchemaCatalog
+from streamserve.serving.config_watch import Current, ServingConfigWatcher
+from streamserve.serving.ensemble import ENSEMBLE, EnsembleConfig, EnsembleHolder
+from streamserve.serving.experiment import Experiment
+from streamserve.serving.post_processing import PostProcessor, load_post_processor
 from streamserve.settings import Settings, signing_keys
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
-from streamserve.snapshots.holder import Serving, SnapshotHolder
+from streamserve.snapshots.holder import Serving, ServingSource, SnapshotHolder
 from streamserve.snapshots.lease import Lease, new_holder_token
 from streamserve.snapshots.store import SnapshotStore
 from streamserve.snapshots.watcher import SnapshotWatcher
@@ -233,12 +237,7 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
     clients = rt.loop_clients("scorer", "scorer")
     producer = clients.producer
-    served: list[ServedModel] = []
-    watchers: list[SnapshotWatcher[Learner]] = []
-    for spec in s.models:
-        holder, watcher = _serving(rt, spec)
-        served.append(ServedModel(spec.name, holder))
-        watchers.append(watcher)
+    served, watchers, experiment = served_models(rt)
     inputs = s.scorer.input_drift
     monitor = None
     if inputs.enabled:
@@ -260,9 +259,11 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         batch_encoder=batch_encoder,
         producer=producer,
         predictions_topic=rt.topics["predictions"],
+        shadow_topic=rt.topics["shadow-predictions"],
         dead_letters=rt.dead_letters(producer, "scorer"),
         models=served,
         metrics=rt.metrics,
+        experiment=experiment,
         input_monitor=monitor,
         alerts=rt.alert_sink(producer),
     )
@@ -284,6 +285,54 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         }
 
     return Role("scorer", loop.run, [w.stop for w in watchers], health)
+
+
+def served_models(
+    rt: Runtime,
+) -> tuple[
+    list[ServedModel], list[SnapshotWatcher[Learner] | ServingConfigWatcher], Current[Experiment]
+]:
+    """Every configured model as served (its holder and watcher, its decision and business
+    rules; an ensemble over its members' holders), the stream's experiment, and the
+    watchers that keep them current (stop them at the end)."""
+    s = rt.settings
+    holders: dict[str, ServingSource[Learner]] = {}
+    watchers: list[SnapshotWatcher[Learner] | ServingConfigWatcher] = []
+    for spec in s.models:
+        if spec.learner != ENSEMBLE:
+            holder, watcher = _serving(rt, spec)
+            holders[spec.name] = holder
+            watchers.append(watcher)
+    by_name = {m.name: m for m in s.models}
+    for i, spec in enumerate(s.models):
+        if spec.learner == ENSEMBLE:
+            config = EnsembleConfig.of(spec, by_name, f"models[{i}]")
+            members = [holders[name] for name in config.members]
+            holders[spec.name] = EnsembleHolder(spec, config, members)
+    decisions = {m.name: Current(s.answers_of(m.name).decision) for m in s.models}
+    experiment = Current(s.experiment)
+    served = [
+        ServedModel(spec.name, holders[spec.name], decisions[spec.name], _post(s, spec.name))
+        for spec in s.models
+    ]
+    config_watcher = ServingConfigWatcher(
+        rt.store,
+        decisions,
+        experiment,
+        [m.name for m in s.models],
+        poll_interval_s=s.snapshots.poll_interval_seconds,
+    )
+    try:
+        config_watcher.check_once()
+    except redis.RedisError as exc:
+        logger.warning("serving config: Redis unavailable at start (%s); using the config's", exc)
+    watchers.append(config_watcher.start())
+    return served, watchers, experiment
+
+
+def _post(s: Settings, model: str) -> PostProcessor | None:
+    path = s.answers_of(model).post_processor
+    return None if path is None else load_post_processor(path, f"models.{model}.post_processor")
 
 
 def _serving(
@@ -442,6 +491,14 @@ def build_app(
     if "joiner" in roles:
         built.append(build_joiner(rt, stop))
     if "learner" in roles:
-        names = list(models) if models else [m.name for m in rt.settings.models]
+        names = (
+            list(models)
+            if models
+            else [
+                m.name
+                for m in rt.settings.models
+                if m.learner != ENSEMBLE  # members learn
+            ]
+        )
         built.extend(build_learner_role(rt, rt.settings.model(n)) for n in names)
     return App(rt, built, stop)

@@ -53,7 +53,32 @@ def prediction_to_dict(prediction: Prediction, *, finite_only: bool) -> dict[str
         "score": score,
         "ts": None if prediction.ts is None else _as_long(prediction.ts, "ts"),
         "scored_at": _as_long(prediction.scored_at, "scored_at"),
+        **_serving_fields(prediction, finite_only),
     }
+
+
+def _serving_fields(prediction: Prediction, finite_only: bool) -> dict[str, Any]:
+    """The decision, its version, the role, the arm and the serving version's metrics."""
+    decision = prediction.decision
+    if decision is not None:
+        decision = _plain_label(decision, "decision")
+        if finite_only and type(decision) is float and not math.isfinite(decision):
+            decision = None
+    version = prediction.decision_version
+    metrics = prediction.metrics
+    return {
+        "decision": decision,
+        "decision_version": None if version is None else _as_long(version, "decision_version"),
+        "role": _optional_text(prediction.role, "role"),
+        "arm": _optional_text(prediction.arm, "arm"),
+        "metrics": None if metrics is None else _probabilities(metrics, finite_only),
+    }
+
+
+def _optional_text(value: Any, field: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise EncodeError(f"field '{field}' must be a string, got {type(value).__name__}")
 
 
 def example_to_dict(example: Example) -> dict[str, Any]:

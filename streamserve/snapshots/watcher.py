@@ -77,7 +77,7 @@ def load_version(
         loaded = load(meta, payload)
     except Exception as exc:
         raise SnapshotLoadError(f"{model} v{version} ({meta.format}): load failed: {exc}") from exc
-    return meta, Serving(version=version, model=loaded)
+    return meta, Serving(version=version, model=loaded, metrics=dict(meta.metrics))
 
 
 def load_serving(
