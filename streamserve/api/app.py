@@ -1,0 +1,32 @@
+"""The ASGI application: every concern's routes on one router."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from starlette.routing import Router
+
+from streamserve.api import feedback, health, openapi, tfserving, v2
+from streamserve.api.auth import Tokens
+from streamserve.api.context import ApiContext
+from streamserve.api.routing import ApiRoute, EndpointContext, InFlight, build_router
+from streamserve.metrics import Metrics
+
+RouteSet = Callable[[ApiContext], list[ApiRoute]]
+
+# Each concern contributes its routes; a new one (management, a console page) is a module
+# with a ``routes(ctx)`` function added here.
+CONCERNS: tuple[RouteSet, ...] = (health.routes, tfserving.routes, feedback.routes, v2.routes)
+
+
+def build_asgi(
+    ctx: ApiContext,
+    *,
+    tokens: Tokens,
+    metrics: Metrics,
+    inflight: InFlight,
+    concerns: Sequence[RouteSet] = CONCERNS,
+) -> Router:
+    routes = [r for concern in concerns for r in concern(ctx)]
+    routes.append(openapi.route(routes, guards_reads=tokens.guards_reads))
+    return build_router(routes, EndpointContext(tokens, ctx.limits, metrics, inflight))

@@ -1,0 +1,214 @@
+"""Routes as data, one endpoint per path, and the router that holds them.
+
+Each concern (health, TF Serving, Open Inference v2, feedback, the API description)
+contributes a list of :class:`ApiRoute`; :func:`build_router` mounts them on a Starlette
+router. An endpoint checks the token, reads the body within the limits, runs the
+handler, and answers every error as JSON: a handler's :class:`ApiError` with its status,
+anything unexpected as a 500 that is logged (bad input never gets one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.routing import Route, Router
+
+from streamserve.api.auth import Access, Tokens
+from streamserve.api.exceptions import ApiError, MethodNotAllowed, NotFound, Unavailable
+from streamserve.api.http import (
+    Limits,
+    Receive,
+    Reply,
+    Request,
+    Scope,
+    Send,
+    body_timeout,
+    error_reply,
+    read_body,
+    send_reply,
+)
+from streamserve.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Reply]]
+
+
+class _NameConvertor(Convertor[str]):
+    """A model name or version in a path: letters, digits, '-', '_' (no ':' or '/')."""
+
+    regex = "[A-Za-z0-9_-]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("name", _NameConvertor())
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """One operation: a path template (Starlette syntax, ``{model:name}``), a method,
+    what it needs, the handler and its OpenAPI operation object."""
+
+    path: str
+    method: str
+    name: str
+    handler: Handler
+    access: Access
+    operation: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def openapi_path(self) -> str:
+        return self.path.replace(":name}", "}")
+
+
+class InFlight:
+    """Requests being answered, and how many of them wait in a batcher: a batcher stops
+    waiting for company once everyone in flight is already waiting."""
+
+    __slots__ = ("_listeners", "count", "waiting")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiting = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    @property
+    def all_waiting(self) -> bool:
+        return self.waiting >= self.count
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.waiting and self.waiting >= self.count:
+            for callback in self._listeners:
+                callback()
+
+
+@dataclass(frozen=True)
+class EndpointContext:
+    tokens: Tokens
+    limits: Limits
+    metrics: Metrics
+    inflight: InFlight
+
+
+class _RouteMetrics:
+    __slots__ = ("_by_status", "_requests", "seconds")
+
+    def __init__(self, metrics: Metrics, route: str) -> None:
+        self._requests = metrics.api_requests
+        self._by_status: dict[tuple[str, int], Counter] = {}
+        self.seconds: Histogram = metrics.api_request_seconds.labels(route)
+
+    def count(self, route: str, status: int) -> None:
+        key = (route, status)
+        child = self._by_status.get(key)
+        if child is None:
+            child = self._by_status[key] = self._requests.labels(route, str(status))
+        child.inc()
+
+
+class PathEndpoint:
+    """The ASGI app of one path: dispatches on the method."""
+
+    def __init__(self, routes: Sequence[ApiRoute], ctx: EndpointContext) -> None:
+        self._routes = {r.method: r for r in routes}
+        self._ctx = ctx
+        self._metrics = {r.method: _RouteMetrics(ctx.metrics, r.name) for r in routes}
+        self._allow = ", ".join(sorted(self._routes)).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        route = self._routes.get(scope["method"])
+        if route is None:
+            reply = error_reply(
+                MethodNotAllowed(
+                    f"method {scope['method']} is not allowed here; use {self._allow.decode()}"
+                )
+            )
+            reply.headers.append((b"allow", self._allow))
+            await send_reply(send, reply)
+            return
+        inflight = self._ctx.inflight
+        inflight.count += 1
+        try:
+            reply = await self._answer(route, scope, receive)
+        finally:
+            inflight.leave()
+        await send_reply(send, reply)
+        m = self._metrics[route.method]
+        m.count(route.name, reply.status)
+        m.seconds.observe(time.perf_counter() - started)
+
+    async def _answer(self, route: ApiRoute, scope: Scope, receive: Receive) -> Reply:
+        ctx = self._ctx
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ctx.limits.timeout_s
+        try:
+            ctx.tokens.check(route.access, _authorization(headers))
+            body = b""
+            if route.method in ("POST", "PUT", "PATCH"):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        body = await read_body(scope, receive, ctx.limits)
+                except TimeoutError:
+                    raise body_timeout(ctx.limits) from None
+            request = Request(
+                scope["method"],
+                scope["path"],
+                scope.get("path_params", {}),
+                headers,
+                body,
+                deadline,
+            )
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await route.handler(request)
+            except TimeoutError:
+                raise Unavailable(
+                    "not answered within api.request_timeout_ms "
+                    f"({ctx.limits.timeout_s * 1000:.0f} ms)"
+                ) from None
+        except ApiError as exc:
+            return error_reply(exc)
+        except Exception:
+            logger.exception("api: %s %s failed", route.method, route.name)
+            return error_reply(ApiError("internal error (logged by the server)", status=500))
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for key, value in headers:
+        if key == b"authorization":
+            return value
+    return None
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    await send_reply(send, error_reply(NotFound(f"no route {scope['method']} {scope['path']}")))
+
+
+def build_router(routes: Sequence[ApiRoute], ctx: EndpointContext) -> Router:
+    """A Starlette router with one endpoint per path, in the order given (a more specific
+    path first)."""
+    by_path: dict[str, list[ApiRoute]] = {}
+    for r in routes:
+        by_path.setdefault(r.path, []).append(r)
+    mounted = [Route(path, PathEndpoint(rs, ctx)) for path, rs in by_path.items()]
+    return Router(routes=mounted, redirect_slashes=False, default=_not_found)
