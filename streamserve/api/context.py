@@ -9,7 +9,7 @@ from streamserve import __version__
 from streamserve.api.exceptions import BadRequest, NotFound
 from streamserve.api.http import Limits, Request
 from streamserve.api.serving import ApiModel
-from streamserve.api.writer import RecordWriter
+from streamserve.api.writer import Writer
 
 MAX_VERSION = 2**63 - 1
 
@@ -18,7 +18,7 @@ MAX_VERSION = 2**63 - 1
 class ApiContext:
     models: Mapping[str, ApiModel]
     limits: Limits
-    writer: RecordWriter | None  # None: nothing is written to Kafka
+    writer: Writer | None  # None: nothing is written to Kafka
     write_events: bool
     guards_reads: bool  # predict tokens configured
     server_version: str = __version__

@@ -21,7 +21,7 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
         labels = feedback_labels(request.json(), model.spec.task, ctx.limits.max_instances)
         if ctx.writer is None:
             raise Forbidden("feedback is off: the API has no Kafka producer")
-        await ctx.writer.labels(labels)
+        await ctx.writer.write_labels(labels)
         return json_reply({"written": len(labels)})
 
     return [
@@ -35,7 +35,7 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
                 "write labels to the feedback topic",
                 TAG,
                 ok="FeedbackResponse",
-                params=[oa.model_param()],
+                params=[oa.model_param(list(ctx.models))],
                 body="FeedbackRequest",
                 errors=(400, 401, 403, 404, 413, 503),
             ),

@@ -20,13 +20,13 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def model_param() -> dict[str, Any]:
+def model_param(served: Sequence[str]) -> dict[str, Any]:
     return {
         "name": "model",
         "in": "path",
         "required": True,
         "description": "a served model's name",
-        "schema": {"type": "string", "pattern": NAME_PATTERN},
+        "schema": {"type": "string", "pattern": NAME_PATTERN, "enum": sorted(served)},
     }
 
 

@@ -168,7 +168,7 @@ def _tensor(tensor: Any, where: str, max_instances: int) -> tuple[str, str, list
     if type(name) is not str or not name:
         raise BadRequest(f"{where}.name must be a non-empty string")
     datatype = tensor.get("datatype")
-    if datatype not in V2_TYPES:
+    if type(datatype) is not str or datatype not in V2_TYPES:
         raise BadRequest(f"{where}.datatype must be one of {', '.join(sorted(V2_TYPES))}")
     shape = tensor.get("shape")
     if (

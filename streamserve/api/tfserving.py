@@ -36,7 +36,7 @@ async def score(ctx: ApiContext, model: ApiModel, inst: Instances, version: int 
             raise result
         outcome = result
     if ctx.write_events and ctx.writer is not None and any(inst.event_ids):
-        await ctx.writer.events(inst.events())
+        await ctx.writer.write_events(inst.events())
     return outcome
 
 
@@ -90,7 +90,7 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
             }
         )
 
-    m, v = oa.model_param(), oa.version_param()
+    m, v = oa.model_param(list(ctx.models)), oa.version_param()
     return [
         ApiRoute(
             "/v1/models/{model:name}:predict",

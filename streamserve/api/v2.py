@@ -46,7 +46,7 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
     async def infer_version(request: Request) -> Reply:
         return await _infer(ctx, request, version_param(request))
 
-    m, v = oa.model_param(), oa.version_param()
+    m, v = oa.model_param(list(ctx.models)), oa.version_param()
     return [
         ApiRoute(
             "/v2",

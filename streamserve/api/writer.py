@@ -7,7 +7,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
@@ -19,6 +19,15 @@ from streamserve.serde.codecs import Encoder
 from streamserve.serde.exceptions import EncodeError
 
 logger = logging.getLogger(__name__)
+
+
+class Writer(Protocol):
+    """Writes a request's events or labels, returning once the broker acknowledged them
+    (503 when it does not)."""
+
+    async def write_events(self, events: Sequence[Event]) -> None: ...
+
+    async def write_labels(self, labels: Sequence[Label]) -> None: ...
 
 
 class _Awaited(Batch):
@@ -66,11 +75,11 @@ class RecordWriter:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
-    async def events(self, events: Sequence[Event]) -> None:
+    async def write_events(self, events: Sequence[Event]) -> None:
         values = [self._encode(self._encode_event, e, f"event {e.event_id!r}") for e in events]
         await self._write(self._events, values, [e.event_id.encode() for e in events])
 
-    async def labels(self, labels: Sequence[Label]) -> None:
+    async def write_labels(self, labels: Sequence[Label]) -> None:
         values = [self._encode(self._encode_label, x, f"label of {x.event_id!r}") for x in labels]
         await self._write(self._feedback, values, [x.event_id.encode() for x in labels])
 
