@@ -36,17 +36,49 @@ def _finite(value: float | None) -> float | None:
 
 def tf_predictions(outcome: Outcome, event_ids: list[str | None]) -> list[dict[str, Any]]:
     version = outcome.version
-    out: list[dict[str, Any]] = []
-    for i, s in enumerate(scored_list(outcome)):
-        item: dict[str, Any] = {"prediction": s.prediction}
-        if s.probabilities is not None:
-            item["probabilities"] = s.probabilities
-        item["score"] = _finite(s.score)
-        item["model_version"] = version
-        if event_ids and event_ids[i] is not None:
-            item["event_id"] = event_ids[i]
-        out.append(item)
+    if outcome.columns is not None:
+        out = _tf_columns(outcome.columns, version)
+    else:
+        out = []
+        for s in outcome.scored or []:
+            item: dict[str, Any] = {"prediction": s.prediction}
+            if s.probabilities is not None:
+                item["probabilities"] = s.probabilities
+            item["score"] = _finite(s.score)
+            item["model_version"] = version
+            out.append(item)
+    if any(event_ids):
+        for item, event_id in zip(out, event_ids, strict=True):
+            if event_id is not None:
+                item["event_id"] = event_id
     return out
+
+
+def _tf_columns(scores: ColumnScores, version: int) -> list[dict[str, Any]]:
+    """What per-row :func:`binary_scored` / :func:`scored_from_value` give, from arrays."""
+    values = scores.values
+    if scores.kind == "regression":
+        return [
+            {"prediction": v, "score": v, "model_version": version}
+            if math.isfinite(v)
+            else {"prediction": None, "score": None, "model_version": version}
+            for v in values.tolist()
+        ]
+    with np.errstate(invalid="ignore"):
+        valid = ((values >= 0.0) & (values <= 1.0)).tolist()
+    p_true = values.tolist()
+    p_false = (1.0 - values).tolist()
+    return [
+        {
+            "prediction": t >= 0.5,
+            "probabilities": {"false": f, "true": t},
+            "score": t,
+            "model_version": version,
+        }
+        if ok
+        else {"prediction": None, "probabilities": {}, "score": None, "model_version": version}
+        for t, f, ok in zip(p_true, p_false, valid, strict=True)
+    ]
 
 
 # -- Open Inference Protocol v2 -------------------------------------------------------

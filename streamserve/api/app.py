@@ -16,7 +16,8 @@ RouteSet = Callable[[ApiContext], list[ApiRoute]]
 
 # Each concern contributes its routes; a new one (management, a console page) is a module
 # with a ``routes(ctx)`` function added here.
-CONCERNS: tuple[RouteSet, ...] = (health.routes, tfserving.routes, feedback.routes, v2.routes)
+# The router tries paths in order: the predict routes come first.
+CONCERNS: tuple[RouteSet, ...] = (tfserving.routes, v2.routes, feedback.routes, health.routes)
 
 
 def build_asgi(

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
 from streamserve.api.exceptions import ApiError
 from streamserve.learners.base import Learner, Scored
-from streamserve.records import ColumnScores, FeatureFrame, Features
+from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray
 
 logger = logging.getLogger(__name__)
 
@@ -63,38 +65,88 @@ def score_jobs(model: Learner, version: int, jobs: Sequence[Job]) -> list[Outcom
     """Each job's outcome, scored by ``model`` in as few calls as the jobs allow."""
     results: list[Outcome | ApiError | None] = [None] * len(jobs)
     scorer = model.matrix_scorer()
-    row_jobs: list[int] = []
-    frames: dict[tuple[str, ...], list[int]] = {}
-    for i, job in enumerate(jobs):
-        if scorer is not None and job.frame is not None:
-            frames.setdefault(job.frame.names, []).append(i)
-        else:
-            row_jobs.append(i)
-    for names, members in frames.items():
-        stacked = FeatureFrame(
-            names,
-            np.concatenate([jobs[i].frame.values for i in members])  # type: ignore[union-attr]
-            if len(members) > 1
-            else jobs[members[0]].frame.values,  # type: ignore[union-attr]
-        )
-        scores = scorer.score_frame(stacked) if scorer is not None else None
-        if scores is None:
-            row_jobs.extend(members)
-            continue
-        start = 0
-        for i in members:
-            end = start + jobs[i].size
-            results[i] = Outcome(
-                version, columns=ColumnScores(scores.kind, scores.values[start:end])
-            )
-            start = end
-    if row_jobs:
-        row_jobs.sort()
+    rest: list[int] = list(range(len(jobs)))
+    if scorer is not None:
+        rest = []
+        for members, frame in _frames(jobs, rest):
+            scores = scorer.score_frame(frame)
+            if scores is None:  # not the model's features
+                rest.extend(members)
+                continue
+            start = 0
+            for i in members:
+                end = start + jobs[i].size
+                results[i] = Outcome(
+                    version, columns=ColumnScores(scores.kind, scores.values[start:end])
+                )
+                start = end
+    if rest:
+        rest.sort()
         for i, outcome in zip(
-            row_jobs, _score_rows(model, version, [jobs[i] for i in row_jobs]), strict=True
+            rest, _score_rows(model, version, [jobs[i] for i in rest]), strict=True
         ):
             results[i] = outcome
     return [r for r in results if r is not None]
+
+
+def _frames(jobs: Sequence[Job], rest: list[int]) -> list[tuple[list[int], FeatureFrame]]:
+    """The jobs as matrices, one per set of feature names: v2 jobs' columns, and rows of
+    plain numbers that all have the same names; the other jobs' indexes go to ``rest``."""
+    framed: dict[tuple[str, ...], list[int]] = {}
+    by_keys: dict[tuple[str, ...], list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.frame is not None:
+            framed.setdefault(job.frame.names, []).append(i)
+            continue
+        names = _common_names(job.rows or [])
+        if names is None:
+            rest.append(i)
+        else:
+            by_keys.setdefault(names, []).append(i)
+    out: list[tuple[list[int], FeatureFrame]] = []
+    for names, members in framed.items():
+        parts = [jobs[i].frame.values for i in members]  # type: ignore[union-attr]
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        out.append((members, FeatureFrame(names, values)))
+    for names, members in by_keys.items():
+        matrix = _matrix(names, [x for i in members for x in jobs[i].rows or []])
+        if matrix is None:
+            rest.extend(members)
+        else:
+            out.append((members, FeatureFrame(names, matrix)))
+    return out
+
+
+def _common_names(rows: list[Features]) -> tuple[str, ...] | None:
+    """The first row's names when every row has as many (:func:`_matrix` then finds each
+    name in each row, or gives up: so every row has exactly these names)."""
+    if not rows or not rows[0]:
+        return None
+    names = tuple(rows[0])
+    if sum(map(len, rows)) != len(names) * len(rows):
+        return None
+    return names
+
+
+def _matrix(names: tuple[str, ...], rows: list[Features]) -> FloatArray | None:
+    """The rows' values as floats when they are all plain numbers (bools count, as the
+    model's preprocessing counts them), else None."""
+    try:
+        if len(names) == 1:
+            (name,) = names
+            values: list[Any] = [(x[name],) for x in rows]
+        else:
+            get = itemgetter(*names)
+            values = [get(x) for x in rows]
+    except KeyError:  # a row without one of the names
+        return None
+    try:
+        probe = np.array(values)
+    except (ValueError, OverflowError):
+        return None
+    if probe.ndim != 2 or probe.dtype.kind not in "fiub":
+        return None
+    return probe.astype(np.float64, copy=False)
 
 
 def _score_rows(model: Learner, version: int, jobs: list[Job]) -> list[Outcome | ApiError]:

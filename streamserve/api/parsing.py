@@ -118,11 +118,21 @@ def tf_instances(body: Any, max_instances: int) -> Instances:
             features = inst
             ids.append(None)
             times.append(None)
-        problem = features_problem(features)
-        if problem:
-            raise BadRequest(f"instances[{i}]: {problem}")
+        if not _plain(features):
+            problem = features_problem(features)
+            if problem:
+                raise BadRequest(f"instances[{i}]: {problem}")
         rows.append(features)
     return Instances(Job(len(rows), rows=rows), ids, times)
+
+
+_PLAIN = frozenset({float, str, bool, type(None)})
+
+
+def _plain(features: dict[str, Any]) -> bool:
+    """Whether every value is a float, string, bool or null: fine without a closer look
+    (JSON keys are strings; integers need their range checked)."""
+    return _PLAIN.issuperset(map(type, features.values()))
 
 
 # -- Open Inference Protocol v2 -----------------------------------------------------

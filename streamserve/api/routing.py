@@ -157,33 +157,28 @@ class PathEndpoint:
     async def _answer(self, route: ApiRoute, scope: Scope, receive: Receive) -> Reply:
         ctx = self._ctx
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ctx.limits.timeout_s
+        deadline = asyncio.get_running_loop().time() + ctx.limits.timeout_s
+        reading = True
         try:
             ctx.tokens.check(route.access, _authorization(headers))
-            body = b""
-            if route.method in ("POST", "PUT", "PATCH"):
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        body = await read_body(scope, receive, ctx.limits)
-                except TimeoutError:
-                    raise body_timeout(ctx.limits) from None
-            request = Request(
-                scope["method"],
-                scope["path"],
-                scope.get("path_params", {}),
-                headers,
-                body,
-                deadline,
-            )
-            try:
-                async with asyncio.timeout_at(deadline):
-                    return await route.handler(request)
-            except TimeoutError:
-                raise Unavailable(
+            async with asyncio.timeout_at(deadline):  # one timer for the whole request
+                body = b""
+                if route.method in ("POST", "PUT", "PATCH"):
+                    body = await read_body(scope, receive, ctx.limits)
+                reading = False
+                request = Request(
+                    route.method, scope["path"], scope["path_params"], headers, body, deadline
+                )
+                return await route.handler(request)
+        except TimeoutError:
+            if reading:
+                return error_reply(body_timeout(ctx.limits))
+            return error_reply(
+                Unavailable(
                     "not answered within api.request_timeout_ms "
                     f"({ctx.limits.timeout_s * 1000:.0f} ms)"
-                ) from None
+                )
+            )
         except ApiError as exc:
             return error_reply(exc)
         except Exception:

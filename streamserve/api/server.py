@@ -49,6 +49,7 @@ def config(app: Any, api: ApiSettings) -> uvicorn.Config:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
         ssl_certfile=api.tls_certfile,

@@ -49,14 +49,6 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
     m, v = oa.model_param(list(ctx.models)), oa.version_param()
     return [
         ApiRoute(
-            "/v2",
-            "GET",
-            "v2_server_metadata",
-            server_metadata,
-            Access.OPEN,
-            oa.operation("server metadata", TAG, ok="V2ServerMetadata"),
-        ),
-        ApiRoute(
             "/v2/models/{model:name}/versions/{version:name}/infer",
             "POST",
             "v2_infer_version",
@@ -103,6 +95,14 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
             model_metadata,
             Access.READ,
             oa.operation("model metadata", TAG, ok="V2ModelMetadata", params=[m], errors=(404,)),
+        ),
+        ApiRoute(
+            "/v2",
+            "GET",
+            "v2_server_metadata",
+            server_metadata,
+            Access.OPEN,
+            oa.operation("server metadata", TAG, ok="V2ServerMetadata"),
         ),
     ]
 
