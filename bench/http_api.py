@@ -311,9 +311,8 @@ def at_rate(env: Env, variant: str, url: str, instances: int, rate: float) -> Lo
     ).stdout
     codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
     errors = sum(int(n) for c, n in codes.items() if c != "200")
-    errors += sum(
-        int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+Get|^\s+\[(\d+)\]\s+Post", out, re.M) if n
-    )
+    _, _, failures = out.partition("Error distribution:")
+    errors += sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]", failures, re.M))
     return Load(
         variant,
         "rate",

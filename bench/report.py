@@ -383,6 +383,10 @@ def write(results: dict[str, Any], out: Path) -> None:
                     s["p99_ms"] <= 2 * steady,
                 )
             )
+    if results.get("http"):
+        from bench.http_api import report_lines
+
+        lines += report_lines(results["http"])
     plot = out.with_name("benchmarks.png")
     if _plot(results, med, plot):
         lines += ["", f"![benchmarks]({plot.name})"]

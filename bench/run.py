@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from bench import hotswap, latency, learner_bench, memory, micro, peers, report
+from bench import hotswap, http_api, latency, learner_bench, memory, micro, peers, report
 from bench.kafka_io import EventFactory
 from bench.profiling import Profile, py_spy, sampled, table
 from bench.throughput import Env, Method, RunResult, median, run_job, run_streamserve_scorer
@@ -37,6 +37,7 @@ SECTIONS = (
     "scaling",
     "memory",
     "swap",
+    "http",
 )
 
 # The raw pipe with the prefetch setting streamserve's consumers use (librdkafka's default
@@ -78,6 +79,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--swaps", type=int, default=100)
     p.add_argument("--swap-every", type=float, default=0.2, help="seconds between swaps")
     p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
+    p.add_argument("--http-rounds", type=int, default=3, help="HTTP API: rounds of every load")
+    p.add_argument("--http-seconds", type=float, default=8.0, help="HTTP API: seconds per load")
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     p.add_argument("--no-peers", action="store_true", help="skip Quix Streams and Bytewax")
     p.add_argument(
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         results["micro"] = micro.costs()
         _log("per-record costs: " + ", ".join(f"{c[1]:.1f} µs" for c in results["micro"]))
     try:
+        if "http" in sections:  # HTTP servers and Redis only, no broker
+            _log("HTTP API against the FastAPI peer")
+            results["http"] = http_api.run(redis_url, workdir, a.http_rounds, a.http_seconds)
         broker = EmbeddedBroker().start()
         with broker:
             _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")
