@@ -162,3 +162,18 @@ def test_an_answer_that_takes_too_long_is_a_503() -> None:
 
     status, answer = asyncio.run(_call(app, "/v1/models/default:predict", receive))
     assert status == 503 and b"not answered within" in answer
+
+
+def test_the_compose_file_runs_the_api_on_every_interface(tmp_path: Path) -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    api = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["api"]
+    assert build_parser().parse_args(api["command"]).command == "api"
+    key = tmp_path / "key"
+    key.write_text("a-long-enough-signing-key-for-tests\n")
+    env = {k: str(v) for k, v in api["environment"].items()}
+    env["STREAMSERVE_SNAPSHOT_KEY_FILE"] = str(key)
+    s = load_settings(None, env=env)
+    assert (s.api.host, s.api.port, s.api.workers) == ("0.0.0.0", 8080, 2)
+    assert "8080:8080" in api["ports"]
