@@ -19,7 +19,6 @@ import pickle
 import random
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ from typing import Any
 import httpx
 import redis
 
+from bench import procs
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
@@ -201,35 +201,25 @@ def _command(env: Env, variant: str, port: int) -> tuple[list[str], dict[str, st
 def server(env: Env, variant: str) -> Iterator[str]:
     port = _free_port()
     cmd, penv = _command(env, variant, port)
-    log = env.workdir / f"http-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=penv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"
-    try:
-        _wait_ready(url, proc, log)
+    with procs.started(cmd, penv, ROOT) as proc:
+        url = f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"
+        _wait_ready(url, proc)
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     body = {"instances": _rows(1, 3)}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(f"server exited: {procs.tail(proc)}")
         try:
             if httpx.post(url, json=body, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"server not ready: {log.read_text(errors='replace')[-2000:]}")
+    raise RuntimeError(f"server not ready: {procs.tail(proc)}")
 
 
 # -- load -------------------------------------------------------------------------------

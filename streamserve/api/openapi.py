@@ -11,6 +11,7 @@ import orjson
 from streamserve import __version__
 from streamserve.api.auth import Access
 from streamserve.api.http import JSON, Reply, Request
+from streamserve.api.parsing import V2_TYPES
 from streamserve.api.routing import ApiRoute
 
 NAME_PATTERN = "^[A-Za-z0-9_-]+$"
@@ -101,24 +102,7 @@ V2_TENSOR: dict[str, Any] = {
             "minItems": 1,
             "maxItems": 2,
         },
-        "datatype": {
-            "type": "string",
-            "enum": [
-                "FP64",
-                "FP32",
-                "FP16",
-                "INT64",
-                "INT32",
-                "INT16",
-                "INT8",
-                "UINT64",
-                "UINT32",
-                "UINT16",
-                "UINT8",
-                "BOOL",
-                "BYTES",
-            ],
-        },
+        "datatype": {"type": "string", "enum": sorted(V2_TYPES)},
         "data": {"type": "array"},
         "parameters": {"type": "object"},
     },
