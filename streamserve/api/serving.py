@@ -8,6 +8,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import redis
@@ -52,28 +53,27 @@ class Versions:
         self._load = load
         self._untrained = untrained
         self._keep = keep
-        self._cache: OrderedDict[int, asyncio.Future[Serving[Learner]]] = OrderedDict()
+        self._cache: OrderedDict[int, asyncio.Task[Serving[Learner]]] = OrderedDict()
 
     async def get(self, version: int) -> Serving[Learner]:
         """The loaded version; 404 when the store has no such version, 503 when it
-        cannot be read or does not verify or load."""
-        cached = self._cache.get(version)
-        if cached is not None:
+        cannot be read or does not verify or load. One load per version at a time, in a
+        thread; a request that gives up waiting does not stop it."""
+        task = self._cache.get(version)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._fetch, version))
+            task.add_done_callback(partial(self._loaded, version))
+            self._cache[version] = task
+            while len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
+        else:
             self._cache.move_to_end(version)
-            return await asyncio.shield(cached)
-        future: asyncio.Future[Serving[Learner]] = asyncio.get_running_loop().create_future()
-        self._cache[version] = future
-        while len(self._cache) > self._keep:
-            self._cache.popitem(last=False)
-        try:
-            serving = await asyncio.to_thread(self._fetch, version)
-        except BaseException as exc:
-            self._cache.pop(version, None)
-            future.set_exception(exc)
-            future.exception()  # retrieved: others awaiting it get it too
-            raise
-        future.set_result(serving)
-        return serving
+        return await asyncio.shield(task)
+
+    def _loaded(self, version: int, task: asyncio.Task[Serving[Learner]]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        if failed and self._cache.get(version) is task:  # not kept: asked again, tried again
+            del self._cache[version]
 
     def _fetch(self, version: int) -> Serving[Learner]:
         name = self._spec.name

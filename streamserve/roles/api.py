@@ -9,6 +9,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 import time
@@ -139,6 +140,7 @@ def worker_main(
         from streamserve.metrics import use_worker_values
 
         use_worker_values(metrics_dir)
+    _exit_with_parent(os.getppid())
     service = factory()
     if api.gc_freeze:  # the models just loaded live as long as the process (App.start)
         gc.collect()
@@ -148,3 +150,15 @@ def worker_main(
         server.serve_forever(service.app, sock, api)
     finally:
         service.close()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker (as SIGTERM does) if its parent dies without stopping it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        logger.error("api worker %d: the parent process is gone; stopping", os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
