@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from starlette.routing import Router
-
 from streamserve.api import feedback, health, openapi, tfserving, v2
 from streamserve.api.auth import Tokens
 from streamserve.api.context import ApiContext
-from streamserve.api.routing import ApiRoute, EndpointContext, InFlight, build_router
+from streamserve.api.routing import ApiRoute, Dispatch, EndpointContext, InFlight, build_router
 from streamserve.metrics import Metrics
 
 RouteSet = Callable[[ApiContext], list[ApiRoute]]
@@ -27,7 +25,8 @@ def build_asgi(
     metrics: Metrics,
     inflight: InFlight,
     concerns: Sequence[RouteSet] = CONCERNS,
-) -> Router:
+) -> Dispatch:
     routes = [r for concern in concerns for r in concern(ctx)]
     routes.append(openapi.route(routes, guards_reads=tokens.guards_reads))
-    return build_router(routes, EndpointContext(tokens, ctx.limits, metrics, inflight))
+    endpoint_ctx = EndpointContext(tokens, ctx.limits, metrics, inflight)
+    return build_router(routes, endpoint_ctx, list(ctx.models))

@@ -199,11 +199,47 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await send_reply(send, error_reply(NotFound(f"no route {scope['method']} {scope['path']}")))
 
 
-def build_router(routes: Sequence[ApiRoute], ctx: EndpointContext) -> Router:
-    """A Starlette router with one endpoint per path, in the order given (a more specific
-    path first)."""
+class Dispatch:
+    """The API's ASGI app: paths named in full (a route template filled with each served
+    model's name) go straight to their endpoint; the router matches the rest."""
+
+    def __init__(self, router: Router, exact: dict[str, tuple[PathEndpoint, dict[str, str]]]):
+        self.router = router
+        self._exact = exact
+
+    @property
+    def routes(self) -> list[Any]:
+        return list(self.router.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hit = self._exact.get(scope["path"])
+            if hit is not None:
+                scope["path_params"] = hit[1]
+                await hit[0](scope, receive, send)
+                return
+        await self.router(scope, receive, send)
+
+
+MODEL_PARAM = "{model:name}"
+
+
+def build_router(
+    routes: Sequence[ApiRoute], ctx: EndpointContext, models: Sequence[str] = ()
+) -> Dispatch:
+    """One endpoint per path, in the order given; the paths whose only parameter is the
+    model are also indexed in full for each of ``models``."""
     by_path: dict[str, list[ApiRoute]] = {}
     for r in routes:
         by_path.setdefault(r.path, []).append(r)
-    mounted = [Route(path, PathEndpoint(rs, ctx)) for path, rs in by_path.items()]
-    return Router(routes=mounted, redirect_slashes=False, default=_not_found)
+    endpoints = {path: PathEndpoint(rs, ctx) for path, rs in by_path.items()}
+    exact: dict[str, tuple[PathEndpoint, dict[str, str]]] = {}
+    for path, endpoint in endpoints.items():
+        if "{" not in path:
+            exact[path] = (endpoint, {})
+        elif path.count("{") == 1 and MODEL_PARAM in path:
+            for name in models:
+                exact[path.replace(MODEL_PARAM, name)] = (endpoint, {"model": name})
+    mounted = [Route(path, endpoint) for path, endpoint in endpoints.items()]
+    router = Router(routes=mounted, redirect_slashes=False, default=_not_found)
+    return Dispatch(router, exact)

@@ -10,14 +10,13 @@ from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from starlette.routing import Router
 
 from streamserve.api.app import build_asgi
 from streamserve.api.auth import Tokens
 from streamserve.api.batching import Batcher
 from streamserve.api.context import ApiContext
 from streamserve.api.http import Limits
-from streamserve.api.routing import InFlight
+from streamserve.api.routing import Dispatch, InFlight
 from streamserve.api.serving import ApiModel, Versions
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
@@ -128,7 +127,7 @@ def make_app(
     writer: Any = None,
     write_events: bool = False,
     registry: CollectorRegistry | None = None,
-) -> tuple[Router, dict[str, ApiModel], MemoryStore]:
+) -> tuple[Dispatch, dict[str, ApiModel], MemoryStore]:
     """The app; each model serves ``serving_version`` (stored with version 1 and 2, which
     saw fewer examples)."""
     metrics = Metrics(registry or CollectorRegistry())
