@@ -107,18 +107,20 @@ class EndpointContext:
 
 
 class _RouteMetrics:
-    __slots__ = ("_by_status", "_requests", "seconds")
+    """One route's children of the request metrics, looked up once."""
+
+    __slots__ = ("_by_status", "_requests", "_route", "seconds")
 
     def __init__(self, metrics: Metrics, route: str) -> None:
+        self._route = route
         self._requests = metrics.api_requests
-        self._by_status: dict[tuple[str, int], Counter] = {}
+        self._by_status: dict[int, Counter] = {}
         self.seconds: Histogram = metrics.api_request_seconds.labels(route)
 
-    def count(self, route: str, status: int) -> None:
-        key = (route, status)
-        child = self._by_status.get(key)
+    def count(self, status: int) -> None:
+        child = self._by_status.get(status)
         if child is None:
-            child = self._by_status[key] = self._requests.labels(route, str(status))
+            child = self._by_status[status] = self._requests.labels(self._route, str(status))
         child.inc()
 
 
@@ -129,6 +131,7 @@ class PathEndpoint:
         self._routes = {r.method: r for r in routes}
         self._ctx = ctx
         self._metrics = {r.method: _RouteMetrics(ctx.metrics, r.name) for r in routes}
+        self._other = _RouteMetrics(ctx.metrics, "method_not_allowed")
         self._allow = ", ".join(sorted(self._routes)).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,6 +145,7 @@ class PathEndpoint:
             )
             reply.headers.append((b"allow", self._allow))
             await send_reply(send, reply)
+            self._other.count(reply.status)
             return
         inflight = self._ctx.inflight
         inflight.count += 1
@@ -151,7 +155,7 @@ class PathEndpoint:
             inflight.leave()
         await send_reply(send, reply)
         m = self._metrics[route.method]
-        m.count(route.name, reply.status)
+        m.count(reply.status)
         m.seconds.observe(time.perf_counter() - started)
 
     async def _answer(self, route: ApiRoute, scope: Scope, receive: Receive) -> Reply:
@@ -193,10 +197,18 @@ def _authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return None
 
 
-async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != "http":
-        return
-    await send_reply(send, error_reply(NotFound(f"no route {scope['method']} {scope['path']}")))
+class _NotFound:
+    """What answers a path no route has (counted as route ``not_found``)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = _RouteMetrics(metrics, "not_found")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        reply = error_reply(NotFound(f"no route {scope['method']} {scope['path']}"))
+        await send_reply(send, reply)
+        self._metrics.count(reply.status)
 
 
 class Dispatch:
@@ -241,5 +253,5 @@ def build_router(
             for name in models:
                 exact[path.replace(MODEL_PARAM, name)] = (endpoint, {"model": name})
     mounted = [Route(path, endpoint) for path, endpoint in endpoints.items()]
-    router = Router(routes=mounted, redirect_slashes=False, default=_not_found)
+    router = Router(routes=mounted, redirect_slashes=False, default=_NotFound(ctx.metrics))
     return Dispatch(router, exact)

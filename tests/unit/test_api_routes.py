@@ -293,3 +293,26 @@ def test_openapi_describes_every_route(app: Any, client: TestClient) -> None:
         assert any(p == path for p, _ in described), path
     assert ("/v1/models/{model}:feedback", "POST") in described
     assert doc["paths"]["/v1/models/{model}:feedback"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_requests_and_batches_are_counted() -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    app, _, _ = make_app(registry=registry)
+    client = TestClient(app)
+    for _ in range(3):
+        client.post("/v1/models/default:predict", json={"instances": ROWS})
+    client.post("/v1/models/default:predict", json={"instances": []})
+    client.get("/nope")
+    client.get("/v1/models/default:predict")
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("streamserve_api_requests_total", route="tf_predict", status="200") == 3
+    assert sample("streamserve_api_requests_total", route="tf_predict", status="400") == 1
+    assert sample("streamserve_api_requests_total", route="not_found", status="404") == 1
+    assert sample("streamserve_api_requests_total", route="method_not_allowed", status="405") == 1
+    assert sample("streamserve_api_request_seconds_count", route="tf_predict") == 4
+    assert sample("streamserve_api_batch_instances_sum", model="default") == 3 * len(ROWS)
