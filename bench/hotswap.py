@@ -15,6 +15,7 @@ from bench.loadgen import OfferedLoad
 from bench.procs import started
 from bench.streamserve_setup import Publisher, deployment, metrics_text, trained
 from bench.throughput import Env
+from streamserve.learners.base import Learner
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
@@ -135,9 +136,7 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
     reader = _Predictions(env.bootstrap, d.topic("predictions"))
     stop = threading.Event()
     thread = threading.Thread(target=reader.run, args=(stop,), daemon=True)
-    published: dict[int, float] = {}
-    steady: list[tuple[int, int]] = []  # send-time spans (µs) without swaps
-    swapping: list[tuple[int, int]] = []  # and with swaps
+    blocks = _Blocks(publisher, models, every_s)
     try:
         with started(d.argv("score")):
             thread.start()
@@ -149,36 +148,9 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
             begin_us = int(time.time() * 1e6)
             first = load.sent
             before = metrics_text(d.http_port)
-            # Steady and swapping blocks alternate, the same reader timing both, so the
-            # comparison is side by side under the same harness and the same noise.
-            per_block = max(1, -(-swaps // SWAP_BLOCKS))
-            done_swaps = 0
-            while done_swaps < swaps:
-                n = min(per_block, swaps - done_swaps)
-                span = n * every_s + SETTLE_S
-                start_us = int(time.time() * 1e6)
-                load.offer(rate, span)
-                steady.append((start_us, int(time.time() * 1e6)))
-
-                def swap_loop(first_model: int = done_swaps, count: int = n) -> None:
-                    for i in range(first_model, first_model + count):
-                        version_time = publisher.publish(models[(i + 1) % len(models)])
-                        published[publisher.version] = version_time
-                        time.sleep(every_s)
-
-                swapper = threading.Thread(target=swap_loop, daemon=True)
-                start_us = int(time.time() * 1e6)
-                swapper.start()
-                load.offer(rate, span)
-                swapper.join(120)
-                swapping.append((start_us, int(time.time() * 1e6)))
-                done_swaps += n
+            blocks.run(load, rate, swaps)
             offered = load.sent - first
-            wait_until = time.monotonic() + 30.0
-            while time.monotonic() < wait_until:
-                if sum(1 for s in list(reader.sent.values()) if s >= begin_us) >= offered:
-                    break
-                time.sleep(0.2)
+            _wait_for(reader, begin_us, offered)
             metric = _metric_p99(before, metrics_text(d.http_port))
         stop.set()
         thread.join(30)
@@ -188,13 +160,15 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
         publisher.cleanup(d)
         delete_topics(env.bootstrap, [d.topic(t) for t in ("events", "predictions", "dead-letter")])
     measured = [lat for key, lat in reader.latency.items() if reader.sent[key] >= begin_us]
-    during = _within(reader, swapping)
-    calm = _within(reader, steady)
+    during = _within(reader, blocks.swapping)
+    calm = _within(reader, blocks.steady)
     seen = [
-        (reader.first_seen[v] - t) * 1000.0 for v, t in published.items() if v in reader.first_seen
+        (reader.first_seen[v] - t) * 1000.0
+        for v, t in blocks.published.items()
+        if v in reader.first_seen
     ]
     return SwapResult(
-        swaps=len(published),
+        swaps=len(blocks.published),
         offered=offered,
         predicted=len(measured),
         unscored=reader.unscored,
@@ -207,3 +181,49 @@ def hot_swap(env: Env, factory: EventFactory, rate: int, swaps: int, every_s: fl
         first_seen_p99_ms=percentile(seen, 99),
         metric_p99_le_s=metric,
     )
+
+
+class _Blocks:
+    """Steady and swapping blocks, alternating under the same offered load, so the same
+    reader times both side by side under the same harness and the same noise."""
+
+    def __init__(self, publisher: Publisher, models: list[Learner], every_s: float) -> None:
+        self._publisher = publisher
+        self._models = models
+        self._every_s = every_s
+        self.published: dict[int, float] = {}  # version -> when it was written
+        self.steady: list[tuple[int, int]] = []  # send-time spans (µs) without swaps
+        self.swapping: list[tuple[int, int]] = []  # and with swaps
+
+    def run(self, load: OfferedLoad, rate: int, swaps: int) -> None:
+        per_block = max(1, -(-swaps // SWAP_BLOCKS))
+        done_swaps = 0
+        while done_swaps < swaps:
+            n = min(per_block, swaps - done_swaps)
+            span = n * self._every_s + SETTLE_S
+            start_us = int(time.time() * 1e6)
+            load.offer(rate, span)
+            self.steady.append((start_us, int(time.time() * 1e6)))
+            swapper = threading.Thread(target=self._swap, args=(done_swaps, n), daemon=True)
+            start_us = int(time.time() * 1e6)
+            swapper.start()
+            load.offer(rate, span)
+            swapper.join(120)
+            self.swapping.append((start_us, int(time.time() * 1e6)))
+            done_swaps += n
+
+    def _swap(self, first_model: int, count: int) -> None:
+        for i in range(first_model, first_model + count):
+            version_time = self._publisher.publish(self._models[(i + 1) % len(self._models)])
+            self.published[self._publisher.version] = version_time
+            time.sleep(self._every_s)
+
+
+def _wait_for(reader: _Predictions, begin_us: int, offered: int) -> None:
+    """Until the reader has seen a prediction for every event offered since ``begin_us``
+    (at most 30 s)."""
+    wait_until = time.monotonic() + 30.0
+    while time.monotonic() < wait_until:
+        if sum(1 for s in list(reader.sent.values()) if s >= begin_us) >= offered:
+            break
+        time.sleep(0.2)

@@ -39,6 +39,7 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.store import SnapshotStore
+from streamserve.subprocesses import LoggedProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = [f"x{i}" for i in range(8)]
@@ -207,7 +208,7 @@ def server(env: Env, variant: str) -> Iterator[str]:
         yield url
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+def _wait_ready(url: str, proc: LoggedProcess) -> None:
     body = {"instances": _rows(1, 3)}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

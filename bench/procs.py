@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+from streamserve import subprocesses
+from streamserve.subprocesses import LoggedProcess
 
-@contextmanager
+
 def started(
     argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> AbstractContextManager[LoggedProcess]:
     """Run ``argv``; on exit SIGTERM it (SIGKILL after 20 s). Its output goes to a log
-    that is printed when it exits early."""
-    log = Path(tempfile.mkstemp(prefix="bench-", suffix=".log")[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            list(argv),
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    proc.log_path = log  # type: ignore[attr-defined]
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.unlink(missing_ok=True)
+    whose end :func:`tail` shows."""
+    return subprocesses.started(argv, env=env, cwd=cwd, log_prefix="bench-", stop_timeout_s=20.0)
 
 
-def tail(proc: subprocess.Popen[bytes], lines: int = 30) -> str:
-    path: Path = proc.log_path  # type: ignore[attr-defined]
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+def tail(proc: LoggedProcess, lines: int = 30) -> str:
+    return proc.tail(lines)
 
 
 def rss_mb(pid: int) -> float | None:

@@ -1,4 +1,7 @@
-"""docs/BENCHMARKS.md and its plot, from the results of one run."""
+"""docs/BENCHMARKS.md and its plot, from the results of one run.
+
+Each section of the report is written by a function of its own from the results; the
+targets table is judged by another set, one per section that has targets."""
 
 from __future__ import annotations
 
@@ -7,9 +10,28 @@ import importlib.metadata
 import os
 import platform
 import statistics
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench import bounds
+from bench.results import (
+    PIPE_LOOP,
+    PIPE_TUNED,
+    Medians,
+    Results,
+    added_latency,
+    cores,
+    latency_by_variant,
+    learner_ratio,
+    learner_rounds,
+    medians,
+    rss_growth,
+    throughput_medians,
+)
+from bench.streamserve_setup import scorer_defaults
+
+Target = tuple[str, str, bool | None]  # what, measured, met (None: cannot tell)
 
 
 def machine() -> list[str]:
@@ -48,22 +70,41 @@ def machine() -> list[str]:
     ]
 
 
-def _medians(
-    runs: list[dict[str, Any]], field: str = "rate"
-) -> dict[str, tuple[float, list[float]]]:
-    by: dict[str, list[float]] = defaultdict(list)
-    for r in runs:
-        by[r["variant"]].append(r.get(field) or 0.0)
-    return {name: (statistics.median(rates), rates) for name, rates in by.items()}
+def write(results: Results, out: Path) -> None:
+    lines = [line for section in SECTIONS for line in section(results)]
+    plot = out.with_name("benchmarks.png")
+    if _plot(results, throughput_medians(results), plot):
+        lines += ["", f"![benchmarks]({plot.name})"]
+    lines += _targets_table([target for judge in JUDGES for target in judge(results)])
+    lines += [line for section in bounds.SECTIONS for line in section(results)]
+    notes = Path(__file__).with_name("NOTES.md")
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    out.write_text("\n".join(lines) + "\n")
+
+
+# -- helpers ----------------------------------------------------------------------------
 
 
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**missed**")
 
 
-def write(results: dict[str, Any], out: Path) -> None:
-    lines: list[str] = ["# Benchmarks", ""]
-    lines += [
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _rates(rates: list[float]) -> str:
+    return ", ".join(f"{r:,.0f}" for r in rates)
+
+
+# -- sections ---------------------------------------------------------------------------
+
+
+def _intro(results: Results) -> list[str]:
+    lines = [
+        "# Benchmarks",
+        "",
         "Written by `python -m bench` (see `bench/`); do not edit by hand. Each throughput",
         "variant reads the same input (Avro events: an id and 10 doubles, 4 partitions) from",
         "fresh topics on one embedded broker, one after another in the same run. The input is",
@@ -76,7 +117,8 @@ def write(results: dict[str, Any], out: Path) -> None:
         "bench/NOTES.md). Variants marked [concurrent observer] are timed the old way, by a",
         "consumer in the bench process reading the output while it is written.",
         "",
-        f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s.",
+        f"Command: `{results['command'].strip()}` — {results.get('elapsed_s', 0):.0f} s"
+        + (f", finished {results['date']}." if results.get("date") else "."),
         "",
         "## Machine",
         "",
@@ -87,323 +129,31 @@ def write(results: dict[str, Any], out: Path) -> None:
         lines.append(
             f"- peers (own virtualenv): quixstreams {v['quixstreams']}, bytewax {v['bytewax']}"
         )
-    targets: list[tuple[str, str, bool | None]] = []
-    med: dict[str, tuple[float, list[float]]] = {}
-    if "throughput" in results:
-        med = _medians(results["throughput"])
-        lines += [
-            "",
-            "## Scoring throughput",
-            "",
-            "| variant | median records/s | runs | central 90 %, median |",
-            "|---|---:|---|---:|",
-        ]
-        bulk = _medians(results["throughput"], "bulk_rate")
-        for name, (m, rates) in med.items():
-            central = f"{bulk[name][0]:,.0f}" if bulk[name][0] else "—"
-            lines.append(
-                f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} | {central} |"
-            )
-        run_notes = [
-            f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")
-        ]
-        if run_notes:
-            lines += ["", "Notes on single runs:", "", *run_notes]
-        ss = med.get("streamserve scorer", (0.0, []))[0]
-        lines += _gap_to_pipe(med)
-        for peer, factor in (
-            ("raw pipe", 0.75),
-            (PIPE_TUNED, 0.75),
-            ("Quix Streams", 4.0),
-            ("Bytewax", 2.0),
-        ):
-            if peer in med and med[peer][0] > 0:
-                ratio = ss / med[peer][0]
-                targets.append(
-                    (
-                        f"scorer ≥ {factor} x {peer}",
-                        f"{ratio:.2f} x ({ss:,.0f} vs {med[peer][0]:,.0f}/s)",
-                        ratio >= factor,
-                    )
-                )
-    if results.get("micro"):
-        lines += [
-            "",
-            "## Per-record CPU cost of the hot-path steps",
-            "",
-            "In process, no broker: best of 5 timings over 5,000 records (µs per record).",
-            "",
-            "| step | streamserve | plain way |",
-            "|---|---:|---:|",
-        ]
-        for step, ours, plain in results["micro"]:
-            lines.append(_row(step, f"{ours:.2f}", "" if plain is None else f"{plain:.2f}"))
-    if results.get("profile"):
-        lines += [
-            "",
-            "## Where the scorer's time goes",
-            "",
-            "py-spy samples of the scoring thread of `streamserve score` during one throughput",
-            "run (percent of the thread's samples; the rest is librdkafka's `consume`/`poll`, C",
-            "code under `ConsumerLoop.run`).",
-            "",
-            "| function | inclusive % | self % |",
-            "|---|---:|---:|",
-        ]
-        for name, inclusive, own in results["profile"]:
-            lines.append(f"| `{name}` | {inclusive:.1f} | {own:.1f} |")
-    if "settings" in results:
-        lines += [
-            "",
-            "## Latency against throughput: scorer settings",
-            "",
-            "| settings | values | records/s | p50 ms | p99 ms |",
-            "|---|---|---:|---:|---:|",
-        ]
-        for r in results["settings"]:
-            values = (
-                "; ".join(f"{k}: {v}" for part in r["settings"].values() for k, v in part.items())
-                or "batch_size 1000, batch_timeout_ms 20, fetch.wait.max.ms 50, linger.ms 5"
-            )
-            lines.append(
-                _row(
-                    r["name"],
-                    values,
-                    f"{r['rate']:,.0f}",
-                    f"{r['p50_ms']:.0f}",
-                    f"{r['p99_ms']:.0f}",
-                )
-            )
-    if "latency" in results:
-        by_variant = _latency_by_variant(results)
-        rounds = max(len(rs) for rs in by_variant.values())
-        lines += [
-            "",
-            f"## End-to-end latency at {results['args']['latency_rate']:,} events/s offered",
-            "",
-            "Event produced → output received: the observer's receive wall time minus the",
-            "event's send time (its CreateTime, in µs in its key), same host clock. A paced",
-            "producer (5 ms ticks, linger.ms 5) and the observer (fetch.wait.max.ms 5,",
-            "fetch.min.bytes 1, stamping records as consume hands them over) run in processes",
-            "of their own. CreateTime out - in is the output record's CreateTime minus the",
-            "event's: the variant's consume, work and produce, without the output's broker hop",
-            "or any observer. Rows marked [old harness] use the old observer (threads in the",
-            "bench process, consume(5000, 0.2)) for comparison, with events built as cheaply",
-            "as the new harness builds them (see bench/NOTES.md).",
-            f"One hop, raw pipe and scorer run one after another, {rounds} rounds per rate;",
-            "the table gives the medians over the rounds and each round's p99.",
-            "",
-            "| path | received/offered | p50 ms | p99 ms | p99 per round | "
-            "CreateTime out - in p50 / p99 ms |",
-            "|---|---:|---:|---:|---|---:|",
-        ]
-        for name, rs in by_variant.items():
-            created = (
-                f"{statistics.median([r['created_p50_ms'] for r in rs]):.0f} / "
-                f"{statistics.median([r['created_p99_ms'] for r in rs]):.0f}"
-                if rs[0].get("created_p50_ms") is not None
-                else "—"
-            )
-            lines.append(
-                _row(
-                    name,
-                    f"{sum(r['received'] for r in rs):,}/{sum(r['offered'] for r in rs):,}",
-                    f"{statistics.median([r['p50_ms'] for r in rs]):.1f}",
-                    f"{statistics.median([r['p99_ms'] for r in rs]):.1f}",
-                    ", ".join(f"{r['p99_ms']:.0f}" for r in rs),
-                    created,
-                )
-            )
-        pipes = {r.get("round", 0): r for r in by_variant.get("raw pipe (two hops)", [])}
-        scorers = {r.get("round", 0): r for r in by_variant.get("streamserve scorer", [])}
-        added = [scorers[k]["p99_ms"] - pipes[k]["p99_ms"] for k in scorers if k in pipes]
-        if added:
-            m = statistics.median(added)
-            targets.append(
-                (
-                    "scorer adds ≤ 10 ms to the pipe's p99",
-                    f"{m:+.1f} ms (median of rounds: "
-                    + ", ".join(f"{a:+.0f}" for a in added)
-                    + ")",
-                    m <= 10.0,
-                )
-            )
-    if "learner" in results:
-        ln = results["learner"]
-        ratio = ln.get("ratio") or (
-            ln["streamserve"] / ln["river_same_model"] if ln["river_same_model"] else 0.0
-        )
-        per_round = ", ".join(
-            f"{r['streamserve'] / r['river_same_model']:.2f}" for r in ln.get("rounds", [])
-        )
-        lines += [
-            "",
-            f"## Learner ({ln['examples']:,} examples)",
-            "",
-            "Each round measures River in memory, then `streamserve learn` reading the",
-            "examples from Kafka; medians of the rounds"
-            + (f" (ratio per round: {per_round})." if per_round else "."),
-            "",
-            "| variant | examples/s |",
-            "|---|---:|",
-            _row(
-                "`streamserve learn` (Kafka → predict, metrics, learn → snapshots)",
-                f"{ln['streamserve']:,.0f}",
-            ),
-            _row(
-                "River in memory, same model (Preprocess \\| LogisticRegression): "
-                "predict_proba_one + learn_one",
-                f"{ln['river_same_model']:,.0f}",
-            ),
-            _row(
-                "River in memory, StandardScaler \\| LogisticRegression",
-                f"{ln['river_scaled_lr']:,.0f}",
-            ),
-        ]
-        targets.append(
-            (
-                "learner ≥ 0.6 x River in memory (same model)",
-                f"{ratio:.2f} x (median of rounds)" if per_round else f"{ratio:.2f} x",
-                ratio >= 0.6,
-            )
-        )
-    if "models" in results:
-        lines += [
-            "",
-            "## Model size cost",
-            "",
-            _row(
-                "model",
-                "scorer records/s",
-                "batch predict µs/record",
-                "predict+learn µs/record (River)",
-                "snapshot KiB",
-            ),
-            "|---|---:|---:|---:|---:|",
-        ]
-        for r in results["models"]:
-            lines.append(
-                _row(
-                    r["model"],
-                    f"{r['scorer_rate']:,.0f}",
-                    f"{r['predict_us']:.1f}",
-                    f"{r['learn_us']:.1f}",
-                    f"{r['snapshot_kb']:.0f}",
-                )
-            )
-    if "scaling" in results:
-        sc = _medians(results["scaling"])
-        lines += [
-            "",
-            "## Scaling: scorer processes",
-            "",
-            "| processes | median records/s | runs |",
-            "|---|---:|---|",
-        ]
-        for name, (m, rates) in sc.items():
-            lines.append(f"| {name} | {m:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
-        one, two = sc.get("1 scorer process(es)"), sc.get("2 scorer process(es)")
-        if one and two and one[0]:
-            lines.append("")
-            lines.append(
-                f"Two processes: {two[0] / one[0]:.2f} x one (2 cores shared with the broker)."
-            )
-    if "memory" in results:
-        m = results["memory"]
-        samples = m["samples"]
-        early = _rss_at(samples, m["scored"], 0.1)
-        end = _rss_at(samples, m["scored"], 1.0)
-        growth = end - early
-        lines += [
-            "",
-            f"## Scorer memory over {m['events']:,} events",
-            "",
-            f"RSS {early:.0f} MiB after 10 % of the events, "
-            f"{end:.0f} MiB after {m['scored']:,} scored "
-            f"({growth:+.1f} MiB).",
-        ]
-        targets.append(
-            (
-                "scorer RSS flat over the run",
-                f"{growth:+.1f} MiB from 10 % to the end",
-                m["scored"] >= m["events"] and growth < 20.0,
-            )
-        )
-    if "swap" in results:
-        s = results["swap"]
-        steady = s.get("steady_p99_ms")
-        metric = s["metric_p99_le_s"]
-        lines += [
-            "",
-            f"## Hot swap under load ({s['swaps']} swaps)",
-            "",
-            "Blocks of swaps (one every `--swap-every` s) alternate with blocks of the same",
-            "length without swaps, under the same offered load, timed by the same reader (a",
-            "thread of the bench decoding every prediction); events are assigned to a block by",
-            "their send time.",
-            "",
-            f"- events offered {s['offered']:,}, predicted {s['predicted']:,}, "
-            f"unscored predictions {s['unscored']}, dead letters {s['dead_letters']}",
-            f"- latency of events sent during swaps: p50 {s['p50_ms']:.1f} ms, "
-            f"p99 {s['p99_ms']:.1f} ms"
-            + (
-                f"; between swaps (steady state): p50 {s['steady_p50_ms']:.1f} ms, "
-                f"p99 {steady:.1f} ms"
-                if steady
-                else ""
-            ),
-            "- snapshot written → scorer serving it "
-            f"(`streamserve_snapshot_swap_delay_seconds`): p99 ≤ {metric} s"
-            if metric is not None
-            else "- swap delay metric: no samples",
-            "- snapshot written → first prediction carrying it received "
-            "(includes the pipeline latency): "
-            f"p50 {s['first_seen_p50_ms']:.0f} ms, p99 {s['first_seen_p99_ms']:.0f} ms",
-        ]
-        targets.append(
-            (
-                "swap delay p99 < 200 ms",
-                f"p99 ≤ {metric} s (metric bucket)",
-                None if metric is None else metric <= 0.2,
-            )
-        )
-        targets.append(
-            (
-                "0 failed or unscored events during swaps",
-                f"{s['offered'] - s['predicted']} missing, {s['unscored']} unscored, "
-                f"{s['dead_letters']} dead letters",
-                s["predicted"] >= s["offered"] and s["unscored"] == 0 and s["dead_letters"] == 0,
-            )
-        )
-        if steady:
-            targets.append(
-                (
-                    "p99 during swaps ≤ 2 x steady state",
-                    f"{s['p99_ms']:.0f} vs {steady:.0f} ms",
-                    s["p99_ms"] <= 2 * steady,
-                )
-            )
-    if results.get("http"):
-        from bench.http_api import report_lines
-
-        lines += report_lines(results["http"])
-    plot = out.with_name("benchmarks.png")
-    if _plot(results, med, plot):
-        lines += ["", f"![benchmarks]({plot.name})"]
-    lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
-    for name, measured, ok in targets:
-        lines.append(f"| {name} | {measured} | {_verdict(ok)} |")
-    notes = Path(__file__).with_name("NOTES.md")
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    out.write_text("\n".join(lines) + "\n")
+    return lines
 
 
-PIPE_TUNED = "raw pipe, fetch.queue.backoff.ms 20"
-PIPE_LOOP = "pipe on streamserve's consumer loop"
+def _throughput(results: Results) -> list[str]:
+    if "throughput" not in results:
+        return []
+    med = throughput_medians(results)
+    bulk = medians(results["throughput"], "bulk_rate")
+    lines = [
+        "",
+        "## Scoring throughput",
+        "",
+        "| variant | median records/s | runs | central 90 %, median |",
+        "|---|---:|---|---:|",
+    ]
+    for name, (m, rates) in med.items():
+        central = f"{bulk[name][0]:,.0f}" if bulk[name][0] else "—"
+        lines.append(f"| {name} | {m:,.0f} | {_rates(rates)} | {central} |")
+    run_notes = [f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")]
+    if run_notes:
+        lines += ["", "Notes on single runs:", "", *run_notes]
+    return lines + _gap_to_pipe(med)
 
 
-def _gap_to_pipe(med: dict[str, tuple[float, list[float]]]) -> list[str]:
+def _gap_to_pipe(med: Medians) -> list[str]:
     """The scorer's time per record against the pipes', split into what the delivery
     guarantees cost (the pipe on the scorer's consumer loop) and what its own work costs."""
     rates = [med.get(n, (0.0, []))[0] for n in (PIPE_TUNED, PIPE_LOOP, "streamserve scorer")]
@@ -431,26 +181,443 @@ def _gap_to_pipe(med: dict[str, tuple[float, list[float]]]) -> list[str]:
     ]
 
 
-def _latency_by_variant(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The latency rows of each variant (one per round), in the order they were run."""
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for r in results["latency"]:
-        grouped.setdefault(r["variant"], []).append(r)
-    return grouped
+def _micro(results: Results) -> list[str]:
+    if not results.get("micro"):
+        return []
+    lines = [
+        "",
+        "## Per-record CPU cost of the hot-path steps",
+        "",
+        "In process, no broker: best of 5 timings over 5,000 records (µs per record).",
+        "",
+        "| step | streamserve | plain way |",
+        "|---|---:|---:|",
+    ]
+    for step, ours, plain in results["micro"]:
+        lines.append(_row(step, f"{ours:.2f}", "" if plain is None else f"{plain:.2f}"))
+    return lines
 
 
-def _row(*cells: str) -> str:
-    return "| " + " | ".join(cells) + " |"
+def _profile(results: Results) -> list[str]:
+    if not results.get("profile"):
+        return []
+    lines = [
+        "",
+        "## Where the scorer's time goes",
+        "",
+        "py-spy samples of the scoring thread of `streamserve score` during one throughput",
+        "run (percent of the thread's samples; the rest is librdkafka's `consume`/`poll`, C",
+        "code under `ConsumerLoop.run`).",
+        "",
+        "| function | inclusive % | self % |",
+        "|---|---:|---:|",
+    ]
+    for name, inclusive, own in results["profile"]:
+        lines.append(f"| `{name}` | {inclusive:.1f} | {own:.1f} |")
+    return lines
 
 
-def _rss_at(samples: list[list[float]], scored: int, fraction: float) -> float:
-    for count, rss in samples:
-        if count >= fraction * scored:
-            return rss
-    return samples[-1][1] if samples else float("nan")
+def _settings(results: Results) -> list[str]:
+    if "settings" not in results:
+        return []
+    lines = [
+        "",
+        "## Latency against throughput: scorer settings",
+        "",
+        "| settings | values | records/s | p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|",
+    ]
+    varied = {k for r in results["settings"] for part in r["settings"].values() for k in part}
+    defaults = ", ".join(
+        f"{k} {v}"
+        for part in (results.get("defaults") or scorer_defaults()).values()
+        for k, v in part.items()
+        if k in varied
+    )
+    for r in results["settings"]:
+        values = (
+            "; ".join(f"{k}: {v}" for part in r["settings"].values() for k, v in part.items())
+            or defaults
+        )
+        lines.append(
+            _row(r["name"], values, f"{r['rate']:,.0f}", f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}")
+        )
+    return lines
 
 
-def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], path: Path) -> bool:
+def _latency(results: Results) -> list[str]:
+    if "latency" not in results:
+        return []
+    by_variant = latency_by_variant(results)
+    rounds = max(len(rs) for rs in by_variant.values())
+    lines = [
+        "",
+        f"## End-to-end latency at {results['args']['latency_rate']:,} events/s offered",
+        "",
+        "Event produced → output received: the observer's receive wall time minus the",
+        "event's send time (its CreateTime, in µs in its key), same host clock. A paced",
+        "producer (5 ms ticks, linger.ms 5) and the observer (fetch.wait.max.ms 5,",
+        "fetch.min.bytes 1, stamping records as consume hands them over) run in processes",
+        "of their own. CreateTime out - in is the output record's CreateTime minus the",
+        "event's: the variant's consume, work and produce, without the output's broker hop",
+        "or any observer. Rows marked [old harness] use the old observer (threads in the",
+        "bench process, consume(5000, 0.2)) for comparison, with events built as cheaply",
+        "as the new harness builds them (see bench/NOTES.md).",
+        f"One hop, raw pipe and scorer run one after another, {rounds} rounds per rate;",
+        "the table gives the medians over the rounds and each round's p99.",
+        "",
+        "| path | received/offered | p50 ms | p99 ms | p99 per round | "
+        "CreateTime out - in p50 / p99 ms |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    return lines + [_latency_row(name, rs) for name, rs in by_variant.items()]
+
+
+def _latency_row(name: str, rs: list[dict[str, Any]]) -> str:
+    """One variant's row: medians over its rounds, and each round's p99."""
+    created = (
+        f"{statistics.median([r['created_p50_ms'] for r in rs]):.0f} / "
+        f"{statistics.median([r['created_p99_ms'] for r in rs]):.0f}"
+        if rs[0].get("created_p50_ms") is not None
+        else "—"
+    )
+    return _row(
+        name,
+        f"{sum(r['received'] for r in rs):,}/{sum(r['offered'] for r in rs):,}",
+        f"{statistics.median([r['p50_ms'] for r in rs]):.1f}",
+        f"{statistics.median([r['p99_ms'] for r in rs]):.1f}",
+        ", ".join(f"{r['p99_ms']:.0f}" for r in rs),
+        created,
+    )
+
+
+def _learner(results: Results) -> list[str]:
+    if "learner" not in results:
+        return []
+    ln = results["learner"]
+    per_round = _learner_rounds(ln)
+    return [
+        "",
+        f"## Learner ({ln['examples']:,} examples)",
+        "",
+        "Each round measures River in memory, then `streamserve learn` reading the",
+        "examples from Kafka; medians of the rounds"
+        + (f" (ratio per round: {per_round})." if per_round else "."),
+        *_learner_method(ln),
+        "",
+        "| variant | examples/s |",
+        "|---|---:|",
+        _row(
+            "`streamserve learn` (Kafka → predict, metrics, learn → snapshots)",
+            f"{ln['streamserve']:,.0f}",
+        ),
+        *_river_rows(ln),
+        _row(
+            "River in memory, StandardScaler \\| LogisticRegression"
+            + (": predict_proba_one + learn_one" if "river_ways" in ln else ""),
+            f"{ln['river_scaled_lr']:,.0f}",
+        ),
+    ]
+
+
+def _learner_method(ln: dict[str, Any]) -> list[str]:
+    """The learner's settings and River's baseline, as the run recorded them."""
+    if "river_ways" not in ln:
+        return [
+            "",
+            "These results do not record the learner's settings or River's other ways of",
+            "running the pipeline (a run from before the bench recorded them; rerun",
+            "`python -m bench --only learner`).",
+        ]
+    settings, defaults = ln["settings"], ln["default_settings"]
+    changed = [
+        f"{k} {v} (default {defaults.get(k)})" for k, v in settings.items() if v != defaults.get(k)
+    ]
+    used = ", ".join(f"{k} {v}" for k, v in settings.items())
+    lines = [
+        "",
+        (
+            f"`streamserve learn` ran with the product's default settings ({used})"
+            if not changed
+            else "`streamserve learn` ran with settings that are not the product's defaults: "
+            + "; ".join(changed)
+            + f" (all it ran with: {used})"
+        )
+        + f" and wrote {ln['checkpoints']:.0f} snapshots per round (median) while it learned",
+        "the examples. River's baseline is the same pipeline"
+        f" ({ln['pipeline']}) in memory, run the way",
+        f"that was fastest in this run (highest median) of those below: {ln['river_baseline']}.",
+    ]
+    if ln.get("no_mini_batches"):
+        lines.append(
+            "Mini-batches (`learn_many`) are not open to this pipeline: "
+            + ", ".join(ln["no_mini_batches"])
+            + " has no `learn_many`."
+        )
+    return lines
+
+
+def _river_rows(ln: dict[str, Any]) -> list[str]:
+    if "river_ways" not in ln:
+        return [
+            _row(
+                "River in memory, same model (Preprocess \\| LogisticRegression): "
+                "predict_proba_one + learn_one",
+                f"{ln['river_same_model']:,.0f}",
+            )
+        ]
+    pipeline = ln["pipeline"].replace("|", "\\|")
+    return [
+        _row(
+            f"River in memory, same model ({pipeline}): {way}"
+            + (" (baseline)" if way == ln["river_baseline"] else ""),
+            f"{statistics.median(rates):,.0f}",
+        )
+        for way, rates in ln["river_ways"].items()
+    ]
+
+
+def _learner_rounds(ln: dict[str, Any]) -> str:
+    return ", ".join(f"{ratio:.2f}" for ratio in learner_rounds(ln))
+
+
+def _models(results: Results) -> list[str]:
+    if "models" not in results:
+        return []
+    lines = [
+        "",
+        "## Model size cost",
+        "",
+        _row(
+            "model",
+            "scorer records/s",
+            "batch predict µs/record",
+            "predict+learn µs/record (River)",
+            "snapshot KiB",
+        ),
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results["models"]:
+        lines.append(
+            _row(
+                r["model"],
+                f"{r['scorer_rate']:,.0f}",
+                f"{r['predict_us']:.1f}",
+                f"{r['learn_us']:.1f}",
+                f"{r['snapshot_kb']:.0f}",
+            )
+        )
+    return lines
+
+
+def _scaling(results: Results) -> list[str]:
+    if "scaling" not in results:
+        return []
+    sc = medians(results["scaling"])
+    lines = [
+        "",
+        "## Scaling: scorer processes",
+        "",
+        "| processes | median records/s | runs |",
+        "|---|---:|---|",
+    ]
+    for name, (m, rates) in sc.items():
+        lines.append(f"| {name} | {m:,.0f} | {_rates(rates)} |")
+    one, two = sc.get("1 scorer process(es)"), sc.get("2 scorer process(es)")
+    if one and two and one[0]:
+        lines.append("")
+        lines.append(
+            f"Two processes: {two[0] / one[0]:.2f} x one "
+            f"({cores(results) or 'the'} cores shared with the broker)."
+        )
+    return lines
+
+
+def _memory(results: Results) -> list[str]:
+    if "memory" not in results:
+        return []
+    m = results["memory"]
+    early, end = rss_growth(m)
+    return [
+        "",
+        f"## Scorer memory over {m['events']:,} events",
+        "",
+        f"RSS {early:.0f} MiB after 10 % of the events, "
+        f"{end:.0f} MiB after {m['scored']:,} scored "
+        f"({end - early:+.1f} MiB).",
+    ]
+
+
+def _swap(results: Results) -> list[str]:
+    if "swap" not in results:
+        return []
+    s = results["swap"]
+    steady = s.get("steady_p99_ms")
+    metric = s["metric_p99_le_s"]
+    return [
+        "",
+        f"## Hot swap under load ({s['swaps']} swaps)",
+        "",
+        "Blocks of swaps (one every `--swap-every` s) alternate with blocks of the same",
+        "length without swaps, under the same offered load, timed by the same reader (a",
+        "thread of the bench decoding every prediction); events are assigned to a block by",
+        "their send time.",
+        "",
+        f"- events offered {s['offered']:,}, predicted {s['predicted']:,}, "
+        f"unscored predictions {s['unscored']}, dead letters {s['dead_letters']}",
+        f"- latency of events sent during swaps: p50 {s['p50_ms']:.1f} ms, "
+        f"p99 {s['p99_ms']:.1f} ms"
+        + (
+            f"; between swaps (steady state): p50 {s['steady_p50_ms']:.1f} ms, p99 {steady:.1f} ms"
+            if steady
+            else ""
+        ),
+        "- snapshot written → scorer serving it "
+        f"(`streamserve_snapshot_swap_delay_seconds`): p99 ≤ {metric} s"
+        if metric is not None
+        else "- swap delay metric: no samples",
+        "- snapshot written → first prediction carrying it received "
+        "(includes the pipeline latency): "
+        f"p50 {s['first_seen_p50_ms']:.0f} ms, p99 {s['first_seen_p99_ms']:.0f} ms",
+    ]
+
+
+def _http(results: Results) -> list[str]:
+    if not results.get("http"):
+        return []
+    from bench.http_api import report_lines
+
+    return report_lines(results["http"])
+
+
+SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
+    _intro,
+    _throughput,
+    _micro,
+    _profile,
+    _settings,
+    _latency,
+    _learner,
+    _models,
+    _scaling,
+    _memory,
+    _swap,
+    _http,
+)
+
+
+# -- targets ----------------------------------------------------------------------------
+
+
+def _throughput_targets(results: Results) -> list[Target]:
+    med = throughput_medians(results)
+    ss = med.get("streamserve scorer", (0.0, []))[0]
+    targets: list[Target] = []
+    for peer, factor in (
+        ("raw pipe", 0.75),
+        (PIPE_TUNED, 0.75),
+        ("Quix Streams", 4.0),
+        ("Bytewax", 2.0),
+    ):
+        if peer in med and med[peer][0] > 0:
+            ratio = ss / med[peer][0]
+            targets.append(
+                (
+                    f"scorer ≥ {factor} x {peer}",
+                    f"{ratio:.2f} x ({ss:,.0f} vs {med[peer][0]:,.0f}/s)",
+                    ratio >= factor,
+                )
+            )
+    return targets
+
+
+def _latency_targets(results: Results) -> list[Target]:
+    added = added_latency(results)
+    if not added:
+        return []
+    m = statistics.median(added)
+    return [
+        (
+            "scorer adds ≤ 10 ms to the pipe's p99",
+            f"{m:+.1f} ms (median of rounds: " + ", ".join(f"{a:+.0f}" for a in added) + ")",
+            m <= 10.0,
+        )
+    ]
+
+
+def _learner_targets(results: Results) -> list[Target]:
+    if "learner" not in results:
+        return []
+    ln = results["learner"]
+    ratio = learner_ratio(ln)
+    measured = f"{ratio:.2f} x (median of rounds)" if _learner_rounds(ln) else f"{ratio:.2f} x"
+    if "river_baseline" in ln:
+        measured += f"; River: {ln['river_baseline']}"
+    return [("learner ≥ 0.6 x River in memory (same model)", measured, ratio >= 0.6)]
+
+
+def _memory_targets(results: Results) -> list[Target]:
+    if "memory" not in results:
+        return []
+    m = results["memory"]
+    early, end = rss_growth(m)
+    return [
+        (
+            "scorer RSS flat over the run",
+            f"{end - early:+.1f} MiB from 10 % to the end",
+            m["scored"] >= m["events"] and end - early < 20.0,
+        )
+    ]
+
+
+def _swap_targets(results: Results) -> list[Target]:
+    if "swap" not in results:
+        return []
+    s = results["swap"]
+    steady = s.get("steady_p99_ms")
+    metric = s["metric_p99_le_s"]
+    targets: list[Target] = [
+        (
+            "swap delay p99 < 200 ms",
+            f"p99 ≤ {metric} s (metric bucket)",
+            None if metric is None else metric <= 0.2,
+        ),
+        (
+            "0 failed or unscored events during swaps",
+            f"{s['offered'] - s['predicted']} missing, {s['unscored']} unscored, "
+            f"{s['dead_letters']} dead letters",
+            s["predicted"] >= s["offered"] and s["unscored"] == 0 and s["dead_letters"] == 0,
+        ),
+    ]
+    if steady:
+        targets.append(
+            (
+                "p99 during swaps ≤ 2 x steady state",
+                f"{s['p99_ms']:.0f} vs {steady:.0f} ms",
+                s["p99_ms"] <= 2 * steady,
+            )
+        )
+    return targets
+
+
+JUDGES: tuple[Callable[[Results], list[Target]], ...] = (
+    _throughput_targets,
+    _latency_targets,
+    _learner_targets,
+    _memory_targets,
+    _swap_targets,
+)
+
+
+def _targets_table(targets: list[Target]) -> list[str]:
+    lines = ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    return lines + [f"| {name} | {measured} | {_verdict(ok)} |" for name, measured, ok in targets]
+
+
+# -- plot -------------------------------------------------------------------------------
+
+
+def _plot(results: Results, med: Medians, path: Path) -> bool:
     try:
         import matplotlib
 
@@ -465,17 +632,7 @@ def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], pa
         axes[0].set_xlabel("thousand records/s (median)")
         axes[0].set_title("Scoring throughput")
     if "latency" in results:
-        grouped = _latency_by_variant(results)
-        names = list(grouped)
-        p50 = [statistics.median([r["p50_ms"] for r in grouped[n]]) for n in names]
-        p99 = [statistics.median([r["p99_ms"] for r in grouped[n]]) for n in names]
-        y = range(len(names))
-        axes[1].barh([i + 0.2 for i in y], p50, height=0.4, label="p50 (median of rounds)")
-        axes[1].barh([i - 0.2 for i in y], p99, height=0.4, label="p99 (median of rounds)")
-        axes[1].set_yticks(list(y), names)
-        axes[1].set_xlabel("ms")
-        axes[1].legend(loc="lower right", fontsize="small")
-        axes[1].set_title("End-to-end latency")
+        _plot_latency(axes[1], latency_by_variant(results))
     if "memory" in results:
         samples = results["memory"]["samples"]
         axes[2].plot([s[0] / 1e6 for s in samples], [s[1] for s in samples], marker=".")
@@ -487,3 +644,16 @@ def _plot(results: dict[str, Any], med: dict[str, tuple[float, list[float]]], pa
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
+
+
+def _plot_latency(ax: Any, grouped: dict[str, list[dict[str, Any]]]) -> None:
+    names = list(grouped)
+    p50 = [statistics.median([r["p50_ms"] for r in grouped[n]]) for n in names]
+    p99 = [statistics.median([r["p99_ms"] for r in grouped[n]]) for n in names]
+    y = range(len(names))
+    ax.barh([i + 0.2 for i in y], p50, height=0.4, label="p50 (median of rounds)")
+    ax.barh([i - 0.2 for i in y], p99, height=0.4, label="p99 (median of rounds)")
+    ax.set_yticks(list(y), names)
+    ax.set_xlabel("ms")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title("End-to-end latency")

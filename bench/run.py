@@ -12,16 +12,27 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from bench import hotswap, http_api, latency, learner_bench, memory, micro, peers, report
+from bench import (
+    hotswap,
+    http_api,
+    latency,
+    learner_bench,
+    memory,
+    micro,
+    peers,
+    report,
+    streamserve_setup,
+)
 from bench.kafka_io import EventFactory
 from bench.profiling import Profile, py_spy, sampled, table
-from bench.throughput import Env, Method, RunResult, median, run_job, run_streamserve_scorer
+from bench.throughput import Env, Method, RunResult, run_job, run_streamserve_scorer
 from streamserve.embedded import EmbeddedBroker, EmbeddedRedis
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
@@ -116,13 +127,26 @@ def _log(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
+    out = Path(a.out)
     if a.report_only:
-        out = Path(a.out)
         report.write(json.loads(out.with_suffix(".json").read_text()), out)
         _log(f"rewrote {out}")
         return 0
-    sections = set(a.only or SECTIONS)
     started_at = time.time()
+    results = _run(a, argv)
+    results["elapsed_s"] = time.time() - started_at
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["machine"] = report.machine()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    report.write(results, out)
+    _log(f"wrote {out} in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
+    """Every section asked for, in order; the results as the report reads them."""
+    sections = set(a.only or SECTIONS)
     topics_dir = default_topics_dir()
     factory = EventFactory(SchemaCatalog.from_dir(topics_dir))
     peers_python = None if a.no_peers else peers.ensure_venv()
@@ -130,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "args": vars(a),
+        "defaults": streamserve_setup.scorer_defaults(),
     }
     if peers_python:
         results["peer_versions"] = {
@@ -152,51 +177,21 @@ def main(argv: list[str] | None = None) -> int:
             if sections & {"throughput", "settings", "models", "scaling"}:
                 _log(f"generating {a.records} events")
                 env.records = factory.batch(a.records)
-            if "throughput" in sections:
-                results["throughput"], results["profile"] = _throughput(
-                    env, a.repeats, a.compare_old
-                )
-            if "settings" in sections:
-                results["settings"] = _settings(env, a)
-            if "latency" in sections:
-                results["latency"] = _latency(env, a)
-            if "learner" in sections:
-                results["learner"] = _learner(env, a.learner_examples, a.repeats)
-            if "models" in sections:
-                results["models"] = _models(env, a.model_records)
-            if "scaling" in sections:
-                runs = [
-                    asdict(run_streamserve_scorer(env, f"{n} scorer process(es)", processes=n))
-                    for n in (1, 2)
-                    for _ in range(a.repeats)
-                ]
-                _log(f"scaling: {[round(r['rate']) for r in runs]}")
-                results["scaling"] = runs
-            if "memory" in sections:
-                _log(f"memory over {a.memory_events} events")
-                m = memory.scorer_memory(env, factory, a.memory_events)
-                results["memory"] = asdict(m)
-            if "swap" in sections:
-                _log(f"hot swap: {a.swaps} swaps at {a.swap_rate}/s")
-                results["swap"] = asdict(
-                    hotswap.hot_swap(env, factory, a.swap_rate, a.swaps, a.swap_every)
-                )
+            for name, section in ON_BROKER.items():
+                if name in sections:
+                    results.update(section(env, factory, a))
     finally:
         if own_redis is not None:
             own_redis.stop()
-    results["elapsed_s"] = time.time() - started_at
-    results["machine"] = report.machine()
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
-    report.write(results, out)
-    _log(f"wrote {out} in {results['elapsed_s']:.0f} s")
-    return 0
+    return results
 
 
-def _throughput(
-    env: Env, repeats: int, compare_old: bool = False
-) -> tuple[list[dict[str, Any]], list[Any]]:
+# A section that runs on the broker: its results, under the keys the report reads.
+Section = Callable[[Env, EventFactory, argparse.Namespace], dict[str, Any]]
+
+
+def _throughput(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    repeats, compare_old = a.repeats, a.compare_old
     runs: list[RunResult] = []
     py = sys.executable
     spy = py_spy(env.peers_python)
@@ -224,10 +219,13 @@ def _throughput(
             for r in runs[first:]
         )
         _log(f"throughput run {i + 1}: {summary}")
-    return [asdict(r) for r in runs], table(profile, 18) if profile.total else []
+    return {
+        "throughput": [asdict(r) for r in runs],
+        "profile": table(profile, 18) if profile.total else [],
+    }
 
 
-def _settings(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
+def _settings(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for name, settings in SETTINGS.items():
         thr = run_streamserve_scorer(env, name, settings=settings)
@@ -236,10 +234,10 @@ def _settings(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
         _log(
             f"settings {name}: {thr.rate:,.0f}/s, p50 {lat.p50_ms:.0f} ms, p99 {lat.p99_ms:.0f} ms"
         )
-    return rows
+    return {"settings": rows}
 
 
-def _latency(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
+def _latency(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
     seconds = a.latency_seconds
     rows = []
     for rate in dict.fromkeys((a.latency_rate, 1000)):
@@ -273,40 +271,17 @@ def _latency(env: Env, a: argparse.Namespace) -> list[dict[str, Any]]:
             f"({r.received}/{r.offered}){created}; producer behind by up to "
             f"{r.producer_behind_ms:.0f} ms"
         )
-    return [asdict(r) for r in rows]
+    return {"latency": [asdict(r) for r in rows]}
 
 
-def _learner(env: Env, n: int, repeats: int) -> dict[str, Any]:
-    from river import linear_model, preprocessing
-
-    from streamserve.learners.catalogue import build_learner
-    from streamserve.learners.spec import ModelSpec, Task
-
-    data = learner_bench.examples(n)
-    spec = ModelSpec("bench", Task.BINARY, "logistic_regression")
-    scaled = learner_bench.river_rate(
-        preprocessing.StandardScaler() | linear_model.LogisticRegression(), data
-    )
-    rounds = []
-    for _ in range(repeats):  # River and the learner one after the other, per round
-        river = learner_bench.river_rate(build_learner(spec).estimator, data)  # type: ignore[attr-defined]
-        role = learner_bench.streamserve_learner_rate(env, n)
-        rounds.append({"streamserve": role, "river_same_model": river})
-        _log(
-            f"learner: streamserve {role:,.0f}/s; River same model {river:,.0f}/s "
-            f"({role / river:.2f} x)"
-        )
+def _learner(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
     return {
-        "examples": n,
-        "rounds": rounds,
-        "streamserve": median([r["streamserve"] for r in rounds]),
-        "river_same_model": median([r["river_same_model"] for r in rounds]),
-        "ratio": median([r["streamserve"] / r["river_same_model"] for r in rounds]),
-        "river_scaled_lr": scaled,
+        "learner": learner_bench.learner_against_river(env, a.learner_examples, a.repeats, _log)
     }
 
 
-def _models(env: Env, n: int) -> list[dict[str, Any]]:
+def _models(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    n = a.model_records
     rows = []
     records = env.records
     env.records = records[:n]
@@ -318,4 +293,38 @@ def _models(env: Env, n: int) -> list[dict[str, Any]]:
             _log(f"model {name}: scorer {run.rate:,.0f}/s, predict {cost.predict_us:.1f} µs")
     finally:
         env.records = records
-    return rows
+    return {"models": rows}
+
+
+def _scaling(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    runs = [
+        asdict(run_streamserve_scorer(env, f"{n} scorer process(es)", processes=n))
+        for n in (1, 2)
+        for _ in range(a.repeats)
+    ]
+    _log(f"scaling: {[round(r['rate']) for r in runs]}")
+    return {"scaling": runs}
+
+
+def _memory(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    _log(f"memory over {a.memory_events} events")
+    return {"memory": asdict(memory.scorer_memory(env, factory, a.memory_events))}
+
+
+def _swap(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    _log(f"hot swap: {a.swaps} swaps at {a.swap_rate}/s")
+    swap = hotswap.hot_swap(env, factory, a.swap_rate, a.swaps, a.swap_every)
+    return {"swap": asdict(swap)}
+
+
+# The sections that run on the broker, in the order they run (and the results keep).
+ON_BROKER: dict[str, Section] = {
+    "throughput": _throughput,
+    "settings": _settings,
+    "latency": _latency,
+    "learner": _learner,
+    "models": _models,
+    "scaling": _scaling,
+    "memory": _memory,
+    "swap": _swap,
+}

@@ -16,9 +16,11 @@ import yaml
 
 from streamserve.embedded import free_port
 from streamserve.kafka.admin import ensure_topics
+from streamserve.kafka.config import consumer_config, producer_config
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.settings import KafkaSettings, ScorerSettings
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.store import SnapshotStore
 from streamserve.topics import default_topics_dir, load_topic_specs
@@ -104,6 +106,21 @@ def deployment(
     return d
 
 
+def scorer_defaults() -> dict[str, dict[str, Any]]:
+    """The scorer's settings that trade latency for throughput, at the product's defaults,
+    in the shape of ``bench.run.SETTINGS`` (the ``fetch.queue.backoff.ms`` every consumer
+    is given too)."""
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9092")
+    consumer = consumer_config(kafka, "bench", lambda err: None)
+    producer = producer_config(kafka, lambda err: None)
+    scorer = ScorerSettings()
+    return {
+        "scorer": {"batch_size": scorer.batch_size, "batch_timeout_ms": scorer.batch_timeout_ms},
+        "consumer": {key: consumer[key] for key in ("fetch.wait.max.ms", "fetch.queue.backoff.ms")},
+        "producer": {"linger.ms": producer["linger.ms"]},
+    }
+
+
 def trained(spec: ModelSpec, n: int = TRAIN_RECORDS, seed: int = 42) -> Learner:
     learner = build_learner(spec)
     rng = random.Random(seed)
@@ -148,11 +165,11 @@ class Publisher:
 
 def metric_value(port: int, name: str, labels: str = "") -> float | None:
     """One sample of a deployment's /metrics, or None when absent or unreachable."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
+    return metric_in(metrics_text(port), name, labels)
+
+
+def metric_in(text: str, name: str, labels: str = "") -> float | None:
+    """The sample of ``name`` (with ``labels`` in its label set) in a /metrics text."""
     for line in text.splitlines():
         if line.startswith(name) and (not labels or labels in line):
             head, _, value = line.rpartition(" ")

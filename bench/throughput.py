@@ -205,9 +205,3 @@ class _scorers:  # noqa: N801 - a context manager used like a function
     def __exit__(self, *exc: object) -> None:
         for m in reversed(self._managers):
             m.__exit__(None, None, None)
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

@@ -11,12 +11,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
 import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,7 @@ from types import TracebackType
 
 from streamserve.errors import StreamserveError
 from streamserve.settings import Settings
+from streamserve.subprocesses import LoggedProcess, ProcessStartError, wait_for_port
 
 logger = logging.getLogger(__name__)
 
@@ -39,37 +36,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise EmbeddedError(f"{name} exited with code {proc.returncode} while starting")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise EmbeddedError(f"{name} did not listen on port {port} within {timeout_s:.0f}s")
-
-
 class _Server:
     name = "server"
 
     def __init__(self) -> None:
         self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: Path | None = None
+        self._proc: LoggedProcess | None = None
 
     def _launch(self, argv: list[str], timeout_s: float) -> None:
-        fd, log = tempfile.mkstemp(prefix=f"streamserve-{self.name}-", suffix=".log")
-        self._log = Path(log)
-        with os.fdopen(fd, "wb") as out:
-            self._proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
+        self._proc = LoggedProcess(argv, log_prefix=f"streamserve-{self.name}-")
         try:
-            _wait_for_port(self.port, self._proc, self.name, timeout_s)
-        except EmbeddedError:
+            wait_for_port(self.port, self._proc, self.name, timeout_s)
+        except ProcessStartError as exc:
+            said = self._proc.tail(10)
             self.stop()
-            raise
+            raise EmbeddedError(f"{exc}\n{said}".rstrip()) from exc
 
     @property
     def pid(self) -> int | None:
@@ -80,17 +61,8 @@ class _Server:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout_s)
-        if self._log is not None:
-            self._log.unlink(missing_ok=True)
+        if proc is not None:
+            proc.close(timeout_s)
 
     def __enter__(self) -> _Server:
         return self

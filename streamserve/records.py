@@ -6,8 +6,9 @@ work on these only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,18 +67,52 @@ class Prediction:
 
 @dataclass(frozen=True, slots=True)
 class FeatureFrame:
-    """The features of a batch's rows as columns: ``values[r, j]`` is feature ``names[j]``
-    of row ``r``. What a model that scores a matrix reads."""
+    """The features of a batch's rows as columns: what a model that scores a matrix reads.
+
+    ``values[r, j]`` is the number of feature ``names[j]`` in row ``r`` (booleans as 0/1),
+    NaN where the row has no number there (the feature is missing, null, NaN, or a
+    string). ``strings[name][r]`` is the string of feature ``name`` in row ``r``, None
+    where it has none. ``rows``, when given, are the rows' feature dicts as decoded (else
+    :meth:`row` builds them from the numbers).
+    """
 
     names: tuple[str, ...]
     values: FloatArray
+    strings: Mapping[str, Sequence[str | None]] = field(default_factory=dict)
+    rows: Sequence[Features] | None = None
 
     def __len__(self) -> int:
         return len(self.values)
 
     def row(self, r: int) -> Features:
         """Row ``r`` as the dict the per-record decoder gives."""
+        if self.rows is not None:
+            return self.rows[r]
         return dict(zip(self.names, self.values[r].tolist(), strict=True))
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[Features]) -> tuple[FeatureFrame | None, list[int]]:
+        """The rows that have the feature names of the first row (or, when fewer than
+        half do, of the first row that does not), as a frame, and their indexes; (None,
+        []) when a feature holds a value that is neither a number, a string nor null."""
+        if not rows:
+            return None, []
+        kept = _rows_named(rows, tuple(rows[0]))
+        if len(kept) * 2 < len(rows):
+            first_other = next(i for i in range(len(rows)) if i not in set(kept))
+            other = _rows_named(rows, tuple(rows[first_other]))
+            if len(other) > len(kept):
+                kept = other
+        names = tuple(rows[kept[0]])
+        picked = rows if len(kept) == len(rows) else [rows[k] for k in kept]
+        frame = _frame(names, picked)
+        if frame is None:  # some rows hold other values: leave those out
+            good = [k for k, row in zip(kept, picked, strict=True) if _plain(row)]
+            if not good:
+                return None, []
+            kept, picked = good, [rows[k] for k in good]
+            frame = _frame(names, picked)
+        return (frame, kept) if frame is not None else (None, [])
 
 
 @dataclass(slots=True)
@@ -107,10 +142,72 @@ class ColumnScores:
 
     - ``binary``: ``values`` is P(true) per row, NaN (or outside [0, 1]) where the model
       gives no probability;
-    - ``regression``: ``values`` is the predicted value, not finite where there is none.
+    - ``regression``: ``values`` is the predicted value, not finite where there is none;
+    - ``multiclass``: ``probabilities[r, k]`` is the probability of ``classes[k]`` (the
+      class labels, sorted), and ``values`` the largest of each row, NaN where the model
+      gives none.
 
     :func:`streamserve.learners.scoring.scored_row` gives row ``r`` as a :class:`Scored`.
     """
 
-    kind: Literal["binary", "regression"]
+    kind: Literal["binary", "regression", "multiclass"]
     values: FloatArray
+    classes: tuple[str, ...] = ()
+    probabilities: FloatArray | None = None
+
+
+_NUMBERS = frozenset({float, int, bool, type(None)})
+_PLAIN = _NUMBERS | {str}
+_LARGEST_INT = 2**1023  # larger ints do not convert to a double
+_NO_NUMBER = float("nan")
+
+
+def _plain(row: Features) -> bool:
+    """Whether every value is null, a string or a number a double holds."""
+    for value in row.values():
+        if type(value) not in _PLAIN:
+            return False
+        if isinstance(value, int) and abs(value) > _LARGEST_INT:
+            return False
+    return True
+
+
+def _rows_named(rows: Sequence[Features], names: tuple[str, ...]) -> list[int]:
+    """The indexes of the rows whose feature names are exactly ``names``."""
+    n = len(names)
+    if n == 0:
+        return [i for i, row in enumerate(rows) if not row]
+    if n == 1:
+        name = names[0]
+        return [i for i, row in enumerate(rows) if len(row) == 1 and name in row]
+    return [
+        i for i, row in enumerate(rows) if len(row) == n and all(name in row for name in names)
+    ]
+
+
+def _frame(names: tuple[str, ...], rows: Sequence[Features]) -> FeatureFrame | None:
+    """``rows`` (each with exactly ``names``) as a frame; None for a value of another type."""
+    if not names:
+        return FeatureFrame((), np.empty((len(rows), 0)), {}, rows)
+    columns = [[row[name] for row in rows] for name in names]
+    numeric: list[str] = []
+    numbers: list[list[FeatureValue]] = []
+    strings: dict[str, Sequence[str | None]] = {}
+    for name, column in zip(names, columns, strict=True):
+        kinds = set(map(type, column))
+        if kinds <= _NUMBERS:
+            numeric.append(name)
+            numbers.append(column)
+        elif kinds == {str}:
+            strings[name] = cast("list[str | None]", column)
+        elif kinds <= _NUMBERS | {str}:
+            numeric.append(name)
+            numbers.append([_NO_NUMBER if type(v) is str else v for v in column])
+            strings[name] = [v if isinstance(v, str) else None for v in column]
+        else:
+            return None
+    try:
+        values = np.array(numbers, dtype=np.float64).T.reshape(len(rows), len(numeric))
+    except OverflowError:  # an int beyond a double (not from a decoded record)
+        return None
+    return FeatureFrame(tuple(numeric), np.ascontiguousarray(values), strings, rows)

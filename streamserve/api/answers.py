@@ -36,11 +36,11 @@ def _finite(value: float | None) -> float | None:
 
 def tf_predictions(outcome: Outcome, event_ids: list[str | None]) -> list[dict[str, Any]]:
     version = outcome.version
-    if outcome.columns is not None:
+    if outcome.columns is not None and outcome.columns.kind != "multiclass":
         out = _tf_columns(outcome.columns, version)
     else:
         out = []
-        for s in outcome.scored or []:
+        for s in scored_list(outcome):
             item: dict[str, Any] = {"prediction": s.prediction}
             if s.probabilities is not None:
                 item["probabilities"] = s.probabilities

@@ -13,14 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Any
 
 import numpy as np
 
 from streamserve.api.exceptions import ApiError
 from streamserve.learners.base import Learner, Scored
-from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray
+from streamserve.records import ColumnScores, FeatureFrame, Features
 
 logger = logging.getLogger(__name__)
 
@@ -65,88 +63,97 @@ def score_jobs(model: Learner, version: int, jobs: Sequence[Job]) -> list[Outcom
     """Each job's outcome, scored by ``model`` in as few calls as the jobs allow."""
     results: list[Outcome | ApiError | None] = [None] * len(jobs)
     scorer = model.matrix_scorer()
-    rest: list[int] = list(range(len(jobs)))
+    rest = list(range(len(jobs)))
     if scorer is not None:
         rest = []
-        for members, frame in _frames(jobs, rest):
+        for frame, spans in _frames(jobs, rest):
             scores = scorer.score_frame(frame)
             if scores is None:  # not the model's features
-                rest.extend(members)
+                rest.extend(i for i, _, _ in spans)
                 continue
-            start = 0
-            for i in members:
-                end = start + jobs[i].size
-                results[i] = Outcome(
-                    version, columns=ColumnScores(scores.kind, scores.values[start:end])
-                )
-                start = end
+            for i, begin, end in spans:
+                results[i] = Outcome(version, columns=_rows_of(scores, begin, end))
     if rest:
         rest.sort()
-        for i, outcome in zip(
-            rest, _score_rows(model, version, [jobs[i] for i in rest]), strict=True
-        ):
+        rows = _score_rows(model, version, [jobs[i] for i in rest])
+        for i, outcome in zip(rest, rows, strict=True):
             results[i] = outcome
     return [r for r in results if r is not None]
 
 
-def _frames(jobs: Sequence[Job], rest: list[int]) -> list[tuple[list[int], FeatureFrame]]:
-    """The jobs as matrices, one per set of feature names: v2 jobs' columns, and rows of
-    plain numbers that all have the same names; the other jobs' indexes go to ``rest``."""
-    framed: dict[tuple[str, ...], list[int]] = {}
-    by_keys: dict[tuple[str, ...], list[int]] = {}
+Span = tuple[int, int, int]  # a job's index, and its rows' first and end row in a frame
+
+
+def _frames(jobs: Sequence[Job], rest: list[int]) -> list[tuple[FeatureFrame, list[Span]]]:
+    """The jobs as frames: v2 jobs' columns stacked per set of names, and every row job
+    whose rows :meth:`FeatureFrame.of_rows` takes whole; the others' indexes go to
+    ``rest``."""
+    by_names: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+    row_jobs: list[int] = []
     for i, job in enumerate(jobs):
-        if job.frame is not None:
-            framed.setdefault(job.frame.names, []).append(i)
-            continue
-        names = _common_names(job.rows or [])
-        if names is None:
-            rest.append(i)
+        if job.frame is None:
+            row_jobs.append(i)
         else:
-            by_keys.setdefault(names, []).append(i)
-    out: list[tuple[list[int], FeatureFrame]] = []
-    for names, members in framed.items():
-        parts = [jobs[i].frame.values for i in members]  # type: ignore[union-attr]
-        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        out.append((members, FeatureFrame(names, values)))
-    for names, members in by_keys.items():
-        matrix = _matrix(names, [x for i in members for x in jobs[i].rows or []])
-        if matrix is None:
-            rest.extend(members)
-        else:
-            out.append((members, FeatureFrame(names, matrix)))
+            by_names.setdefault((job.frame.names, tuple(job.frame.strings)), []).append(i)
+    out = [_stacked(jobs, members) for members in by_names.values()]
+    if row_jobs:
+        framed = _rows_frame(jobs, row_jobs, rest)
+        if framed is not None:
+            out.append(framed)
     return out
 
 
-def _common_names(rows: list[Features]) -> tuple[str, ...] | None:
-    """The first row's names when every row has as many (:func:`_matrix` then finds each
-    name in each row, or gives up: so every row has exactly these names)."""
-    if not rows or not rows[0]:
-        return None
-    names = tuple(rows[0])
-    if sum(map(len, rows)) != len(names) * len(rows):
-        return None
-    return names
+def _stacked(jobs: Sequence[Job], members: list[int]) -> tuple[FeatureFrame, list[Span]]:
+    frames = [jobs[i].frame for i in members]
+    first = frames[0]
+    assert first is not None  # members hold frames
+    spans: list[Span] = []
+    row = 0
+    for i in members:
+        spans.append((i, row, row + jobs[i].size))
+        row += jobs[i].size
+    if len(frames) == 1:
+        return first, spans
+    values = np.concatenate([f.values for f in frames if f is not None])
+    strings = {
+        name: [v for f in frames if f is not None for v in f.strings[name]]
+        for name in first.strings
+    }
+    return FeatureFrame(first.names, values, strings), spans
 
 
-def _matrix(names: tuple[str, ...], rows: list[Features]) -> FloatArray | None:
-    """The rows' values as floats when they are all plain numbers (bools count, as the
-    model's preprocessing counts them), else None."""
-    try:
-        if len(names) == 1:
-            (name,) = names
-            values: list[Any] = [(x[name],) for x in rows]
+def _rows_frame(
+    jobs: Sequence[Job], members: list[int], rest: list[int]
+) -> tuple[FeatureFrame, list[Span]] | None:
+    """The row jobs' rows as one frame, for the jobs whose rows it holds whole."""
+    rows = [x for i in members for x in jobs[i].as_rows()]
+    frame, kept = FeatureFrame.of_rows(rows)
+    if frame is None:
+        rest.extend(members)
+        return None
+    position = np.full(len(rows), -1)
+    position[kept] = np.arange(len(kept))
+    spans: list[Span] = []
+    start = 0
+    for i in members:
+        end = start + jobs[i].size
+        first, last = int(position[start]), int(position[end - 1])
+        if first >= 0 and last - first == end - 1 - start:  # every row of the job is kept
+            spans.append((i, first, last + 1))
         else:
-            get = itemgetter(*names)
-            values = [get(x) for x in rows]
-    except KeyError:  # a row without one of the names
-        return None
-    try:
-        probe = np.array(values)
-    except (ValueError, OverflowError):
-        return None
-    if probe.ndim != 2 or probe.dtype.kind not in "fiub":
-        return None
-    return probe.astype(np.float64, copy=False)
+            rest.append(i)
+        start = end
+    return (frame, spans) if spans else None
+
+
+def _rows_of(scores: ColumnScores, begin: int, end: int) -> ColumnScores:
+    probabilities = scores.probabilities
+    return ColumnScores(
+        scores.kind,
+        scores.values[begin:end],
+        scores.classes,
+        None if probabilities is None else probabilities[begin:end],
+    )
 
 
 def _score_rows(model: Learner, version: int, jobs: list[Job]) -> list[Outcome | ApiError]:

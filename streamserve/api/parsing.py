@@ -148,7 +148,7 @@ def v2_inputs(body: Any, max_instances: int) -> tuple[Instances, list[str] | Non
     if request_id is not None and type(request_id) is not str:
         raise BadRequest("'id' must be a string")
     columns: dict[str, list[Any]] = {}
-    numeric = True
+    byte_columns: set[str] = set()
     event_ids: list[str | None] = []
     n = -1
     for k, tensor in enumerate(inputs):
@@ -163,11 +163,10 @@ def v2_inputs(body: Any, max_instances: int) -> tuple[Instances, list[str] | Non
             event_ids = _event_ids(data, f"inputs[{k}]")
             continue
         columns[name] = data
-        numeric = numeric and datatype != "BYTES"
+        if datatype == "BYTES":
+            byte_columns.add(name)
     _count(n, max_instances, "rows")
-    job = Job(n, columns=columns)
-    if numeric and columns:
-        job.frame = _frame(columns, n)
+    job = Job(n, columns=columns, frame=_frame(columns, byte_columns, n))
     return Instances(job, event_ids), _outputs(obj.get("outputs")), request_id
 
 
@@ -233,11 +232,24 @@ def _event_ids(data: list[Any], where: str) -> list[str | None]:
     return data
 
 
-def _frame(columns: dict[str, list[Any]], n: int) -> FeatureFrame:
-    values = np.empty((n, len(columns)), dtype=np.float64)
-    for j, data in enumerate(columns.values()):
-        values[:, j] = [math.nan if v is None else float(v) for v in data]
-    return FeatureFrame(tuple(columns), values)
+def _frame(columns: dict[str, list[Any]], byte_columns: set[str], n: int) -> FeatureFrame:
+    """The columns as :meth:`FeatureFrame.of_rows` makes them of the same rows: numbers
+    (booleans as 0/1, NaN for null), and strings apart (a column of strings and nulls
+    also as numbers, NaN throughout, as its nulls are missing numbers)."""
+    numeric: list[str] = []
+    numbers: list[list[float]] = []
+    strings: dict[str, list[str | None]] = {}
+    for name, data in columns.items():
+        if name not in byte_columns:
+            numeric.append(name)
+            numbers.append([math.nan if v is None else float(v) for v in data])
+            continue
+        strings[name] = data
+        if None in data:
+            numeric.append(name)
+            numbers.append([math.nan] * n)
+    values = np.array(numbers, dtype=np.float64).T.reshape(n, len(numeric))
+    return FeatureFrame(tuple(numeric), np.ascontiguousarray(values), strings)
 
 
 def _outputs(raw: Any) -> list[str] | None:

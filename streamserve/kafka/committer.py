@@ -13,15 +13,27 @@ Two strategies behind one small interface:
 
 Either way a batch given up (``abandon``) is rewound: the consumer seeks back to its
 first records, which are consumed and handled again.
+
+Test hook: with the environment variable ``STREAMSERVE_TEST_HOLD_TRANSACTION_MS`` set to
+a positive number, :class:`TransactionalCommitter` holds a transaction open that many
+milliseconds after its outputs were acknowledged (they are in the log) and before its
+offsets and commit, and logs ``holding transaction open`` at WARNING when it starts to;
+with ``STREAMSERVE_TEST_HOLD_TRANSACTION_FILE`` also set, only while that file exists.
+The fault tests kill a process in that window to prove a killed transaction's records
+never count. It is for tests only; unset (the default), nothing waits.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
+from streamserve.errors import ConfigError
 from streamserve.kafka.delivery import Batch, OffsetTracker, first_offsets, next_offsets
 from streamserve.kafka.exceptions import (
     DeliveryError,
@@ -31,6 +43,22 @@ from streamserve.kafka.exceptions import (
 )
 
 logger = logging.getLogger(__name__)
+
+HOLD_TRANSACTION_ENV = "STREAMSERVE_TEST_HOLD_TRANSACTION_MS"
+HOLD_TRANSACTION_FILE_ENV = "STREAMSERVE_TEST_HOLD_TRANSACTION_FILE"
+HOLDING_MESSAGE = "holding transaction open"
+
+
+def hold_transaction_s(environ: Mapping[str, str] = os.environ) -> float:
+    """The test hook's hold in seconds (see the module docstring); 0.0 when unset."""
+    raw = environ.get(HOLD_TRANSACTION_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        ms = float(raw)
+    except ValueError:
+        raise ConfigError(HOLD_TRANSACTION_ENV, f"expected milliseconds, got {raw!r}") from None
+    return max(ms, 0.0) / 1000.0
 
 
 class Committer(Protocol):
@@ -147,11 +175,22 @@ class AtLeastOnceCommitter:
 class TransactionalCommitter:
     """One transaction per micro-batch: outputs, dead letters and input offsets together."""
 
-    def __init__(self, *, role: str, consumer: Any, producer: Any, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        role: str,
+        consumer: Any,
+        producer: Any,
+        timeout_s: float = 30.0,
+        hold_s: float | None = None,
+        hold_while: str | None = None,
+    ) -> None:
         self._role = role
         self._consumer = consumer
         self._producer = producer
         self._timeout_s = timeout_s
+        self._hold_s = hold_transaction_s() if hold_s is None else hold_s
+        self._hold_while = hold_while or os.environ.get(HOLD_TRANSACTION_FILE_ENV) or None
         self._open = False
         self.committed = 0
         self.aborted = 0
@@ -183,6 +222,11 @@ class TransactionalCommitter:
             )
             self._abort()
             raise TransactionAborted(f"{self._role}: transaction aborted: {why}")
+        if self._holds(batch):
+            logger.warning(
+                "%s: %s for %.0f ms (test hook)", self._role, HOLDING_MESSAGE, self._hold_s * 1000
+            )
+            time.sleep(self._hold_s)
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
         try:
             if offsets:
@@ -199,6 +243,12 @@ class TransactionalCommitter:
             raise FatalKafkaError(f"{self._role}: transaction failed: {exc}") from exc
         self._open = False
         self.committed += 1
+
+    def _holds(self, batch: Batch) -> bool:
+        """The test hook: hold this transaction (its outputs are in the log)?"""
+        if self._hold_s <= 0.0 or not batch.expected:
+            return False
+        return self._hold_while is None or os.path.exists(self._hold_while)
 
     def _commit_with_retries(self) -> None:
         while True:

@@ -1,16 +1,27 @@
-"""Vectorized scoring for linear River pipelines.
+"""Vectorized scoring for linear River pipelines, every task, numbers and strings.
 
-``Preprocess | StandardScaler? | LogisticRegression`` (binary, log loss) and
-``Preprocess | StandardScaler? | LinearRegression`` (squared loss) are compiled into numpy
-arrays: the numeric feature names ``Preprocess`` has seen (in a fixed order), its means and
-inverse standard deviations, the scaler's means and variances, the weights and the
-intercept. A batch of records whose keys are exactly those names is then scored with a few
+``Preprocess | StandardScaler? | estimator`` is compiled into numpy arrays when the
+estimator is
+
+- binary: ``LogisticRegression`` (log loss);
+- regression: ``LinearRegression`` (squared loss);
+- multiclass: ``SoftmaxRegression`` (cross-entropy), or ``OneVsRestClassifier`` over
+  ``LogisticRegression`` (log loss).
+
+The arrays hold what ``Preprocess`` learned of the numeric features (their names in a fixed
+order, means and inverse standard deviations, the clip), the scaler's means and
+deviations, the weights per output (one for binary and regression, one per class) and the
+intercepts. ``Preprocess`` one-hot encodes a string ``v`` of feature ``f`` as the key
+``f=v`` with the value 1.0: each such key the estimator has a weight for becomes a
+constant contribution per output (its weight times the scaled 1.0), added when a row has
+that string; a string the model never saw adds nothing, as in River. A numeric feature
+the row lacks (missing, null, NaN, infinite, or a string) is imputed as ``Preprocess``
+imputes it (0 after standardization); features the model never saw add nothing.
+
+A batch of rows (:class:`~streamserve.records.FeatureFrame`) is then scored with a few
 array operations instead of three dict transforms per record; the result equals River's
-``predict_proba_one`` / ``predict_one`` to rounding (|difference| < 1e-9, tested).
-
-Any record the arrays cannot represent exactly (a string feature, a missing or unknown
-feature, a number too large for a float) is reported back so the caller scores it with
-River per record. Any other model does not compile (:func:`compile_linear` returns None).
+``predict_proba_one`` / ``predict_one`` to rounding (|difference| < 1e-9, property-tested).
+Any other model does not compile (:func:`compile_linear` returns None).
 
 A compiled model is a copy of the learned state at compile time: compile again after the
 model learns (``RiverLearner`` drops its compiled copy in ``learn_one``).
@@ -18,24 +29,22 @@ model learns (``RiverLearner`` drops its compiled copy in ``learn_one``).
 
 from __future__ import annotations
 
-import math
-import operator
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
-from river import compose, linear_model, optim, preprocessing
+from river import compose, linear_model, multiclass, optim, preprocessing
 
 from streamserve.learners.base import Scored
 from streamserve.learners.preprocessing import Preprocess
-from streamserve.learners.scoring import binary_scored, scored_from_value
+from streamserve.learners.scoring import scored_row
 from streamserve.learners.spec import Task
 from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray
 
-_NUMERIC_KINDS = frozenset("fiub")
-_PLAIN_NUMBERS = (float, int, bool, type(None))
 _SIGMOID_CLAMP = 30.0  # river.utils.math.sigmoid saturates beyond ±30
+
+Link = Literal["sigmoid", "identity", "softmax", "one_vs_rest"]
 
 
 @dataclass(frozen=True)
@@ -43,78 +52,92 @@ class CompiledLinear:
     """A linear pipeline's learned state as arrays; see the module docstring."""
 
     task: Task
-    names: tuple[str, ...]
+    link: Link
+    classes: tuple[str, ...]  # multiclass: the class labels, sorted (the output order)
+    names: tuple[str, ...]  # the numeric features Preprocess knows
     pre_mean: FloatArray
     pre_inv_std: FloatArray
     clip: float
     scaler_mean: FloatArray | None
     scaler_std: FloatArray | None  # 0 where the scaler's variance is 0 (output 0)
-    weights: FloatArray
-    intercept: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_keys", frozenset(self.names))
-        getter: Callable[[Features], Any] = operator.itemgetter(*self.names)
-        if len(self.names) == 1:
-            single = getter
-            getter = lambda x: (single(x),)  # noqa: E731
-        object.__setattr__(self, "_row", getter)
-        object.__setattr__(self, "_orders", {})
+    weights: FloatArray  # (features, outputs)
+    intercept: FloatArray  # (outputs,)
+    onehot: Mapping[str, FloatArray]  # "f=v" -> what the key adds to each output
+    _columns: dict[tuple[str, ...], tuple[list[int], list[int]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def predict_many(self, xs: Sequence[Features]) -> tuple[list[Scored | None], list[int]]:
-        """Scores for the records the arrays represent exactly, and the indexes of the
-        others (their slot is None): score those per record with the River model."""
-        keys: frozenset[str] = self._keys  # type: ignore[attr-defined]
-        row: Callable[[Features], Any] = self._row  # type: ignore[attr-defined]
+        """Scores for the records the arrays represent, and the indexes of the others
+        (their slot is None): score those per record with the River model."""
         out: list[Scored | None] = [None] * len(xs)
-        rest: list[int] = []
-        fast: list[int] = []
-        rows: list[Any] = []
-        for i, x in enumerate(xs):
-            if x.keys() == keys:
-                fast.append(i)
-                rows.append(row(x))
-            else:
-                rest.append(i)
-        if not rows:
-            return out, rest
-        matrix = _as_matrix(rows, fast, rest)
-        if matrix is None:
-            rest.sort()
-            return out, rest
-        values, fast = matrix
-        for i, scored in zip(fast, self._score(values), strict=True):
-            out[i] = scored
-        rest.sort()
-        return out, rest
+        frame, kept = FeatureFrame.of_rows(xs)
+        if frame is None:
+            return out, list(range(len(xs)))
+        scores = self.score_frame(frame)
+        for r, i in enumerate(kept):
+            out[i] = scored_row(scores, r)
+        if len(kept) == len(xs):
+            return out, []
+        taken = set(kept)
+        return out, [i for i in range(len(xs)) if i not in taken]
 
-    def score_frame(self, frame: FeatureFrame) -> ColumnScores | None:
-        """Every row of ``frame`` (columns in any order) scored exactly as
-        :meth:`predict_many` scores the same rows as dicts (P(true), NaN where that gives
-        no probability; or the value); None when the columns are not the model's."""
-        values = frame.values
-        if frame.names != self.names:
-            order = self._column_order(frame.names)
-            if order is None:
-                return None
-            values = values[:, order]
-        raw = self.raw(values)
-        if self.task is Task.BINARY:
-            return ColumnScores("binary", _p_true(raw))
-        return ColumnScores("regression", raw)
+    def score_frame(self, frame: FeatureFrame) -> ColumnScores:
+        """Every row of ``frame`` scored exactly as River scores the same row as a dict."""
+        raw = self.raw(self._numbers(frame)) + self._strings(frame)
+        if self.link == "sigmoid":
+            return ColumnScores("binary", _p_true(raw[:, 0]))
+        if self.link == "identity":
+            return ColumnScores("regression", raw[:, 0])
+        probabilities = _softmax(raw) if self.link == "softmax" else _one_vs_rest(raw)
+        with np.errstate(invalid="ignore"):
+            top = probabilities.max(axis=1) if self.classes else np.full(len(raw), np.nan)
+        return ColumnScores("multiclass", top, self.classes, probabilities)
 
-    def _column_order(self, names: tuple[str, ...]) -> list[int] | None:
-        orders: dict[tuple[str, ...], list[int] | None] = self._orders  # type: ignore[attr-defined]
-        if names not in orders:
-            where = {name: i for i, name in enumerate(names)}
-            fits = len(where) == len(names) and where.keys() == self._keys  # type: ignore[attr-defined]
-            if len(orders) >= 64:
-                orders.clear()
-            orders[names] = [where[name] for name in self.names] if fits else None
-        return orders[names]
+    def _numbers(self, frame: FeatureFrame) -> FloatArray:
+        """The frame's numbers of the model's numeric features, in the model's order; NaN
+        (imputed) for the features the frame lacks."""
+        if frame.names == self.names:
+            return frame.values
+        taken, where = self._columns_of(frame.names)
+        values = np.full((len(frame), len(self.names)), np.nan)
+        values[:, where] = frame.values[:, taken]
+        return values
+
+    def _columns_of(self, names: tuple[str, ...]) -> tuple[list[int], list[int]]:
+        """For a frame with columns ``names``: which columns hold the model's features, and
+        where each goes in the model's order."""
+        known = self._columns.get(names)
+        if known is None:
+            position = {name: j for j, name in enumerate(self.names)}
+            pairs = [(k, position[n]) for k, n in enumerate(names) if n in position]
+            known = ([k for k, _ in pairs], [j for _, j in pairs])
+            if len(self._columns) >= 64:
+                self._columns.clear()
+            self._columns[names] = known
+        return known
+
+    def _strings(self, frame: FeatureFrame) -> FloatArray:
+        """What the rows' strings add to each output (their one-hot keys' weights)."""
+        added = np.zeros((len(frame), len(self.intercept)))
+        onehot = self.onehot
+        if not onehot:
+            return added
+        for name, column in frame.strings.items():
+            index: dict[str | None, int] = {}
+            codes = [index.setdefault(value, len(index)) for value in column]
+            table = np.zeros((len(index), len(self.intercept)))
+            for value, code in index.items():
+                contribution = None if value is None else onehot.get(f"{name}={value}")
+                if contribution is not None:
+                    table[code] = contribution
+            if table.any():
+                added += table[np.array(codes, dtype=np.intp)]
+        return added
 
     def raw(self, values: FloatArray) -> FloatArray:
-        """The linear model's raw output (logit or value) for rows of feature values."""
+        """The linear outputs (logits or values), one column per output, for rows of the
+        model's numeric features, before the strings' part."""
         with np.errstate(all="ignore"):
             z = (values - self.pre_mean) * self.pre_inv_std
             z = np.clip(z, -self.clip, self.clip)
@@ -127,15 +150,9 @@ class CompiledLinear:
             result: FloatArray = z @ self.weights + self.intercept
         return result
 
-    def _score(self, values: FloatArray) -> list[Scored]:
-        raw = self.raw(values)
-        if self.task is Task.REGRESSION:
-            return list(map(scored_from_value, raw.tolist()))
-        return list(map(binary_scored, _p_true(raw).tolist()))
-
 
 def _p_true(raw: FloatArray) -> FloatArray:
-    """P(true) from the logits, as River's sigmoid and scored_from_binary_proba give it."""
+    """P(true) from logits, as River's sigmoid and scored_from_binary_proba give it."""
     with np.errstate(over="ignore", invalid="ignore"):
         p = 1.0 / (1.0 + np.exp(-raw))
         p = np.where(raw < -_SIGMOID_CLAMP, 0.0, np.where(raw > _SIGMOID_CLAMP, 1.0, p))
@@ -144,84 +161,160 @@ def _p_true(raw: FloatArray) -> FloatArray:
     return result
 
 
-def _as_matrix(
-    rows: list[Any], fast: list[int], rest: list[int]
-) -> tuple[FloatArray, list[int]] | None:
-    """Rows of plain numbers (None for missing) as a float matrix; rows holding anything
-    else move from ``fast`` to ``rest``. None when no row is left."""
-    try:
-        probe = np.array(rows)
-    except (ValueError, OverflowError):
-        probe = None
-    if probe is not None and probe.ndim == 2 and probe.dtype.kind in _NUMERIC_KINDS:
-        return probe.astype(np.float64, copy=False), fast
-    kept_rows: list[list[float]] = []
-    kept: list[int] = []
-    for i, values in zip(fast, rows, strict=True):
-        if all(type(v) in _PLAIN_NUMBERS for v in values):
-            try:
-                kept_rows.append([math.nan if v is None else float(v) for v in values])
-            except OverflowError:
-                rest.append(i)
-                continue
-            kept.append(i)
-        else:
-            rest.append(i)
-    if not kept:
+def _softmax(raw: FloatArray) -> FloatArray:
+    """Class probabilities from logits, as River's softmax then the multiclass
+    normalization give them."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(raw - raw.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        result: FloatArray = p / p.sum(axis=1, keepdims=True)
+    return result
+
+
+def _one_vs_rest(raw: FloatArray) -> FloatArray:
+    """Class probabilities from each class's logit, as ``OneVsRestClassifier`` over
+    logistic regressions gives them: P(true) per class, normalized (uniform when all 0)."""
+    p = _p_true(raw)
+    with np.errstate(invalid="ignore"):
+        total = p.sum(axis=1, keepdims=True)
+        uniform = np.full_like(p, 1.0 / max(1, p.shape[1]))
+        result: FloatArray = np.where(total > 0.0, p / np.where(total > 0.0, total, 1.0), uniform)
+        result = result / result.sum(axis=1, keepdims=True)
+    return result
+
+
+# -- compiling -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Output:
+    """One linear output: weights by transformed key, and the intercept."""
+
+    weights: Mapping[Any, float]
+    intercept: float
+
+
+def _outputs(estimator: Any, task: Task) -> tuple[Link, tuple[str, ...], list[_Output]] | None:
+    """The estimator's link, classes and outputs, when it is one this module compiles."""
+    kind = type(estimator)
+    if task is Task.BINARY and kind is linear_model.LogisticRegression:
+        if type(estimator.loss) is optim.losses.Log:
+            return "sigmoid", (), [_glm(estimator)]
+    elif task is Task.REGRESSION and kind is linear_model.LinearRegression:
+        if type(estimator.loss) is optim.losses.Squared:
+            return "identity", (), [_glm(estimator)]
+    elif task is Task.MULTICLASS and kind is linear_model.SoftmaxRegression:
+        if type(estimator.loss) is optim.losses.CrossEntropy and estimator.weights:
+            classes = _classes(estimator.weights)
+            if classes is not None:
+                labels, order = classes
+                weights = list(estimator.weights.values())
+                return "softmax", labels, [_Output(dict(weights[k]), 0.0) for k in order]
+    elif task is Task.MULTICLASS and kind is multiclass.OneVsRestClassifier:
+        return _one_vs_rest_outputs(estimator)
+    return None
+
+
+def _one_vs_rest_outputs(estimator: Any) -> tuple[Link, tuple[str, ...], list[_Output]] | None:
+    members = list(estimator.classifiers.values())
+    if not members or any(
+        type(m) is not linear_model.LogisticRegression or type(m.loss) is not optim.losses.Log
+        for m in members
+    ):
         return None
-    return np.array(kept_rows, dtype=np.float64), kept
+    classes = _classes(estimator.classifiers)
+    if classes is None:
+        return None
+    labels, order = classes
+    return "one_vs_rest", labels, [_glm(members[k]) for k in order]
+
+
+def _glm(estimator: Any) -> _Output:
+    """A River linear model's weights and intercept."""
+    return _Output(estimator._weights.to_dict(), float(estimator.intercept))
+
+
+def _classes(by_label: Mapping[Any, Any]) -> tuple[tuple[str, ...], list[int]] | None:
+    """The labels as text, sorted, and where each is in ``by_label``; None when two labels
+    read the same as text."""
+    labels = [label if isinstance(label, str) else str(label) for label in by_label]
+    if len(set(labels)) != len(labels):
+        return None
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    return tuple(labels[k] for k in order), order
+
+
+def _linear_steps(model: Any) -> tuple[Preprocess, Any, Any] | None:
+    """The pipeline's Preprocess, its StandardScaler (or None) and its last step, when it
+    is ``Preprocess | StandardScaler? | estimator``; else None."""
+    if not isinstance(model, compose.Pipeline):
+        return None
+    steps = list(model.steps.values())
+    if len(steps) not in (2, 3) or type(steps[0]) is not Preprocess:
+        return None
+    scaler: Any = steps[1] if len(steps) == 3 else None
+    if scaler is not None and (
+        type(scaler) is not preprocessing.StandardScaler
+        or not scaler.with_std
+        or scaler.window_size is not None
+    ):
+        return None
+    return steps[0], scaler, steps[-1]
 
 
 def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
     """Arrays for ``model`` when it is a linear pipeline this module handles, else None."""
-    if not isinstance(model, compose.Pipeline):
+    steps = _linear_steps(model)
+    if steps is None:
         return None
-    steps = list(model.steps.values())
-    if not steps or type(steps[0]) is not Preprocess:
+    pre, scaler, estimator = steps
+    outputs = _outputs(estimator, task)
+    if outputs is None:
         return None
-    pre: Preprocess = steps[0]
-    scaler: Any = None
-    if len(steps) == 3:
-        scaler = steps[1]
-        if (
-            type(scaler) is not preprocessing.StandardScaler
-            or not scaler.with_std
-            or getattr(scaler, "window_size", None) is not None
-        ):
-            return None
-    elif len(steps) != 2:
-        return None
-    last = steps[-1]
-    if task is Task.BINARY:
-        if type(last) is not linear_model.LogisticRegression:
-            return None
-        if type(last.loss) is not optim.losses.Log:
-            return None
-    elif task is Task.REGRESSION:
-        if type(last) is not linear_model.LinearRegression:
-            return None
-        if type(last.loss) is not optim.losses.Squared:
-            return None
-    else:
-        return None
+    link, classes, parts = outputs
     stats = pre._stats
     names = tuple(name for name in stats if type(name) is str)
-    if not names or len(names) != len(stats):
+    # A numeric feature named like a one-hot key would share its slot in River's dict.
+    if len(names) != len(stats) or any("=" in name for name in names):
         return None
-    weights = last._weights.to_dict()
+    weights = np.array([[float(p.weights.get(n, 0.0)) for p in parts] for n in names])
+    onehot = _onehot(parts, set(names), scaler)
     scaler_mean = scaler_std = None
     if scaler is not None:
         scaler_mean = np.array([float(scaler.means.get(n, 0.0)) for n in names])
-        variances = [float(scaler.vars.get(n, 0.0)) for n in names]
-        scaler_std = np.array([v**0.5 if v else 0.0 for v in variances])
+        scaler_std = np.array([_std(scaler, n) for n in names])
     return CompiledLinear(
         task=task,
+        link=link,
+        classes=classes,
         names=names,
         pre_mean=np.array([stats[n][1] for n in names], dtype=np.float64),
         pre_inv_std=np.array([stats[n][3] for n in names], dtype=np.float64),
         clip=float(pre.clip),
         scaler_mean=scaler_mean,
         scaler_std=scaler_std,
-        weights=np.array([float(weights.get(n, 0.0)) for n in names], dtype=np.float64),
-        intercept=float(last.intercept),
+        weights=weights.reshape(len(names), len(parts)),
+        intercept=np.array([p.intercept for p in parts], dtype=np.float64),
+        onehot=onehot,
     )
+
+
+def _std(scaler: Any, key: Any) -> float:
+    variance = float(scaler.vars.get(key, 0.0))
+    return variance**0.5 if variance else 0.0
+
+
+def _onehot(parts: list[_Output], numeric: set[str], scaler: Any) -> dict[str, FloatArray]:
+    """What each one-hot key adds to each output when a row has it: the key's weight
+    times 1.0 as the scaler (if any) scales it."""
+    keys = {k for p in parts for k in p.weights if type(k) is str and k not in numeric}
+    onehot: dict[str, FloatArray] = {}
+    for key in keys:
+        value = 1.0
+        if scaler is not None:
+            std = _std(scaler, key)
+            value = (1.0 - float(scaler.means.get(key, 0.0))) / std if std else 0.0
+        contribution = np.array([float(p.weights.get(key, 0.0)) * value for p in parts])
+        if contribution.any():
+            onehot[key] = contribution
+    return onehot

@@ -85,4 +85,10 @@ def scored_row(scores: ColumnScores, r: int) -> Scored:
     value = float(scores.values[r])
     if scores.kind == "binary":
         return binary_scored(value)
-    return scored_from_value(value)
+    if scores.kind == "regression":
+        return scored_from_value(value)
+    if scores.probabilities is None or not 0.0 <= value <= 1.0:
+        return unscored_classification()
+    row = scores.probabilities[r].tolist()
+    best = max(range(len(row)), key=row.__getitem__)
+    return Scored(scores.classes[best], dict(zip(scores.classes, row, strict=True)), row[best])

@@ -14,8 +14,10 @@ from streamserve.serde.exceptions import DecodeError, SerdeError
 from streamserve.serde.fast.event_columns import AvroEventColumnsReader
 from streamserve.serde.fast.example_rows import AvroExampleRowsReader
 from streamserve.serde.fast.fit import fits
+from streamserve.serde.fast.json_events import FirstFormatReader, JsonEventColumnsReader
 from streamserve.serde.fast.layouts import EventLayouts, ExampleLayouts
 from streamserve.serde.fast.prediction_columns import PredictionColumnsWriter
+from streamserve.serde.fast.prediction_json import JsonPredictionColumnsWriter
 from streamserve.serde.fast.prediction_writer import PredictionWriter
 from streamserve.serde.fast.protocols import (
     EventBatchDecoder,
@@ -123,14 +125,17 @@ class Serde:
     def event_decoder(self) -> Decoder[Event]:
         return self.event_decoders()[0]
 
-    def event_decoders(self) -> tuple[Decoder[Event], EventBatchDecoder | None]:
-        """Events per record, and a whole batch at once when the fast codecs fit (no
-        registry, the bundled event schema); both share what the fast path learned."""
+    def event_decoders(self) -> tuple[Decoder[Event], EventBatchDecoder]:
+        """Events per record, and a whole batch at once: JSON batches always, Avro ones
+        when the fast codecs fit (no registry, the bundled event schema); both decoders
+        share what the fast path learned."""
         if not self._fast_fits(_EVENT):
-            return self._decoder(_EVENT, event_from_avro, event_from_json), None
+            decoder = self._decoder(_EVENT, event_from_avro, event_from_json)
+            return decoder, FirstFormatReader(None, JsonEventColumnsReader())
         layouts = EventLayouts()
         decoder = self._decoder(_EVENT, event_from_avro, event_from_json, layouts)
-        return decoder, AvroEventColumnsReader(self._local_header(_EVENT), layouts)
+        avro = AvroEventColumnsReader(self._local_header(_EVENT), layouts)
+        return decoder, FirstFormatReader(avro, JsonEventColumnsReader())
 
     def label_decoder(self) -> Decoder[Label]:
         return self._decoder(_LABEL, label_from_avro, label_from_json)
@@ -160,7 +165,7 @@ class Serde:
         output is Avro with the bundled prediction schema."""
         if self._output_format == "json":
             encoder = JsonEncoder(partial(prediction_to_dict, finite_only=True), allow_nan=False)
-            return encoder, None
+            return encoder, JsonPredictionColumnsWriter()
         schema_id = self._schema_id(_PREDICTION)
         writer = AvroBodyWriter(self._catalog.schema(_PREDICTION.schema), schema_id)
         to_dict = partial(prediction_to_dict, finite_only=False)

@@ -25,3 +25,13 @@ class SnapshotLoadError(SnapshotError):
 
 class FencedError(SnapshotError):
     """A publish was refused: the lease is not held or the version is not newer."""
+
+
+class RolledBackError(SnapshotError):
+    """A checkpoint was refused: the model was rolled back since the learner's state was
+    taken; it continues from ``version``."""
+
+    def __init__(self, model: str, version: int | None) -> None:
+        super().__init__(f"{model}: rolled back to v{version}; continue from there")
+        self.model = model
+        self.version = version

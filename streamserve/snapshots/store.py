@@ -6,6 +6,13 @@ Keys for model ``m`` (the ``{m}`` hash tag keeps them in one Redis Cluster slot)
     {prefix}:{m}:versions   ZSET of versions       {prefix}:{m}:latest    newest version
     {prefix}:{m}:serving    what scorers load      {prefix}:{m}:pinned    set while pinned
     {prefix}:{m}:lease      learner leadership     {prefix}:{m}:notify    pub/sub channel
+    {prefix}:{m}:aliases    HASH alias -> version  {prefix}:{m}:epoch     rollbacks so far
+    {prefix}:{m}:resume     the version a rollback made the learner continue from
+
+A rollback to ``v`` points ``serving`` at ``v``, records ``v`` in ``resume`` and moves the
+``epoch`` on: the learner's next checkpoint, made from the state it had, is refused
+(:class:`~streamserve.snapshots.exceptions.RolledBackError`); it reloads ``v`` and goes on
+from there, and its first checkpoint after that (parent ``v``) clears ``resume``.
 
 Every change that moves a pointer is one Lua script, so no reader ever sees a pointer to a
 snapshot that is not completely written.
@@ -14,6 +21,7 @@ snapshot that is not completely written.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -23,6 +31,7 @@ from redis.client import PubSub
 from streamserve.snapshots.codec import SnapshotMeta, peek_meta
 from streamserve.snapshots.exceptions import (
     FencedError,
+    RolledBackError,
     SnapshotError,
     SnapshotFormatError,
     SnapshotNotFoundError,
@@ -30,16 +39,21 @@ from streamserve.snapshots.exceptions import (
 
 logger = logging.getLogger(__name__)
 
-# Removes the oldest versions beyond `keep`, never the serving or the latest one. Expects
-# locals `versions_key`, `serving`, `latest`, `base` and `keep` from the including script.
+_ALIAS = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Removes the oldest versions beyond `keep`, never the serving, the latest or an aliased
+# one. Expects locals `versions_key`, `serving`, `latest`, `base`, `keep` and `aliased` (a
+# list of versions) from the including script.
 _PRUNE_LUA = """
 local pruned = 0
+local kept = {}
+for _, a in ipairs(aliased) do kept[a] = true end
 local all = redis.call('ZRANGE', versions_key, 0, -1)
 local excess = #all - keep
 local i = 1
 while excess > 0 and i <= #all do
   local v = all[i]
-  if v ~= serving and v ~= latest then
+  if v ~= serving and v ~= latest and not kept[v] then
     redis.call('DEL', base .. 'snap:' .. v, base .. 'meta:' .. v)
     redis.call('ZREM', versions_key, v)
     excess = excess - 1
@@ -49,12 +63,17 @@ while excess > 0 and i <= #all do
 end
 """
 
-# KEYS: snap, meta, versions, latest, serving, pinned, lease
-# ARGV: version, blob, meta_json, check_lease ('1'/'0'), lease_token, keep, channel, base
+# KEYS: snap, meta, versions, latest, serving, pinned, lease, epoch, resume, aliases
+# ARGV: version, blob, meta_json, check_lease ('1'/'0'), lease_token, keep, channel, base,
+#       epoch ('' to skip the check), continue_from ('1': serve it and make the learner
+#       continue from it, as a rollback does)
 _PUBLISH_LUA = (
     """
 if ARGV[4] == '1' and redis.call('GET', KEYS[7]) ~= ARGV[5] then
   return {1, ''}
+end
+if ARGV[9] ~= '' and (redis.call('GET', KEYS[8]) or '0') ~= ARGV[9] then
+  return {3, redis.call('GET', KEYS[9]) or ''}
 end
 local latest = redis.call('GET', KEYS[4])
 if latest and tonumber(latest) >= tonumber(ARGV[1]) then
@@ -64,6 +83,12 @@ redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[1])
 redis.call('SET', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[9])
+if ARGV[10] == '1' then
+  redis.call('DEL', KEYS[6])
+  redis.call('SET', KEYS[9], ARGV[1])
+  redis.call('INCR', KEYS[8])
+end
 local moved = 0
 if redis.call('EXISTS', KEYS[6]) == 0 then
   redis.call('SET', KEYS[5], ARGV[1])
@@ -75,6 +100,7 @@ local serving = redis.call('GET', KEYS[5])
 latest = ARGV[1]
 local base = ARGV[8]
 local keep = tonumber(ARGV[6])
+local aliased = redis.call('HVALS', KEYS[10])
 """
     + _PRUNE_LUA
     + """
@@ -94,11 +120,12 @@ redis.call('PUBLISH', ARGV[2], ARGV[1])
 return 1
 """
 
-# KEYS: versions, latest, serving, pinned
+# KEYS: versions, latest, serving, pinned, aliases
 # ARGV: keep, channel, base
 _UNPIN_LUA = (
     """
 redis.call('DEL', KEYS[4])
+local aliased = redis.call('HVALS', KEYS[5])
 local latest = redis.call('GET', KEYS[2])
 if not latest then
   return {0, 0}
@@ -116,9 +143,34 @@ return {1, pruned}
 """
 )
 
+# KEYS: versions, serving, pinned, snap, epoch, resume
+# ARGV: version, channel
+_ROLLBACK_LUA = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+redis.call('SET', KEYS[6], ARGV[1])
+local epoch = redis.call('INCR', KEYS[5])
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+return epoch
+"""
+
+# KEYS: versions, aliases, snap
+# ARGV: alias, version
+_ALIAS_LUA = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('EXISTS', KEYS[3]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
 _PUBLISH_OK = 0
 _PUBLISH_LEASE_NOT_HELD = 1
 _PUBLISH_NOT_NEWER = 2
+_PUBLISH_ROLLED_BACK = 3
 
 
 def _as_int(raw: Any) -> int | None:
@@ -130,6 +182,11 @@ def _as_int(raw: Any) -> int | None:
         return int(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise SnapshotFormatError(f"expected an integer in Redis, got {raw!r:.40}") from exc
+
+
+def _check_alias(alias: str) -> None:
+    if not isinstance(alias, str) or not alias or not _ALIAS.fullmatch(alias):
+        raise SnapshotError(f"alias must be letters, digits, '-' or '_', got {alias!r}")
 
 
 def _check_version(version: int) -> None:
@@ -195,6 +252,8 @@ class SnapshotStore:
         self._publish = redis.register_script(_PUBLISH_LUA)
         self._pin = redis.register_script(_PIN_LUA)
         self._unpin = redis.register_script(_UNPIN_LUA)
+        self._rollback = redis.register_script(_ROLLBACK_LUA)
+        self._alias = redis.register_script(_ALIAS_LUA)
 
     @property
     def prefix(self) -> str:
@@ -235,13 +294,34 @@ class SnapshotStore:
     def notify_channel(self, model: str) -> str:
         return f"{self._base(model)}notify"
 
+    def aliases_key(self, model: str) -> str:
+        return f"{self._base(model)}aliases"
+
+    def epoch_key(self, model: str) -> str:
+        return f"{self._base(model)}epoch"
+
+    def resume_key(self, model: str) -> str:
+        return f"{self._base(model)}resume"
+
     # -- writes ----------------------------------------------------------------------
 
-    def publish(self, meta: SnapshotMeta, blob: bytes, *, lease_token: str | None = None) -> None:
+    def publish(
+        self,
+        meta: SnapshotMeta,
+        blob: bytes,
+        *,
+        lease_token: str | None = None,
+        epoch: int | None = None,
+        continue_from: bool = False,
+    ) -> None:
         """Store ``blob`` as ``meta.version`` and move ``latest`` (and ``serving``) to it.
 
         ``blob`` must be the output of ``SnapshotCodec.encode`` for ``meta``; the unsigned
         metadata copy is taken from the blob's header so that it carries the checksum.
+        With ``epoch`` (the learner's), a rollback since then refuses the write
+        (:class:`RolledBackError`, naming the version to continue from). With
+        ``continue_from`` (an imported version) it is served at once and the learner
+        continues from it, as after a rollback to it.
         """
         if lease_token is not None and (not isinstance(lease_token, str) or not lease_token):
             raise SnapshotError("lease_token must be a non-empty string or None")
@@ -264,6 +344,9 @@ class SnapshotStore:
                 self.serving_key(model),
                 self.pinned_key(model),
                 self.lease_key(model),
+                self.epoch_key(model),
+                self.resume_key(model),
+                self.aliases_key(model),
             ],
             args=[
                 version,
@@ -274,11 +357,15 @@ class SnapshotStore:
                 self._keep,
                 self.notify_channel(model),
                 base,
+                "" if epoch is None else str(epoch),
+                "1" if continue_from else "0",
             ],
         )
         code = int(reply[0])
         if code == _PUBLISH_LEASE_NOT_HELD:
             raise FencedError(f"{model}: lease not held")
+        if code == _PUBLISH_ROLLED_BACK:
+            raise RolledBackError(model, _as_int(reply[1]))
         if code == _PUBLISH_NOT_NEWER:
             raise FencedError(
                 f"{model}: version {version} is not newer than latest {_as_int(reply[1])}"
@@ -317,10 +404,56 @@ class SnapshotStore:
                 self.latest_key(model),
                 self.serving_key(model),
                 self.pinned_key(model),
+                self.aliases_key(model),
             ],
             args=[self._keep, self.notify_channel(model), self._base(model)],
         )
         logger.info("unpinned %s; pruned %d old version(s)", model, int(reply[1]))
+
+    def rollback(self, model: str, version: int) -> int:
+        """Serve ``version`` and make the learner continue from it (it reloads it at its
+        next checkpoint; new versions then descend from it); returns the new epoch. A pin
+        is released: ``serving`` follows the learner's checkpoints again."""
+        _check_version(version)
+        epoch = int(
+            self._rollback(
+                keys=[
+                    self.versions_key(model),
+                    self.serving_key(model),
+                    self.pinned_key(model),
+                    self.snap_key(model, version),
+                    self.epoch_key(model),
+                    self.resume_key(model),
+                ],
+                args=[version, self.notify_channel(model)],
+            )
+        )
+        if epoch == 0:
+            raise SnapshotNotFoundError(f"{model}: version {version} is not in the store")
+        logger.info("rolled %s back to v%d (epoch %d)", model, version, epoch)
+        return epoch
+
+    def set_alias(self, model: str, alias: str, version: int) -> None:
+        """Point ``alias`` (``champion``, ``challenger``, any name) at ``version``; aliased
+        versions are never pruned."""
+        _check_alias(alias)
+        _check_version(version)
+        done = self._alias(
+            keys=[
+                self.versions_key(model),
+                self.aliases_key(model),
+                self.snap_key(model, version),
+            ],
+            args=[alias, version],
+        )
+        if int(done) != 1:
+            raise SnapshotNotFoundError(f"{model}: version {version} is not in the store")
+        logger.info("alias %s of %s now points at v%d", alias, model, version)
+
+    def delete_alias(self, model: str, alias: str) -> bool:
+        """Remove ``alias``; False when it did not exist."""
+        _check_alias(alias)
+        return bool(self._redis.hdel(self.aliases_key(model), alias))
 
     # -- reads -----------------------------------------------------------------------
 
@@ -332,6 +465,24 @@ class SnapshotStore:
 
     def is_pinned(self, model: str) -> bool:
         return bool(self._redis.exists(self.pinned_key(model)))
+
+    def aliases(self, model: str) -> dict[str, int]:
+        """Every alias of ``model`` and the version it points at."""
+        raw = self._redis.hgetall(self.aliases_key(model))
+        out: dict[str, int] = {}
+        for name, value in raw.items():
+            version = _as_int(value)
+            if version is not None:
+                out[name.decode() if isinstance(name, bytes) else str(name)] = version
+        return dict(sorted(out.items()))
+
+    def epoch(self, model: str) -> int:
+        """How many rollbacks ``model`` has had (what the learner passes to ``publish``)."""
+        return _as_int(self._redis.get(self.epoch_key(model))) or 0
+
+    def resume_version(self, model: str) -> int | None:
+        """The version a rollback made the learner continue from, until it checkpoints."""
+        return _as_int(self._redis.get(self.resume_key(model)))
 
     def get_blob(self, model: str, version: int) -> bytes | None:
         _check_version(version)

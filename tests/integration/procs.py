@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 
+from streamserve.subprocesses import LoggedProcess, started
 from tests.integration.harness import TEST_KEY
 
 
@@ -33,32 +30,11 @@ def role_env(bootstrap: str, redis_url: str, uid: str, **extra: str) -> dict[str
     return env
 
 
-@contextmanager
-def streamserve(args: list[str], env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``streamserve ARGS``; on exit, SIGTERM it, then SIGKILL if it lingers."""
-    log = Path(tempfile.mkstemp(prefix="streamserve-test-", suffix=".log")[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamserve.cli", *args],
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    proc.log_path = log  # type: ignore[attr-defined]
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.unlink(missing_ok=True)
-
-
-def output(proc: subprocess.Popen[bytes]) -> str:
-    path: Path = proc.log_path  # type: ignore[attr-defined]
-    return path.read_text(errors="replace") if path.exists() else ""
+def streamserve(args: list[str], env: Mapping[str, str]) -> AbstractContextManager[LoggedProcess]:
+    """Run ``streamserve ARGS`` for the block; then SIGTERM it, SIGKILL if it lingers 60 s."""
+    return started(
+        [sys.executable, "-m", "streamserve.cli", *args],
+        env=env,
+        log_prefix="streamserve-test-",
+        stop_timeout_s=60.0,
+    )

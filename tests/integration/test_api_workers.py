@@ -10,7 +10,7 @@ import httpx
 
 from streamserve.wiring import Runtime
 from tests.integration.harness import make_settings, wait_for
-from tests.integration.procs import output, role_env, streamserve
+from tests.integration.procs import role_env, streamserve
 from tests.integration.test_api import _publish, _trained
 
 
@@ -42,9 +42,9 @@ def test_workers_share_the_port_and_follow_new_versions(
     )
     with streamserve(["api"], env) as proc:
         wait_for(
-            lambda: "metrics on" in output(proc) or proc.poll() is not None, 60, "the API to start"
+            lambda: "metrics on" in proc.output() or proc.poll() is not None, 60, "the API to start"
         )
-        log = output(proc)
+        log = proc.output()
         assert proc.poll() is None, log
         url = re.search(r"api on (http://\S+) ", log).group(1)  # type: ignore[union-attr]
         metrics = re.search(r"metrics on (http://\S+)", log).group(1)  # type: ignore[union-attr]
@@ -57,7 +57,7 @@ def test_workers_share_the_port_and_follow_new_versions(
 
         wait_for(ready, 60, "the workers to be ready")
         # both workers up: their logs say so
-        wait_for(lambda: output(proc).count("serving") >= 2, 30, "two workers serving")
+        wait_for(lambda: proc.output().count("serving") >= 2, 30, "two workers serving")
         assert {_version(url) for _ in range(20)} == {1}
         _publish(rt, _trained(s, 400, seed=2), 2)
         started = time.monotonic()
@@ -72,4 +72,4 @@ def test_workers_share_the_port_and_follow_new_versions(
             return float(found[0]) if found else 0.0
 
         wait_for(lambda: counted() >= 30, 10, "the workers' requests in the parent's /metrics")
-    assert proc.returncode == 0, output(proc)
+    assert proc.returncode == 0, proc.output()

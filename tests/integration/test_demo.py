@@ -19,7 +19,7 @@ from streamserve.demo.runner import demo_settings, run_demo
 from streamserve.kafka import config as kconf
 from streamserve.wiring import Runtime
 from tests.integration.harness import make_settings, producer, wait_for
-from tests.integration.procs import output, streamserve
+from tests.integration.procs import streamserve
 
 
 def _env() -> dict[str, str]:
@@ -40,8 +40,8 @@ def test_demo_runs_to_the_end_and_writes_a_sane_report(tmp_path: Path) -> None:
         try:
             rc = proc.wait(150)
         except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"demo still running after 150s:\n{output(proc)}") from exc
-        text = output(proc)
+            raise AssertionError(f"demo still running after 150s:\n{proc.output()}") from exc
+        text = proc.output()
     assert rc == 0, text
     assert "streamserve demo: done" in text
     json_path, png_path = out / "summary.json", out / "accuracy.png"
@@ -78,17 +78,17 @@ def test_demo_stops_cleanly_on_ctrl_c_and_reports_what_it_saw(tmp_path: Path) ->
     args = ["demo", "--events", "50000", "--rate", "300", "--out", str(out)]
     with streamserve(args, _env()) as proc:
         wait_for(
-            lambda: _scored(output(proc)) > 0 or proc.poll() is not None,
+            lambda: _scored(proc.output()) > 0 or proc.poll() is not None,
             90,
             "the first predictions",
         )
-        assert proc.poll() is None, output(proc)
+        assert proc.poll() is None, proc.output()
         proc.send_signal(signal.SIGINT)
         try:
             rc = proc.wait(90)
         except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"demo ignored Ctrl-C:\n{output(proc)}") from exc
-        text = output(proc)
+            raise AssertionError(f"demo ignored Ctrl-C:\n{proc.output()}") from exc
+        text = proc.output()
     assert rc == 130, text
     assert "stopped early" in text
     report = json.loads((out / "summary.json").read_text())

@@ -7,7 +7,6 @@ when that binary was built without TLS or ``openssl`` is missing."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from streamserve.errors import ConfigError
 from streamserve.redis.client import RedisAuthError
 from streamserve.settings import DEFAULT_MODEL
 from streamserve.snapshots.codec import SnapshotMeta
+from streamserve.subprocesses import ProcessStartError, started, wait_for_port
 from streamserve.wiring import Runtime
 from tests.integration.harness import make_settings
 from tests.integration.procs import role_env
@@ -50,54 +50,38 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
     d = tmp_path_factory.mktemp("redis-tls")
     pki = make_pki(d)
     port = free_port()
-    log = d / "redis.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                "0",
-                "--tls-port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--tls-cert-file",
-                str(pki.server_cert),
-                "--tls-key-file",
-                str(pki.server_key),
-                "--tls-ca-cert-file",
-                str(pki.ca_cert),
-                "--tls-auth-clients",
-                "yes",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(d),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    argv = [
+        REDIS_SERVER,
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        str(pki.server_cert),
+        "--tls-key-file",
+        str(pki.server_key),
+        "--tls-ca-cert-file",
+        str(pki.ca_cert),
+        "--tls-auth-clients",
+        "yes",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(d),
+    ]
     password = f"tls-pw-{time.time_ns()}-do-not-log"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None:
-                    text = log.read_text(errors="replace")
-                    if "tls" in text.lower():  # e.g. "Bad directive or wrong number of args"
-                        pytest.skip(f"{REDIS_SERVER} cannot serve TLS: {text.strip()[-300:]}")
-                    raise RuntimeError(f"the TLS redis-server exited: {text[-2000:]}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "the TLS redis-server did not open its port in 15 s"
-                    ) from None
-                time.sleep(0.05)
+    with started(argv, stop_timeout_s=10.0) as proc:
+        try:
+            wait_for_port(port, proc, "the TLS redis-server", 15.0)
+        except ProcessStartError as exc:
+            text = proc.output()
+            if "tls" in text.lower():  # e.g. "Bad directive or wrong number of args"
+                pytest.skip(f"{REDIS_SERVER} cannot serve TLS: {text.strip()[-300:]}")
+            raise RuntimeError(f"{exc}: {text[-2000:]}") from None
         admin = redis.Redis(
             host="127.0.0.1",
             port=port,
@@ -117,13 +101,6 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
         admin.acl_setuser("default", enabled=False)
         admin.close()
         yield port, pki, password
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def _redis_section(port: int, pki: Pki, password: str, **extra: object) -> dict[str, object]:

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, TopicPartition
 from streamserve.settings import settings_from_dict
 from streamserve.wiring import Runtime
 from tests.integration.harness import TEST_KEY, produce_json, read_topic
-from tests.integration.procs import output, role_env, streamserve
+from tests.integration.procs import role_env, streamserve
 
 
 def test_sigterm_commits_only_what_was_predicted_and_loses_nothing(
@@ -67,11 +67,11 @@ def test_sigterm_commits_only_what_was_predicted_and_loses_nothing(
             until=lambda g: len(g) >= 2000 or proc.poll() is not None,
             timeout_s=90,
         )
-        assert len(started) >= 2000, output(proc)
-        assert proc.poll() is None, output(proc)
+        assert len(started) >= 2000, proc.output()
+        assert proc.poll() is None, proc.output()
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(60)
-        assert rc == 0, output(proc)
+        assert rc == 0, proc.output()
         time.sleep(1.0)  # events keep arriving after the scorer stopped
         feeding.clear()
     feeder.join(60)
@@ -104,5 +104,5 @@ def test_sigterm_commits_only_what_was_predicted_and_loses_nothing(
     with streamserve(["score"], env) as proc:
         wanted = {f"{uid}-{i}" for i in range(n)}
         final = predicted_including(wanted, 120)
-        assert proc.poll() is None, output(proc)
+        assert proc.poll() is None, proc.output()
     assert final == wanted, (len(final), n, sorted(wanted - final)[:5], sorted(final - wanted)[:5])

@@ -1,13 +1,12 @@
 """Snapshot store, lease and watcher against a real Redis.
 
-Uses ``STREAMSERVE_TEST_REDIS_URL`` or redis://127.0.0.1:6379/0; each test gets its own key
-prefix and deletes its keys afterwards.
+Uses the session's Redis (``redis_url`` in tests/conftest.py: the embedded one when nothing
+answers on 6379); each test gets its own key prefix and deletes its keys afterwards.
 """
 
 from __future__ import annotations
 
 import builtins
-import os
 import pickle
 import threading
 import time
@@ -52,21 +51,10 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool
     return predicate()
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    return os.environ.get("STREAMSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
-    try:
-        conn.ping()
-    except redis.ConnectionError as exc:
-        conn.close()
-        pytest.skip(f"no Redis at {redis_url}: {exc}")
-    yield conn
-    conn.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    """The session's Redis (see tests/conftest.py)."""
+    return redis_client
 
 
 @pytest.fixture

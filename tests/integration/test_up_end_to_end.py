@@ -16,7 +16,7 @@ from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
 from tests.integration.harness import wait_for
-from tests.integration.procs import output, streamserve
+from tests.integration.procs import streamserve
 
 
 def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
@@ -26,11 +26,13 @@ def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
     env["STREAMSERVE__SNAPSHOTS__CHECKPOINT_EVERY_SECONDS"] = "2"
     with streamserve(["up"], env) as proc:
         wait_for(
-            lambda: "streamserve is up" in output(proc) or proc.poll() is not None, 60, "the banner"
+            lambda: "streamserve is up" in proc.output() or proc.poll() is not None,
+            60,
+            "the banner",
         )
-        assert proc.poll() is None, output(proc)
-        bootstrap = re.search(r"bootstrap servers : (\S+)", output(proc)).group(1)  # type: ignore[union-attr]
-        assert re.search(r"redis url         : redis://127\.0\.0\.1:\d+/0", output(proc))
+        assert proc.poll() is None, proc.output()
+        bootstrap = re.search(r"bootstrap servers : (\S+)", proc.output()).group(1)  # type: ignore[union-attr]
+        assert re.search(r"redis url         : redis://127\.0\.0\.1:\d+/0", proc.output())
 
         producer = KafkaProducer(bootstrap_servers=bootstrap)
         rng = random.Random(3)
@@ -80,10 +82,10 @@ def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
         producer.close()
         assert len(versions) >= 300
         assert min(versions[f"e-{i}"] for i in range(300)) >= 0
-        assert max(versions.values()) >= 2, output(proc)
-        _http_answers_from_the_serving_version(output(proc))
+        assert max(versions.values()) >= 2, proc.output()
+        _http_answers_from_the_serving_version(proc.output())
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0, output(proc)
+        assert proc.wait(60) == 0, proc.output()
 
 
 def _http_answers_from_the_serving_version(log: str) -> None:

@@ -1,8 +1,9 @@
 """Fault tests: real broker, real Redis, real processes killed and restarted.
 
-Every test here is marked ``slow`` and ``integration`` (CI runs them; deselect with
-``-m "not slow"``). Each test records what it injected and counted with the ``tally``
-fixture; ``python -m bench.reliability`` runs this suite and renders those rows as
+Every test here is marked ``slow`` and ``integration`` by ``tests/conftest.py`` (CI runs
+them; deselect with ``-m "not slow"``), which also holds the broker and Redis fixtures.
+Each test records what it injected and counted with the ``tally`` fixture;
+``python -m bench.reliability`` runs this suite and renders those rows as
 ``docs/RELIABILITY.md``.
 """
 
@@ -13,17 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import bootstrap, redis_client, redis_url, uid
 from tests.reliability.tally import Tally
-
-__all__ = ["bootstrap", "redis_client", "redis_url", "uid"]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "/reliability/" in str(item.fspath):
-            item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.integration)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from confluent_kafka.admin import AdminClient
 
 from streamserve.embedded import free_port
+from streamserve.kafka.committer import HOLD_TRANSACTION_FILE_ENV, HOLDING_MESSAGE
+from streamserve.subprocesses import LoggedProcess, wait_for_port
 from tests.reliability.txn_log import CommittedLog
 
 
@@ -148,23 +149,19 @@ class RoleProcess:
     def __init__(self, args: list[str], env: Mapping[str, str]) -> None:
         self._args = args
         self._env = dict(env)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: LoggedProcess | None = None
         self.starts = 0
         self.kills = 0
         self.crashes = 0  # exits nobody asked for
-        self._logs: list[Path] = []
+        self._runs: list[LoggedProcess] = []
 
     def start(self) -> RoleProcess:
-        log = Path(tempfile.mkstemp(prefix="streamserve-fault-", suffix=".log")[1])
-        self._logs.append(log)
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamserve.cli", *self._args],
-                env=self._env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        self.proc = LoggedProcess(
+            [sys.executable, "-m", "streamserve.cli", *self._args],
+            env=self._env,
+            log_prefix="streamserve-fault-",
+        )
+        self._runs.append(self.proc)
         self.starts += 1
         return self
 
@@ -182,27 +179,49 @@ class RoleProcess:
             self.proc = None
             self.kills += 1
 
+    def kill9_in_open_transaction(self, timeout_s: float = 20.0) -> bool:
+        """kill -9 while the process holds a transaction open with its outputs in the log.
+
+        Uses the committer's test hook (streamserve/kafka/committer.py): the process holds
+        a transaction only while the file named by ``STREAMSERVE_TEST_HOLD_TRANSACTION_FILE``
+        in its environment exists. This creates it, waits (at most ``timeout_s``) for a
+        hold this run has not logged before, kills at once and removes the file, so no
+        other transaction is held. True when it killed inside a hold; False when none
+        came in time (it kills anyway).
+        """
+        self.check_alive()
+        if self.proc is None:
+            return False
+        proc = self.proc
+        gate = Path(self._env[HOLD_TRANSACTION_FILE_ENV])
+        seen = proc.output().count(HOLDING_MESSAGE)
+        deadline = time.monotonic() + timeout_s
+        held = False
+        gate.touch()
+        try:
+            while not held and proc.poll() is None and time.monotonic() < deadline:
+                held = proc.output().count(HOLDING_MESSAGE) > seen
+                if not held:
+                    time.sleep(0.01)
+            self.kill9()
+        finally:
+            gate.unlink(missing_ok=True)
+        return held
+
     def stop(self) -> int | None:
         """SIGTERM (then SIGKILL after 60 s); the exit code, None when not running."""
         self.check_alive()
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            return None
+        return None if proc is None else proc.stop(60.0)
 
     def output(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self._logs if p.exists())
+        """The logs of every run, oldest first."""
+        return "\n".join(run.output() for run in self._runs)
 
     def cleanup(self) -> None:
         self.stop()
-        for p in self._logs:
-            p.unlink(missing_ok=True)
+        for run in self._runs:
+            run.close()
 
 
 @contextmanager
@@ -247,19 +266,18 @@ class PrivateRedis:
                 "yes",
                 "--appendfsync",
                 "always",
+                *self._extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
+        try:
+            wait_for_port(self.port, self.proc, "private redis-server", 15.0)
+        except Exception:
+            self.kill9()
+            raise
+        return self
 
     def pause(self) -> None:
         assert self.proc is not None

@@ -5,7 +5,11 @@ reported. Exactly-once (``kafka.exactly_once``): the committed predictions hold 
 event exactly once. They are read with the log's own transaction markers
 (tests/reliability/txn_log.py): the embedded broker neither expires the transaction a
 killed scorer left open (a read_committed consumer of that partition would wait for
-good) nor hides aborted records from read_committed consumers.
+good) nor hides aborted records from read_committed consumers. In exactly-once mode the
+victim can hold a transaction open after its outputs reached the log (the
+committer's ``STREAMSERVE_TEST_HOLD_TRANSACTION_MS`` test hook): every other kill asks
+for such a hold and kills in it. The test fails unless at least one kill landed inside an open
+transaction and that transaction's records were left out of the committed ones.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
+from streamserve.kafka.committer import HOLD_TRANSACTION_ENV, HOLD_TRANSACTION_FILE_ENV
 from streamserve.wiring import Runtime
 from tests.integration.harness import make_settings
 from tests.integration.procs import role_env
@@ -35,6 +41,7 @@ from tests.reliability.tally import Tally
 EVENTS = int(os.environ.get("STREAMSERVE_FAULT_EVENTS", "50000"))
 KILLS = int(os.environ.get("STREAMSERVE_FAULT_KILLS", "4"))
 FEED_SECONDS = 35.0
+HOLD_MS = 400  # how long a hold asked for lasts
 
 
 @pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
@@ -45,6 +52,7 @@ def test_scorer_killed_at_random_loses_nothing(
     redis_client: redis.Redis,
     exactly_once: bool,
     tally: Tally,
+    tmp_path: Path,
 ) -> None:
     settings = make_settings(bootstrap, redis_url, uid)
     rt = Runtime.build(settings)
@@ -71,16 +79,32 @@ def test_scorer_killed_at_random_loses_nothing(
         for eid in ids
     ]
     steady = RoleProcess(["score"], env)
-    victim = RoleProcess(["score"], env)
+    # Exactly-once: every other kill asks the victim to hold a transaction open after its
+    # outputs are in the log (the committer's test hook) and kills it in that hold, so at
+    # least one kill lands inside an open transaction. No other transaction is held.
+    victim_env = (
+        {
+            **env,
+            HOLD_TRANSACTION_ENV: str(HOLD_MS),
+            HOLD_TRANSACTION_FILE_ENV: str(tmp_path / "hold"),
+        }
+        if exactly_once
+        else env
+    )
+    victim = RoleProcess(["score"], victim_env)
+    in_txn = 0
     with role_processes(steady, victim):
         steady.start()
         victim.start()
         feeder = Feeder(bootstrap, rt.topics["events"], records, EVENTS / FEED_SECONDS)
         feeder.start()
         # Kill the victim at random moments while events flow, restarting it each time.
-        for _ in range(KILLS):
+        for k in range(KILLS):
             time.sleep(rng.uniform(3.0, 8.0))
-            victim.kill9()
+            if exactly_once and k % 2 == 0:
+                in_txn += victim.kill9_in_open_transaction()
+            else:
+                victim.kill9()
             steady.check_alive()
             victim.start()
         feeder.join(120)
@@ -90,15 +114,17 @@ def test_scorer_killed_at_random_loses_nothing(
 
         want = set(ids)
         uncommitted = ""
+        left_out = 0
         if exactly_once:
             with committed_log(bootstrap, rt.topics["predictions"]) as log:
                 log.read_until(lambda vals: want <= set(json_value_ids(vals)), timeout_s=240)
                 # Let stragglers (replays after the last kill) arrive before counting.
                 log.read_until(lambda _vals: False, timeout_s=5)
                 got = json_value_ids(log.values)
+                left_out = log.aborted + log.open_records()
                 uncommitted = (
-                    f"; left out: {log.aborted} aborted and {log.open_records()} "
-                    "never-committed records of killed scorers"
+                    f"; {in_txn} kills inside an open transaction; left out: {log.aborted} "
+                    f"aborted and {log.open_records()} never-committed records of killed scorers"
                 )
         else:
             with reader(bootstrap, rt.topics["predictions"], read_committed=False) as preds:
@@ -124,3 +150,7 @@ def test_scorer_killed_at_random_loses_nothing(
     assert tally.crashes == 0, steady.output()[-3000:] + victim.output()[-3000:]
     if exactly_once:
         assert duplicated == 0, f"{duplicated} duplicate predictions under exactly-once"
+        # Not vacuous: a kill landed inside an open transaction, and the records that
+        # transaction had written are in the log yet not among the committed ones.
+        assert in_txn >= 1, "no kill landed inside an open transaction"
+        assert left_out > 0, "no record of a killed transaction was left out"

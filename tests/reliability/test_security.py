@@ -21,7 +21,6 @@ producer and the admin client is covered by the unit tests of streamserve/kafka/
 from __future__ import annotations
 
 import pickle
-import socket
 import subprocess
 import time
 import urllib.request
@@ -36,6 +35,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streamserve.embedded import EmbeddedError, broker_binary, broker_command, free_port
 from streamserve.settings import DEFAULT_MODEL
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
+from streamserve.subprocesses import ProcessStartError, started, wait_for_port
 from streamserve.wiring import Runtime
 from tests.integration.harness import make_settings, running, wait_for
 from tests.integration.procs import role_env
@@ -290,7 +290,7 @@ def test_redis_acl_and_secrets_absent_from_logs_and_metrics(
 
 
 @pytest.fixture
-def sasl_broker(tmp_path: Path) -> Iterator[str]:
+def sasl_broker() -> Iterator[str]:
     """The bootstrap address of a private tansu started with ``--authentication``."""
     try:
         binary = broker_binary()
@@ -302,33 +302,12 @@ def sasl_broker(tmp_path: Path) -> Iterator[str]:
     if "--authentication" not in helptext:
         pytest.skip("the bundled tansu has no --authentication option (cannot require SASL)")
     port = free_port()
-    log = tmp_path / "tansu.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            broker_command(binary, port, "--authentication"),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        wait_for(lambda: _port_open(port) or proc.poll() is not None, 30, "tansu's port")
-        assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
+    with started(broker_command(binary, port, "--authentication"), stop_timeout_s=10.0) as proc:
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-    except OSError:
-        return False
+            wait_for_port(port, proc, "tansu --authentication", 30.0)
+        except ProcessStartError as exc:
+            raise AssertionError(f"{exc}\n{proc.tail()}") from exc
+        yield f"127.0.0.1:{port}"
 
 
 def test_kafka_scram_refused_by_a_broker_requiring_sasl_is_fatal_clear_and_secret_free(

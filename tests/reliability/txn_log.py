@@ -106,11 +106,13 @@ class CommittedLog:
         self._topic = topic
         self._wire = _Wire(bootstrap)
         self._offsets = dict.fromkeys(md.partitions, 0)
-        # partition -> producer id -> values written in its open transaction
-        self._open: dict[int, dict[int, list[bytes]]] = {
+        # partition -> producer id -> (offset, value) written in its open transaction
+        self._open: dict[int, dict[int, list[tuple[int, bytes]]]] = {
             p: defaultdict(list) for p in md.partitions
         }
         self.values: list[bytes] = []
+        # where each of ``values`` came from: (partition, producer id or -1, offset)
+        self.sources: list[tuple[int, int, int]] = []
         self.aborted = 0
 
     def open_records(self) -> int:
@@ -140,19 +142,24 @@ class CommittedLog:
             offset = max(offset, batch.next_offset)
             if batch.is_control_batch:
                 for marker in batch:
-                    values = pending.pop(batch.producer_id, [])
+                    written = pending.pop(batch.producer_id, [])
                     if marker.commit:
-                        self.values.extend(values)
+                        self._keep(partition, batch.producer_id, written)
                     else:
-                        self.aborted += len(values)
+                        self.aborted += len(written)
                 continue
-            fresh = [r.value for r in batch if r.offset >= start]
+            fresh = [(r.offset, r.value) for r in batch if r.offset >= start]
             if batch.is_transactional:
                 pending[batch.producer_id].extend(fresh)
             else:
-                self.values.extend(fresh)
+                self._keep(partition, -1, fresh)
         self._offsets[partition] = offset
         return offset < high and offset > start
+
+    def _keep(self, partition: int, producer_id: int, written: list[tuple[int, bytes]]) -> None:
+        for offset, value in written:
+            self.values.append(value)
+            self.sources.append((partition, producer_id, offset))
 
     def read_until(self, cond: Callable[[list[bytes]], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

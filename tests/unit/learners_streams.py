@@ -64,7 +64,10 @@ def assert_same_scores(left: list[Scored], right: list[Scored]) -> None:
     assert len(left) == len(right)
     for a, b in zip(left, right, strict=True):
         assert a.prediction == b.prediction
-        assert a.score == pytest.approx(b.score, rel=1e-12, abs=1e-12)
+        if a.score is None or b.score is None:
+            assert a.score is b.score
+        else:
+            assert a.score == pytest.approx(b.score, rel=1e-12, abs=1e-12)
         if a.probabilities is None or b.probabilities is None:
             assert a.probabilities is b.probabilities
         else:

@@ -316,3 +316,22 @@ def test_requests_and_batches_are_counted() -> None:
     assert sample("streamserve_api_requests_total", route="method_not_allowed", status="405") == 1
     assert sample("streamserve_api_request_seconds_count", route="tf_predict") == 4
     assert sample("streamserve_api_batch_instances_sum", model="default") == 3 * len(ROWS)
+
+
+@pytest.mark.parametrize("model", ["default", "kinds", "amount"])
+def test_rows_of_several_shapes_in_one_batch(app: Any, client: TestClient, model: str) -> None:
+    """Rows with strings, missing names, nulls and booleans: the compiled frame takes
+    those it can, the rest are scored per record; every answer equals the learner's."""
+    rows: list[dict[str, Any]] = [
+        {"x0": 0.2, "x1": 0.9, "country": "FR"},
+        {"x0": 0.7, "x1": None, "country": "DE"},
+        {"x0": 0.1},
+        {"x0": True, "x1": 0.5, "country": "FR"},
+        {"x1": 0.3, "country": None, "x0": 0.4},
+    ]
+    r = client.post(f"/v1/models/{model}:predict", json={"instances": rows})
+    assert r.status_code == 200, r.text
+    for p, want in zip(r.json()["predictions"], _expected(app, model, rows), strict=True):
+        assert _close(p["score"], want.score)
+        for k, v in (want.probabilities or {}).items():
+            assert _close(p["probabilities"][k], v)

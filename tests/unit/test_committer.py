@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
-from streamserve.kafka.committer import AtLeastOnceCommitter, TransactionalCommitter
+from streamserve.errors import ConfigError
+from streamserve.kafka import committer as committer_module
+from streamserve.kafka.committer import (
+    HOLD_TRANSACTION_ENV,
+    HOLDING_MESSAGE,
+    AtLeastOnceCommitter,
+    TransactionalCommitter,
+    hold_transaction_s,
+)
 from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.consumer_loop import ConsumerLoop, transient
 from streamserve.kafka.delivery import Batch, first_offsets, produce
@@ -17,96 +27,20 @@ from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.kafka.rebuild import LoopClients
 from streamserve.metrics import Metrics
 from streamserve.serde.exceptions import RegistryError
-from tests.unit.fakes import FakeMsg
+from tests.fakes import FakeConsumer, FakeMsg, FakeProducer
 
-Msg = FakeMsg
-
-
-class Consumer:
-    def __init__(self, batches: list[list[Msg]] | None = None) -> None:
-        self.batches = list(batches or [])
-        self.seeks: list[tuple[str, int, int]] = []
-        self.stored: dict[tuple[str, int], int] = {}
-        self.commits = 0
-        self.closed = False
-
-    def subscribe(self, topics: list[str], **_kw: Any) -> None:
-        return None
-
-    def consume(self, _n: int, _t: float) -> list[Msg]:
-        return self.batches.pop(0) if self.batches else []
-
-    def seek(self, tp: Any) -> None:
-        self.seeks.append((tp.topic, tp.partition, tp.offset))
-
-    def consumer_group_metadata(self) -> str:
-        return "group-metadata"
-
-    def store_offsets(self, offsets: list[Any]) -> None:
-        for tp in offsets:
-            self.stored[(tp.topic, tp.partition)] = tp.offset
-
-    def commit(self, asynchronous: bool = True) -> None:
-        self.commits += 1
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class Producer:
-    def __init__(self, commit_errors: list[KafkaError] | None = None) -> None:
-        self.calls: list[str] = []
-        self.offsets: list[Any] = []
-        self.commit_errors = list(commit_errors or [])
-        self.produced = 0
-
-    def init_transactions(self, _t: float) -> None:
-        self.calls.append("init")
-
-    def begin_transaction(self) -> None:
-        self.calls.append("begin")
-
-    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
-        self, *_a: Any, on_delivery: Any = None, **_kw: Any
-    ) -> None:
-        if len(_a) > 4:
-            on_delivery = _a[4]
-        self.produced += 1
-        if on_delivery is not None:
-            on_delivery(None, None)
-
-    def send_offsets_to_transaction(self, offsets: list[Any], meta: Any, _t: float) -> None:
-        assert meta == "group-metadata"
-        self.offsets.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
-        self.calls.append("offsets")
-
-    def commit_transaction(self, _t: float) -> None:
-        if self.commit_errors:
-            raise KafkaException(self.commit_errors.pop(0))
-        self.calls.append("commit")
-
-    def abort_transaction(self, _t: float) -> None:
-        self.calls.append("abort")
-
-    def poll(self, _t: float) -> int:
-        return 0
-
-    def flush(self, _t: float) -> int:
-        return 0
-
-
-MSGS = [Msg("in", 0, 5), Msg("in", 0, 6), Msg("in", 1, 9)]
+MSGS = [FakeMsg("in", 0, 5), FakeMsg("in", 0, 6), FakeMsg("in", 1, 9)]
 
 
 def test_first_offsets_are_where_a_rewind_seeks() -> None:
-    assert first_offsets([Msg("in", 0, 6), Msg("in", 0, 5), Msg("in", 1, 9)]) == {
+    assert first_offsets([FakeMsg("in", 0, 6), FakeMsg("in", 0, 5), FakeMsg("in", 1, 9)]) == {
         ("in", 0): 5,
         ("in", 1): 9,
     }
 
 
 def test_transactional_batch_commits_outputs_and_offsets_together() -> None:
-    c, p = Consumer(), Producer()
+    c, p = FakeConsumer(), FakeProducer(ack="produce")
     tx = TransactionalCommitter(role="t", consumer=c, producer=p)
     tx.start()
     batch = tx.open(MSGS)
@@ -119,7 +53,7 @@ def test_transactional_batch_commits_outputs_and_offsets_together() -> None:
 
 def test_abortable_commit_error_aborts_and_raises_for_a_rewind() -> None:
     err = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
-    c, p = Consumer(), Producer(commit_errors=[err])
+    c, p = FakeConsumer(), FakeProducer(ack="produce", commit_errors=[err])
     tx = TransactionalCommitter(role="t", consumer=c, producer=p)
     batch = tx.open(MSGS)
     with pytest.raises(TransactionAborted):
@@ -127,7 +61,7 @@ def test_abortable_commit_error_aborts_and_raises_for_a_rewind() -> None:
     assert p.calls[-1] == "abort" and tx.aborted == 1
 
 
-class FailedTxnProducer(Producer):
+class FailedTxnProducer(FakeProducer):
     """The broker failed the transaction: its outputs come back undelivered."""
 
     def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
@@ -142,7 +76,7 @@ class FailedTxnProducer(Producer):
 
 def test_undelivered_outputs_abort_before_the_offsets_join_the_transaction() -> None:
     p = FailedTxnProducer()
-    tx = TransactionalCommitter(role="t", consumer=Consumer(), producer=p)
+    tx = TransactionalCommitter(role="t", consumer=FakeConsumer(), producer=p)
     batch = tx.open(MSGS)
     produce(p, batch, "out", b"x", b"k")
     with pytest.raises(TransactionAborted, match="purged"):
@@ -152,21 +86,23 @@ def test_undelivered_outputs_abort_before_the_offsets_join_the_transaction() -> 
 
 def test_retriable_commit_error_is_retried() -> None:
     err = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
-    p = Producer(commit_errors=[err])
-    tx = TransactionalCommitter(role="t", consumer=Consumer(), producer=p)
+    p = FakeProducer(ack="produce", commit_errors=[err])
+    tx = TransactionalCommitter(role="t", consumer=FakeConsumer(), producer=p)
     tx.complete(tx.open(MSGS))
     assert p.calls[-1] == "commit" and tx.committed == 1
 
 
 def test_fatal_commit_error_stops_the_role() -> None:
     err = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
-    tx = TransactionalCommitter(role="t", consumer=Consumer(), producer=Producer([err]))
+    tx = TransactionalCommitter(
+        role="t", consumer=FakeConsumer(), producer=FakeProducer(ack="produce", commit_errors=[err])
+    )
     with pytest.raises(FatalKafkaError):
         tx.complete(tx.open(MSGS))
 
 
 def test_abandoned_at_least_once_batch_stores_no_offsets_and_rewinds() -> None:
-    c, p = Consumer(), Producer()
+    c, p = FakeConsumer(), FakeProducer(ack="produce")
     alo = AtLeastOnceCommitter(role="a", consumer=c, producer=p)
     batch = alo.open(MSGS)
     produce(p, batch, "out", b"x", b"k")
@@ -187,7 +123,7 @@ def test_registry_outage_is_transient_but_a_refusal_is_not() -> None:
 class FlakyHandler:
     """Fails the first batch as if the schema registry were unreachable."""
 
-    def __init__(self, stop: threading.Event, producer: Producer) -> None:
+    def __init__(self, stop: threading.Event, producer: FakeProducer) -> None:
         self.failures = 1
         self.seen: list[list[int]] = []
         self._stop = stop
@@ -212,8 +148,8 @@ class FlakyHandler:
 @pytest.mark.parametrize("exactly_once", [False, True])
 def test_loop_rewinds_and_retries_a_batch_the_registry_failed(exactly_once: bool) -> None:
     stop = threading.Event()
-    c = Consumer([MSGS, MSGS])  # the rewound batch is consumed again
-    p = Producer()
+    c = FakeConsumer([MSGS, MSGS])  # the rewound batch is consumed again
+    p = FakeProducer(ack="produce")
     committer: Any = (
         TransactionalCommitter(role="r", consumer=c, producer=p)
         if exactly_once
@@ -255,3 +191,64 @@ def test_exactly_once_setting_turns_auto_commit_off_and_reads_committed() -> Non
     )
     default = settings_from_dict({"kafka": {"bootstrap_servers": "b:9092"}})
     assert consumer_config(default.kafka, "g", ClientErrors("x"))["enable.auto.commit"] is True
+
+
+def test_hold_hook_is_off_unless_set_and_rejects_nonsense() -> None:
+    assert hold_transaction_s({}) == 0.0
+    assert hold_transaction_s({HOLD_TRANSACTION_ENV: " "}) == 0.0
+    assert hold_transaction_s({HOLD_TRANSACTION_ENV: "250"}) == 0.25
+    assert hold_transaction_s({HOLD_TRANSACTION_ENV: "-5"}) == 0.0
+    with pytest.raises(ConfigError, match=HOLD_TRANSACTION_ENV):
+        hold_transaction_s({HOLD_TRANSACTION_ENV: "soon"})
+
+
+def test_hold_hook_waits_between_acknowledged_outputs_and_the_commit(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(committer_module.time, "sleep", slept.append)
+    c, p = FakeConsumer(), FakeProducer(ack="produce")
+    tx = TransactionalCommitter(role="t", consumer=c, producer=p, hold_s=0.3)
+    empty = tx.open(MSGS)
+    tx.complete(empty)  # nothing produced: nothing in the log to hold
+    assert slept == []
+    batch = tx.open(MSGS)
+    produce(p, batch, "out", b"x", b"k")
+    with caplog.at_level(logging.WARNING, logger=committer_module.__name__):
+        tx.complete(batch)
+    assert slept == [0.3]
+    assert HOLDING_MESSAGE in caplog.text
+    assert p.calls[-3:] == ["begin", "offsets", "commit"]
+
+
+def test_hold_hook_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(committer_module.time, "sleep", slept.append)
+    monkeypatch.setenv(HOLD_TRANSACTION_ENV, "20")
+    p = FakeProducer(ack="produce")
+    tx = TransactionalCommitter(role="t", consumer=FakeConsumer(), producer=p)
+    batch = tx.open(MSGS)
+    produce(p, batch, "out", b"x", b"k")
+    tx.complete(batch)
+    assert slept == [0.02]
+
+
+def test_hold_hook_with_a_file_holds_only_while_the_file_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(committer_module.time, "sleep", slept.append)
+    gate = tmp_path / "hold"
+    p = FakeProducer(ack="produce")
+    tx = TransactionalCommitter(
+        role="t", consumer=FakeConsumer(), producer=p, hold_s=0.1, hold_while=str(gate)
+    )
+    for exists in (False, True, False):
+        if exists:
+            gate.touch()
+        else:
+            gate.unlink(missing_ok=True)
+        batch = tx.open(MSGS)
+        produce(p, batch, "out", b"x", b"k")
+        tx.complete(batch)
+    assert slept == [0.1]

@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from confluent_kafka import KafkaError
 
 from streamserve.kafka.delivery import OffsetTracker, next_offsets, produce
 from streamserve.kafka.exceptions import DeliveryError
-from tests.unit.fakes import FakeMsg
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.stored: dict[tuple[str, int], int] = {}
-
-    def store_offsets(self, offsets: list[Any]) -> None:
-        for tp in offsets:
-            self.stored[(tp.topic, tp.partition)] = tp.offset
-
-
-class FakeProducer:
-    def __init__(self, full_times: int = 0) -> None:
-        self.callbacks: list[Any] = []
-        self.full_times = full_times
-        self.polls = 0
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int = -1,
-        on_delivery: Any = None,
-        **_kw: Any,
-    ) -> None:
-        if self.full_times:
-            self.full_times -= 1
-            raise BufferError("queue full")
-        self.callbacks.append(on_delivery)
-
-    def poll(self, _t: float) -> int:
-        self.polls += 1
-        return 0
+from tests.fakes import FakeConsumer, FakeMsg, FakeProducer
 
 
 def test_next_offsets_is_one_past_the_last_per_partition() -> None:
@@ -51,19 +15,19 @@ def test_next_offsets_is_one_past_the_last_per_partition() -> None:
     assert next_offsets(msgs) == {("a", 0): 8, ("a", 1): 3, ("b", 0): 1}  # type: ignore[arg-type]
 
 
-class _ErrorMsg(FakeMsg):
-    def error(self) -> object:  # type: ignore[override]
-        return object()
-
-
 def test_next_offsets_skips_errors_and_never_goes_past_the_last_record() -> None:
-    msgs = [FakeMsg("a", 0, 5), FakeMsg("a", 0, 9), FakeMsg("a", 0, 6), _ErrorMsg("a", 0, 20)]
+    msgs = [
+        FakeMsg("a", 0, 5),
+        FakeMsg("a", 0, 9),
+        FakeMsg("a", 0, 6),
+        FakeMsg("a", 0, 20, error=object()),
+    ]
     # The error is not a record; a record out of order only lowers what is stored.
     assert next_offsets(msgs) == {("a", 0): 7}  # type: ignore[arg-type]
 
 
 def test_offsets_wait_for_acks_and_for_earlier_batches() -> None:
-    consumer, producer = FakeConsumer(), FakeProducer()
+    consumer, producer = FakeConsumer(), FakeProducer(ack="manual")
     tracker = OffsetTracker(consumer)
     b1 = tracker.open([FakeMsg("a", 0, 0), FakeMsg("a", 0, 1)])  # type: ignore[list-item]
     produce(producer, b1, "out", b"1", b"k")
@@ -84,7 +48,7 @@ def test_offsets_wait_for_acks_and_for_earlier_batches() -> None:
 
 
 def test_an_unacknowledged_record_stops_the_offsets_before_it() -> None:
-    consumer, producer = FakeConsumer(), FakeProducer()
+    consumer, producer = FakeConsumer(), FakeProducer(ack="manual")
     tracker = OffsetTracker(consumer)
     b1 = tracker.open([FakeMsg("a", 0, 0)])  # type: ignore[list-item]
     produce(producer, b1, "out", b"1", None)
@@ -108,7 +72,7 @@ def test_an_open_batch_is_never_settled() -> None:
 
 
 def test_produce_waits_while_the_queue_is_full() -> None:
-    consumer, producer = FakeConsumer(), FakeProducer(full_times=3)
+    consumer, producer = FakeConsumer(), FakeProducer(ack="manual", full_times=3)
     tracker = OffsetTracker(consumer)
     b = tracker.open([FakeMsg("a", 0, 0)])  # type: ignore[list-item]
     produce(producer, b, "out", b"v", None)

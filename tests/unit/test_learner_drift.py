@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry
 
 from streamserve.drift.alerts import DriftAlert
@@ -21,32 +20,11 @@ from streamserve.records import Features, LabelValue
 from streamserve.roles.learner import LearnerConfig, LearnerRole, LearnerState
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
-from streamserve.snapshots.codec import SnapshotCodec, peek_meta
+from streamserve.snapshots.codec import SnapshotCodec
 from streamserve.topics import default_topics_dir
-from tests.unit.test_learning_parity import FakeMessage
+from tests.fakes import FakeLease, FakeMsg, FakeProducer, FakeSnapshotStore
 
 SPEC = ModelSpec(name="m", task=Task.BINARY, learner="logistic_regression")
-
-
-class FakeStore:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.published: list[tuple[int, str | None]] = []
-
-    def publish(self, meta: Any, blob: bytes, *, lease_token: str | None = None) -> None:
-        if self.fail:
-            raise redis.ConnectionError("down")
-        assert peek_meta(blob).version == meta.version
-        self.published.append((meta.version, lease_token))
-
-
-class FakeLease:
-    token = "lease-token-1"
-
-
-class FakeProducer:
-    def flush(self, timeout: float) -> int:
-        return 0
 
 
 class FakeSink:
@@ -80,7 +58,7 @@ class PromoteAtThird(ErrorMonitor):
         return Outcome(alert, promote=self.promoted)
 
 
-def _role(store: FakeStore, sink: FakeSink) -> LearnerRole:
+def _role(store: FakeSnapshotStore, sink: FakeSink) -> LearnerRole:
     topics_dir = default_topics_dir()
     serde = Serde(SchemaCatalog.from_dir(topics_dir))
     decoders = serde.example_decoders()
@@ -103,18 +81,20 @@ def _role(store: FakeStore, sink: FakeSink) -> LearnerRole:
     return role
 
 
-def _msgs(n: int) -> list[FakeMessage]:
+def _msgs(n: int) -> list[FakeMsg]:
     return [
-        FakeMessage(
-            json.dumps({"event_id": f"e{i}", "features": {"a": i}, "label": i % 2 == 0}).encode(),
+        FakeMsg(
+            "examples",
+            0,
             i,
+            json.dumps({"event_id": f"e{i}", "features": {"a": i}, "label": i % 2 == 0}).encode(),
         )
         for i in range(n)
     ]
 
 
 def test_a_promotion_is_a_fenced_checkpoint_named_by_the_alert() -> None:
-    store, sink = FakeStore(), FakeSink()
+    store, sink = FakeSnapshotStore(), FakeSink()
     role = _role(store, sink)
     monitor = PromoteAtThird()
     state = LearnerState(
@@ -131,7 +111,7 @@ def test_a_promotion_is_a_fenced_checkpoint_named_by_the_alert() -> None:
 
 
 def test_a_promotion_while_redis_is_down_is_kept_and_published_later() -> None:
-    store, sink = FakeStore(fail=True), FakeSink()
+    store, sink = FakeSnapshotStore(failures=None), FakeSink()
     role = _role(store, sink)
     monitor = PromoteAtThird()
     state = LearnerState(

@@ -12,38 +12,7 @@ from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.learner_producer import LearnerProducer
 from streamserve.kafka.rebuild import STALL_S
 from streamserve.metrics import Metrics
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeProducer:
-    def __init__(self, unacked: int, fatal: KafkaError | None = None) -> None:
-        self.unacked = unacked
-        self.purged = False
-        self.fatal = fatal  # raised from poll and flush, as a producer that failed fatally
-
-    def __len__(self) -> int:
-        return self.unacked
-
-    def flush(self, timeout: float) -> int:
-        if self.fatal is not None:
-            raise KafkaException(self.fatal)
-        return self.unacked
-
-    def poll(self, timeout: float) -> int:
-        if self.fatal is not None:
-            raise KafkaException(self.fatal)
-        return 0
-
-    def purge(self, **_: Any) -> None:
-        self.purged = True
-        self.unacked = 0
+from tests.fakes import FakeClock, FakeProducer
 
 
 class User:
@@ -55,12 +24,16 @@ class User:
 
 
 def _out(
-    first_unacked: int, clock: Clock, fatal: KafkaError | None = None
+    first_unacked: int, clock: FakeClock, fatal: KafkaError | None = None
 ) -> tuple[LearnerProducer, list[FakeProducer]]:
     made: list[FakeProducer] = []
 
     def factory() -> tuple[Any, ClientErrors]:
-        p = FakeProducer(first_unacked, fatal) if not made else FakeProducer(0)
+        p = (
+            FakeProducer(stuck=True, unacked=first_unacked, fatal=fatal)
+            if not made
+            else FakeProducer()
+        )
         made.append(p)
         return p, ClientErrors("learner-default")
 
@@ -70,7 +43,7 @@ def _out(
 
 
 def test_a_producer_that_gets_its_records_acknowledged_is_never_replaced() -> None:
-    clock = Clock()
+    clock = FakeClock()
     out, made = _out(0, clock)
     for _ in range(100):
         clock.now += 5.0
@@ -80,7 +53,7 @@ def test_a_producer_that_gets_its_records_acknowledged_is_never_replaced() -> No
 
 
 def test_a_stuck_producer_is_replaced_once_the_bound_passed_and_its_users_follow() -> None:
-    clock = Clock()
+    clock = FakeClock()
     out, made = _out(3, clock)
     user = User()
     out.serve(user)
@@ -98,7 +71,7 @@ def test_a_stuck_producer_is_replaced_once_the_bound_passed_and_its_users_follow
 
 def test_a_fatal_error_raised_from_poll_and_flush_gets_the_producer_replaced() -> None:
     fatal = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desync", fatal=True)
-    out, made = _out(2, Clock(), fatal)
+    out, made = _out(2, FakeClock(), fatal)
     user = User()
     out.serve(user)
     assert out.poll(0) == 0  # kept, not raised: the learner goes on to its checkpoint
@@ -109,6 +82,6 @@ def test_a_fatal_error_raised_from_poll_and_flush_gets_the_producer_replaced() -
 
 
 def test_a_non_fatal_error_from_flush_is_not_swallowed() -> None:
-    out, _ = _out(0, Clock(), KafkaError(KafkaError._TIMED_OUT, "slow"))
+    out, _ = _out(0, FakeClock(), KafkaError(KafkaError._TIMED_OUT, "slow"))
     with pytest.raises(KafkaException):
         out.flush(3.0)

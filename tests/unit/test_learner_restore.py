@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-import redis
 from prometheus_client import CollectorRegistry
 
 from streamserve.metrics import Metrics
@@ -14,41 +12,11 @@ from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.snapshots.codec import SnapshotCodec
 from streamserve.topics import default_topics_dir
+from tests.fakes import FakeLease, FakeSnapshotStore
 from tests.unit.test_learner_drift import SPEC
 
 
-class DownStore:
-    """Redis unreachable for the first ``failures`` calls (forever with None)."""
-
-    def __init__(self, failures: int | None) -> None:
-        self.failures = failures
-        self.calls = 0
-
-    def _call(self, value: Any) -> Any:
-        self.calls += 1
-        if self.failures is None or self.calls <= self.failures:
-            raise redis.ConnectionError("Redis is down")
-        return value
-
-    def latest_version(self, name: str) -> int | None:
-        return self._call(None)  # type: ignore[no-any-return]
-
-    def versions(self, name: str) -> list[int]:
-        return self._call([])  # type: ignore[no-any-return]
-
-
-class HeldLease:
-    token = "t"
-    ttl_ms = 3000
-
-    def acquire(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-
-def _role(store: DownStore, consumers: list[object]) -> LearnerRole:
+def _role(store: FakeSnapshotStore, consumers: list[object]) -> LearnerRole:
     topics_dir = default_topics_dir()
     serde = Serde(SchemaCatalog.from_dir(topics_dir))
     decoders = serde.example_decoders()
@@ -63,13 +31,13 @@ def _role(store: DownStore, consumers: list[object]) -> LearnerRole:
         dead_letters=None,  # type: ignore[arg-type]
         store=store,  # type: ignore[arg-type]
         codec=SnapshotCodec([b"unit-test-key-0123456789"]),
-        lease=HeldLease(),  # type: ignore[arg-type]
+        lease=FakeLease(),  # type: ignore[arg-type]
         metrics=Metrics(CollectorRegistry()),
     )
 
 
 def test_a_stop_while_redis_is_down_at_restore_ends_the_role() -> None:
-    store = DownStore(failures=None)
+    store = FakeSnapshotStore(failures=None)
     consumers: list[object] = []
     role = _role(store, consumers)
     stop = threading.Event()
@@ -91,7 +59,7 @@ def test_a_stop_while_redis_is_down_at_restore_ends_the_role() -> None:
 
 
 def test_restore_retries_until_redis_answers() -> None:
-    store = DownStore(failures=2)
+    store = FakeSnapshotStore(failures=2)
     role = _role(store, [])
     state = role._restore(threading.Event())
     assert store.calls == 4  # two failures, then latest_version and versions

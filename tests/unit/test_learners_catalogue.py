@@ -13,8 +13,7 @@ from streamserve.learners.catalogue import build_learner, builtin_names, load_le
 from streamserve.learners.exceptions import LearnerConfigError, PayloadError
 from streamserve.learners.river_learner import RiverLearner
 from streamserve.learners.spec import ModelSpec, Task
-from streamserve.records import Features
-from tests.unit.learners_streams import assert_same_scores, baseline_mae, prequential
+from tests.unit.learners_streams import baseline_mae, prequential
 
 N = 400
 SUPPORTED = {
@@ -55,18 +54,6 @@ def test_every_builtin_learns_above_chance(name: str, task: Task) -> None:
         assert metrics["accuracy"] > 0.6  # the majority class is about 45%
     else:
         assert metrics["mae"] < 0.8 * baseline_mae(N)
-
-
-@pytest.mark.parametrize(("name", "task"), CASES)
-def test_every_builtin_round_trips(name: str, task: Task) -> None:
-    spec = _spec(name, task)
-    learner = build_learner(spec)
-    prequential(learner, task, 100)
-    restored = load_learner(spec, learner.format, learner.dumps())
-    probes: list[Features] = [
-        {"a": 100.0 + i, "b": -0.5 * i, "colour": "red"} for i in range(-5, 5)
-    ]
-    assert_same_scores(restored.predict_many(probes), learner.predict_many(probes))
 
 
 @pytest.mark.parametrize(("name", "task"), UNSUPPORTED)

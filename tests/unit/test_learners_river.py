@@ -1,8 +1,10 @@
-"""RiverLearner: task checks, Scored shapes, preprocessing, clone, dumps/load."""
+"""RiverLearner: task checks, preprocessing, clone, payload checks, odd estimators.
+
+Scored shapes, predict_many, prequential_one and dumps/load of the built-in learners are
+checked by the learner contract (tests/unit/test_learner_contract.py)."""
 
 from __future__ import annotations
 
-import math
 import pickle
 from typing import Any
 
@@ -75,70 +77,11 @@ def test_estimator_must_fit_the_task(spec: ModelSpec, estimator: Any, message: s
         RiverLearner(spec, estimator)
 
 
-def test_binary_scored_shape() -> None:
-    learner = _trained(RiverLearner(BINARY, linear_model.LogisticRegression()), Task.BINARY)
-    for x in _probes(Task.BINARY):
-        scored = learner.predict_one(x)
-        assert isinstance(scored.prediction, bool)
-        assert scored.probabilities is not None
-        assert set(scored.probabilities) == {"true", "false"}
-        assert scored.score == scored.probabilities["true"]
-        assert math.isclose(sum(scored.probabilities.values()), 1.0)
-        assert scored.prediction is (scored.score >= 0.5)
-
-
 def test_untrained_classifier_has_no_prediction() -> None:
     learner = RiverLearner(MULTI, tree.HoeffdingTreeClassifier())
     assert learner.predict_one({"a": 1.0}) == Scored(None, {}, None)
     binary = RiverLearner(BINARY, tree.HoeffdingTreeClassifier())
     assert binary.predict_one({"a": 1.0}) == Scored(None, {}, None)
-
-
-def test_multiclass_scored_shape() -> None:
-    learner = _trained(RiverLearner(MULTI, tree.HoeffdingTreeClassifier()), Task.MULTICLASS)
-    for x in _probes(Task.MULTICLASS):
-        scored = learner.predict_one(x)
-        assert scored.probabilities is not None
-        assert set(scored.probabilities) <= {"low", "mid", "high"}
-        assert scored.prediction == max(scored.probabilities, key=scored.probabilities.__getitem__)
-        assert scored.score == max(scored.probabilities.values())
-        assert math.isclose(sum(scored.probabilities.values()), 1.0)
-
-
-def test_regression_scored_shape() -> None:
-    learner = _trained(RiverLearner(REGRESSION, linear_model.LinearRegression()), Task.REGRESSION)
-    scored = learner.predict_one({"a": 110.0, "b": 0.5, "colour": "red"})
-    assert isinstance(scored.prediction, float)
-    assert scored.score == scored.prediction
-    assert scored.probabilities is None
-
-
-def test_predict_many_matches_predict_one() -> None:
-    learner = _trained(RiverLearner(BINARY, linear_model.LogisticRegression()), Task.BINARY)
-    probes = _probes(Task.BINARY)
-    assert learner.predict_many(probes) == [learner.predict_one(x) for x in probes]
-    assert learner.predict_many([]) == []
-
-
-@pytest.mark.parametrize(
-    ("spec", "estimator"),
-    [
-        (BINARY, linear_model.LogisticRegression()),
-        (MULTI, tree.HoeffdingAdaptiveTreeClassifier(seed=1)),
-        (REGRESSION, tree.HoeffdingTreeRegressor()),
-    ],
-)
-def test_dumps_load_round_trip_predicts_identically(spec: ModelSpec, estimator: Any) -> None:
-    learner = _trained(RiverLearner(spec, estimator), spec.task)
-    payload = learner.dumps()
-    restored = load_river(spec, payload)
-    probes = _probes(spec.task)
-    assert_same_scores(restored.predict_many(probes), learner.predict_many(probes))
-    # Both go on learning the same way.
-    for x, y in synthetic_stream(spec.task, 50, seed=5):
-        learner.learn_one(x, y)
-        restored.learn_one(x, y)
-    assert_same_scores(restored.predict_many(probes), learner.predict_many(probes))
 
 
 def test_clone_is_untrained_with_same_hyperparameters() -> None:

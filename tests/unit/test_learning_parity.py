@@ -35,28 +35,9 @@ from streamserve.roles.learner import LearnerConfig, LearnerRole, LearnerState
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
+from tests.fakes import FakeMsg
 
 TOLERANCE = 0.005  # 0.5 percentage points
-
-
-class FakeMessage:
-    def __init__(self, value: bytes, offset: int) -> None:
-        self._value, self._offset = value, offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def error(self) -> None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000 + self._offset)
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
 
 
 class Unused:
@@ -86,11 +67,11 @@ def _role(spec: ModelSpec) -> LearnerRole:
     )
 
 
-def _messages(dataset: Any) -> list[tuple[dict[str, Any], bool, FakeMessage]]:
+def _messages(dataset: Any) -> list[tuple[dict[str, Any], bool, FakeMsg]]:
     out = []
     for i, (x, y) in enumerate(dataset):
         value = json.dumps({"event_id": f"e{i}", "features": x, "label": y}).encode()
-        out.append((x, y, FakeMessage(value, i)))
+        out.append((x, y, FakeMsg("examples", 0, i, value)))
     return out
 
 

@@ -119,8 +119,9 @@ def test_saturated_and_untrained_models_match() -> None:
     for x, scored in zip(batch, learner.predict_many(batch), strict=True):
         _assert_same(learner.predict_one(x), scored)
     fresh = RiverLearner(BINARY, linear_model.LogisticRegression())
-    assert compile_linear(fresh.estimator, Task.BINARY) is None  # nothing seen yet
-    assert fresh.predict_many([_row(rng)])[0] == fresh.predict_one(_row(rng))
+    assert compile_linear(fresh.estimator, Task.BINARY) is not None  # nothing seen: 0.5
+    row = _row(rng)
+    assert fresh.predict_many([row])[0] == fresh.predict_one(row)
 
 
 def test_learning_invalidates_the_compiled_copy() -> None:

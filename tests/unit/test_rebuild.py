@@ -23,21 +23,13 @@ from streamserve.kafka.rebuild import (
     RebuildPolicy,
 )
 from streamserve.metrics import Metrics
-from tests.unit.fakes import FakeMsg
+from tests.fakes import FakeClock, FakeConsumer, FakeMsg, FakeProducer
 
 MSGS = [FakeMsg("in", 0, 5), FakeMsg("in", 0, 6), FakeMsg("in", 1, 9)]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_outputs_waiting_longer_than_the_bound_call_for_a_rebuild() -> None:
-    clock = Clock()
+    clock = FakeClock()
     policy = RebuildPolicy(stall_s=20, clock=clock)
     assert policy.verdict(None, None) is None
     assert policy.verdict(clock.now - 19.9, None) is None
@@ -47,7 +39,7 @@ def test_outputs_waiting_longer_than_the_bound_call_for_a_rebuild() -> None:
 
 
 def test_a_fatal_client_error_calls_for_a_rebuild_but_authentication_never() -> None:
-    policy = RebuildPolicy(clock=Clock())
+    policy = RebuildPolicy(clock=FakeClock())
     fatal = KafkaError(KafkaError._FATAL, "unknown producer id", fatal=True)
     verdict = policy.verdict(None, fatal)
     assert verdict is not None and verdict.kind == REASON_FATAL
@@ -59,7 +51,7 @@ def test_a_fatal_client_error_calls_for_a_rebuild_but_authentication_never() -> 
 
 
 def test_rebuilds_are_bounded_within_the_window() -> None:
-    clock = Clock()
+    clock = FakeClock()
     policy = RebuildPolicy(max_rebuilds=2, window_s=60, clock=clock)
     assert policy.allow() and policy.allow()
     assert not policy.allow()
@@ -74,77 +66,12 @@ def test_policy_rejects_nonsense_bounds() -> None:
         RebuildPolicy(stall_s=0)
 
 
-class Consumer:
-    def __init__(self, batches: list[list[FakeMsg]], *, reachable: bool = True) -> None:
-        self.batches = list(batches)
-        self.reachable = reachable
-        self.stored: dict[tuple[str, int], int] = {}
-        self.subscribed = False
-        self.closed = False
-
-    def subscribe(self, _topics: list[str], **_kw: Any) -> None:
-        self.subscribed = True
-
-    def consume(self, _n: int, _t: float) -> list[FakeMsg]:
-        return self.batches.pop(0) if self.batches else []
-
-    def list_topics(self, timeout: float) -> object:
-        if not self.reachable:
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "down"))
-        return object()
-
-    def store_offsets(self, offsets: list[Any]) -> None:
-        for tp in offsets:
-            self.stored[(tp.topic, tp.partition)] = tp.offset
-
-    def commit(self, asynchronous: bool = True) -> None:
-        return None
-
-    def seek(self, _tp: Any) -> None:
-        return None
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class Producer:
-    """Acknowledges every record on poll, unless ``stuck`` (a broker refusing its id)."""
-
-    def __init__(self, *, stuck: bool = False) -> None:
-        self.stuck = stuck
-        self.waiting: list[Any] = []
-        self.purged = False
-
-    def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
-        self, *_a: Any, on_delivery: Any = None, **_kw: Any
-    ) -> None:
-        if len(_a) > 4:
-            on_delivery = _a[4]
-        self.waiting.append(on_delivery)
-
-    def poll(self, _t: float) -> int:
-        if self.stuck and not self.purged:
-            return 0
-        err = KafkaError(KafkaError._PURGE_QUEUE, "purged") if self.purged else None
-        waiting, self.waiting = self.waiting, []
-        for cb in waiting:
-            cb(err, None)
-        return len(waiting)
-
-    def flush(self, _t: float) -> int:
-        self.poll(0)
-        return len(self.waiting)
-
-    def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None:
-        self.purged = True
-
-
 class Handler:
-    def __init__(self, stop: threading.Event, producer: Producer, batches: int) -> None:
+    def __init__(self, stop: threading.Event, producer: FakeProducer, batches: int) -> None:
         self._stop = stop
         self._producer = producer
         self._left = batches
-        self.producers: list[Producer] = []
+        self.producers: list[FakeProducer] = []
 
     def handle(self, msgs: list[Any], batch: Batch) -> None:
         self.producers.append(self._producer)
@@ -160,7 +87,7 @@ class Handler:
         self._producer = producer
 
 
-def _clients(consumer: Consumer, producer: Producer) -> LoopClients:
+def _clients(consumer: FakeConsumer, producer: FakeProducer) -> LoopClients:
     committer = AtLeastOnceCommitter(role="r", consumer=consumer, producer=producer)
     return LoopClients(consumer, producer, committer, ClientErrors("r"))
 
@@ -188,9 +115,9 @@ def test_stuck_producer_is_replaced_and_its_batch_runs_again_on_new_clients(
 ) -> None:
     monkeypatch.setattr(loop_module, "WATCH_INTERVAL_S", 0.0)
     stop = threading.Event()
-    old_consumer, old_producer = Consumer([MSGS]), Producer(stuck=True)
+    old_consumer, old_producer = FakeConsumer([MSGS]), FakeProducer(stuck=True)
     # The new consumer reads the batch again: nothing of it was committed.
-    new_consumer, new_producer = Consumer([MSGS]), Producer()
+    new_consumer, new_producer = FakeConsumer([MSGS]), FakeProducer()
     handler = Handler(stop, old_producer, batches=2)
     made: list[LoopClients] = []
 
@@ -220,13 +147,13 @@ def test_stuck_producer_is_replaced_and_its_batch_runs_again_on_new_clients(
 def test_no_rebuild_while_the_broker_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop_module, "WATCH_INTERVAL_S", 0.0)
     stop = threading.Event()
-    consumer, producer = Consumer([MSGS], reachable=False), Producer(stuck=True)
+    consumer, producer = FakeConsumer([MSGS], reachable=False), FakeProducer(stuck=True)
     handler = Handler(stop, producer, batches=1)
     made: list[int] = []
 
     def rebuild() -> LoopClients:
         made.append(1)
-        return _clients(Consumer([]), Producer())
+        return _clients(FakeConsumer([]), FakeProducer())
 
     loop, _ = _loop(_clients(consumer, producer), handler, rebuild, RebuildPolicy(stall_s=0.01))
     timer = threading.Timer(0.3, stop.set)
@@ -239,9 +166,9 @@ def test_no_rebuild_while_the_broker_does_not_answer(monkeypatch: pytest.MonkeyP
 
 def test_fatal_error_without_a_rebuild_left_stops_the_role_clearly() -> None:
     stop = threading.Event()
-    clients = _clients(Consumer([]), Producer())
+    clients = _clients(FakeConsumer([]), FakeProducer())
     clients.errors(KafkaError(KafkaError._FATAL, "producer id lost", fatal=True))
-    loop, _ = _loop(clients, Handler(stop, Producer(), 1), None, RebuildPolicy())
+    loop, _ = _loop(clients, Handler(stop, FakeProducer(), 1), None, RebuildPolicy())
     with pytest.raises(FatalKafkaError, match=r"producer id lost.*not recoverable"):
         loop.run(stop)
     assert clients.consumer.closed
@@ -249,15 +176,15 @@ def test_fatal_error_without_a_rebuild_left_stops_the_role_clearly() -> None:
 
 def test_authentication_failure_stops_the_role_without_a_rebuild() -> None:
     stop = threading.Event()
-    clients = _clients(Consumer([]), Producer())
+    clients = _clients(FakeConsumer([]), FakeProducer())
     clients.errors(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED, "bad password"))
     made: list[int] = []
 
     def rebuild() -> LoopClients:
         made.append(1)
-        return _clients(Consumer([]), Producer())
+        return _clients(FakeConsumer([]), FakeProducer())
 
-    loop, _ = _loop(clients, Handler(stop, Producer(), 1), rebuild, RebuildPolicy())
+    loop, _ = _loop(clients, Handler(stop, FakeProducer(), 1), rebuild, RebuildPolicy())
     with pytest.raises(FatalKafkaError, match="security settings"):
         loop.run(stop)
     assert made == []
@@ -273,7 +200,7 @@ def test_a_producer_that_refuses_to_work_is_broken_but_a_bad_record_is_not() -> 
     assert RebuildPolicy.broken(ValueError("bug")) is None
 
 
-class RefusingProducer(Producer):
+class RefusingProducer(FakeProducer):
     """What a transactional producer does once the broker forgot its transaction."""
 
     def produce(  # confluent-kafka's order: topic, value, key, partition, on_delivery
@@ -282,11 +209,15 @@ class RefusingProducer(Producer):
         raise KafkaException(KafkaError(KafkaError._STATE, "Erroneous state"))
 
 
-def _broken_producer_is_replaced(old_producer: Producer, batches: int) -> None:
+def _broken_producer_is_replaced(old_producer: FakeProducer, batches: int) -> None:
     """Run the loop over one batch on ``old_producer``, which breaks, until the new clients
     took over: one rebuild, the batch again on the new producer, only its offsets stored."""
     stop = threading.Event()
-    old_consumer, new_consumer, new_producer = Consumer([MSGS]), Consumer([MSGS]), Producer()
+    old_consumer, new_consumer, new_producer = (
+        FakeConsumer([MSGS]),
+        FakeConsumer([MSGS]),
+        FakeProducer(),
+    )
     handler = Handler(stop, old_producer, batches=batches)
 
     def rebuild() -> LoopClients:
@@ -309,7 +240,7 @@ def test_batch_failed_by_a_broken_producer_runs_again_on_new_clients() -> None:
     _broken_producer_is_replaced(RefusingProducer(), batches=1)  # the failed batch: not counted
 
 
-class FatallyFailedProducer(Producer):
+class FatallyFailedProducer(FakeProducer):
     """An idempotent producer after a fatal error (seen when a restarted broker answered
     with an out-of-order sequence): every call raises it, poll and flush included."""
 
@@ -327,7 +258,7 @@ class FatallyFailedProducer(Producer):
         raise KafkaException(self.FATAL)
 
 
-class FatalOnPollProducer(Producer):
+class FatalOnPollProducer(FakeProducer):
     """Takes records, then reports its fatal error from poll (no produce call failed)."""
 
     def poll(self, _t: float) -> int:
@@ -347,7 +278,7 @@ def test_broken_producer_without_a_rebuild_left_stops_the_role() -> None:
     stop = threading.Event()
     producer = RefusingProducer()
     loop, _ = _loop(
-        _clients(Consumer([MSGS]), producer), Handler(stop, producer, 1), None, RebuildPolicy()
+        _clients(FakeConsumer([MSGS]), producer), Handler(stop, producer, 1), None, RebuildPolicy()
     )
     with pytest.raises(KafkaException):
         loop.run(stop)
@@ -364,8 +295,8 @@ class AbortingCommitter(AtLeastOnceCommitter):
 
 def test_transactions_aborted_again_and_again_replace_the_clients() -> None:
     stop = threading.Event()
-    old_consumer, old_producer = Consumer([MSGS] * 5), Producer()
-    new_consumer, new_producer = Consumer([MSGS]), Producer()
+    old_consumer, old_producer = FakeConsumer([MSGS] * 5), FakeProducer()
+    new_consumer, new_producer = FakeConsumer([MSGS]), FakeProducer()
     handler = Handler(stop, old_producer, batches=1 + ABORTS_BEFORE_REBUILD)
     old = LoopClients(
         old_consumer,

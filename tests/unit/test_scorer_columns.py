@@ -28,51 +28,25 @@ from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.event_batch import EventBatchReader
 from streamserve.snapshots.holder import Serving, SnapshotHolder
+from tests.fakes import FakeMsg, FakeProducer
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
 NAMES = [f"x{j}" for j in range(10)]
 NOW = 1_700_000_100.0
 
 
-class Msg:
-    """A consumed record with what the scorer and the dead-letter sink read."""
-
-    def __init__(
-        self, offset: int, value: bytes | None, ts: int = 1_700_000_000_000, ts_type: int = 1
-    ) -> None:
-        self._offset, self._value, self._ts, self._ts_type = offset, value, ts, ts_type
-
-    def topic(self) -> str:
-        return "events"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return self._ts_type, self._ts
-
-    def headers(self) -> None:
-        return None
+def _msg(
+    offset: int, value: bytes | None, ts: int = 1_700_000_000_000, ts_type: int = 1
+) -> FakeMsg:
+    """A consumed event with what the scorer and the dead-letter sink read."""
+    return FakeMsg("events", 0, offset, value, timestamp=(ts_type, ts))
 
 
-class Producer:
-    """Records what is produced; acknowledges on poll."""
+class Producer(FakeProducer):
+    """Records what is produced; acknowledged when the test says so."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[str, bytes | None, bytes | None, Any]] = []
-        self.callbacks: list[Any] = []
+        super().__init__(ack="manual")
 
     def produce(
         self,
@@ -85,16 +59,7 @@ class Producer:
     ) -> None:
         """confluent-kafka's signature: topic, value, key, partition, on_delivery, ..."""
         assert partition == -1 and callable(on_delivery)
-        headers = kw.get("headers")
-        self.records.append((topic, value, key, dict(headers) if headers else None))
-        self.callbacks.append(on_delivery)
-
-    def ack_all(self) -> None:
-        for callback in self.callbacks:
-            callback(None, None)
-
-    def poll(self, _timeout: float) -> int:
-        return 0
+        super().produce(topic, value, key, partition, on_delivery, **kw)
 
 
 class Monitor:
@@ -137,7 +102,7 @@ def _learner(seed: int = 0) -> RiverLearner:
     return learner
 
 
-def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[Msg]:
+def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[FakeMsg]:
     """Mostly events in the common layout, and every kind of record that is not."""
     writer = AvroBodyWriter(catalog.schema("event"), catalog.local_id("event"))
 
@@ -168,14 +133,14 @@ def _batch(catalog: SchemaCatalog, rng: random.Random) -> list[Msg]:
     values[23] = avro(23, row(), ts=-(2**62))  # a long varint
     values[25] = b"{bad json"
     values[27] = avro(27, row(), ts=None)  # no ts in the body, and the record has none
-    msgs = [Msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
-    msgs[27] = Msg(127, values[27], -1, TIMESTAMP_NOT_AVAILABLE)
+    msgs = [_msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
+    msgs[27] = _msg(127, values[27], -1, TIMESTAMP_NOT_AVAILABLE)
     return msgs
 
 
 def _run(
     catalog: SchemaCatalog,
-    msgs: list[Msg],
+    msgs: list[FakeMsg],
     models: list[Learner],
     *,
     columns: bool,
@@ -285,3 +250,117 @@ def test_models_without_columns_take_the_record_path(catalog: SchemaCatalog) -> 
     slow, _, slow_seen = _run(catalog, msgs, [_learner(1), tree], columns=False)
     assert fast == slow
     assert fast_seen == slow_seen
+
+
+def _trained(spec: ModelSpec, seed: int) -> Learner:
+    learner = build_learner(spec)
+    rng = random.Random(seed)
+    for _ in range(300):
+        x = _json_row(rng)
+        s = x["x0"] - x["x3"] + (0.7 if x["country"] == "FR" else 0.0)
+        if spec.task is Task.BINARY:
+            learner.learn_one(x, s > 0.1)
+        elif spec.task is Task.REGRESSION:
+            learner.learn_one(x, s)
+        else:
+            learner.learn_one(x, "lo" if s < -0.5 else ("mid" if s < 0.5 else "hi"))
+    return learner
+
+
+def _json_row(rng: random.Random) -> dict[str, Any]:
+    x: dict[str, Any] = {n: rng.gauss(0, 2) for n in NAMES}
+    x["country"] = rng.choice(["FR", "DE", "US"])
+    x["device"] = rng.choice(["ios", "web"])
+    return x
+
+
+def _json_batch(rng: random.Random) -> list[FakeMsg]:
+    """JSON events with strings, and every kind of record that is not in the batch's
+    common shape."""
+    values: list[bytes | None] = [
+        json.dumps({"event_id": f"j{i}", "ts": 1_700_000_000_000 + i, "features": _json_row(rng)})
+        .encode()
+        for i in range(40)
+    ]
+    values[2] = json.dumps({"event_id": "j2", "features": {**_json_row(rng), "new": 1}}).encode()
+    values[5] = b'{"event_id": "j5", "features": {"x0": NaN}}'  # per record, accepted
+    values[8] = b"{bad json"
+    values[11] = json.dumps({"event_id": "j11", "features": _json_row(rng)}).encode()  # no ts
+    values[14] = json.dumps({"event_id": "", "features": {}}).encode()  # dead-letter
+    values[17] = json.dumps(
+        {"event_id": "j17", "ts": 3, "features": {**_json_row(rng), "country": 7}}
+    ).encode()
+    return [_msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("output_format", ["avro", "json"])
+def test_json_events_of_every_task_take_the_column_path(
+    catalog: SchemaCatalog, output_format: str
+) -> None:
+    models = [
+        _trained(ModelSpec("b", Task.BINARY, "logistic_regression"), 1),
+        _trained(ModelSpec("r", Task.REGRESSION, "linear_regression"), 2),
+        _trained(ModelSpec("s", Task.MULTICLASS, "softmax_regression"), 3),
+        _trained(ModelSpec("o", Task.MULTICLASS, "logistic_regression"), 4),
+    ]
+    assert all(m.matrix_scorer() is not None for m in models)
+    msgs = _json_batch(random.Random(9))
+    fast, fast_batch, fast_seen = _run(
+        catalog, msgs, models, columns=True, output_format=output_format
+    )
+    slow, slow_batch, slow_seen = _run(
+        catalog, msgs, models, columns=False, output_format=output_format
+    )
+    assert len(fast) == len(slow) == fast_batch.expected == slow_batch.expected
+    for f, s in zip(fast, slow, strict=True):
+        assert f[0] == s[0] and f[2] == s[2] and f[3] == s[3]
+        if f[0] == "predictions" and output_format == "json":
+            _close(json.loads(f[1]), json.loads(s[1]))
+        elif f[0] == "predictions":
+            _close(_avro(catalog, f[1]), _avro(catalog, s[1]))
+        else:
+            assert f[1] == s[1]
+    assert _plain_seen(fast_seen) == _plain_seen(slow_seen)
+    stages = [h[H_STAGE] for topic, _, _, h in fast if topic == "dead-letter"]
+    assert stages == [b"decode", b"decode"]
+    columns = Serde(catalog).event_decoders()[1].read(
+        [m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows]
+    )
+    # The column path was taken: all but the other names (2), NaN (5) and the bad ones.
+    assert columns is not None and len(columns) == 36
+
+
+def _avro(catalog: SchemaCatalog, value: bytes) -> Any:
+    import io
+
+    from fastavro import schemaless_reader
+
+    return schemaless_reader(io.BytesIO(value[5:]), catalog.schema("prediction"), None)
+
+
+def _close(a: Any, b: Any) -> None:
+    """Equal, numbers to 1e-9 (the arrays and River add in different orders)."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, abs=1e-9, rel=1e-9)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _close(a[k], b[k])
+    else:
+        assert a == b
+
+
+def _plain_seen(seen: list[Any]) -> list[Any]:
+    """What the monitor saw, scores rounded (compared to 1e-9 above)."""
+    out = []
+    for item in seen:
+        if isinstance(item, tuple):
+            features, offsets, scores = item
+            rounded = {
+                m: [None if isinstance(s, str) or s.score is None else round(s.score, 9) for s in v]
+                for m, v in scores.items()
+            }
+            out.append((features, offsets, rounded))
+        else:
+            out.append(item)
+    return out

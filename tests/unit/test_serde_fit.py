@@ -84,12 +84,13 @@ def test_a_changed_event_schema_is_decoded_by_the_general_decoder(own_topics: Pa
     catalog = _catalog(own_topics)
     assert not fits(catalog, "event")
     decoder, batch_decoder = Serde(catalog).event_decoders()
-    assert batch_decoder is None
     writer = AvroBodyWriter(catalog.schema("event"), catalog.local_id("event"))
     values = [
         writer.write({"event_id": f"e{i}", "ts": i, "features": {"a": float(i), "b": 2.0}})
         for i in range(5)
     ]
+    decoder.decode(values[0], None)  # a layout the fast reader would learn, were it built
+    assert batch_decoder.read(values) is None
     batch = EventBatchReader(decoder, batch_decoder).read(values, lambda i: None, columns=True)
     assert batch.columns is None and not batch.failed
     assert batch.events == [Event(f"e{i}", {"a": float(i), "b": 2.0}, i) for i in range(5)]
@@ -98,7 +99,7 @@ def test_a_changed_event_schema_is_decoded_by_the_general_decoder(own_topics: Pa
 def test_the_scorer_writes_the_users_prediction_schema(own_topics: Path) -> None:
     """End to end through the scorer's codecs: the batch path must not write bytes laid
     out for the bundled schema."""
-    from tests.unit.test_scorer_columns import Msg, _learner, _run  # the scorer scaffold
+    from tests.unit.test_scorer_columns import _learner, _msg, _run  # the scorer scaffold
 
     shutil.copy(REPO_TOPICS / "event.avsc", own_topics / "event.avsc")  # columns are read
     catalog = _catalog(own_topics)
@@ -106,7 +107,7 @@ def test_the_scorer_writes_the_users_prediction_schema(own_topics: Path) -> None
     writer = AvroBodyWriter(catalog.schema("event"), catalog.local_id("event"))
     rng = np.random.default_rng(0)
     msgs = [
-        Msg(i, writer.write({"event_id": f"e{i}", "ts": 1000 + i, "features": _row(rng)}))
+        _msg(i, writer.write({"event_id": f"e{i}", "ts": 1000 + i, "features": _row(rng)}))
         for i in range(30)
     ]
     models: list[Learner] = [_learner(1)]

@@ -18,48 +18,27 @@ from streamserve.roles.joiner import Joiner
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
+from tests.fakes import FakeMsg
 
 
-class Msg:
-    def __init__(self, topic: str, value: bytes, ts: tuple[int, int]) -> None:
-        self._topic, self._value, self._ts = topic, value, ts
-
-    def topic(self) -> str:
-        return self._topic
-
-    def value(self) -> bytes:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return self._ts
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 7
-
-    def headers(self) -> None:
-        return None
-
-    def error(self) -> None:
-        return None
+def _msg(topic: str, value: bytes, ts: tuple[int, int]) -> FakeMsg:
+    return FakeMsg(topic, 0, 7, value, timestamp=ts)
 
 
 def test_record_ts_is_none_when_not_available() -> None:
-    assert record_ts(Msg("t", b"", (TIMESTAMP_NOT_AVAILABLE, -1))) is None
-    assert record_ts(Msg("t", b"", (TIMESTAMP_CREATE_TIME, -1))) is None
-    assert record_ts(Msg("t", b"", (TIMESTAMP_CREATE_TIME, 1_700_000_000_000))) == (
+    assert record_ts(_msg("t", b"", (TIMESTAMP_NOT_AVAILABLE, -1))) is None
+    assert record_ts(_msg("t", b"", (TIMESTAMP_CREATE_TIME, -1))) is None
+    assert record_ts(_msg("t", b"", (TIMESTAMP_CREATE_TIME, 1_700_000_000_000))) == (
         1_700_000_000_000
     )
 
 
 def test_dead_letter_header_is_empty_without_a_timestamp() -> None:
     headers = dict(
-        dead_letter_headers(Msg("t", b"x", (TIMESTAMP_NOT_AVAILABLE, -1)), "s", ValueError("e"))
+        dead_letter_headers(_msg("t", b"x", (TIMESTAMP_NOT_AVAILABLE, -1)), "s", ValueError("e"))
     )
     assert headers[H_TIMESTAMP] == b""
-    msg = Msg("t", b"x", (TIMESTAMP_CREATE_TIME, 5))
+    msg = _msg("t", b"x", (TIMESTAMP_CREATE_TIME, 5))
     headers = dict(dead_letter_headers(msg, "s", ValueError()))
     assert headers[H_TIMESTAMP] == b"5"
 
@@ -92,9 +71,9 @@ def test_the_joiner_stores_no_time_for_records_without_one() -> None:
     none = (TIMESTAMP_NOT_AVAILABLE, -1)
     joiner.handle(
         [
-            Msg("events", json.dumps({"event_id": "a", "features": {"x": 1.0}}).encode(), none),
-            Msg("feedback", json.dumps({"event_id": "a", "label": True}).encode(), none),
-            Msg(
+            _msg("events", json.dumps({"event_id": "a", "features": {"x": 1.0}}).encode(), none),
+            _msg("feedback", json.dumps({"event_id": "a", "label": True}).encode(), none),
+            _msg(
                 "events",
                 json.dumps({"event_id": "b", "features": {}}).encode(),
                 (TIMESTAMP_CREATE_TIME, 42),

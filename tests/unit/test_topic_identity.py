@@ -6,14 +6,7 @@ from confluent_kafka import KafkaError
 
 from streamserve.kafka.config import ClientErrors
 from streamserve.kafka.topic_identity import CHECK_EVERY_S, TopicIdentity, Verdict
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 class Broker:
@@ -36,12 +29,12 @@ class Counter:
         return self.n
 
 
-def _identity(broker: Broker, drops: Counter, clock: Clock) -> TopicIdentity:
+def _identity(broker: Broker, drops: Counter, clock: FakeClock) -> TopicIdentity:
     return TopicIdentity(broker, drops, clock=clock)
 
 
 def test_a_healthy_topic_is_never_reported_recreated() -> None:
-    broker, drops, clock = Broker("id-1"), Counter(), Clock()
+    broker, drops, clock = Broker("id-1"), Counter(), FakeClock()
     ident = _identity(broker, drops, clock)
     ident.adopt("id-1")
     for i in range(200):
@@ -53,7 +46,7 @@ def test_a_healthy_topic_is_never_reported_recreated() -> None:
 
 
 def test_a_new_id_is_reported_once_and_becomes_the_known_one() -> None:
-    broker, drops, clock = Broker("id-1"), Counter(), Clock()
+    broker, drops, clock = Broker("id-1"), Counter(), FakeClock()
     ident = _identity(broker, drops, clock)
     ident.adopt(None)
     assert ident.check(holding_records=False) is Verdict.GO
@@ -66,14 +59,14 @@ def test_a_new_id_is_reported_once_and_becomes_the_known_one() -> None:
 
 
 def test_a_snapshot_id_that_differs_from_the_broker_is_a_recreation() -> None:
-    broker, drops, clock = Broker("id-new"), Counter(), Clock()
+    broker, drops, clock = Broker("id-new"), Counter(), FakeClock()
     ident = _identity(broker, drops, clock)
     ident.adopt("id-old")
     assert ident.check(holding_records=True) is Verdict.RECREATED
 
 
 def test_an_unknown_id_never_resets() -> None:
-    broker, drops, clock = Broker(None), Counter(), Clock()
+    broker, drops, clock = Broker(None), Counter(), FakeClock()
     ident = _identity(broker, drops, clock)
     ident.adopt(None)
     for _ in range(5):
@@ -84,7 +77,7 @@ def test_an_unknown_id_never_resets() -> None:
 
 
 def test_records_wait_after_a_lost_connection_until_the_id_is_confirmed() -> None:
-    broker, drops, clock = Broker("id-1"), Counter(), Clock()
+    broker, drops, clock = Broker("id-1"), Counter(), FakeClock()
     ident = _identity(broker, drops, clock)
     ident.adopt("id-1")
     assert ident.check(holding_records=True) is Verdict.GO
@@ -101,7 +94,7 @@ def test_records_wait_after_a_lost_connection_until_the_id_is_confirmed() -> Non
 
 
 def test_without_a_lost_connection_the_id_is_checked_only_now_and_then() -> None:
-    broker, drops, clock = Broker("id-1"), Counter(), Clock()
+    broker, drops, clock = Broker("id-1"), Counter(), FakeClock()
     ident = _identity(broker, drops, clock)
     ident.adopt(None)
     ident.check(holding_records=True)
@@ -119,7 +112,7 @@ def test_a_failing_lookup_tells_nothing() -> None:
     def boom() -> str | None:
         raise RuntimeError("admin client failed")
 
-    drops, clock = Counter(), Clock()
+    drops, clock = Counter(), FakeClock()
     ident = TopicIdentity(boom, drops, clock=clock)
     ident.adopt(None)
     assert ident.check(holding_records=True) is Verdict.GO

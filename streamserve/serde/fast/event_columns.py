@@ -85,7 +85,7 @@ def read_event_columns(
             missing = missing[known]
         if len(missing):
             filled = np.array([t for t in times if t is not None], dtype=np.int64)
-            encoded, widths = _union_longs(filled)
+            encoded, widths = union_longs(filled)
             ts, ts_at, ts_len = ts.copy(), ts_at.copy(), ts_len.copy()
             ts[missing] = filled
             ts_at[missing] = len(data) + np.arange(len(missing)) * _UNION_LONG
@@ -107,7 +107,7 @@ def read_event_columns(
     )
 
 
-def _union_longs(values: Ints) -> tuple[Bytes, Ints]:
+def union_longs(values: Ints) -> tuple[Bytes, Ints]:
     """``values`` as the long branch of a ``["null", "long"]`` union, one row of
     ``_UNION_LONG`` bytes each (the branch, the zigzag varint, zero padding), and each
     one's length."""

@@ -1,9 +1,8 @@
-"""JoinState against the real Redis at 127.0.0.1:6379 (or $STREAMSERVE_TEST_REDIS_URL):
-exactly one side of a pair emits, whatever the order and however often either is replayed."""
+"""JoinState against a real Redis (the session's, see tests/conftest.py): exactly one side
+of a pair emits, whatever the order and however often either is replayed."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -12,18 +11,11 @@ import redis
 
 from streamserve.redis.join_state import EventSide, JoinState, LabelSide
 
-URL = os.environ.get("STREAMSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(URL, socket_connect_timeout=1)
-    try:
-        c.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {URL}: {exc}")
-    yield c
-    c.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    """The session's Redis (see tests/conftest.py)."""
+    return redis_client
 
 
 @pytest.fixture
