@@ -48,6 +48,16 @@ MODEL = "bench"
 BATCH = 100  # instances per request in the batched rows
 CONNECTIONS = 64  # wrk, saturation
 RATE_WORKERS = 16  # hey, fixed rate
+# The server on one core, its load generator on the other, so neither takes the other's
+# time (other processes on the machine still may).
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+
+def _pinned(cpu: str, argv: list[str]) -> list[str]:
+    if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        return argv
+    return ["taskset", "-c", cpu, *argv]
+
 
 PEER = "FastAPI peer (def)"
 PEER_ASYNC = "FastAPI peer (async def)"
@@ -202,7 +212,7 @@ def _command(env: Env, variant: str, port: int) -> tuple[list[str], dict[str, st
 def server(env: Env, variant: str) -> Iterator[str]:
     port = _free_port()
     cmd, penv = _command(env, variant, port)
-    with procs.started(cmd, penv, ROOT) as proc:
+    with procs.started(_pinned(SERVER_CPU, cmd), penv, ROOT) as proc:
         url = f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict"
         _wait_ready(url, proc)
         yield url
@@ -242,16 +252,19 @@ def saturation(env: Env, variant: str, url: str, instances: int) -> Load:
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
     out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{CONNECTIONS}",
-            f"-d{env.seconds:g}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
+        _pinned(
+            LOAD_CPU,
+            [
+                "wrk",
+                "-t1",
+                f"-c{CONNECTIONS}",
+                f"-d{env.seconds:g}s",
+                "--latency",
+                "-s",
+                str(script),
+                url,
+            ],
+        ),
         capture_output=True,
         text=True,
         check=True,
@@ -280,22 +293,25 @@ def _wrk_ms(out: str, pct: str) -> float:
 def at_rate(env: Env, variant: str, url: str, instances: int, rate: float) -> Load:
     body = _body(env, instances)
     out = subprocess.run(
-        [
-            "hey",
-            "-z",
-            f"{env.seconds:g}s",
-            "-c",
-            str(RATE_WORKERS),
-            "-q",
-            f"{rate / RATE_WORKERS:.3f}",
-            "-m",
-            "POST",
-            "-T",
-            "application/json",
-            "-D",
-            str(body),
-            url,
-        ],
+        _pinned(
+            LOAD_CPU,
+            [
+                "hey",
+                "-z",
+                f"{env.seconds:g}s",
+                "-c",
+                str(RATE_WORKERS),
+                "-q",
+                f"{rate / RATE_WORKERS:.3f}",
+                "-m",
+                "POST",
+                "-T",
+                "application/json",
+                "-D",
+                str(body),
+                url,
+            ],
+        ),
         capture_output=True,
         text=True,
         check=True,
@@ -381,6 +397,7 @@ def run(redis_url: str, workdir: Path, rounds: int, seconds: float) -> dict[str,
         "rate_workers": RATE_WORKERS,
         "batch": BATCH,
         "features": len(FEATURES),
+        "pinned": _pinned(SERVER_CPU, []) != [],
         "loads": [asdict(x) for x in loads],
     }
 
@@ -420,7 +437,9 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         f"Saturation: `wrk`, {results['connections']} connections, one thread; fixed rate: "
         f"`hey`, {results['rate_workers']} rate-limited workers; {results['seconds']:g} s per "
         f"load, {results['rounds']} rounds alternating the servers, medians (per-round values "
-        "in brackets). The load generator runs on the same two cores as the server.",
+        "in brackets). The server runs on core 0 and the load generator on core 1 "
+        f"(`taskset`: {results.get('pinned', False)}); other processes on the machine may "
+        "take either.",
         "",
         "| server | load | requests/s | p50 ms | p99 ms |",
         "|---|---|---:|---:|---:|",
