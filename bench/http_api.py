@@ -389,7 +389,13 @@ def run(redis_url: str, workdir: Path, rounds: int, seconds: float) -> dict[str,
             raise RuntimeError(f"the HTTP benchmark needs {tool}: apt-get install -y wrk hey")
     env = Env(redis_url, f"bench-http-{os.getpid()}", workdir, seconds)
     prepare(env)
-    loads = [load for k in range(rounds) for load in one_round(env, k)]
+    try:
+        loads = [load for k in range(rounds) for load in one_round(env, k)]
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=f"{env.prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
     return {
         "rounds": rounds,
         "seconds": seconds,
