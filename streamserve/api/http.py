@@ -3,7 +3,6 @@ reply, and sending it over ASGI."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,13 +42,6 @@ class Request:
     params: dict[str, Any]
     headers: list[tuple[bytes, bytes]]
     body: bytes
-    deadline: float  # loop time by which the answer is due
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
     def json(self) -> Any:
         """The body parsed as JSON (whatever the content type says, as TF Serving does);
@@ -60,9 +52,6 @@ class Request:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
-
-    def remaining_s(self) -> float:
-        return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
 
 @dataclass(slots=True)

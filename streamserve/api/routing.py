@@ -170,9 +170,7 @@ class PathEndpoint:
                 if route.method in ("POST", "PUT", "PATCH"):
                     body = await read_body(scope, receive, ctx.limits)
                 reading = False
-                request = Request(
-                    route.method, scope["path"], scope["path_params"], headers, body, deadline
-                )
+                request = Request(route.method, scope["path"], scope["path_params"], headers, body)
                 return await route.handler(request)
         except TimeoutError:
             if reading:
