@@ -8,7 +8,9 @@ import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bench import workloads_report
 from bench.results import (
+    PIPE_GOAL,
     PIPE_LOOP,
     PIPE_TUNED,
     SCORER,
@@ -45,7 +47,14 @@ def what_bounds(results: Results) -> list[str]:
     """The section "What bounds the targets": one paragraph per target with its figures."""
     paragraphs = [
         part(results)
-        for part in (_scorer_bound, _learner_bound, _latency_bound, _gc_bound, _swap_bound)
+        for part in (
+            _scorer_bound,
+            *workloads_report.BOUNDS,
+            _learner_bound,
+            _latency_bound,
+            _gc_bound,
+            _swap_bound,
+        )
     ]
     lines = [
         "",
@@ -120,13 +129,14 @@ def _scorer_bound(results: Results) -> list[str]:
     if not ss or not pipes:
         return []
     ratios = [(name, ss / rate) for name, rate in pipes]
-    verdicts = {_met(ratio >= 0.75) for _, ratio in ratios}
+    verdicts = {_met(ratio >= PIPE_GOAL) for _, ratio in ratios}
     one_verdict = len(verdicts) == 1
     head = (
-        "- **Scorer against the raw pipe (≥ 0.75 x): "
+        f"- **Scorer against the raw pipe (≥ {PIPE_GOAL} x): "
         + (f"{verdicts.pop()}, " if one_verdict else "")
         + " and ".join(
-            f"{ratio:.2f} x {NAMES[name]}" + ("" if one_verdict else f" ({_met(ratio >= 0.75)})")
+            f"{ratio:.2f} x {NAMES[name]}"
+            + ("" if one_verdict else f" ({_met(ratio >= PIPE_GOAL)})")
             for name, ratio in ratios
         )
         + ".**"
@@ -155,7 +165,7 @@ def _per_record(results: Results, med: Medians) -> list[str]:
     if min(rates) <= 0:
         return []
     raw, loop, scorer = (1e6 / r for r in rates)
-    goal = 1e6 / (0.75 * rates[0])
+    goal = 1e6 / (PIPE_GOAL * rates[0])
     text = [
         "What bounds the scorer is its one Python thread: per record, the tuned pipe took",
         f"{raw:.2f} µs, the same pipe on streamserve's consumer loop {loop:.2f} µs and the",
@@ -168,7 +178,7 @@ def _per_record(results: Results, med: Medians) -> list[str]:
             f"record against the {scorer - loop:.2f} µs the scorer adds to the loop."
         )
     text.append(
-        f"0.75 x the tuned pipe leaves {goal:.2f} µs per record: "
+        f"{PIPE_GOAL} x the tuned pipe leaves {goal:.2f} µs per record: "
         + (
             f"{loop - goal:.2f} µs less than the consumer loop takes with no work in it."
             if loop > goal

@@ -10,6 +10,7 @@ runs) is the old method, kept for comparison and for the memory run.
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import threading
@@ -22,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
-from _shared import EVENT_SCHEMA_ID, FEATURES  # type: ignore[import-not-found]
+from _shared import EVENT_SCHEMA_ID, FEATURES, json_features  # type: ignore[import-not-found]
 
 from streamserve.kafka.delivery import produce_many
 from streamserve.serde.avro import AvroBodyWriter
@@ -68,6 +69,23 @@ class EventFactory:
     def event(self, event_id: str, ts: int | None, rng: random.Random) -> bytes:
         features = {n: rng.gauss(i * 0.5, 1.0 + i * 0.1) for i, n in enumerate(FEATURES)}
         return self._writer.write({"event_id": event_id, "ts": ts, "features": features})
+
+    def batch(self, n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
+        rng = random.Random(seed)
+        now = int(time.time() * 1000)
+        return [(f"e{i}".encode(), self.event(f"e{i}", now, rng)) for i in range(n)]
+
+
+class JsonEventFactory:
+    """JSON events as producers write them with ``json.dumps``: an id, the time and the
+    features, 10 numbers and 2 strings (``_shared.json_features``)."""
+
+    def event(self, event_id: str, ts: int | None, rng: random.Random) -> bytes:
+        body: dict[str, object] = {"event_id": event_id}
+        if ts is not None:
+            body["ts"] = ts
+        body["features"] = json_features(rng)
+        return json.dumps(body).encode()
 
     def batch(self, n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
         rng = random.Random(seed)

@@ -13,6 +13,7 @@ from typing import Any
 from fastavro import schemaless_reader
 from prometheus_client import CollectorRegistry, Histogram
 
+from bench import tree_cost
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch
 from streamserve.learners.catalogue import build_learner
@@ -121,6 +122,15 @@ def costs() -> list[tuple[str, float, float | None]]:
             *_scorer_batch(serde, events, learner),
         )
     )
+    for name in tree_cost.TREES:
+        cost = tree_cost.tree_cost(name, 20_000, rounds=3)
+        rows.append(
+            (
+                f"score, {name} (compiled batch / River per record; medians of 3 paired rounds)",
+                cost.predict_many_us,
+                cost.river_us,
+            )
+        )
     rows.append(("full garbage collection, ms (start-up objects frozen / not)", *_gc_pause()))
     return rows
 
@@ -166,7 +176,9 @@ def _scorer_batch(serde: Serde, events: list[bytes], learner: Any) -> tuple[floa
             batch_encoder=batch_encoder if columns else None,
             producer=_NullProducer(),
             predictions_topic="predictions",
-            dead_letters=DeadLetterSink(_NullProducer(), "dead-letter", metrics),
+            dead_letters=DeadLetterSink(
+                _NullProducer(), "dead-letter", metrics, role="scorer", group="bench-scorer"
+            ),
             models=[ServedModel("m", SnapshotHolder(Serving(version=1, model=learner)))],
             metrics=metrics,
         )

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import bounds
+from bench import bounds, workloads_report
 from bench.results import (
+    AVRO_GOALS,
+    PIPE_GOAL,
     PIPE_LOOP,
     PIPE_TUNED,
     Medians,
@@ -30,6 +32,7 @@ from bench.results import (
     throughput_medians,
 )
 from bench.streamserve_setup import scorer_defaults
+from bench.workloads_report import rate_table, ratio_targets
 
 Target = tuple[str, str, bool | None]  # what, measured, met (None: cannot tell)
 
@@ -135,22 +138,8 @@ def _intro(results: Results) -> list[str]:
 def _throughput(results: Results) -> list[str]:
     if "throughput" not in results:
         return []
-    med = throughput_medians(results)
-    bulk = medians(results["throughput"], "bulk_rate")
-    lines = [
-        "",
-        "## Scoring throughput",
-        "",
-        "| variant | median records/s | runs | central 90 %, median |",
-        "|---|---:|---|---:|",
-    ]
-    for name, (m, rates) in med.items():
-        central = f"{bulk[name][0]:,.0f}" if bulk[name][0] else "—"
-        lines.append(f"| {name} | {m:,.0f} | {_rates(rates)} | {central} |")
-    run_notes = [f"- {r['variant']}: {r['note']}" for r in results["throughput"] if r.get("note")]
-    if run_notes:
-        lines += ["", "Notes on single runs:", "", *run_notes]
-    return lines + _gap_to_pipe(med)
+    lines = ["", "## Scoring throughput", "", *rate_table(results["throughput"])]
+    return lines + _gap_to_pipe(throughput_medians(results))
 
 
 def _gap_to_pipe(med: Medians) -> list[str]:
@@ -160,7 +149,7 @@ def _gap_to_pipe(med: Medians) -> list[str]:
     if min(rates) <= 0:
         return []
     raw, loop, scorer = (1e6 / r for r in rates)
-    goal = 1e6 / (0.75 * rates[0])
+    goal = 1e6 / (PIPE_GOAL * rates[0])
     return [
         "",
         "Time per record, from the medians above (one process each, so this is the",
@@ -172,7 +161,7 @@ def _gap_to_pipe(med: Medians) -> list[str]:
         f"+{loop - raw:.2f} µs for the delivery guarantees",
         f"- streamserve scorer: {scorer:.2f} µs, +{scorer - loop:.2f} µs for decoding, "
         "scoring, encoding and the input drift monitor",
-        f"- 0.75 x the raw pipe would need {goal:.2f} µs per record: "
+        f"- {PIPE_GOAL} x the raw pipe would need {goal:.2f} µs per record: "
         + (
             f"{loop / goal:.2f} x what the consumer loop alone takes before any work"
             if loop > goal
@@ -199,11 +188,20 @@ def _micro(results: Results) -> list[str]:
 
 
 def _profile(results: Results) -> list[str]:
-    if not results.get("profile"):
+    return profile_section(results.get("profile"), "")
+
+
+def _json_profile(results: Results) -> list[str]:
+    return profile_section(results.get("json_profile"), ", JSON events with strings")
+
+
+def profile_section(rows: list[list[Any]] | None, workload: str) -> list[str]:
+    """py-spy's table of the scorer's functions for one workload."""
+    if not rows:
         return []
     lines = [
         "",
-        "## Where the scorer's time goes",
+        f"## Where the scorer's time goes{workload}",
         "",
         "py-spy samples of the scoring thread of `streamserve score` during one throughput",
         "run (percent of the thread's samples; the rest is librdkafka's `consume`/`poll`, C",
@@ -212,9 +210,7 @@ def _profile(results: Results) -> list[str]:
         "| function | inclusive % | self % |",
         "|---|---:|---:|",
     ]
-    for name, inclusive, own in results["profile"]:
-        lines.append(f"| `{name}` | {inclusive:.1f} | {own:.1f} |")
-    return lines
+    return lines + [f"| `{name}` | {inclusive:.1f} | {own:.1f} |" for name, inclusive, own in rows]
 
 
 def _settings(results: Results) -> list[str]:
@@ -448,6 +444,22 @@ def _memory(results: Results) -> list[str]:
     ]
 
 
+def _torch(results: Results) -> list[str]:
+    if "torch" not in results:
+        return []
+    from bench import torch_bench  # imports torch: only when the section ran
+
+    return torch_bench.report(results["torch"])[0]
+
+
+def _torch_targets(results: Results) -> list[Target]:
+    if "torch" not in results:
+        return []
+    from bench import torch_bench
+
+    return torch_bench.report(results["torch"])[1]
+
+
 def _swap(results: Results) -> list[str]:
     if "swap" not in results:
         return []
@@ -493,15 +505,21 @@ def _http(results: Results) -> list[str]:
 SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     _intro,
     _throughput,
+    workloads_report.json_throughput,
     _micro,
+    workloads_report.stages,
     _profile,
+    _json_profile,
+    workloads_report.producing,
     _settings,
     _latency,
     _learner,
     _models,
+    workloads_report.model_baseline,
     _scaling,
     _memory,
     _swap,
+    _torch,
     _http,
 )
 
@@ -510,25 +528,14 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
 
 
 def _throughput_targets(results: Results) -> list[Target]:
-    med = throughput_medians(results)
-    ss = med.get("streamserve scorer", (0.0, []))[0]
-    targets: list[Target] = []
-    for peer, factor in (
-        ("raw pipe", 0.75),
-        (PIPE_TUNED, 0.75),
+    goals = (
+        ("raw pipe", PIPE_GOAL),
+        (PIPE_TUNED, PIPE_GOAL),
+        *AVRO_GOALS,
         ("Quix Streams", 4.0),
         ("Bytewax", 2.0),
-    ):
-        if peer in med and med[peer][0] > 0:
-            ratio = ss / med[peer][0]
-            targets.append(
-                (
-                    f"scorer ≥ {factor} x {peer}",
-                    f"{ratio:.2f} x ({ss:,.0f} vs {med[peer][0]:,.0f}/s)",
-                    ratio >= factor,
-                )
-            )
-    return targets
+    )
+    return ratio_targets("", throughput_medians(results), goals)
 
 
 def _latency_targets(results: Results) -> list[Target]:
@@ -602,10 +609,12 @@ def _swap_targets(results: Results) -> list[Target]:
 
 JUDGES: tuple[Callable[[Results], list[Target]], ...] = (
     _throughput_targets,
+    *workloads_report.JUDGES,
     _latency_targets,
     _learner_targets,
     _memory_targets,
     _swap_targets,
+    _torch_targets,
 )
 
 

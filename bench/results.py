@@ -13,7 +13,15 @@ Medians = dict[str, tuple[float, list[float]]]
 
 PIPE_TUNED = "raw pipe, fetch.queue.backoff.ms 20"
 PIPE_LOOP = "pipe on streamserve's consumer loop"
+PIPE_LOOP_BATCH = "pipe on streamserve's consumer loop, produce_batch"
 SCORER = "streamserve scorer"
+HAND_LOOP = "hand-written loop"
+NUMPY_LOOP = "numpy batch loop"
+
+# The scorer's goals against its peers, as issue 14 sets them: (peer, factor) per workload.
+PIPE_GOAL = 0.6  # x either raw pipe, Avro doubles
+AVRO_GOALS = ((NUMPY_LOOP, 0.9),)
+JSON_GOALS = ((HAND_LOOP, 3.0), (NUMPY_LOOP, 0.8))
 
 
 def medians(runs: list[dict[str, Any]], field: str = "rate") -> Medians:
@@ -27,6 +35,23 @@ def medians(runs: list[dict[str, Any]], field: str = "rate") -> Medians:
 def throughput_medians(results: Results) -> Medians:
     """Each throughput variant's median rate and its runs' rates ({} without the section)."""
     return medians(results.get("throughput", []))
+
+
+def json_medians(results: Results) -> Medians:
+    """The JSON workload's variants' median rates and their runs' rates."""
+    return medians(results.get("json_throughput", []))
+
+
+def stage_rows(results: Results, fmt: str) -> list[list[float | str]]:
+    """The in-process split of a record's time for workload ``fmt`` ("avro", "json"):
+    (stage, scorer, numpy batch loop, per-record loop) rows, [] when not measured."""
+    return list((results.get("stages") or {}).get(fmt, []))
+
+
+def stage_totals(results: Results, fmt: str) -> list[float]:
+    """Decode + score + encode + produce, µs per record, per column of ``stage_rows``."""
+    rows = stage_rows(results, fmt)
+    return [sum(float(r[k]) for r in rows) for k in (1, 2, 3)] if rows else []
 
 
 def latency_by_variant(results: Results) -> dict[str, list[dict[str, Any]]]:

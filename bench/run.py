@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,14 @@ from bench import (
     memory,
     micro,
     peers,
+    producing,
     report,
+    stages,
     streamserve_setup,
 )
-from bench.kafka_io import EventFactory
+from bench.kafka_io import EventFactory, JsonEventFactory
 from bench.profiling import Profile, py_spy, sampled, table
+from bench.results import HAND_LOOP, NUMPY_LOOP, PIPE_LOOP_BATCH
 from bench.throughput import Env, Method, RunResult, run_job, run_streamserve_scorer
 from streamserve.embedded import EmbeddedBroker, EmbeddedRedis
 from streamserve.serde.schemas import SchemaCatalog
@@ -41,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = (
     "micro",
     "throughput",
+    "json",
+    "producing",
     "settings",
     "latency",
     "learner",
@@ -48,6 +53,7 @@ SECTIONS = (
     "scaling",
     "memory",
     "swap",
+    "torch",
     "http",
 )
 
@@ -88,6 +94,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-records", type=int, default=50_000, help="scorer run per model size")
     p.add_argument("--memory-events", type=int, default=1_000_000)
     p.add_argument("--swaps", type=int, default=100)
+    p.add_argument("--torch-examples", type=int, default=20_000, help="per torch round")
+    p.add_argument("--torch-rounds", type=int, default=5, help="paired rounds per module")
     p.add_argument("--swap-every", type=float, default=0.2, help="seconds between swaps")
     p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
     p.add_argument("--http-rounds", type=int, default=3, help="HTTP API: rounds of every load")
@@ -164,6 +172,9 @@ def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     if "micro" in sections:
         results["micro"] = micro.costs()
         _log("per-record costs: " + ", ".join(f"{c[1]:.1f} µs" for c in results["micro"]))
+        results["stages"] = {fmt: stages.split(fmt) for fmt in ("avro", "json")}
+        results["queue_batched"] = stages.queue_batched()
+        _log(f"stages: {results['stages']}; queueing (batch, each): {results['queue_batched']}")
     try:
         if "http" in sections:  # HTTP servers and Redis only, no broker
             _log("HTTP API against the FastAPI peer")
@@ -174,7 +185,7 @@ def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
             env = Env(
                 broker.bootstrap_servers, redis_url, str(topics_dir), workdir, peers_python, []
             )
-            if sections & {"throughput", "settings", "models", "scaling"}:
+            if sections & {"throughput", "settings", "models", "scaling", "producing", "torch"}:
                 _log(f"generating {a.records} events")
                 env.records = factory.batch(a.records)
             for name, section in ON_BROKER.items():
@@ -208,7 +219,8 @@ def _throughput(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[
             runs.append(run_job(env, "raw pipe", "raw_pipe.py", py, method))
             runs.append(run_job(env, PIPE_TUNED, "raw_pipe.py", py, method, PIPE_TUNED_ARGS))
             runs.append(run_job(env, PIPE_LOOP, "loop_pipe.py", py, method))
-            runs.append(run_job(env, "hand-written loop", "hand_loop.py", py, method))
+            runs.append(run_job(env, HAND_LOOP, "hand_loop.py", py, method))
+            runs.append(run_job(env, NUMPY_LOOP, "numpy_loop.py", py, method))
             runs.append(run_streamserve_scorer(env, method=method))
             if env.peers_python:
                 peers_py = env.peers_python
@@ -222,6 +234,67 @@ def _throughput(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[
     return {
         "throughput": [asdict(r) for r in runs],
         "profile": table(profile, 18) if profile.total else [],
+    }
+
+
+def _json(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    """The JSON workload (10 numbers, 2 strings): the scorer, the per-record hand-written
+    loop, the numpy batch loop and the peers on the same events, in rounds."""
+    _log(f"generating {a.records} JSON events")
+    env = replace(env, records=JsonEventFactory().batch(a.records))
+    py, fmt = sys.executable, ("--format", "json")
+    runs: list[RunResult] = []
+    spy, profile = py_spy(env.peers_python), Profile()
+    if spy:
+        with_profile = lambda pid: sampled(spy, pid, env.workdir / "profile-json.txt", profile)  # noqa: E731
+        run_streamserve_scorer(
+            env, "streamserve scorer (profiled)", profile=with_profile, fmt="json"
+        )
+    for i in range(a.repeats):
+        first = len(runs)
+        runs.append(run_job(env, HAND_LOOP, "hand_loop.py", py, extra=fmt))
+        runs.append(run_job(env, NUMPY_LOOP, "numpy_loop.py", py, extra=fmt))
+        runs.append(run_streamserve_scorer(env, fmt="json"))
+        if env.peers_python:
+            runs.append(run_job(env, "Quix Streams", "quix_job.py", env.peers_python, extra=fmt))
+            runs.append(run_job(env, "Bytewax", "bytewax_job.py", env.peers_python, extra=fmt))
+        _log(
+            f"JSON run {i + 1}: " + ", ".join(f"{r.variant} {r.rate:,.0f}/s" for r in runs[first:])
+        )
+    return {
+        "json_throughput": [asdict(r) for r in runs],
+        "json_profile": table(profile, 18) if profile.total else [],
+    }
+
+
+def _producing(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    """produce_batch against produce per record: alone, and as the consumer loop's."""
+    ways = list(producing.WAYS)
+    runs: list[producing.ProduceRun] = []
+    pipes: list[RunResult] = []
+    loop_pipes: tuple[tuple[str, tuple[str, ...]], ...] = (
+        (PIPE_LOOP, ()),
+        (PIPE_LOOP_BATCH, ("--produce", "batch")),
+    )
+    for k in range(a.repeats):  # each round in another order: no way always goes first
+        for way in ways[k % len(ways) :] + ways[: k % len(ways)]:
+            runs.append(producing.produce_run(env.bootstrap, way, env.records))
+            r = runs[-1]
+            _log(f"producing {way}: {r.rate:,.0f}/s acknowledged, {r.cpu_us:.2f} µs CPU/record")
+        for name, extra in loop_pipes[::-1] if k % 2 else loop_pipes:
+            pipes.append(run_job(env, name, "loop_pipe.py", sys.executable, extra=extra))
+    _log("producing, loop pipe: " + ", ".join(f"{r.variant} {r.rate:,.0f}/s" for r in pipes))
+    checks = {
+        "partitioner": producing.partitioner_check(env.bootstrap),
+        "transactions": producing.transactions_check(env.bootstrap),
+    }
+    _log(f"producing checks: {checks}")
+    return {
+        "producing": {
+            "runs": [asdict(r) for r in runs],
+            "pipes": [asdict(r) for r in pipes],
+            **checks,
+        }
     }
 
 
@@ -311,6 +384,19 @@ def _memory(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str,
     return {"memory": asdict(memory.scorer_memory(env, factory, a.memory_events))}
 
 
+def _torch(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    """A torch module learner against the same module in a plain PyTorch loop."""
+    from bench import torch_bench  # imports torch: only when the section runs
+
+    out = torch_bench.run(a.torch_examples, a.torch_rounds)
+    for line in torch_bench.summary(out):
+        _log(f"torch: {line}")
+    params = torch_bench.MODULES["MLP 64-32"]
+    out["roles"] = torch_bench.roles(env, a.torch_examples, params, 32)
+    _log(f"torch roles through Kafka: {out['roles']}")
+    return {"torch": out}
+
+
 def _swap(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
     _log(f"hot swap: {a.swaps} swaps at {a.swap_rate}/s")
     swap = hotswap.hot_swap(env, factory, a.swap_rate, a.swaps, a.swap_every)
@@ -320,6 +406,8 @@ def _swap(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, A
 # The sections that run on the broker, in the order they run (and the results keep).
 ON_BROKER: dict[str, Section] = {
     "throughput": _throughput,
+    "json": _json,
+    "producing": _producing,
     "settings": _settings,
     "latency": _latency,
     "learner": _learner,
@@ -327,4 +415,5 @@ ON_BROKER: dict[str, Section] = {
     "scaling": _scaling,
     "memory": _memory,
     "swap": _swap,
+    "torch": _torch,
 }

@@ -26,7 +26,7 @@ from streamserve.snapshots.store import SnapshotStore
 from streamserve.topics import default_topics_dir, load_topic_specs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))
-from _shared import TRAIN_RECORDS, features, label
+from _shared import TRAIN_RECORDS, shape
 
 SIGNING_KEY = "bench-signing-key-not-secret-0123456789"
 MODEL = "bench"
@@ -43,6 +43,7 @@ class Deployment:
     http_port: int
     learner: str = "logistic_regression"
     params: dict[str, Any] | None = None
+    torch: dict[str, Any] | None = None  # a PyTorch module learner's training settings
 
     @property
     def prefix(self) -> str:
@@ -56,7 +57,9 @@ class Deployment:
         return f"bench{self.uid}"
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(MODEL, Task.BINARY, self.learner, dict(self.params or {}))
+        return ModelSpec(
+            MODEL, Task.BINARY, self.learner, dict(self.params or {}), torch=self.torch
+        )
 
     def argv(self, command: str) -> list[str]:
         return [sys.executable, "-m", "streamserve.cli", command, "--config", str(self.config_path)]
@@ -75,9 +78,10 @@ def deployment(
     producer: dict[str, Any] | None = None,
     snapshots: dict[str, Any] | None = None,
     learner_settings: dict[str, Any] | None = None,
+    torch: dict[str, Any] | None = None,
 ) -> Deployment:
     d = Deployment(bootstrap, redis_url, uid, workdir / f"config-{uid}.yaml", free_port())
-    d.learner, d.params = learner, params
+    d.learner, d.params, d.torch = learner, params, torch
     config: dict[str, Any] = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -98,6 +102,7 @@ def deployment(
         "log_level": "WARNING",
         "models": [
             {"name": MODEL, "task": "binary", "learner": learner, "params": dict(params or {})}
+            | ({"torch": torch} if torch is not None else {})
         ],
     }
     d.config_path.write_text(yaml.safe_dump(config))
@@ -121,12 +126,15 @@ def scorer_defaults() -> dict[str, dict[str, Any]]:
     }
 
 
-def trained(spec: ModelSpec, n: int = TRAIN_RECORDS, seed: int = 42) -> Learner:
+def trained(spec: ModelSpec, n: int = TRAIN_RECORDS, seed: int = 42, fmt: str = "avro") -> Learner:
+    """The model trained on the workload of input format ``fmt`` (``_shared.shape``): the
+    same examples the jobs' River models learn."""
     learner = build_learner(spec)
+    features, label = shape(fmt)
     rng = random.Random(seed)
     for _ in range(n):
         x = features(rng)
-        learner.learn_one(x, label(x))  # type: ignore[arg-type]
+        learner.learn_one(x, label(x))
     return learner
 
 

@@ -172,8 +172,10 @@ def run_streamserve_scorer(
     settings: dict[str, Any] | None = None,
     profile: Callable[[int], AbstractContextManager[Any]] | None = None,
     method: Method = "timestamps",
+    fmt: str = "avro",
 ) -> RunResult:
-    """streamserve's scorer (``streamserve score``) serving a trained snapshot."""
+    """streamserve's scorer (``streamserve score``) serving a snapshot trained on the
+    workload of input format ``fmt`` (``env.records`` are events of that format)."""
     uid = _uid()
     d = deployment(
         env.bootstrap,
@@ -185,7 +187,7 @@ def run_streamserve_scorer(
         **(settings or {}),
     )
     publisher = Publisher(d)
-    publisher.publish(trained(d.spec()))
+    publisher.publish(trained(d.spec(), fmt=fmt))
     produce_all(env.bootstrap, d.topic("events"), env.records)
     try:
         with _scorers(d, processes) as procs:

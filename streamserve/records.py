@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Literal, cast
 
 import numpy as np
@@ -174,24 +175,20 @@ def _plain(row: Features) -> bool:
 
 def _rows_named(rows: Sequence[Features], names: tuple[str, ...]) -> list[int]:
     """The indexes of the rows whose feature names are exactly ``names``."""
-    n = len(names)
-    if n == 0:
-        return [i for i, row in enumerate(rows) if not row]
-    if n == 1:
-        name = names[0]
-        return [i for i, row in enumerate(rows) if len(row) == 1 and name in row]
-    return [
-        i for i, row in enumerate(rows) if len(row) == n and all(name in row for name in names)
-    ]
+    keys = frozenset(names)
+    return [i for i, row in enumerate(rows) if row.keys() == keys]
 
 
 def _frame(names: tuple[str, ...], rows: Sequence[Features]) -> FeatureFrame | None:
     """``rows`` (each with exactly ``names``) as a frame; None for a value of another type."""
     if not names:
         return FeatureFrame((), np.empty((len(rows), 0)), {}, rows)
-    columns = [[row[name] for row in rows] for name in names]
+    if len(names) == 1:
+        columns: list[Sequence[FeatureValue]] = [[row[names[0]] for row in rows]]
+    else:
+        columns = list(zip(*map(itemgetter(*names), rows), strict=True))
     numeric: list[str] = []
-    numbers: list[list[FeatureValue]] = []
+    numbers: list[Sequence[FeatureValue]] = []
     strings: dict[str, Sequence[str | None]] = {}
     for name, column in zip(names, columns, strict=True):
         kinds = set(map(type, column))
@@ -199,7 +196,7 @@ def _frame(names: tuple[str, ...], rows: Sequence[Features]) -> FeatureFrame | N
             numeric.append(name)
             numbers.append(column)
         elif kinds == {str}:
-            strings[name] = cast("list[str | None]", column)
+            strings[name] = cast("Sequence[str | None]", column)
         elif kinds <= _NUMBERS | {str}:
             numeric.append(name)
             numbers.append([_NO_NUMBER if type(v) is str else v for v in column])

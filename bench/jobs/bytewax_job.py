@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bytewax.operators as op
-from _shared import Codec, job_args, score, trained_river_model
+from _shared import codec_for, job_args, model_for, score
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.run import cli_main
@@ -11,7 +11,7 @@ from bytewax.run import cli_main
 
 def main() -> None:
     a = job_args()
-    codec, model = Codec(a.topics_dir), trained_river_model()
+    codec, model = codec_for(a.format, a.topics_dir), model_for(a.format)
     flow = Dataflow("bench")
     source = op.input("in", flow, KafkaSource([a.bootstrap], [a.input], tail=True, batch_size=1000))
     scored = op.map(

@@ -10,4 +10,4 @@ from streamserve.settings import load_settings
 from streamserve.wiring import Runtime, api_service
 
 _settings = load_settings()
-app = api_service(Runtime.build(_settings, needs_kafka=False)).app
+app = api_service(Runtime(_settings)).app

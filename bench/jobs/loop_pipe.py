@@ -14,14 +14,14 @@ import signal
 import threading
 from typing import Any
 
-from _shared import job_args
+from _shared import job_parser
 from confluent_kafka import Consumer, Message, Producer
 from prometheus_client import CollectorRegistry
 
 from streamserve.kafka import config as kconf
 from streamserve.kafka.committer import AtLeastOnceCommitter
 from streamserve.kafka.consumer_loop import ConsumerLoop
-from streamserve.kafka.delivery import Batch, produce_many
+from streamserve.kafka.delivery import Batch, produce_batched, produce_many
 from streamserve.kafka.rebuild import LoopClients
 from streamserve.metrics import Metrics
 from streamserve.settings import settings_from_dict
@@ -30,13 +30,14 @@ from streamserve.settings import settings_from_dict
 class PassThrough:
     """Produces each record's bytes to the output, counted in the batch (as the scorer)."""
 
-    def __init__(self, producer: Producer, topic: str) -> None:
+    def __init__(self, producer: Producer, topic: str, batched: bool = False) -> None:
         self._producer = producer
         self._topic = topic
+        self._produce = produce_batched if batched else produce_many
 
     def handle(self, msgs: list[Message], batch: Batch) -> None:
         values, keys = [m.value() for m in msgs], [m.key() for m in msgs]
-        produce_many(self._producer, batch, self._topic, values, keys)
+        self._produce(self._producer, batch, self._topic, values, keys)
 
     def tick(self) -> None:
         return None
@@ -46,7 +47,15 @@ class PassThrough:
 
 
 def main() -> None:
-    a = job_args()  # --topics-dir is not used: nothing is decoded
+    p = job_parser()  # --topics-dir is not used: nothing is decoded
+    p.add_argument(
+        "--produce",
+        choices=("each", "batch"),
+        default="each",
+        help="each: produce per record (produce_many, as the scorer); batch: "
+        "Producer.produce_batch (the produce_batched prototype)",
+    )
+    a = p.parse_args()
     s = settings_from_dict(
         {"kafka": {"bootstrap_servers": a.bootstrap, "session_timeout_ms": 6000}}
     )
@@ -60,7 +69,7 @@ def main() -> None:
         role="pipe",
         clients=LoopClients(consumer, producer, committer, errors),
         topics=[a.input],
-        handler=PassThrough(producer, a.output),
+        handler=PassThrough(producer, a.output, batched=a.produce == "batch"),
         metrics=Metrics(CollectorRegistry()),
         batch_size=s.scorer.batch_size,
         timeout_s=s.scorer.batch_timeout_ms / 1000.0,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 
-from _shared import Codec, job_args, score, trained_river_model
+from _shared import codec_for, job_args, model_for, score
 from quixstreams import Application
 
 
 def main() -> None:
     a = job_args()
-    codec, model = Codec(a.topics_dir), trained_river_model()
+    codec, model = codec_for(a.format, a.topics_dir), model_for(a.format)
     app = Application(
         broker_address=a.bootstrap,
         consumer_group=a.group,

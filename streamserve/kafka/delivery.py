@@ -152,7 +152,11 @@ class OffsetTracker:
         except KafkaException as exc:
             # A partition revoked meanwhile cannot take a stored offset; its new owner
             # resumes from the last commit and reprocesses (at-least-once).
-            logger.debug("store_offsets: %s", exc)
+            logger.warning(
+                "offsets %s not stored (%s); records past the last commit are read again",
+                ", ".join(f"{t}[{p}]@{o}" for (t, p), o in merged.items()),
+                exc,
+            )
 
 
 def produce_many(
@@ -205,3 +209,43 @@ def produce(
 ) -> None:
     """Produce one record counted in ``batch`` (:func:`produce_many`)."""
     produce_many(producer, batch, topic, [value], [key], None if headers is None else [headers])
+
+
+def produce_batched(
+    producer: Any,
+    batch: Batch | None,
+    topic: str,
+    values: Sequence[bytes | None],
+    keys: Sequence[bytes | None],
+    partition: int = -1,
+) -> None:
+    """A prototype of :func:`produce_many` (without headers) on ``Producer.produce_batch``
+    (confluent-kafka 2.12 and later): one call queues the whole batch, librdkafka's
+    partitioner places each record by its key as ``produce`` would (or every record goes
+    to ``partition`` when one is given), and each record gets ``batch``'s delivery
+    callback. A record the local queue had no room for is queued
+    again after a poll, in order (a full queue refuses every record after the first it
+    refuses); any other refusal raises, as ``produce`` would. Every record queued is
+    counted, also when a later one raises. Not used by the roles: the bench measures it
+    against :func:`produce_many`."""
+    cb = batch.on_delivery if batch is not None else None
+    messages: list[dict[str, Any]] = [
+        {"value": v, "key": k} for v, k in zip(values, keys, strict=True)
+    ]
+    queued = 0
+    try:
+        while messages:
+            queued += producer.produce_batch(
+                topic, messages, partition=partition, on_delivery=cb
+            )
+            refused = [m for m in messages if "_error" in m]
+            for m in refused:
+                err = m.pop("_error")
+                if err.code() != KafkaError._QUEUE_FULL:
+                    raise KafkaException(err)
+            if refused:
+                producer.poll(0.05)
+            messages = refused
+    finally:
+        if batch is not None:
+            batch.expected += queued

@@ -30,15 +30,16 @@ model learns (``RiverLearner`` drops its compiled copy in ``learn_one``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from river import compose, linear_model, multiclass, optim, preprocessing
 
 from streamserve.learners.base import Scored
+from streamserve.learners.frame_inputs import NumericInputs, string_codes
 from streamserve.learners.preprocessing import Preprocess
-from streamserve.learners.scoring import scored_row
+from streamserve.learners.scoring import scored_rows
 from streamserve.learners.spec import Task
 from streamserve.records import ColumnScores, FeatureFrame, Features, FloatArray
 
@@ -54,37 +55,21 @@ class CompiledLinear:
     task: Task
     link: Link
     classes: tuple[str, ...]  # multiclass: the class labels, sorted (the output order)
-    names: tuple[str, ...]  # the numeric features Preprocess knows
-    pre_mean: FloatArray
-    pre_inv_std: FloatArray
-    clip: float
+    numeric: NumericInputs  # the numeric features Preprocess knows, and its statistics
     scaler_mean: FloatArray | None
     scaler_std: FloatArray | None  # 0 where the scaler's variance is 0 (output 0)
     weights: FloatArray  # (features, outputs)
     intercept: FloatArray  # (outputs,)
     onehot: Mapping[str, FloatArray]  # "f=v" -> what the key adds to each output
-    _columns: dict[tuple[str, ...], tuple[list[int], list[int]]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
 
     def predict_many(self, xs: Sequence[Features]) -> tuple[list[Scored | None], list[int]]:
         """Scores for the records the arrays represent, and the indexes of the others
         (their slot is None): score those per record with the River model."""
-        out: list[Scored | None] = [None] * len(xs)
-        frame, kept = FeatureFrame.of_rows(xs)
-        if frame is None:
-            return out, list(range(len(xs)))
-        scores = self.score_frame(frame)
-        for r, i in enumerate(kept):
-            out[i] = scored_row(scores, r)
-        if len(kept) == len(xs):
-            return out, []
-        taken = set(kept)
-        return out, [i for i in range(len(xs)) if i not in taken]
+        return scored_rows(self.score_frame, xs)
 
     def score_frame(self, frame: FeatureFrame) -> ColumnScores:
         """Every row of ``frame`` scored exactly as River scores the same row as a dict."""
-        raw = self.raw(self._numbers(frame)) + self._strings(frame)
+        raw = self.raw(self.numeric.numbers(frame)) + self._strings(frame)
         if self.link == "sigmoid":
             return ColumnScores("binary", _p_true(raw[:, 0]))
         if self.link == "identity":
@@ -94,29 +79,6 @@ class CompiledLinear:
             top = probabilities.max(axis=1) if self.classes else np.full(len(raw), np.nan)
         return ColumnScores("multiclass", top, self.classes, probabilities)
 
-    def _numbers(self, frame: FeatureFrame) -> FloatArray:
-        """The frame's numbers of the model's numeric features, in the model's order; NaN
-        (imputed) for the features the frame lacks."""
-        if frame.names == self.names:
-            return frame.values
-        taken, where = self._columns_of(frame.names)
-        values = np.full((len(frame), len(self.names)), np.nan)
-        values[:, where] = frame.values[:, taken]
-        return values
-
-    def _columns_of(self, names: tuple[str, ...]) -> tuple[list[int], list[int]]:
-        """For a frame with columns ``names``: which columns hold the model's features, and
-        where each goes in the model's order."""
-        known = self._columns.get(names)
-        if known is None:
-            position = {name: j for j, name in enumerate(self.names)}
-            pairs = [(k, position[n]) for k, n in enumerate(names) if n in position]
-            known = ([k for k, _ in pairs], [j for _, j in pairs])
-            if len(self._columns) >= 64:
-                self._columns.clear()
-            self._columns[names] = known
-        return known
-
     def _strings(self, frame: FeatureFrame) -> FloatArray:
         """What the rows' strings add to each output (their one-hot keys' weights)."""
         added = np.zeros((len(frame), len(self.intercept)))
@@ -124,25 +86,21 @@ class CompiledLinear:
         if not onehot:
             return added
         for name, column in frame.strings.items():
-            index: dict[str | None, int] = {}
-            codes = [index.setdefault(value, len(index)) for value in column]
+            index, codes = string_codes(column)
             table = np.zeros((len(index), len(self.intercept)))
             for value, code in index.items():
                 contribution = None if value is None else onehot.get(f"{name}={value}")
                 if contribution is not None:
                     table[code] = contribution
             if table.any():
-                added += table[np.array(codes, dtype=np.intp)]
+                added += table[codes]
         return added
 
     def raw(self, values: FloatArray) -> FloatArray:
         """The linear outputs (logits or values), one column per output, for rows of the
         model's numeric features, before the strings' part."""
+        z = self.numeric.standardized(values)
         with np.errstate(all="ignore"):
-            z = (values - self.pre_mean) * self.pre_inv_std
-            z = np.clip(z, -self.clip, self.clip)
-            # Preprocess maps invalid inputs (None -> NaN, NaN, ±inf) and NaN results to 0.
-            z[~np.isfinite(values) | np.isnan(z)] = 0.0
             if self.scaler_mean is not None and self.scaler_std is not None:
                 spread = self.scaler_std > 0.0
                 divisor = np.where(spread, self.scaler_std, 1.0)
@@ -272,11 +230,10 @@ def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
     if outputs is None:
         return None
     link, classes, parts = outputs
-    stats = pre._stats
-    names = tuple(name for name in stats if type(name) is str)
-    # A numeric feature named like a one-hot key would share its slot in River's dict.
-    if len(names) != len(stats) or any("=" in name for name in names):
+    numeric = NumericInputs.of(pre)
+    if numeric is None:
         return None
+    names = numeric.names
     weights = np.array([[float(p.weights.get(n, 0.0)) for p in parts] for n in names])
     onehot = _onehot(parts, set(names), scaler)
     scaler_mean = scaler_std = None
@@ -287,10 +244,7 @@ def compile_linear(model: Any, task: Task) -> CompiledLinear | None:
         task=task,
         link=link,
         classes=classes,
-        names=names,
-        pre_mean=np.array([stats[n][1] for n in names], dtype=np.float64),
-        pre_inv_std=np.array([stats[n][3] for n in names], dtype=np.float64),
-        clip=float(pre.clip),
+        numeric=numeric,
         scaler_mean=scaler_mean,
         scaler_std=scaler_std,
         weights=weights.reshape(len(names), len(parts)),

@@ -17,20 +17,40 @@ from streamserve.learners.exceptions import (
     ModelError,
     PayloadError,
 )
-from streamserve.learners.linear_compiled import CompiledLinear, compile_linear
+from streamserve.learners.linear_compiled import compile_linear
 from streamserve.learners.preprocessing import Preprocess
 from streamserve.learners.scoring import (
     scored_from_binary_proba,
     scored_from_multiclass_proba,
     scored_from_value,
+    scored_rows,
 )
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.learners.tree_compiled import compile_trees
 from streamserve.records import Features, LabelValue
 
 logger = logging.getLogger(__name__)
 
 RIVER_FORMAT = "river-pickle/1"
 PICKLE_PROTOCOL = 5
+
+
+# The compilers of River models to arrays, tried in turn: the first that handles a model
+# gives its matrix scorer.
+_COMPILERS: tuple[Callable[[Any, Task], MatrixScorer | None], ...] = (
+    compile_linear,
+    compile_trees,
+)
+
+
+def compile_matrix_scorer(model: Any, task: Task) -> MatrixScorer | None:
+    """``model`` compiled to arrays (a linear pipeline, a tree or a forest behind
+    ``Preprocess``), or None when no compiler handles it."""
+    for compile_model in _COMPILERS:
+        compiled = compile_model(model, task)
+        if compiled is not None:
+            return compiled
+    return None
 
 
 def starts_with_preprocess(model: Any) -> bool:
@@ -114,8 +134,9 @@ class RiverLearner:
         self._from_proba: Callable[[Any], Scored] = (
             scored_from_binary_proba if spec.task is Task.BINARY else scored_from_multiclass_proba
         )
-        # Linear pipelines score batches as arrays; compiled on first use, dropped on learn.
-        self._compiled: CompiledLinear | None = None
+        # Linear pipelines, trees and forests score batches as arrays; compiled on first
+        # use (or when a snapshot loads), dropped on learn.
+        self._compiled: MatrixScorer | None = None
         self._compile_pending = True
         self._steps = _preprocess_and_estimator(model)
 
@@ -159,26 +180,27 @@ class RiverLearner:
         compiled = self._compiled_model()
         if compiled is None:
             return [predict_one(x) for x in xs]
-        scored, rest = compiled.predict_many(xs)
+        scored, rest = scored_rows(compiled.score_frame, xs)
         for i in rest:
             scored[i] = predict_one(xs[i])
         return scored  # type: ignore[return-value]  # every None slot was filled
 
     def matrix_scorer(self) -> MatrixScorer | None:
-        """The linear pipeline compiled to arrays (scores a whole batch at once), or None
-        for any other model, or a classifier that gives no probabilities."""
+        """The model compiled to arrays (scores a whole batch at once): a linear pipeline,
+        a Hoeffding tree or an adaptive random forest behind ``Preprocess``; None for any
+        other model, or a classifier that gives no probabilities."""
         if not self._has_proba and self.spec.task is not Task.REGRESSION:
             return None
         return self._compiled_model()
 
-    def _compiled_model(self) -> CompiledLinear | None:
+    def _compiled_model(self) -> MatrixScorer | None:
         if self._compile_pending:
             self._compile_pending = False
             try:
-                self._compiled = compile_linear(self._model, self.spec.task)
+                self._compiled = compile_matrix_scorer(self._model, self.spec.task)
             except Exception:
                 logger.warning(
-                    "model %r: compiling the linear pipeline failed; scoring per record",
+                    "model %r: compiling the model to arrays failed; scoring per record",
                     self.spec.name,
                     exc_info=True,
                 )
@@ -218,6 +240,10 @@ class RiverLearner:
             raise ModelError(f"model {self.spec.name!r} failed to learn: {exc!r}") from exc
         return scored
 
+    def prequential_many(self, xs: Sequence[Features], ys: Sequence[LabelValue]) -> list[Scored]:
+        prequential_one = self.prequential_one
+        return [prequential_one(x, y) for x, y in zip(xs, ys, strict=True)]
+
     def clone(self) -> RiverLearner:
         return RiverLearner._restored(self.spec, self._model.clone())
 
@@ -236,7 +262,8 @@ def load_river(spec: ModelSpec, payload: bytes) -> RiverLearner:
 
     Unpickling can run arbitrary code: the caller MUST have verified the payload's signature
     (``streamserve.snapshots``) before calling this. Raises :class:`PayloadError` when the bytes
-    do not unpickle to a River model fit for ``spec``.
+    do not unpickle to a River model fit for ``spec``. A model that compiles to arrays
+    (:meth:`RiverLearner.matrix_scorer`) is compiled here, off the scoring path.
     """
     try:
         model = pickle.loads(payload)
@@ -255,6 +282,8 @@ def load_river(spec: ModelSpec, payload: bytes) -> RiverLearner:
             f"preprocess=true; start the model afresh or set preprocess=false"
         )
     try:
-        return RiverLearner._restored(spec, model)
+        learner = RiverLearner._restored(spec, model)
     except LearnerConfigError as exc:
         raise PayloadError(f"model {spec.name!r}: snapshot does not fit the spec: {exc}") from exc
+    learner.matrix_scorer()  # compiled now, as the snapshot loads, not in the first batch
+    return learner

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from streamserve.records import ColumnScores, Scored
+from streamserve.records import ColumnScores, FeatureFrame, Features, Scored
 
 
 def unscored_classification() -> Scored:
@@ -70,6 +70,15 @@ def scored_from_multiclass_proba(proba: Mapping[Any, float]) -> Scored:
     return Scored(prediction=best_label, probabilities=probabilities, score=best_p)
 
 
+def multiclass_scored(classes: Sequence[str], probs: Sequence[float]) -> Scored:
+    """Scored for a classifier whose probability of ``classes[i]`` is ``probs[i]`` (the
+    model's own class order); no prediction when they are not probabilities (NaN)."""
+    best = max(range(len(probs)), key=probs.__getitem__)
+    if not probs[best] >= 0.0:
+        return unscored_classification()
+    return Scored(classes[best], dict(zip(classes, probs, strict=True)), probs[best])
+
+
 def scored_from_value(value: Any) -> Scored:
     """From a regressor's output; a missing or non-finite value gives no prediction."""
     if value is None:
@@ -92,3 +101,21 @@ def scored_row(scores: ColumnScores, r: int) -> Scored:
     row = scores.probabilities[r].tolist()
     best = max(range(len(row)), key=row.__getitem__)
     return Scored(scores.classes[best], dict(zip(scores.classes, row, strict=True)), row[best])
+
+
+def scored_rows(
+    score_frame: Callable[[FeatureFrame], ColumnScores | None], xs: Sequence[Features]
+) -> tuple[list[Scored | None], list[int]]:
+    """The records' scores from a matrix scorer's ``score_frame``, and the indexes of the
+    records it does not score (their slot is None): score those one by one."""
+    out: list[Scored | None] = [None] * len(xs)
+    frame, kept = FeatureFrame.of_rows(xs)
+    scores = None if frame is None else score_frame(frame)
+    if scores is None:
+        return out, list(range(len(xs)))
+    for r, i in enumerate(kept):
+        out[i] = scored_row(scores, r)
+    if len(kept) == len(xs):
+        return out, []
+    taken = set(kept)
+    return out, [i for i in range(len(xs)) if i not in taken]

@@ -5,11 +5,17 @@ snapshot write checks that lease and that the version is newer (fencing), atomic
 The examples-topic offsets live inside each snapshot: on start the leader resumes from
 the newest snapshot that verifies, at the offsets it reflects, so the model reflects each
 example once. Offsets are also committed to the consumer group, for lag dashboards only.
+
+A snapshot is written only once every output produced before it (dead-letter copies,
+drift alerts) was acknowledged without error: the learner's producer tracks each one, and
+one whose delivery failed is produced again before the checkpoint is tried again
+(:mod:`streamserve.kafka.learner_producer`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,17 +30,18 @@ from streamserve.drift.error_monitor import ErrorMonitor, Outcome
 from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
-from streamserve.kafka.learner_producer import LearnerProducer
+from streamserve.kafka.learner_producer import TrackedProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
-from streamserve.learners.base import Learner
+from streamserve.learners.base import Learner, Scored
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.evaluation import RunningMetrics
 from streamserve.learners.exceptions import LabelError, LearnerError
 from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
-from streamserve.records import Example, LabelValue
+from streamserve.records import Example, Features, LabelValue
+from streamserve.roles.exceptions import LeadershipLost, StoppedWhileWaiting
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
 from streamserve.serde.fast.example_rows import ExampleRows
@@ -51,19 +58,6 @@ FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried othe
 TOPIC_ID_KEY = "examples_topic_id"  # snapshot extra: the topic the offsets belong to
 
 
-class LeadershipLost(Exception):
-    """The lease is gone (expired or taken): drop in-memory state and stand by."""
-
-
-class StoppedWhileWaiting(Exception):
-    """The stop event was set while waiting for Redis: give up leading at once."""
-
-
-class ProducerReplaced(Exception):
-    """The stuck producer was replaced: resume from the newest snapshot, whose offsets
-    precede every record the old producer never got acknowledged."""
-
-
 @dataclass
 class LearnerState:
     """What a leader holds in memory between checkpoints."""
@@ -77,6 +71,23 @@ class LearnerState:
     last_checkpoint: float = field(default_factory=time.monotonic)
     drift: ErrorMonitor | None = None
     topic_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Item:
+    """One record of a batch: its features and coerced label, or no features when it
+    went to dead-letter; ``example`` when it was decoded on its own (else it is row
+    ``row`` of ``rows``)."""
+
+    msg: Message
+    features: Features | None
+    label: LabelValue
+    example: Example | None
+    rows: ExampleRows
+    row: int
+
+    def full_example(self) -> Example:
+        return self.example if self.example is not None else self.rows.example(self.row)
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ class LearnerRole:
         partitions: Callable[[], list[int]],
         decoder: Decoder[Example],
         batch_decoder: ExampleBatchDecoder | None,
-        producer: Any,
+        producer: TrackedProducer,
         dead_letters: DeadLetterSink,
         store: SnapshotStore,
         codec: SnapshotCodec,
@@ -134,6 +145,8 @@ class LearnerRole:
         self._leader = metrics.learner_leader.labels(spec.name)
         self.state: LearnerState | None = None
         self._next_checkpoint_try = 0.0
+        self._flush_s = FLUSH_S
+        self._next_renew = math.inf  # set while leading
 
     # -- leadership -------------------------------------------------------------------
 
@@ -159,13 +172,14 @@ class LearnerRole:
                 logger.info("learner %s: stopped while waiting for Redis", self.spec.name)
             except LeadershipLost as exc:
                 logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
-            except ProducerReplaced:
-                logger.warning("learner %s: resuming from the newest snapshot", self.spec.name)
             finally:
                 self._leader.set(0)
                 self.state = None
 
     def _lead(self, stop: threading.Event) -> None:
+        # A checkpoint waiting for produced records must not outlast the lease between
+        # two renewals (every third of its TTL): it is retried a second later instead.
+        self._flush_s = min(FLUSH_S, self._lease.ttl_ms / 6000.0)
         state = self._restore(stop)
         if self._drift_monitor is not None:
             state.drift = self._drift_monitor()
@@ -179,12 +193,10 @@ class LearnerRole:
             self._topic_checked(consumer, state, assigned, [])
             self._assign_new(consumer, state, assigned)
             next_refresh = time.monotonic() + self._cfg.partition_refresh_s
-            next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
+            self._next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
             while not stop.is_set():
+                self._renew_if_due()
                 now = time.monotonic()
-                if now >= next_renew:
-                    self._renew()
-                    next_renew = now + self._lease.ttl_ms / 3000.0
                 if now >= next_refresh or not assigned:
                     self._assign_new(consumer, state, assigned)
                     next_refresh = now + self._cfg.partition_refresh_s
@@ -203,6 +215,15 @@ class LearnerRole:
             self._release()
         finally:
             consumer.close()
+
+    def _renew_if_due(self) -> None:
+        """Renew the lease once a third of its TTL passed since the last renewal: between
+        batches, and within a long one (a slow model must not lose its lease mid-batch,
+        relearn the batch from the last snapshot, and lose it again)."""
+        now = time.monotonic()
+        if now >= self._next_renew:
+            self._next_renew = now + self._lease.ttl_ms / 3000.0
+            self._renew()
 
     def _renew(self) -> None:
         try:
@@ -341,9 +362,47 @@ class LearnerRole:
     # -- learning ---------------------------------------------------------------------
 
     def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
-        learner, metrics, task = state.learner, state.metrics, self.spec.task
-        monitor = state.drift
+        items = self._decode_batch(msgs)
+        learnable = [k for k, item in enumerate(items) if item.features is not None]
+        scored = self._prequential(state.learner, items, learnable)
+        learner, metrics, monitor = state.learner, state.metrics, state.drift
         learned = 0
+        for k, item in enumerate(items):
+            s, features, y = scored.get(k), item.features, item.label
+            if s is None or features is None:  # dead-lettered
+                self._record(item.msg, state)
+                continue
+            metrics.update(y, s)
+            learned += 1
+            state.examples_seen += 1
+            state.since_checkpoint += 1
+            if self._on_learned is not None:
+                self._on_learned(self.spec.name, item.full_example(), s)
+            self._record(item.msg, state)  # a promotion's snapshot reflects this example
+            if monitor is None:
+                continue
+            outcome = monitor.observe(
+                learner,
+                features,
+                y,
+                s,
+                version=state.version,
+                offset=item.msg.offset(),
+                offsets=state.offsets,
+            )
+            if outcome is not None:
+                self._learned.inc(learned)
+                learned = 0
+                self._act(state, outcome)
+                if state.learner is not learner:  # promoted: it learns the rest
+                    learner = state.learner
+                    rest = [j for j in learnable if j > k and j in scored]
+                    scored.update(self._prequential(learner, items, rest))
+        self._learned.inc(learned)
+
+    def _decode_batch(self, msgs: list[Message]) -> list[_Item]:
+        """The batch's records in order, decoded and their labels coerced; a record that
+        does not decode goes to dead-letter (its item has no features)."""
         # The batch's common examples read at once; None where a record needs decode().
         batch_decoder = self._batch_decoder
         rows = (
@@ -351,9 +410,11 @@ class LearnerRole:
             if batch_decoder is None
             else batch_decoder.read([m.value() or b"" for m in msgs])
         )
-        read_features = rows.features
-        recorded = False  # this record's offset is in state.offsets already
+        task = self.spec.task
+        items: list[_Item] = []
         for i, m in enumerate(msgs):
+            if i & 63 == 63:
+                self._renew_if_due()
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -361,46 +422,43 @@ class LearnerRole:
                 continue
             try:
                 example: Example | None = None
-                features = read_features[i]
+                features = rows.features[i]
                 if features is not None:
                     label: LabelValue = rows.labels[i]
                 else:
                     example = self._decode(m.value(), record_ts(m))
                     features, label = example.features, example.label
-                y = coerce_label(task, label)
+                items.append(_Item(m, features, coerce_label(task, label), example, rows, i))
             except (DecodeError, LabelError) as exc:
+                # No batch: the learner's producer tracks it, and the next checkpoint
+                # waits until it is acknowledged (_outputs_acknowledged).
                 self._dlq.send(m, "learn", exc, None)
-            else:
-                scored = learner.prequential_one(features, y)
-                metrics.update(y, scored)
-                learned += 1
-                state.examples_seen += 1
-                state.since_checkpoint += 1
-                if self._on_learned is not None:
-                    if example is None:
-                        example = rows.example(i)
-                    self._on_learned(self.spec.name, example, scored)
-                if monitor is not None:
-                    self._record(m, state)  # a promotion's snapshot reflects this example
-                    recorded = True
-                    outcome = monitor.observe(
-                        learner,
-                        features,
-                        y,
-                        scored,
-                        version=state.version,
-                        offset=m.offset(),
-                        offsets=state.offsets,
-                    )
-                    if outcome is not None:
-                        self._learned.inc(learned)
-                        learned = 0
-                        self._act(state, outcome)
-                        learner = state.learner
-            if not recorded:
-                self._record(m, state)
-            recorded = False
-        self._learned.inc(learned)
+                items.append(_Item(m, None, False, None, rows, i))
+        return items
+
+    def _prequential(
+        self, learner: Learner, items: list[_Item], which: list[int]
+    ) -> dict[int, Scored]:
+        """Items ``which`` scored, then learned, in order; one by one when a label cannot
+        be learned (that record goes to dead-letter, its item loses its features)."""
+        if not which:
+            return {}
+        xs = [items[k].features or {} for k in which]
+        try:
+            many = learner.prequential_many(xs, [items[k].label for k in which])
+        except LabelError:
+            pass  # learn them one by one, each wrong label to dead-letter
+        else:
+            return dict(zip(which, many, strict=True))
+        scored: dict[int, Scored] = {}
+        for k in which:
+            item = items[k]
+            try:
+                scored[k] = learner.prequential_one(item.features or {}, item.label)
+            except LabelError as exc:
+                self._dlq.send(item.msg, "learn", exc, None)
+                item.features = None
+        return scored
 
     @staticmethod
     def _record(m: Message, state: LearnerState) -> None:
@@ -429,7 +487,7 @@ class LearnerRole:
                 # Redis is down: keep the promoted model; the next checkpoint publishes it.
                 alert.details["publish"] = "deferred"
         if self._alerts is not None:
-            self._alerts.emit(alert)
+            self._alerts.emit(alert)  # tracked by the learner's producer, as dead letters
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -444,22 +502,50 @@ class LearnerRole:
             or now - state.last_checkpoint >= self._cfg.checkpoint_every_s
         )
 
-    def _checkpoint(self, state: LearnerState, consumer: Any, final: bool = False) -> bool:
-        """Write a signed snapshot; True on success. Redis errors are retried later."""
-        name = self.spec.name
-        # Dead-letter copies must be acknowledged before the offsets past them are stored.
-        left = self._producer.flush(FLUSH_S)
-        if left:
+    def _outputs_acknowledged(self, consumer: Any) -> bool:
+        """True when every output produced so far (dead-letter copies, drift alerts) was
+        acknowledged without error, so a checkpoint may store the offsets past them.
+
+        Otherwise the checkpoint is deferred (tried again a second later): records still
+        in flight are waited for, and records whose delivery failed are produced again
+        (see :mod:`streamserve.kafka.learner_producer` for why again rather than resume
+        from the last snapshot). A producer stuck past the rebuild bound is replaced; the
+        new one produces every record the old one had not got acknowledged.
+        """
+        name, out = self.spec.name, self._producer
+        left = out.flush(self._flush_s)
+        refused = out.redeliver()
+        if not left and not refused:
+            return True
+        self._next_checkpoint_try = time.monotonic() + 1.0
+        if refused:
+            self._metrics.checkpoint_failures.labels(name, "delivery").inc()
+            logger.warning(
+                "learner %s: %d produced records were not delivered and are produced again; "
+                "checkpoint deferred until they are acknowledged",
+                name,
+                refused,
+            )
+        else:
             self._metrics.checkpoint_failures.labels(name, "kafka").inc()
             logger.warning(
                 "learner %s: %d produced records unacknowledged; checkpoint deferred", name, left
             )
-            self._next_checkpoint_try = time.monotonic() + 1.0
-            out = self._producer
-            if isinstance(out, LearnerProducer) and out.replace_if_stuck(
-                lambda: broker_answers(consumer)
-            ):
-                raise ProducerReplaced
+        out.replace_if_stuck(lambda: broker_answers(consumer))
+        return False
+
+    def _checkpoint(self, state: LearnerState, consumer: Any, final: bool = False) -> bool:
+        """Write a signed snapshot; True on success. Redis errors are retried later, and
+        so are outputs not yet acknowledged (:meth:`_outputs_acknowledged`)."""
+        name = self.spec.name
+        if not self._outputs_acknowledged(consumer):
+            if final:
+                logger.error(
+                    "learner %s: final checkpoint not written (produced records "
+                    "unacknowledged); the next leader relearns from v%d's offsets",
+                    name,
+                    state.version,
+                )
             return False
         values = state.metrics.as_dict()
         meta = SnapshotMeta(
@@ -514,4 +600,9 @@ class LearnerRole:
         try:
             consumer.commit(offsets=tps, asynchronous=True)
         except Exception as exc:  # lag reporting only; the snapshot holds the truth
-            logger.debug("learner %s: offset commit for lag failed: %s", self.spec.name, exc)
+            logger.warning(
+                "learner %s: offset commit failed (consumer lag only; the snapshot holds "
+                "the offsets): %s",
+                self.spec.name,
+                exc,
+            )

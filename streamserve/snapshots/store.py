@@ -8,6 +8,8 @@ Keys for model ``m`` (the ``{m}`` hash tag keeps them in one Redis Cluster slot)
     {prefix}:{m}:lease      learner leadership     {prefix}:{m}:notify    pub/sub channel
     {prefix}:{m}:aliases    HASH alias -> version  {prefix}:{m}:epoch     rollbacks so far
     {prefix}:{m}:resume     the version a rollback made the learner continue from
+    {prefix}:{m}:decision   the model's decision (JSON, versioned apart from the model)
+    {prefix}:experiment     which model answers the stream (JSON: champion, split, version)
 
 A rollback to ``v`` points ``serving`` at ``v``, records ``v`` in ``resume`` and moves the
 ``epoch`` on: the learner's next checkpoint, made from the state it had, is refused
@@ -20,6 +22,7 @@ snapshot that is not completely written.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -167,6 +170,34 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
+# KEYS: decision
+# ARGV: record JSON without its version ('' clears the decision)
+_DECISION_LUA = """
+local current = redis.call('GET', KEYS[1])
+local version = 0
+if current then version = cjson.decode(current)['version'] or 0 end
+local record = {}
+if ARGV[1] ~= '' then record = cjson.decode(ARGV[1]) end
+record['version'] = version + 1
+local text = cjson.encode(record)
+redis.call('SET', KEYS[1], text)
+return text
+"""
+
+# KEYS: experiment
+# ARGV: record JSON without its version
+_EXPERIMENT_LUA = """
+local current = redis.call('GET', KEYS[1])
+local version = 0
+if current then version = cjson.decode(current)['version'] or 0 end
+local record = cjson.decode(ARGV[1])
+record['version'] = version + 1
+local text = cjson.encode(record)
+redis.call('SET', KEYS[1], text)
+redis.call('PUBLISH', KEYS[1], text)
+return text
+"""
+
 _PUBLISH_OK = 0
 _PUBLISH_LEASE_NOT_HELD = 1
 _PUBLISH_NOT_NEWER = 2
@@ -254,6 +285,8 @@ class SnapshotStore:
         self._unpin = redis.register_script(_UNPIN_LUA)
         self._rollback = redis.register_script(_ROLLBACK_LUA)
         self._alias = redis.register_script(_ALIAS_LUA)
+        self._decision = redis.register_script(_DECISION_LUA)
+        self._experiment = redis.register_script(_EXPERIMENT_LUA)
 
     @property
     def prefix(self) -> str:
@@ -302,6 +335,13 @@ class SnapshotStore:
 
     def resume_key(self, model: str) -> str:
         return f"{self._base(model)}resume"
+
+    def decision_key(self, model: str) -> str:
+        return f"{self._base(model)}decision"
+
+    @property
+    def experiment_key(self) -> str:
+        return f"{self._prefix}:experiment"
 
     # -- writes ----------------------------------------------------------------------
 
@@ -479,6 +519,50 @@ class SnapshotStore:
     def epoch(self, model: str) -> int:
         """How many rollbacks ``model`` has had (what the learner passes to ``publish``)."""
         return _as_int(self._redis.get(self.epoch_key(model))) or 0
+
+    def decision(self, model: str) -> dict[str, Any] | None:
+        """The model's stored decision record (with its ``version``), or None."""
+        raw = self._redis.get(self.decision_key(model))
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise SnapshotFormatError(f"{model}: malformed decision {raw!r:.60}") from exc
+        if not isinstance(record, dict):
+            raise SnapshotFormatError(f"{model}: malformed decision {raw!r:.60}")
+        return record
+
+    def set_decision(self, model: str, record: dict[str, Any] | None) -> dict[str, Any]:
+        """Store a new version of the model's decision (None: no decision, the model's
+        prediction decides); the stored record, with its version."""
+        body = "" if not record else json.dumps({k: v for k, v in record.items() if k != "version"})
+        raw = self._decision(keys=[self.decision_key(model)], args=[body])
+        stored: dict[str, Any] = json.loads(raw)
+        logger.info("decision of %s is now version %s", model, stored.get("version"))
+        return stored
+
+    def experiment(self) -> dict[str, Any] | None:
+        """The stored experiment record (champion, split, version), or None."""
+        raw = self._redis.get(self.experiment_key)
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise SnapshotFormatError(f"malformed experiment {raw!r:.60}") from exc
+        if not isinstance(record, dict):
+            raise SnapshotFormatError(f"malformed experiment {raw!r:.60}")
+        return record
+
+    def set_experiment(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Store the next version of the experiment; the stored record."""
+        body = json.dumps({k: v for k, v in record.items() if k != "version"})
+        stored: dict[str, Any] = json.loads(
+            self._experiment(keys=[self.experiment_key], args=[body])
+        )
+        logger.info("experiment is now version %s: %s", stored.get("version"), stored)
+        return stored
 
     def resume_version(self, model: str) -> int | None:
         """The version a rollback made the learner continue from, until it checkpoints."""

@@ -115,3 +115,24 @@ def test_export_then_import_into_another_deployment(redis_client: redis.Redis, u
     assert payload == b"p2" and got_meta.examples_seen == 20
     with pytest.raises(SignatureError):
         codec_here.decode(blob)
+
+
+def test_a_decision_is_versioned_apart_from_the_model(redis_client: redis.Redis, uid: str) -> None:
+    store = _store(redis_client, uid)
+    assert store.decision(MODEL) is None
+    first = store.set_decision(MODEL, {"threshold": 0.7})
+    assert first == {"threshold": 0.7, "version": 1}
+    second = store.set_decision(MODEL, {"costs": {"true": {"false": 5.0}, "false": {"true": 1.0}}})
+    assert second["version"] == 2 and second["costs"]["true"]["false"] == 5
+    assert store.decision(MODEL) == second
+    assert store.set_decision(MODEL, None) == {"version": 3}
+    assert store.versions(MODEL) == []  # no model version was made
+
+
+def test_the_experiment_is_stream_state_with_a_version(redis_client: redis.Redis, uid: str) -> None:
+    store = _store(redis_client, uid)
+    assert store.experiment() is None
+    first = store.set_experiment({"champion": "lr", "split": {}})
+    assert first == {"champion": "lr", "split": {}, "version": 1}
+    second = store.set_experiment({"champion": "tree", "split": {}, "version": 99})
+    assert second["version"] == 2 and store.experiment() == second

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from river import linear_model, multiclass, optim, preprocessing
 
 from streamserve.learners.linear_compiled import CompiledLinear, compile_linear
@@ -17,11 +16,9 @@ from streamserve.learners.river_learner import RiverLearner
 from streamserve.learners.scoring import scored_row
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.records import FeatureFrame, Scored
+from tests.unit import frame_rows
 
 TOLERANCE = 1e-9
-NUMBERS = [f"x{i}" for i in range(4)]
-COUNTRIES = ["FR", "DE", "US", "JP"]
-DEVICES = ["ios", "android", "web"]
 
 
 def _estimator(kind: str) -> Any:
@@ -43,26 +40,6 @@ TASKS = {
 }
 
 
-def _row(rng: random.Random) -> dict[str, Any]:
-    x: dict[str, Any] = {n: rng.gauss(3.0 * i, 1.0 + i) for i, n in enumerate(NUMBERS)}
-    x["country"] = rng.choice(COUNTRIES[:3])  # JP is never seen in training
-    x["device"] = rng.choice(DEVICES)
-    x["vip"] = rng.random() < 0.3
-    if rng.random() < 0.1:
-        del x["x3"]
-    return x
-
-
-def _label(x: dict[str, Any], task: Task) -> Any:
-    s = 0.4 * x["x0"] - 0.2 * x["x1"] + (1.5 if x["country"] == "FR" else -0.5)
-    s += 0.8 if x["vip"] else 0.0
-    if task is Task.BINARY:
-        return s > 0
-    if task is Task.REGRESSION:
-        return s
-    return "low" if s < -1 else ("mid" if s < 1.5 else "high")
-
-
 def _trained(kind: str, scaler: bool) -> RiverLearner:
     task = TASKS[kind]
     estimator = _estimator(kind)
@@ -70,44 +47,12 @@ def _trained(kind: str, scaler: bool) -> RiverLearner:
     learner = RiverLearner(ModelSpec("m", task, "custom"), model)
     rng = random.Random(7)
     for _ in range(400):
-        x = _row(rng)
-        learner.learn_one(x, _label(x, task))
+        x = frame_rows.row(rng)
+        learner.learn_one(x, frame_rows.label(x, task))
     return learner
 
 
 LEARNERS = {(k, s): _trained(k, s) for k in TASKS for s in (False, True)}
-
-VALUES = st.one_of(
-    st.floats(-50, 50),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(-1000, 1000),
-    st.booleans(),
-    st.none(),
-    st.sampled_from([*COUNTRIES, *DEVICES, "", "x0"]),
-)
-
-
-@st.composite
-def _rows(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """Rows of the usual names (most rows) and odd ones: missing, extra, retyped values."""
-    base = draw(st.dictionaries(st.sampled_from(NUMBERS), VALUES, max_size=2))
-    n = draw(st.integers(1, 12))
-    rows = []
-    for _ in range(n):
-        row: dict[str, Any] = {
-            "x0": draw(st.floats(-20, 20)),
-            "x1": draw(st.floats(-20, 20)),
-            "x2": draw(st.floats(-20, 20)),
-            "x3": draw(st.floats(-20, 20)),
-            "country": draw(st.sampled_from(COUNTRIES)),
-            "device": draw(st.sampled_from(DEVICES)),
-            "vip": draw(st.booleans()),
-        }
-        row.update(base)
-        if draw(st.booleans()):
-            row[draw(st.sampled_from([*NUMBERS, "country", "vip", "new"]))] = draw(VALUES)
-        rows.append(row)
-    return rows
 
 
 def _same(expected: Scored, got: Scored) -> None:
@@ -130,7 +75,7 @@ def _same(expected: Scored, got: Scored) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=_rows())
+@given(rows=frame_rows.rows())
 @pytest.mark.parametrize("scaler", [False, True], ids=["plain", "scaler"])
 @pytest.mark.parametrize("kind", list(TASKS))
 def test_frames_score_like_river_per_record(
@@ -154,7 +99,7 @@ def test_the_usual_rows_all_take_the_arrays(kind: str) -> None:
     compiled = compile_linear(learner.estimator, TASKS[kind])
     assert compiled is not None
     rng = random.Random(3)
-    rows = [{**_row(rng), "x3": 1.0} for _ in range(50)]
+    rows = [{**frame_rows.row(rng), "x3": 1.0} for _ in range(50)]
     scored, rest = compiled.predict_many(rows)
     assert rest == []
     assert all(s is not None for s in scored)

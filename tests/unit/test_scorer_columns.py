@@ -160,7 +160,9 @@ def _run(
         batch_encoder=batch_encoder if columns else None,
         producer=producer,
         predictions_topic="predictions",
-        dead_letters=DeadLetterSink(producer, "dead-letter", metrics),
+        dead_letters=DeadLetterSink(
+            producer, "dead-letter", metrics, role="scorer", group="streamserve-scorer"
+        ),
         models=[
             ServedModel(f"m{k}", SnapshotHolder(Serving(version=k + 3, model=model)))
             for k, model in enumerate(models)
@@ -240,14 +242,15 @@ def test_diverged_model_gives_unscored_predictions(catalog: SchemaCatalog) -> No
 
 
 def test_models_without_columns_take_the_record_path(catalog: SchemaCatalog) -> None:
-    tree = build_learner(ModelSpec("t", Task.BINARY, "hoeffding_tree"))
+    knn = build_learner(ModelSpec("k", Task.BINARY, "knn"))
     rng = random.Random(4)
     for _ in range(200):
         x = {n: rng.gauss(0, 1) for n in NAMES}
-        tree.learn_one(x, x["x0"] > 0)
+        knn.learn_one(x, x["x0"] > 0)
+    assert knn.matrix_scorer() is None
     msgs = _batch(catalog, random.Random(7))
-    fast, _, fast_seen = _run(catalog, msgs, [_learner(1), tree], columns=True)
-    slow, _, slow_seen = _run(catalog, msgs, [_learner(1), tree], columns=False)
+    fast, _, fast_seen = _run(catalog, msgs, [_learner(1), knn], columns=True)
+    slow, _, slow_seen = _run(catalog, msgs, [_learner(1), knn], columns=False)
     assert fast == slow
     assert fast_seen == slow_seen
 
@@ -293,16 +296,29 @@ def _json_batch(rng: random.Random) -> list[FakeMsg]:
     return [_msg(100 + i, v, 1_700_000_000_000 + 3 * i) for i, v in enumerate(values)]
 
 
+SPLIT_EARLY = {"grace_period": 30, "tau": 0.5}
+FAMILIES = {
+    "linear": [
+        ModelSpec("b", Task.BINARY, "logistic_regression"),
+        ModelSpec("r", Task.REGRESSION, "linear_regression"),
+        ModelSpec("s", Task.MULTICLASS, "softmax_regression"),
+        ModelSpec("o", Task.MULTICLASS, "logistic_regression"),
+    ],
+    "trees": [
+        ModelSpec("b", Task.BINARY, "hoeffding_tree", {**SPLIT_EARLY}),
+        ModelSpec("r", Task.REGRESSION, "adaptive_random_forest", {"n_models": 3, "seed": 1}),
+        ModelSpec("s", Task.MULTICLASS, "hoeffding_adaptive_tree", {**SPLIT_EARLY, "seed": 1}),
+        ModelSpec("o", Task.MULTICLASS, "adaptive_random_forest", {"n_models": 3, "seed": 2}),
+    ],
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("output_format", ["avro", "json"])
 def test_json_events_of_every_task_take_the_column_path(
-    catalog: SchemaCatalog, output_format: str
+    catalog: SchemaCatalog, output_format: str, family: str
 ) -> None:
-    models = [
-        _trained(ModelSpec("b", Task.BINARY, "logistic_regression"), 1),
-        _trained(ModelSpec("r", Task.REGRESSION, "linear_regression"), 2),
-        _trained(ModelSpec("s", Task.MULTICLASS, "softmax_regression"), 3),
-        _trained(ModelSpec("o", Task.MULTICLASS, "logistic_regression"), 4),
-    ]
+    models = [_trained(spec, seed) for seed, spec in enumerate(FAMILIES[family], start=1)]
     assert all(m.matrix_scorer() is not None for m in models)
     msgs = _json_batch(random.Random(9))
     fast, fast_batch, fast_seen = _run(

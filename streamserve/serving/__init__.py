@@ -1,0 +1,1 @@
+"""Serving a stream: decisions, business rules, champion and shadows, experiments."""
