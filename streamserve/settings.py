@@ -150,6 +150,36 @@ class HttpSettings:
     port: int = 9100
 
 
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API role (TF Serving REST and Open Inference Protocol v2)."""
+
+    enabled: bool = True  # whether `up` runs it
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # dynamic batching: instances scored in one model call, and the longest a request
+    # waits for others to join its batch while other requests are still being read
+    max_batch_size: int = 256
+    max_batch_wait_ms: float = 2.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_instances: int = 10_000
+    request_timeout_ms: int = 10_000
+    # bearer tokens: predict tokens guard the model routes when set; admin tokens are
+    # required by every route that changes state (feedback), which refuses without them
+    predict_tokens: tuple[Secret, ...] = ()
+    admin_tokens: tuple[Secret, ...] = ()
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_keyfile_password: Secret | None = None
+    # a predict instance that carries an event_id is also written to the events topic
+    write_events: bool = False
+    # explicitly requested versions kept loaded per model (LRU)
+    version_cache: int = 4
+    # keep loaded models out of the cyclic collector's full passes (measurement knob)
+    gc_freeze: bool = True
+
+
 DEFAULT_MODEL = ModelSpec(name="default", task=Task.BINARY, learner="logistic_regression")
 
 
@@ -173,6 +203,7 @@ class Settings:
     joiner: JoinerSettings = field(default_factory=JoinerSettings)
     learner: LearnerSettings = field(default_factory=LearnerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     models: tuple[ModelSpec, ...] = (DEFAULT_MODEL,)
     log_level: str = "INFO"
     # per model, from each model's `drift` and `retrain` keys; a model not listed gets
@@ -213,6 +244,7 @@ ENV_ALIASES: Mapping[str, tuple[str, str]] = {
     "STREAMSERVE_SNAPSHOT_KEY_FILE": ("snapshots", "signing_key_file"),
     "STREAMSERVE_SCHEMA_REGISTRY_URL": ("serde", "schema_registry_url"),
     "STREAMSERVE_HTTP_PORT": ("http", "port"),
+    "STREAMSERVE_API_PORT": ("api", "port"),
     "STREAMSERVE_LOG_LEVEL": ("log_level", ""),
 }
 
@@ -400,8 +432,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value not in allowed:
             raise ConfigError(key, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
         return value
-    if origin is Mapping or origin is dict:
-        return _mapping(value, key)
+    container = _CONTAINERS.get(origin)
+    if container is not None:
+        return container(tp, value, key)
     scalar = _SCALARS.get(tp)
     if scalar is None:
         raise ConfigError(key, f"unsupported setting type {tp!r}")  # pragma: no cover
@@ -451,6 +484,28 @@ def _mapping(value: Any, key: str) -> Mapping[str, str]:
             raise ConfigError(f"{key}.{k}", "must be a scalar")
         out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
     return types.MappingProxyType(out)
+
+
+def _coerce_tuple(tp: Any, value: Any, key: str) -> tuple[Any, ...]:
+    """A list of values; a string is a comma-separated list (as the environment gives it)."""
+    item = get_args(tp)[0]
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(key, "must be a list")
+    return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _coerce_mapping(tp: Any, value: Any, key: str) -> Mapping[str, str]:
+    return _mapping(value, key)
+
+
+# Settings types with parameters, by their origin: tuple[X, ...] and Mapping[str, str].
+_CONTAINERS: dict[Any, Any] = {
+    tuple: _coerce_tuple,
+    Mapping: _coerce_mapping,
+    dict: _coerce_mapping,
+}
 
 
 def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
@@ -589,6 +644,7 @@ def _check_ranges(s: Settings) -> None:
         )
     if not 0 <= s.http.port <= 65535:
         raise ConfigError("http.port", f"must be 0..65535; got {s.http.port}")
+    _check_api(s.api)
     if s.snapshots.lease_ttl_ms < 1000:
         raise ConfigError("snapshots.lease_ttl_ms", "must be at least 1000 ms")
     if s.snapshots.signing_key_file and not Path(s.snapshots.signing_key_file).is_file():
@@ -613,6 +669,40 @@ def _check_kafka(s: Settings) -> None:
                     f"kafka.{section}.{prop}",
                     "is managed by streamserve; use the dedicated setting",
                 )
+
+
+def _check_api(api: ApiSettings) -> None:
+    positive = {
+        "api.workers": api.workers,
+        "api.max_batch_size": api.max_batch_size,
+        "api.max_body_bytes": api.max_body_bytes,
+        "api.max_instances": api.max_instances,
+        "api.request_timeout_ms": api.request_timeout_ms,
+        "api.version_cache": api.version_cache,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(key, f"must be positive; got {value}")
+    if not 0 <= api.port <= 65535:
+        raise ConfigError("api.port", f"must be 0..65535; got {api.port}")
+    if not 0 <= api.max_batch_wait_ms <= 1000:
+        raise ConfigError("api.max_batch_wait_ms", f"must be 0..1000; got {api.max_batch_wait_ms}")
+    if not api.host:
+        raise ConfigError("api.host", "must not be empty")
+    _check_api_secrets(api)
+
+
+def _check_api_secrets(api: ApiSettings) -> None:
+    for key, path in (("api.tls_certfile", api.tls_certfile), ("api.tls_keyfile", api.tls_keyfile)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(key, f"no such file: {path}")
+    if (api.tls_certfile is None) != (api.tls_keyfile is None):
+        raise ConfigError("api.tls_keyfile", "give both api.tls_certfile and api.tls_keyfile")
+    tokens_by_key = {"api.predict_tokens": api.predict_tokens, "api.admin_tokens": api.admin_tokens}
+    for key, tokens in tokens_by_key.items():
+        for i, token in enumerate(tokens):
+            if len(token.get()) < 16:
+                raise ConfigError(f"{key}[{i}]", "must be at least 16 characters")
 
 
 _MANAGED_KAFKA_PROPS = frozenset(

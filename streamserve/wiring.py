@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
-from collections.abc import Sequence
-from functools import cached_property
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,15 @@ import redis
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from streamserve.api import server as api_server
+from streamserve.api.app import build_asgi
+from streamserve.api.auth import Tokens
+from streamserve.api.batching import Batcher
+from streamserve.api.context import ApiContext
+from streamserve.api.http import Limits
+from streamserve.api.routing import InFlight
+from streamserve.api.serving import ApiModel, Versions
+from streamserve.api.writer import RecordWriter
 from streamserve.app import App, Role
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor
@@ -34,10 +47,11 @@ from streamserve.kafka.topic_identity import TopicIdentity, TopicIdLookup
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
-from streamserve.metrics import Metrics
+from streamserve.metrics import Metrics, WorkerMetrics
 from streamserve.redis.client import build_client, check_login
 from streamserve.redis.join_state import JoinState
 from streamserve.redis.retry import RetryPolicy
+from streamserve.roles.api import ApiRole
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
 from streamserve.roles.scorer import Scorer, ServedModel
@@ -481,10 +495,128 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
 
 
+def api_needs_kafka(s: Settings) -> bool:
+    """Whether the API writes to Kafka: events from requests, or labels (feedback)."""
+    return s.api.write_events or bool(s.api.admin_tokens)
+
+
+@dataclass
+class ApiService:
+    """The API of one process: its ASGI app and what to close after serving."""
+
+    app: Any
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in self.closers:
+            try:
+                close()
+            except Exception:
+                logger.exception("api: closing")
+
+
+def api_service(rt: Runtime) -> ApiService:
+    """The API's app over one holder and watcher per model (as the scorer has), a batcher
+    per model, and a Kafka writer when the API writes events or labels."""
+    s = rt.settings.api
+    inflight = InFlight()
+    models: dict[str, ApiModel] = {}
+    closers: list[Callable[[], object]] = []
+    for spec in rt.settings.models:
+        holder, watcher = _serving(rt, spec)
+        closers.append(watcher.stop)
+        batcher = Batcher(
+            _current(holder),
+            max_batch_size=s.max_batch_size,
+            max_wait_s=s.max_batch_wait_ms / 1000.0,
+            inflight=inflight,
+            sizes=rt.metrics.api_batch_instances.labels(spec.name),
+        )
+        versions = Versions(
+            spec=spec,
+            store=rt.store,
+            codec=rt.codec,
+            load=partial(_load_snapshot, spec),
+            untrained=partial(build_learner, spec),
+            keep=s.version_cache,
+        )
+        models[spec.name] = ApiModel(spec, holder, batcher, versions, ready=_checked(watcher))
+    writer = None
+    if api_needs_kafka(rt.settings):
+        producer, _ = rt.producer("api")
+        writer = RecordWriter(
+            producer=producer,
+            events_topic=rt.topics["events"],
+            feedback_topic=rt.topics["feedback"],
+            event_encoder=rt.serde.event_encoder(),
+            label_encoder=rt.serde.label_encoder(),
+            metrics=rt.metrics,
+        )
+        closers.append(writer.close)
+    tokens = Tokens(s.predict_tokens, s.admin_tokens)
+    limits = Limits(s.max_body_bytes, s.max_instances, s.request_timeout_ms / 1000.0)
+    ctx = ApiContext(models, limits, writer, s.write_events, tokens.guards_reads)
+    app = build_asgi(ctx, tokens=tokens, metrics=rt.metrics, inflight=inflight)
+    return ApiService(app, closers)
+
+
+def _current(holder: SnapshotHolder[Learner]) -> Callable[[], Serving[Learner]]:
+    return lambda: holder.current
+
+
+def _checked(watcher: SnapshotWatcher[Learner]) -> Callable[[], bool]:
+    return lambda: watcher.checked
+
+
+def _load_snapshot(spec: ModelSpec, meta: SnapshotMeta, payload: bytes) -> Learner:
+    return load_learner(spec, meta.format, payload)
+
+
+def api_worker_service(s: Settings, codec: SnapshotCodec) -> ApiService:
+    """What an API worker process builds: its own clients, holders and watchers (the
+    parent's codec, so an ephemeral signing key is shared)."""
+    rt = Runtime(s, ephemeral_key_ok=True)
+    rt.codec = codec
+    service = api_service(rt)
+    service.closers.append(rt.redis.close)
+    return service
+
+
+def build_api(rt: Runtime, stop: threading.Event) -> Role:
+    """The API role: in this process with one worker, else in worker processes."""
+    s = rt.settings.api
+    sock = api_server.bind(s.host, s.port)
+    url = api_server.url(sock, s)
+    if s.workers == 1:
+        service = api_service(rt)
+
+        def serve_here(stop: threading.Event) -> None:
+            if not s.gc_freeze:
+                gc.unfreeze()  # measurement knob: everything back in the collector's passes
+            api_server.serve_until(service.app, sock, s, stop)
+
+        role = ApiRole(sock, s, url, serve_here=serve_here)
+        closers: list[Callable[[], object]] = [service.close]
+    else:
+        metrics_dir = tempfile.mkdtemp(prefix="streamserve-api-metrics-")
+        rt.registry.register(WorkerMetrics(metrics_dir))
+        role = ApiRole(
+            sock,
+            s,
+            url,
+            factory=partial(api_worker_service, rt.settings, rt.codec),
+            metrics_dir=metrics_dir,
+            log_level=rt.settings.log_level,
+        )
+        closers = [partial(shutil.rmtree, metrics_dir, ignore_errors=True)]
+    logger.info("api on %s (%d worker(s))", url, s.workers)
+    return Role("api", role.run, closers, role.health)
+
+
 def build_app(
     rt: Runtime, stop: threading.Event, roles: Sequence[str], models: Sequence[str] | None = None
 ) -> App:
-    """An app running the named roles ("scorer", "joiner", "learner")."""
+    """An app running the named roles ("scorer", "joiner", "learner", "api")."""
     built: list[Role] = []
     if "scorer" in roles:
         built.append(build_scorer(rt, stop))
@@ -501,4 +633,6 @@ def build_app(
             ]
         )
         built.extend(build_learner_role(rt, rt.settings.model(n)) for n in names)
+    if "api" in roles:
+        built.append(build_api(rt, stop))
     return App(rt, built, stop)

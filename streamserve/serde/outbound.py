@@ -12,7 +12,7 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
-from streamserve.records import Example, Prediction
+from streamserve.records import Event, Example, Label, Prediction
 from streamserve.serde.exceptions import EncodeError
 from streamserve.serde.validate import (
     RecordShape,
@@ -95,6 +95,30 @@ def example_to_dict(example: Example) -> dict[str, Any]:
         "label": example.label,
         "event_ts": None if example.event_ts is None else _as_long(example.event_ts, "event_ts"),
         "label_ts": None if example.label_ts is None else _as_long(example.label_ts, "label_ts"),
+    }
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """An event as producers write it to ``events`` (the API does, when asked to)."""
+    problem = event_id_problem(event.event_id) or features_problem(event.features)
+    if problem is not None:
+        raise EncodeError(problem)
+    return {
+        "event_id": event.event_id,
+        "ts": None if event.ts is None else _as_long(event.ts, "ts"),
+        "features": event.features,
+    }
+
+
+def label_to_dict(label: Label) -> dict[str, Any]:
+    """A label as producers write it to ``feedback``."""
+    problem = event_id_problem(label.event_id) or label_problem(label.label)
+    if problem is not None:
+        raise EncodeError(problem)
+    return {
+        "event_id": label.event_id,
+        "label": label.label,
+        "ts": None if label.ts is None else _as_long(label.ts, "ts"),
     }
 
 
