@@ -176,6 +176,7 @@ def _scorer_batch(serde: Serde, events: list[bytes], learner: Any) -> tuple[floa
             batch_encoder=batch_encoder if columns else None,
             producer=_NullProducer(),
             predictions_topic="predictions",
+            shadow_topic="shadow-predictions",
             dead_letters=DeadLetterSink(
                 _NullProducer(), "dead-letter", metrics, role="scorer", group="bench-scorer"
             ),

@@ -494,6 +494,14 @@ def _swap(results: Results) -> list[str]:
     ]
 
 
+def _http(results: Results) -> list[str]:
+    if not results.get("http"):
+        return []
+    from bench.http_api import report_lines
+
+    return report_lines(results["http"])
+
+
 SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     _intro,
     _throughput,
@@ -512,6 +520,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     _memory,
     _swap,
     _torch,
+    _http,
 )
 
 

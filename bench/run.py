@@ -21,6 +21,7 @@ import redis
 
 from bench import (
     hotswap,
+    http_api,
     latency,
     learner_bench,
     memory,
@@ -53,6 +54,7 @@ SECTIONS = (
     "memory",
     "swap",
     "torch",
+    "http",
 )
 
 # The raw pipe with the prefetch setting streamserve's consumers use (librdkafka's default
@@ -96,6 +98,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--torch-rounds", type=int, default=5, help="paired rounds per module")
     p.add_argument("--swap-every", type=float, default=0.2, help="seconds between swaps")
     p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
+    p.add_argument("--http-rounds", type=int, default=3, help="HTTP API: rounds of every load")
+    p.add_argument("--http-seconds", type=float, default=8.0, help="HTTP API: seconds per load")
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     p.add_argument("--no-peers", action="store_true", help="skip Quix Streams and Bytewax")
     p.add_argument(
@@ -172,6 +176,9 @@ def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         results["queue_batched"] = stages.queue_batched()
         _log(f"stages: {results['stages']}; queueing (batch, each): {results['queue_batched']}")
     try:
+        if "http" in sections:  # HTTP servers and Redis only, no broker
+            _log("HTTP API against the FastAPI peer")
+            results["http"] = http_api.run(redis_url, workdir, a.http_rounds, a.http_seconds)
         broker = EmbeddedBroker().start()
         with broker:
             _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")

@@ -22,6 +22,7 @@ from bench.kafka_io import EventFactory, JsonEventFactory
 from bench.streamserve_setup import trained
 from streamserve.kafka.delivery import Batch, produce_batched, produce_many
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.records import ServingFields
 from streamserve.serde.codecs import Serde
 from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
@@ -102,7 +103,9 @@ def _scorer(fmt: str, catalog: SchemaCatalog) -> Path4:
 
     def encode(columns: Any, scores: Any) -> Any:
         rows = np.arange(len(columns.positions))
-        return encoder.write(columns, rows, "m", 1, scores, int(time.time() * 1000))
+        return encoder.write(
+            columns, rows, "m", 1, scores, int(time.time() * 1000), ServingFields()
+        )
 
     return decode, lambda columns: scorer.score_frame(columns.frame), encode
 

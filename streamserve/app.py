@@ -37,7 +37,6 @@ class Role:
     health: Callable[[], dict[str, Any]] = field(default_factory=lambda: dict)
 
 
-
 class App:
     """Runs roles in threads, serves /metrics and /healthz, stops them all together."""
 
@@ -109,5 +108,3 @@ class App:
     @property
     def errors(self) -> dict[str, BaseException]:
         return dict(self._errors)
-
-

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from streamserve import __version__
+from streamserve.app import App
 from streamserve.cli_models import add_models_parser, run_models
 from streamserve.demo.options import (
     DEFAULT_EVENTS,
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and Redis when none is given)",
     )
     _common(up)
+    up.add_argument("--api-port", type=int, help="port of the HTTP API (0: any free port)")
+    api = sub.add_parser(
+        "api", help="serve predictions over HTTP (TF Serving REST and Open Inference v2)"
+    )
+    _common(api)
+    api.add_argument("--api-port", type=int, help="port of the HTTP API (0: any free port)")
     for name, text in (("score", "run the scorer"), ("join", "run the joiner")):
         _common(sub.add_parser(name, help=text))
     learn = sub.add_parser("learn", help="run the learner of every model (or of --model)")
@@ -106,6 +113,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "kafka": {"bootstrap_servers": args.bootstrap_servers, "topic_prefix": args.topic_prefix},
         "redis": {"url": args.redis_url},
         "http": {"port": args.http_port},
+        "api": {"port": getattr(args, "api_port", None)},
     }
     s = load_settings(args.config, overrides=overrides)
     if args.log_level:
@@ -147,11 +155,18 @@ def _run_roles(
             logger.info("topics: %s", line)
     app = build_app(rt, stop, roles, models).start()
     if banner:
-        _print_banner(s, rt, app.status.port if app.status else None)
+        _print_banner(s, rt, app.status.port if app.status else None, _api_url(app))
     return app.wait()
 
 
-def _print_banner(s: Settings, rt: Runtime, http_port: int | None) -> None:
+def _api_url(app: App) -> str | None:
+    for role in app.roles:
+        if role.name == "api":
+            return str(role.health()["url"])
+    return None
+
+
+def _print_banner(s: Settings, rt: Runtime, http_port: int | None, api_url: str | None) -> None:
     lines = [
         "streamserve is up",
         f"  bootstrap servers : {s.kafka.bootstrap_servers}",
@@ -161,6 +176,8 @@ def _print_banner(s: Settings, rt: Runtime, http_port: int | None) -> None:
         f"  predictions topic : {rt.topics['predictions']}",
         f"  models            : {', '.join(m.name for m in s.models)}",
     ]
+    if api_url is not None:
+        lines.append(f"  http api          : {api_url}  (/v1/models/<model>:predict, /v2, ...)")
     if http_port is not None:
         lines.append(f"  metrics           : http://{s.http.host}:{http_port}/metrics")
     lines.append("  stop with Ctrl-C")
@@ -170,10 +187,11 @@ def _print_banner(s: Settings, rt: Runtime, http_port: int | None) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     s = _settings(args)
     _configure_logging(s.log_level)
+    roles = ("scorer", "joiner", "learner", *(("api",) if s.api.enabled else ()))
     with embedded_defaults(s) as stack:
         return _run_roles(
             stack.settings,
-            ("scorer", "joiner", "learner"),
+            roles,
             ephemeral_key_ok=stack.ephemeral_redis,
             banner=True,
         )
@@ -213,7 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_role(args: argparse.Namespace) -> int:
     s = _settings(args)
     _configure_logging(s.log_level)
-    role = {"score": "scorer", "join": "joiner", "learn": "learner"}[args.command]
+    role = {"score": "scorer", "join": "joiner", "learn": "learner", "api": "api"}[args.command]
     return _run_roles(s, (role,), models=getattr(args, "model", None))
 
 
@@ -242,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "score": cmd_role,
         "join": cmd_role,
         "learn": cmd_role,
+        "api": cmd_role,
         "topics": cmd_topics,
         "models": cmd_models,
         "snapshots": cmd_models,

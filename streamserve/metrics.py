@@ -6,11 +6,14 @@ several apps can run side by side without clashing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (
     0.001,
@@ -22,6 +25,24 @@ _LATENCY_BUCKETS = (
     0.075,
     0.1,
     0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+_API_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
     0.25,
     0.5,
     1.0,
@@ -174,6 +195,34 @@ class Metrics:
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05),
             registry=r,
         )
+        # api
+        self.api_requests = Counter(
+            "streamserve_api_requests",
+            "HTTP requests answered by the API, per route and status code.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.api_request_seconds = Histogram(
+            "streamserve_api_request_seconds",
+            "Time from a request's arrival at the API to its answer, per route.",
+            ["route"],
+            buckets=_API_BUCKETS,
+            registry=r,
+        )
+        self.api_batch_instances = Histogram(
+            "streamserve_api_batch_instances",
+            "Instances scored in one model call by the API's dynamic batcher, per model.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+            registry=r,
+        )
+        self.api_records_written = Counter(
+            "streamserve_api_records_written",
+            "Events and labels the API wrote to Kafka, per topic and outcome "
+            "(acknowledged or failed).",
+            ["topic", "outcome"],
+            registry=r,
+        )
         # shared
         self.batch_retries = Counter(
             "streamserve_batch_retries",
@@ -202,6 +251,29 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+
+
+API_PREFIX = "streamserve_api_"
+
+
+def use_worker_values(directory: str) -> None:
+    """In an API worker process, before its metrics are created: keep every value in
+    files under ``directory``, which the parent process exports (:class:`WorkerMetrics`)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+class WorkerMetrics(Collector):
+    """The API worker processes' ``streamserve_api_*`` metrics, summed over the workers,
+    for the parent's ``/metrics`` (their other metrics, e.g. their own snapshot swaps,
+    stay in the workers)."""
+
+    def __init__(self, directory: str) -> None:
+        self._inner = multiprocess.MultiProcessCollector(None, path=directory)  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        found = self._inner.collect()  # type: ignore[no-untyped-call]
+        return [m for m in found if m.name.startswith(API_PREFIX)]
 
 
 def observe_many(histogram: Any, values: Sequence[float] | np.ndarray[Any, Any]) -> None:

@@ -54,7 +54,14 @@ class Example:
 
 @dataclass(slots=True, frozen=True)
 class Prediction:
-    """What a scorer publishes for one event and one model."""
+    """What a scorer publishes for one event and one model.
+
+    ``decision`` is the model's decision rule applied to the scores (and any business
+    rule after it; the prediction when the model has none), ``decision_version`` the
+    rule's version; ``role`` is ``champion`` or ``shadow`` when an experiment is set,
+    ``arm`` the model an A/B split sent the event to, ``metrics`` the serving version's
+    prequential metrics.
+    """
 
     event_id: str
     model: str
@@ -64,6 +71,41 @@ class Prediction:
     score: float | None
     ts: int | None
     scored_at: int
+    decision: LabelValue | None = None
+    decision_version: int | None = None
+    role: str | None = None
+    arm: str | None = None
+    metrics: dict[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServingFields:
+    """What a model's predictions of a batch carry besides its scores: per row (indexed
+    like the rows of the batch's columns) or one value for every row.
+
+    ``decisions`` None means each row's decision is its prediction; ``roles`` and
+    ``arms`` name the experiment's role and arm (see :class:`Prediction`)."""
+
+    decisions: Sequence[LabelValue | None] | None = None
+    decision_version: int | None = None
+    roles: Sequence[str | None] | str | None = None
+    arms: Sequence[str | None] | str | None = None
+    metrics: Mapping[str, float] | None = None
+
+    def decision(self, r: int, prediction: LabelValue | None) -> LabelValue | None:
+        return prediction if self.decisions is None else self.decisions[r]
+
+    def role(self, r: int) -> str | None:
+        return _at(self.roles, r)
+
+    def arm(self, r: int) -> str | None:
+        return _at(self.arms, r)
+
+
+def _at(values: Sequence[str | None] | str | None, r: int) -> str | None:
+    if values is None or isinstance(values, str):
+        return values
+    return values[r]
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,10 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.learners.torch_settings import TorchConfigError, TorchSettings, torch_settings
+from streamserve.serving.decisions import Decision
+from streamserve.serving.ensemble import ENSEMBLE, EnsembleConfig
+from streamserve.serving.experiment import Experiment
+from streamserve.serving.post_processing import load_post_processor
 
 
 class Secret:
@@ -146,7 +150,47 @@ class HttpSettings:
     port: int = 9100
 
 
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API role (TF Serving REST and Open Inference Protocol v2)."""
+
+    enabled: bool = True  # whether `up` runs it
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    # dynamic batching: instances scored in one model call, and the longest a request
+    # waits for others to join its batch while other requests are still being read
+    max_batch_size: int = 256
+    max_batch_wait_ms: float = 2.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_instances: int = 10_000
+    request_timeout_ms: int = 10_000
+    # bearer tokens: predict tokens guard the model routes when set; admin tokens are
+    # required by every route that changes state (feedback), which refuses without them
+    predict_tokens: tuple[Secret, ...] = ()
+    admin_tokens: tuple[Secret, ...] = ()
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_keyfile_password: Secret | None = None
+    # a predict instance that carries an event_id is also written to the events topic
+    write_events: bool = False
+    # explicitly requested versions kept loaded per model (LRU)
+    version_cache: int = 4
+    # keep loaded models out of the cyclic collector's full passes (measurement knob)
+    gc_freeze: bool = True
+
+
 DEFAULT_MODEL = ModelSpec(name="default", task=Task.BINARY, learner="logistic_regression")
+
+
+@dataclass(frozen=True)
+class ModelAnswers:
+    """How a model's scores become answers: its first decision rule (later versions live
+    in Redis) and its business rule (an import path)."""
+
+    model: str
+    decision: Decision = field(default_factory=Decision)
+    post_processor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,11 +203,22 @@ class Settings:
     joiner: JoinerSettings = field(default_factory=JoinerSettings)
     learner: LearnerSettings = field(default_factory=LearnerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     models: tuple[ModelSpec, ...] = (DEFAULT_MODEL,)
     log_level: str = "INFO"
     # per model, from each model's `drift` and `retrain` keys; a model not listed gets
     # the defaults (ADWIN on its error stream, challenger policy)
     drift: tuple[ModelDrift, ...] = ()
+    # per model, from each model's `decision` and `post_processor` keys
+    answers: tuple[ModelAnswers, ...] = ()
+    # the `serving` section: which model answers the stream (the first experiment)
+    experiment: Experiment = field(default_factory=Experiment)
+
+    def answers_of(self, name: str) -> ModelAnswers:
+        for a in self.answers:
+            if a.model == name:
+                return a
+        return ModelAnswers(model=name)
 
     def model(self, name: str) -> ModelSpec:
         for spec in self.models:
@@ -189,11 +244,23 @@ ENV_ALIASES: Mapping[str, tuple[str, str]] = {
     "STREAMSERVE_SNAPSHOT_KEY_FILE": ("snapshots", "signing_key_file"),
     "STREAMSERVE_SCHEMA_REGISTRY_URL": ("serde", "schema_registry_url"),
     "STREAMSERVE_HTTP_PORT": ("http", "port"),
+    "STREAMSERVE_API_PORT": ("api", "port"),
     "STREAMSERVE_LOG_LEVEL": ("log_level", ""),
 }
 
 _MODEL_KEYS = frozenset(
-    {"name", "task", "learner", "params", "preprocess", "drift", "retrain", "torch"}
+    {
+        "name",
+        "task",
+        "learner",
+        "params",
+        "preprocess",
+        "drift",
+        "retrain",
+        "torch",
+        "decision",
+        "post_processor",
+    }
 )
 
 
@@ -225,14 +292,53 @@ def settings_from_dict(data: Mapping[str, Any], *, validate_models: bool = True)
         raise ConfigError("<root>", "the config file must hold a mapping of sections")
     raw = dict(data)
     models_raw = raw.pop("models", None)
+    serving_raw = raw.pop("serving", None)
     if "drift" in raw:
         raise ConfigError("drift", "set drift per model (models[i].drift, models[i].retrain)")
-    settings: Settings = _build(Settings, raw, "", skip={"models", "drift"})
+    skip = {"models", "drift", "answers", "experiment"}
+    settings: Settings = _build(Settings, raw, "", skip=skip)
     models = _build_models(models_raw, validate=validate_models)
-    drift = _build_drift(models_raw, models)
-    settings = dataclasses.replace(settings, models=models, drift=drift)
+    names = [m.name for m in models]
+    settings = dataclasses.replace(
+        settings,
+        models=models,
+        drift=_build_drift(models_raw, models),
+        answers=_build_answers(models_raw, models, validate=validate_models),
+        experiment=Experiment.from_record(serving_raw or {}, names),
+    )
     _check(settings)
     return settings
+
+
+def _build_answers(
+    raw: Any, models: tuple[ModelSpec, ...], *, validate: bool
+) -> tuple[ModelAnswers, ...]:
+    """Each model's decision rule and business rule (checked against its task)."""
+    if raw is None:
+        return ()
+    by_name = {m.name: m for m in models}
+    out = []
+    for i, (item, spec) in enumerate(zip(raw, models, strict=True)):
+        key = f"models[{i}]"
+        decision = Decision.from_record(item.get("decision") or {}, f"{key}.decision")
+        _check_decision(spec, decision, f"{key}.decision")
+        post = item.get("post_processor")
+        if post is not None:
+            if not isinstance(post, str):
+                raise ConfigError(f"{key}.post_processor", "must be 'pkg.module:function'")
+            if validate:
+                load_post_processor(post, f"{key}.post_processor")
+        if spec.learner == ENSEMBLE:
+            EnsembleConfig.of(spec, by_name, key)
+        out.append(ModelAnswers(spec.name, decision, post))
+    return tuple(out)
+
+
+def _check_decision(spec: ModelSpec, decision: Decision, key: str) -> None:
+    if spec.task is Task.REGRESSION and decision.configured:
+        raise ConfigError(key, "a regressor's decision is its prediction: no rule applies")
+    if spec.task is Task.MULTICLASS and decision.threshold is not None:
+        raise ConfigError(f"{key}.threshold", "a threshold decides binary models; use costs")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -326,8 +432,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value not in allowed:
             raise ConfigError(key, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
         return value
-    if origin is Mapping or origin is dict:
-        return _mapping(value, key)
+    container = _CONTAINERS.get(origin)
+    if container is not None:
+        return container(tp, value, key)
     scalar = _SCALARS.get(tp)
     if scalar is None:
         raise ConfigError(key, f"unsupported setting type {tp!r}")  # pragma: no cover
@@ -377,6 +484,28 @@ def _mapping(value: Any, key: str) -> Mapping[str, str]:
             raise ConfigError(f"{key}.{k}", "must be a scalar")
         out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
     return types.MappingProxyType(out)
+
+
+def _coerce_tuple(tp: Any, value: Any, key: str) -> tuple[Any, ...]:
+    """A list of values; a string is a comma-separated list (as the environment gives it)."""
+    item = get_args(tp)[0]
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(key, "must be a list")
+    return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _coerce_mapping(tp: Any, value: Any, key: str) -> Mapping[str, str]:
+    return _mapping(value, key)
+
+
+# Settings types with parameters, by their origin: tuple[X, ...] and Mapping[str, str].
+_CONTAINERS: dict[Any, Any] = {
+    tuple: _coerce_tuple,
+    Mapping: _coerce_mapping,
+    dict: _coerce_mapping,
+}
 
 
 def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
@@ -442,7 +571,10 @@ def _model_spec(item: Any, key: str) -> ModelSpec:
 
 
 def _validate_model(spec: ModelSpec, key: str) -> None:
-    """Build the model's learner once: a config it cannot be built from stops the start."""
+    """Build the model's learner once: a config it cannot be built from stops the start
+    (an ensemble is checked against its members once every model is read)."""
+    if spec.learner == ENSEMBLE:
+        return
     try:
         build_learner(spec)
     except TorchConfigError as exc:
@@ -512,6 +644,7 @@ def _check_ranges(s: Settings) -> None:
         )
     if not 0 <= s.http.port <= 65535:
         raise ConfigError("http.port", f"must be 0..65535; got {s.http.port}")
+    _check_api(s.api)
     if s.snapshots.lease_ttl_ms < 1000:
         raise ConfigError("snapshots.lease_ttl_ms", "must be at least 1000 ms")
     if s.snapshots.signing_key_file and not Path(s.snapshots.signing_key_file).is_file():
@@ -536,6 +669,40 @@ def _check_kafka(s: Settings) -> None:
                     f"kafka.{section}.{prop}",
                     "is managed by streamserve; use the dedicated setting",
                 )
+
+
+def _check_api(api: ApiSettings) -> None:
+    positive = {
+        "api.workers": api.workers,
+        "api.max_batch_size": api.max_batch_size,
+        "api.max_body_bytes": api.max_body_bytes,
+        "api.max_instances": api.max_instances,
+        "api.request_timeout_ms": api.request_timeout_ms,
+        "api.version_cache": api.version_cache,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(key, f"must be positive; got {value}")
+    if not 0 <= api.port <= 65535:
+        raise ConfigError("api.port", f"must be 0..65535; got {api.port}")
+    if not 0 <= api.max_batch_wait_ms <= 1000:
+        raise ConfigError("api.max_batch_wait_ms", f"must be 0..1000; got {api.max_batch_wait_ms}")
+    if not api.host:
+        raise ConfigError("api.host", "must not be empty")
+    _check_api_secrets(api)
+
+
+def _check_api_secrets(api: ApiSettings) -> None:
+    for key, path in (("api.tls_certfile", api.tls_certfile), ("api.tls_keyfile", api.tls_keyfile)):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(key, f"no such file: {path}")
+    if (api.tls_certfile is None) != (api.tls_keyfile is None):
+        raise ConfigError("api.tls_keyfile", "give both api.tls_certfile and api.tls_keyfile")
+    tokens_by_key = {"api.predict_tokens": api.predict_tokens, "api.admin_tokens": api.admin_tokens}
+    for key, tokens in tokens_by_key.items():
+        for i, token in enumerate(tokens):
+            if len(token.get()) < 16:
+                raise ConfigError(f"{key}[{i}]", "must be at least 16 characters")
 
 
 _MANAGED_KAFKA_PROPS = frozenset(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
-from collections.abc import Sequence
-from functools import cached_property
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,15 @@ import redis
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from streamserve.api import server as api_server
+from streamserve.api.app import build_asgi
+from streamserve.api.auth import Tokens
+from streamserve.api.batching import Batcher
+from streamserve.api.context import ApiContext
+from streamserve.api.http import Limits
+from streamserve.api.routing import InFlight
+from streamserve.api.serving import ApiModel, Versions
+from streamserve.api.writer import RecordWriter
 from streamserve.app import App, Role
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor
@@ -35,10 +48,11 @@ from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
 from streamserve.lifecycle.registry import Registry
-from streamserve.metrics import Metrics
+from streamserve.metrics import Metrics, WorkerMetrics
 from streamserve.redis.client import build_client, check_login
 from streamserve.redis.join_state import JoinState
 from streamserve.redis.retry import RetryPolicy
+from streamserve.roles.api import ApiRole
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
 from streamserve.roles.scorer import Scorer, ServedModel
@@ -46,9 +60,13 @@ from streamserve.serde.codecs import Serde
 from streamserve.serde.event_batch import EventBatchReader
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import SchemaCatalog
+from streamserve.serving.config_watch import Current, ServingConfigWatcher
+from streamserve.serving.ensemble import ENSEMBLE, EnsembleConfig, EnsembleHolder
+from streamserve.serving.experiment import Experiment
+from streamserve.serving.post_processing import PostProcessor, load_post_processor
 from streamserve.settings import Settings, read_key_file, signing_keys
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
-from streamserve.snapshots.holder import Serving, SnapshotHolder
+from streamserve.snapshots.holder import Serving, ServingSource, SnapshotHolder
 from streamserve.snapshots.lease import Lease, new_holder_token
 from streamserve.snapshots.store import SnapshotStore
 from streamserve.snapshots.watcher import SnapshotWatcher
@@ -257,12 +275,7 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
     clients = rt.loop_clients("scorer", "scorer")
     producer = clients.producer
-    served: list[ServedModel] = []
-    watchers: list[SnapshotWatcher[Learner]] = []
-    for spec in s.models:
-        holder, watcher = _serving(rt, spec)
-        served.append(ServedModel(spec.name, holder))
-        watchers.append(watcher)
+    served, watchers, experiment = served_models(rt)
     inputs = s.scorer.input_drift
     monitor = None
     if inputs.enabled:
@@ -284,9 +297,11 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         batch_encoder=batch_encoder,
         producer=producer,
         predictions_topic=rt.topics["predictions"],
+        shadow_topic=rt.topics["shadow-predictions"],
         dead_letters=rt.dead_letters(producer, "scorer"),
         models=served,
         metrics=rt.metrics,
+        experiment=experiment,
         input_monitor=monitor,
         alerts=rt.alert_sink(producer),
     )
@@ -308,6 +323,54 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         }
 
     return Role("scorer", loop.run, [w.stop for w in watchers], health)
+
+
+def served_models(
+    rt: Runtime,
+) -> tuple[
+    list[ServedModel], list[SnapshotWatcher[Learner] | ServingConfigWatcher], Current[Experiment]
+]:
+    """Every configured model as served (its holder and watcher, its decision and business
+    rules; an ensemble over its members' holders), the stream's experiment, and the
+    watchers that keep them current (stop them at the end)."""
+    s = rt.settings
+    holders: dict[str, ServingSource[Learner]] = {}
+    watchers: list[SnapshotWatcher[Learner] | ServingConfigWatcher] = []
+    for spec in s.models:
+        if spec.learner != ENSEMBLE:
+            holder, watcher = _serving(rt, spec)
+            holders[spec.name] = holder
+            watchers.append(watcher)
+    by_name = {m.name: m for m in s.models}
+    for i, spec in enumerate(s.models):
+        if spec.learner == ENSEMBLE:
+            config = EnsembleConfig.of(spec, by_name, f"models[{i}]")
+            members = [holders[name] for name in config.members]
+            holders[spec.name] = EnsembleHolder(spec, config, members)
+    decisions = {m.name: Current(s.answers_of(m.name).decision) for m in s.models}
+    experiment = Current(s.experiment)
+    served = [
+        ServedModel(spec.name, holders[spec.name], decisions[spec.name], _post(s, spec.name))
+        for spec in s.models
+    ]
+    config_watcher = ServingConfigWatcher(
+        rt.store,
+        decisions,
+        experiment,
+        [m.name for m in s.models],
+        poll_interval_s=s.snapshots.poll_interval_seconds,
+    )
+    try:
+        config_watcher.check_once()
+    except redis.RedisError as exc:
+        logger.warning("serving config: Redis unavailable at start (%s); using the config's", exc)
+    watchers.append(config_watcher.start())
+    return served, watchers, experiment
+
+
+def _post(s: Settings, model: str) -> PostProcessor | None:
+    path = s.answers_of(model).post_processor
+    return None if path is None else load_post_processor(path, f"models.{model}.post_processor")
 
 
 def _serving(
@@ -456,16 +519,144 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
 
 
+def api_needs_kafka(s: Settings) -> bool:
+    """Whether the API writes to Kafka: events from requests, or labels (feedback)."""
+    return s.api.write_events or bool(s.api.admin_tokens)
+
+
+@dataclass
+class ApiService:
+    """The API of one process: its ASGI app and what to close after serving."""
+
+    app: Any
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in self.closers:
+            try:
+                close()
+            except Exception:
+                logger.exception("api: closing")
+
+
+def api_service(rt: Runtime) -> ApiService:
+    """The API's app over one holder and watcher per model (as the scorer has), a batcher
+    per model, and a Kafka writer when the API writes events or labels."""
+    s = rt.settings.api
+    inflight = InFlight()
+    models: dict[str, ApiModel] = {}
+    closers: list[Callable[[], object]] = []
+    for spec in rt.settings.models:
+        holder, watcher = _serving(rt, spec)
+        closers.append(watcher.stop)
+        batcher = Batcher(
+            _current(holder),
+            max_batch_size=s.max_batch_size,
+            max_wait_s=s.max_batch_wait_ms / 1000.0,
+            inflight=inflight,
+            sizes=rt.metrics.api_batch_instances.labels(spec.name),
+        )
+        versions = Versions(
+            spec=spec,
+            store=rt.store,
+            codec=rt.codec,
+            load=partial(_load_snapshot, spec),
+            untrained=partial(build_learner, spec),
+            keep=s.version_cache,
+        )
+        models[spec.name] = ApiModel(spec, holder, batcher, versions, ready=_checked(watcher))
+    writer = None
+    if api_needs_kafka(rt.settings):
+        producer, _ = rt.producer("api")
+        writer = RecordWriter(
+            producer=producer,
+            events_topic=rt.topics["events"],
+            feedback_topic=rt.topics["feedback"],
+            event_encoder=rt.serde.event_encoder(),
+            label_encoder=rt.serde.label_encoder(),
+            metrics=rt.metrics,
+        )
+        closers.append(writer.close)
+    tokens = Tokens(s.predict_tokens, s.admin_tokens)
+    limits = Limits(s.max_body_bytes, s.max_instances, s.request_timeout_ms / 1000.0)
+    ctx = ApiContext(models, limits, writer, s.write_events, tokens.guards_reads)
+    app = build_asgi(ctx, tokens=tokens, metrics=rt.metrics, inflight=inflight)
+    return ApiService(app, closers)
+
+
+def _current(holder: SnapshotHolder[Learner]) -> Callable[[], Serving[Learner]]:
+    return lambda: holder.current
+
+
+def _checked(watcher: SnapshotWatcher[Learner]) -> Callable[[], bool]:
+    return lambda: watcher.checked
+
+
+def _load_snapshot(spec: ModelSpec, meta: SnapshotMeta, payload: bytes) -> Learner:
+    return load_learner(spec, meta.format, payload)
+
+
+def api_worker_service(s: Settings, codec: SnapshotCodec) -> ApiService:
+    """What an API worker process builds: its own clients, holders and watchers (the
+    parent's codec, so an ephemeral signing key is shared)."""
+    rt = Runtime(s, ephemeral_key_ok=True)
+    rt.codec = codec
+    service = api_service(rt)
+    service.closers.append(rt.redis.close)
+    return service
+
+
+def build_api(rt: Runtime, stop: threading.Event) -> Role:
+    """The API role: in this process with one worker, else in worker processes."""
+    s = rt.settings.api
+    sock = api_server.bind(s.host, s.port)
+    url = api_server.url(sock, s)
+    if s.workers == 1:
+        service = api_service(rt)
+
+        def serve_here(stop: threading.Event) -> None:
+            if not s.gc_freeze:
+                gc.unfreeze()  # measurement knob: everything back in the collector's passes
+            api_server.serve_until(service.app, sock, s, stop)
+
+        role = ApiRole(sock, s, url, serve_here=serve_here)
+        closers: list[Callable[[], object]] = [service.close]
+    else:
+        metrics_dir = tempfile.mkdtemp(prefix="streamserve-api-metrics-")
+        rt.registry.register(WorkerMetrics(metrics_dir))
+        role = ApiRole(
+            sock,
+            s,
+            url,
+            factory=partial(api_worker_service, rt.settings, rt.codec),
+            metrics_dir=metrics_dir,
+            log_level=rt.settings.log_level,
+        )
+        closers = [partial(shutil.rmtree, metrics_dir, ignore_errors=True)]
+    logger.info("api on %s (%d worker(s))", url, s.workers)
+    return Role("api", role.run, closers, role.health)
+
+
 def build_app(
     rt: Runtime, stop: threading.Event, roles: Sequence[str], models: Sequence[str] | None = None
 ) -> App:
-    """An app running the named roles ("scorer", "joiner", "learner")."""
+    """An app running the named roles ("scorer", "joiner", "learner", "api")."""
     built: list[Role] = []
     if "scorer" in roles:
         built.append(build_scorer(rt, stop))
     if "joiner" in roles:
         built.append(build_joiner(rt, stop))
     if "learner" in roles:
-        names = list(models) if models else [m.name for m in rt.settings.models]
+        names = (
+            list(models)
+            if models
+            else [
+                m.name
+                for m in rt.settings.models
+                if m.learner != ENSEMBLE  # members learn
+            ]
+        )
         built.extend(build_learner_role(rt, rt.settings.model(n)) for n in names)
+    if "api" in roles:
+        built.append(build_api(rt, stop))
     return App(rt, built, stop)

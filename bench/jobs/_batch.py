@@ -166,7 +166,8 @@ def read_json(
 class PredictionWriter:
     """Predictions in the Confluent framing, as ``Codec.encode`` writes them for the model
     "bench", version 1: id, model, version, prediction, {"false", "true"} probabilities,
-    score, ts, scored_at."""
+    score, ts, scored_at, and the serving fields, all null (decision, decision_version,
+    role, arm, metrics)."""
 
     _header = header(PREDICTION_SCHEMA_ID)
     # "bench", version 1, the prediction's union branch (boolean)
@@ -178,7 +179,7 @@ class PredictionWriter:
     def write(
         self, heads: Sequence[tuple[bytes, bytes]], proba: Matrix, scored_at_ms: int
     ) -> list[bytes]:
-        scored_at = _long(scored_at_ms)
+        scored_at = _long(scored_at_ms) + bytes(5)  # the five null serving fields
         pack, start, model = self._body, self._header, self._model
         out = []
         for (event_id, ts), p in zip(heads, proba.tolist(), strict=True):

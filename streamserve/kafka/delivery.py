@@ -235,9 +235,7 @@ def produce_batched(
     queued = 0
     try:
         while messages:
-            queued += producer.produce_batch(
-                topic, messages, partition=partition, on_delivery=cb
-            )
+            queued += producer.produce_batch(topic, messages, partition=partition, on_delivery=cb)
             refused = [m for m in messages if "_error" in m]
             for m in refused:
                 err = m.pop("_error")

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -36,15 +35,17 @@ from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.delivery import Batch, produce_many
 from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.base import Learner, MatrixScorer, Scored
-from streamserve.learners.scoring import scored_row
 from streamserve.metrics import Metrics, observe_many
 from streamserve.records import ColumnScores, Event, Prediction
 from streamserve.serde.codecs import Encoder
 from streamserve.serde.event_batch import EventBatch, EventBatchReader
-from streamserve.serde.exceptions import EncodeError
-from streamserve.serde.fast.event_columns import EventColumns
 from streamserve.serde.fast.protocols import PredictionBatchEncoder
-from streamserve.snapshots.holder import Serving, SnapshotHolder
+from streamserve.serving.config_watch import Current
+from streamserve.serving.decisions import Decision
+from streamserve.serving.experiment import Experiment
+from streamserve.serving.outputs import Answering, Arms, ModelScores, PredictionOutputs
+from streamserve.serving.post_processing import PostProcessor
+from streamserve.snapshots.holder import Serving, ServingSource
 
 logger = logging.getLogger(__name__)
 
@@ -53,27 +54,17 @@ Output = tuple[int, bytes, bytes]  # batch position, value, key
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A model this scorer serves: its name and the holder of its current snapshot."""
+    """A model this scorer serves: its name, what holds its serving version, its decision
+    rule (hot-swapped) and its business rule."""
 
     name: str
-    holder: SnapshotHolder[Learner]
+    holder: ServingSource[Learner]
+    decision: Current[Decision] = field(default_factory=lambda: Current(Decision()))
+    post: PostProcessor | None = None
 
 
 class ScoreError(StreamserveError):
     """A model failed to score one event (it goes to the dead-letter topic)."""
-
-
-@dataclass
-class ModelScores:
-    """One model's scores of a batch: of the column rows at once, of the others each."""
-
-    columns: ColumnScores | None
-    records: list[Scored | Exception] = field(default_factory=list)
-
-    def scored(self, is_column: bool, j: int) -> Scored | Exception:
-        if is_column and self.columns is not None:
-            return scored_row(self.columns, j)
-        return self.records[j]
 
 
 class Scorer:
@@ -87,17 +78,20 @@ class Scorer:
         batch_encoder: PredictionBatchEncoder | None,
         producer: Any,
         predictions_topic: str,
+        shadow_topic: str,
         dead_letters: DeadLetterSink,
         models: Sequence[ServedModel],
         metrics: Metrics,
+        experiment: Current[Experiment] | None = None,
         input_monitor: InputMonitor | None = None,
         alerts: AlertSink | None = None,
     ) -> None:
         self._reader = reader
-        self._encode = encoder.encode
-        self._batch_encoder = batch_encoder
+        self._outputs = PredictionOutputs(encoder, batch_encoder)
         self._producer = producer
         self._topic = predictions_topic
+        self._shadow_topic = shadow_topic
+        self._experiment = experiment or Current(Experiment())
         self._dlq = dead_letters
         self._models = list(models)
         self._scored = {m.name: metrics.events_scored.labels(m.name) for m in self._models}
@@ -124,16 +118,29 @@ class Scorer:
             return
         scores, events = self._score(servings, matrix, events)
         now_ms = int(time.time() * 1000)
+        experiment = self._experiment.current  # one experiment per batch
+        arms = Arms.of(experiment, events)
         failed: set[int] = set()  # batch positions dead-lettered already
-        for (name, serving), model_scores in zip(servings, scores, strict=True):
-            outputs = self._encode_all(name, serving.version, events, model_scores, now_ms)
+        for model, (name, serving), model_scores in zip(
+            self._models, servings, scores, strict=True
+        ):
+            answering = Answering(name, serving, model.decision.current, model.post, experiment)
+            outputs = self._outputs.encode(answering, events, model_scores, arms, now_ms)
             for position, stage, exc in outputs.failures:
                 if position not in failed:
                     failed.add(position)
                     self._dlq.send(msgs[position], stage, exc, batch)
             produce_many(self._producer, batch, self._topic, outputs.values, outputs.keys)
+            if outputs.shadow_values:
+                produce_many(
+                    self._producer,
+                    batch,
+                    self._shadow_topic,
+                    outputs.shadow_values,
+                    outputs.shadow_keys,
+                )
             self._observe_latency(name, events, now_ms)
-            self._scored[name].inc(len(outputs.values))
+            self._scored[name].inc(outputs.count)
         if self._inputs is not None:
             self._watch_inputs(self._inputs, msgs, events, servings, scores, batch)
 
@@ -211,103 +218,6 @@ class Scorer:
                 out.append(ScoreError(f"model {name}: {type(exc).__name__}: {exc}"))
         return out
 
-    # -- encode ------------------------------------------------------------------------
-
-    def _encode_all(
-        self, name: str, version: int, events: EventBatch, scores: ModelScores, now_ms: int
-    ) -> Encoded:
-        """The model's predictions of the batch in input order, and its failures."""
-        out = Encoded()
-        records = self._encode_records(name, version, events, scores.records, now_ms, out)
-        if events.columns is None or scores.columns is None:
-            out.take(records)
-            return out
-        written = self._encode_columns(name, version, events.columns, scores.columns, now_ms, out)
-        if records:  # some records took the per-record path: keep the input order
-            written.extend(records)
-            written.sort(key=itemgetter(0))
-        out.take(written)
-        return out
-
-    def _encode_records(
-        self,
-        name: str,
-        version: int,
-        events: EventBatch,
-        scored: list[Scored | Exception],
-        now_ms: int,
-        out: Encoded,
-    ) -> list[Output]:
-        """Predictions of the records decoded one by one; failures noted in ``out``."""
-        outputs: list[Output] = []
-        for event, position, s in zip(events.events, events.positions, scored, strict=True):
-            if isinstance(s, Exception):
-                out.failures.append((position, "score", s))
-                continue
-            value = self._encode_one(name, version, event, s, now_ms, position, out)
-            if value is not None:
-                outputs.append((position, value, event.event_id.encode()))
-        return outputs
-
-    def _encode_one(
-        self,
-        name: str,
-        version: int,
-        event: Event,
-        s: Scored,
-        now_ms: int,
-        position: int,
-        out: Encoded,
-    ) -> bytes | None:
-        pred = Prediction(
-            event.event_id, name, version, s.prediction, s.probabilities, s.score, event.ts, now_ms
-        )
-        try:
-            return self._encode(pred)
-        except EncodeError as exc:
-            out.failures.append((position, "encode", exc))
-            return None
-
-    def _encode_columns(
-        self,
-        name: str,
-        version: int,
-        columns: EventColumns,
-        scores: ColumnScores,
-        now_ms: int,
-        out: Encoded,
-    ) -> list[Output]:
-        """Predictions of the column rows: written for the whole batch by the batch
-        encoder where it can; the others (a row without a valid score, or an encoder that
-        declines) encoded per record."""
-        valid = _valid(scores)
-        rows = np.arange(len(columns)) if valid.all() else np.flatnonzero(valid)
-        encoder = self._batch_encoder
-        values = None
-        if encoder is not None:
-            values = encoder.write(columns, rows, name, version, scores, now_ms)
-        if values is not None and len(rows) == len(columns):
-            return list(zip(columns.positions, values, columns.ids, strict=True))
-        if values is None:
-            rows, values = rows[:0], []
-        picked = rows.tolist()
-        outputs = [
-            (columns.positions[r], v, columns.ids[r]) for r, v in zip(picked, values, strict=True)
-        ]
-        written = set(picked)
-        for r in range(len(columns)):
-            if r in written:
-                continue
-            position = columns.positions[r]
-            event = Event(columns.ids[r].decode(), {}, int(columns.ts[r]))
-            value = self._encode_one(
-                name, version, event, scored_row(scores, r), now_ms, position, out
-            )
-            if value is not None:
-                outputs.append((position, value, columns.ids[r]))
-        outputs.sort(key=itemgetter(0))
-        return outputs
-
     def _observe_latency(self, name: str, events: EventBatch, now_ms: int) -> None:
         """Event time to prediction, for every row that has an event time."""
         e2e = self._e2e[name]
@@ -362,27 +272,3 @@ class Scorer:
 
     def tick(self) -> None:
         return None
-
-
-@dataclass
-class Encoded:
-    """A model's encoded predictions of a batch (values and keys in input order), and the
-    records that failed to score or encode (batch position, stage, error)."""
-
-    values: list[bytes] = field(default_factory=list)
-    keys: list[bytes] = field(default_factory=list)
-    failures: list[tuple[int, str, Exception]] = field(default_factory=list)
-
-    def take(self, outputs: list[Output]) -> None:
-        self.values = [v for _, v, _ in outputs]
-        self.keys = [k for _, _, k in outputs]
-
-
-def _valid(scores: ColumnScores) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    """Rows with a score: a probability for a classifier, a finite value for a regressor."""
-    values = scores.values
-    if scores.kind == "binary":
-        with np.errstate(invalid="ignore"):
-            valid: np.ndarray[Any, np.dtype[np.bool_]] = (values >= 0.0) & (values <= 1.0)
-        return valid
-    return np.isfinite(values)

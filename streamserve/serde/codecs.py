@@ -24,7 +24,13 @@ from streamserve.serde.fast.protocols import (
     ExampleBatchDecoder,
     PredictionBatchEncoder,
 )
-from streamserve.serde.outbound import alert_to_dict, example_to_dict, prediction_to_dict
+from streamserve.serde.outbound import (
+    alert_to_dict,
+    event_to_dict,
+    example_to_dict,
+    label_to_dict,
+    prediction_to_dict,
+)
 from streamserve.serde.registry import SchemaRegistryClient
 from streamserve.serde.schemas import ParsedSchema, SchemaCatalog
 from streamserve.serde.validate import (
@@ -173,6 +179,14 @@ class Serde:
         # Features may legitimately be NaN/inf; in JSON they are written as NaN/Infinity
         # tokens, which our decoders (json.loads) read back unchanged.
         return self._encoder(_EXAMPLE, example_to_dict, example_to_dict, allow_nan=True)
+
+    def event_encoder(self) -> Encoder[Event]:
+        """Events as a producer writes them (the API, for requests that carry an id)."""
+        return self._encoder(_EVENT, event_to_dict, event_to_dict, allow_nan=True)
+
+    def label_encoder(self) -> Encoder[Label]:
+        """Labels as a producer writes them to ``feedback``."""
+        return self._encoder(_LABEL, label_to_dict, label_to_dict, allow_nan=False)
 
     def alert_encoder(self) -> Encoder[Mapping[str, Any]]:
         shape = self._alert_shape

@@ -75,9 +75,7 @@ class EventBatch:
         ]
         rows.extend(zip(self.positions, self.events, strict=True))
         rows.sort(key=lambda row: row[0])
-        return EventBatch(
-            None, [e for _, e in rows], [p for p, _ in rows], list(self.failed)
-        )
+        return EventBatch(None, [e for _, e in rows], [p for p, _ in rows], list(self.failed))
 
 
 class EventBatchReader:

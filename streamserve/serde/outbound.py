@@ -12,7 +12,7 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
-from streamserve.records import Example, Prediction
+from streamserve.records import Event, Example, Label, Prediction
 from streamserve.serde.exceptions import EncodeError
 from streamserve.serde.validate import (
     RecordShape,
@@ -53,7 +53,32 @@ def prediction_to_dict(prediction: Prediction, *, finite_only: bool) -> dict[str
         "score": score,
         "ts": None if prediction.ts is None else _as_long(prediction.ts, "ts"),
         "scored_at": _as_long(prediction.scored_at, "scored_at"),
+        **_serving_fields(prediction, finite_only),
     }
+
+
+def _serving_fields(prediction: Prediction, finite_only: bool) -> dict[str, Any]:
+    """The decision, its version, the role, the arm and the serving version's metrics."""
+    decision = prediction.decision
+    if decision is not None:
+        decision = _plain_label(decision, "decision")
+        if finite_only and type(decision) is float and not math.isfinite(decision):
+            decision = None
+    version = prediction.decision_version
+    metrics = prediction.metrics
+    return {
+        "decision": decision,
+        "decision_version": None if version is None else _as_long(version, "decision_version"),
+        "role": _optional_text(prediction.role, "role"),
+        "arm": _optional_text(prediction.arm, "arm"),
+        "metrics": None if metrics is None else _probabilities(metrics, finite_only),
+    }
+
+
+def _optional_text(value: Any, field: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise EncodeError(f"field '{field}' must be a string, got {type(value).__name__}")
 
 
 def example_to_dict(example: Example) -> dict[str, Any]:
@@ -70,6 +95,30 @@ def example_to_dict(example: Example) -> dict[str, Any]:
         "label": example.label,
         "event_ts": None if example.event_ts is None else _as_long(example.event_ts, "event_ts"),
         "label_ts": None if example.label_ts is None else _as_long(example.label_ts, "label_ts"),
+    }
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """An event as producers write it to ``events`` (the API does, when asked to)."""
+    problem = event_id_problem(event.event_id) or features_problem(event.features)
+    if problem is not None:
+        raise EncodeError(problem)
+    return {
+        "event_id": event.event_id,
+        "ts": None if event.ts is None else _as_long(event.ts, "ts"),
+        "features": event.features,
+    }
+
+
+def label_to_dict(label: Label) -> dict[str, Any]:
+    """A label as producers write it to ``feedback``."""
+    problem = event_id_problem(label.event_id) or label_problem(label.label)
+    if problem is not None:
+        raise EncodeError(problem)
+    return {
+        "event_id": label.event_id,
+        "label": label.label,
+        "ts": None if label.ts is None else _as_long(label.ts, "ts"),
     }
 
 

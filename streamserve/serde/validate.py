@@ -109,6 +109,11 @@ def prediction_from_json(obj: Mapping[str, Any], record_ts: int | None) -> Predi
         score=score,
         ts=_optional_ts(obj, "ts"),
         scored_at=_required_long(obj, "scored_at"),
+        decision=_optional_label(obj, "decision"),
+        decision_version=_optional_ts(obj, "decision_version"),
+        role=_optional_str(obj, "role"),
+        arm=_optional_str(obj, "arm"),
+        metrics=_probabilities(obj.get("metrics")),
     )
 
 
@@ -178,6 +183,11 @@ def prediction_from_avro(record: dict[str, Any], record_ts: int | None) -> Predi
         score=record["score"],
         ts=record["ts"],
         scored_at=record["scored_at"],
+        decision=record.get("decision"),
+        decision_version=record.get("decision_version"),
+        role=record.get("role"),
+        arm=record.get("arm"),
+        metrics=record.get("metrics"),
     )
 
 
@@ -226,6 +236,24 @@ def _optional_ts(obj: Mapping[str, Any], field: str) -> int | None:
     if not LONG_MIN <= value <= LONG_MAX:
         raise DecodeError(f"field '{field}' is outside the 64-bit range")
     return value
+
+
+def _optional_label(obj: Mapping[str, Any], field: str) -> LabelValue | None:
+    value = obj.get(field)
+    if value is None:
+        return None
+    problem = label_problem(value, field)
+    if problem is not None:
+        raise DecodeError(problem)
+    result: LabelValue = value
+    return result
+
+
+def _optional_str(obj: Mapping[str, Any], field: str) -> str | None:
+    value = obj.get(field)
+    if value is None or type(value) is str:
+        return value
+    raise DecodeError(f"field '{field}' must be a string, got {_describe(value)}")
 
 
 def _required_long(obj: Mapping[str, Any], field: str) -> int:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Serving(Generic[T]):
-    """A loaded model and the snapshot version it came from."""
+    """A loaded model, the snapshot version it came from, and that version's prequential
+    metrics (None for the untrained model)."""
 
     version: int
     model: T
+    metrics: Mapping[str, float] | None = field(default=None, compare=False)
 
 
 class SnapshotHolder(Generic[T]):
@@ -37,3 +40,11 @@ class SnapshotHolder(Generic[T]):
             old = self.current
             self.current = new
         return old
+
+
+class ServingSource(Protocol[T]):
+    """What serves a model: a :class:`SnapshotHolder`, or anything that combines some
+    (an ensemble); read ``current`` once per batch."""
+
+    @property
+    def current(self) -> Serving[T]: ...

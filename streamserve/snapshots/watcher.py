@@ -77,7 +77,7 @@ def load_version(
         loaded = load(meta, payload)
     except Exception as exc:
         raise SnapshotLoadError(f"{model} v{version} ({meta.format}): load failed: {exc}") from exc
-    return meta, Serving(version=version, model=loaded)
+    return meta, Serving(version=version, model=loaded, metrics=dict(meta.metrics))
 
 
 def load_serving(
@@ -174,6 +174,7 @@ class SnapshotWatcher(Generic[T]):
         self._max_backoff_s = max_backoff_s
         self._errors = _RateLimitedErrors(f"snapshot watcher for {model}", error_log_interval_s)
         self._failed_version: int | None = None
+        self._checked = False
         self._check_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -189,12 +190,23 @@ class SnapshotWatcher(Generic[T]):
         """The last version that failed to verify or load, while the pointer still names it."""
         return self._failed_version
 
+    @property
+    def checked(self) -> bool:
+        """Whether a check has completed: the store answered, and the version its pointer
+        named then (if any) was swapped in or refused."""
+        return self._checked
+
     def check_once(self) -> bool:
         """Swap to the serving version if it moved; True if a swap happened.
 
         Redis errors propagate. A version that fails to verify or load is reported once and
         skipped until the pointer moves to another version.
         """
+        swapped = self._check()
+        self._checked = True
+        return swapped
+
+    def _check(self) -> bool:
         with self._check_lock:
             version = self._store.serving_version(self._model)
             if version is None:

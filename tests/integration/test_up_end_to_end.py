@@ -9,6 +9,7 @@ import re
 import signal
 import time
 
+import httpx
 from kafka import KafkaConsumer, KafkaProducer
 
 from streamserve.serde.codecs import Serde
@@ -21,6 +22,7 @@ from tests.integration.procs import streamserve
 def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSERVE")}
     env["STREAMSERVE_HTTP_PORT"] = "0"
+    env["STREAMSERVE_API_PORT"] = "0"
     env["STREAMSERVE__SNAPSHOTS__CHECKPOINT_EVERY_SECONDS"] = "2"
     with streamserve(["up"], env) as proc:
         wait_for(
@@ -53,11 +55,7 @@ def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
             producer.flush(30)
 
         topics_dir = default_topics_dir()
-        decode = (
-            Serde(SchemaCatalog.from_dir(topics_dir))
-            .prediction_decoder()
-            .decode
-        )
+        decode = Serde(SchemaCatalog.from_dir(topics_dir)).prediction_decoder().decode
         consumer = KafkaConsumer(
             "predictions",
             bootstrap_servers=bootstrap,
@@ -85,5 +83,23 @@ def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
         assert len(versions) >= 300
         assert min(versions[f"e-{i}"] for i in range(300)) >= 0
         assert max(versions.values()) >= 2, proc.output()
+        _http_answers_from_the_serving_version(proc.output())
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, proc.output()
+
+
+def _http_answers_from_the_serving_version(log: str) -> None:
+    """Both HTTP protocols answer from the version the scorer has hot-swapped to."""
+    url = re.search(r"http api          : (\S+)", log).group(1)  # type: ignore[union-attr]
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/v2/health/ready").status_code == 200
+
+        def versions() -> tuple[int, int]:
+            tf = client.post("/v1/models/default:predict", json={"instances": [{"x": 0.5}]})
+            v2 = client.post(
+                "/v2/models/default/infer",
+                json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [0.5]}]},
+            )
+            return tf.json()["predictions"][0]["model_version"], int(v2.json()["model_version"])
+
+        wait_for(lambda: min(versions()) >= 2, 30, "HTTP answers from version 2 or later")

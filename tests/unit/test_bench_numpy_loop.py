@@ -30,9 +30,12 @@ def _read(value: bytes, schema: Any) -> dict[str, Any]:
 
 
 def _at(value: bytes, codec: Codec, scored_at: int) -> bytes:
-    """``value`` (a prediction ``codec`` wrote) with ``scored_at`` instead of its own."""
+    """``value`` (a prediction ``codec`` wrote) with ``scored_at`` instead of its own (it
+    is followed by the five null serving fields)."""
     own = _read(value, codec.prediction)["scored_at"]
-    return value[: -len(_long(own))] + _long(scored_at)
+    tail = bytes(5)
+    assert value.endswith(_long(own) + tail)
+    return value[: -len(_long(own)) - len(tail)] + _long(scored_at) + tail
 
 
 @pytest.fixture(scope="module")

@@ -160,6 +160,7 @@ def _run(
         batch_encoder=batch_encoder if columns else None,
         producer=producer,
         predictions_topic="predictions",
+        shadow_topic="shadow-predictions",
         dead_letters=DeadLetterSink(
             producer, "dead-letter", metrics, role="scorer", group="streamserve-scorer"
         ),

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamserve.records import ColumnScores, Example, Prediction
+from streamserve.records import ColumnScores, Example, Prediction, ServingFields
 from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.avro import AvroBodyWriter
 from streamserve.serde.exceptions import DecodeError
@@ -100,8 +100,10 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
     ]
     assert columns.positions == expected_rows
     q = np.array(p_true[: len(columns)])
+    serving = ServingFields(decision_version=4, roles="shadow", metrics={"accuracy": 0.9})
+    scores = ColumnScores("binary", q)
     written = writer.write(
-        columns, np.arange(len(columns)), "model-é", version, ColumnScores("binary", q), scored_at
+        columns, np.arange(len(columns)), "model-é", version, scores, scored_at, serving
     )
     assert written is not None
     for row, position in enumerate(columns.positions):
@@ -119,6 +121,11 @@ def test_event_columns_and_prediction_writer_equal_the_record_path(
             p,
             event.ts,
             scored_at,
+            p >= 0.5,
+            4,
+            "shadow",
+            None,
+            {"accuracy": 0.9},
         )
         assert written[row] == encoder.encode(prediction)
 
@@ -212,9 +219,12 @@ def test_prediction_writer_per_shape_and_joined(catalog: SchemaCatalog, lengths:
     assert columns is not None and len(columns) == len(rows)
     q = np.linspace(0.0, 1.0, len(rows))
     rows_back = np.arange(len(rows))[::-1]
-    written = writer.write(columns, rows_back, "m", 2, ColumnScores("binary", q), 99)
+    written = writer.write(
+        columns, rows_back, "m", 2, ColumnScores("binary", q), 99, ServingFields()
+    )
     assert written is not None
     for k, (event_id, ts, _) in enumerate(reversed(rows)):
         p = float(q[::-1][k])
-        want = Prediction(event_id, "m", 2, p >= 0.5, {"false": 1.0 - p, "true": p}, p, ts, 99)
+        probabilities = {"false": 1.0 - p, "true": p}
+        want = Prediction(event_id, "m", 2, p >= 0.5, probabilities, p, ts, 99, p >= 0.5)
         assert written[k] == encoder.encode(want)

@@ -76,6 +76,11 @@ def test_a_changed_prediction_schema_gets_correct_bytes(own_topics: Path) -> Non
         "probabilities": {"false": 0.25, "true": 0.75},
         "ts": 17,
         "scored_at": 99,
+        "decision": None,
+        "decision_version": None,
+        "role": None,
+        "arm": None,
+        "metrics": None,
         "region": "eu",
     }
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamserve.records import ColumnScores, Prediction
+from streamserve.records import ColumnScores, Prediction, ServingFields
 from streamserve.serde import SchemaCatalog, Serde
 from streamserve.serde.exceptions import DecodeError
 from streamserve.serde.fast.json_events import JsonEventColumnsReader
@@ -120,8 +120,9 @@ def test_json_columns_equal_the_record_decoder(
 
 def _columns(serde: Serde, n: int) -> Any:
     values = [
-        json.dumps({"event_id": f"e{i}" * (1 + i % 3), "ts": 10**i, "features": {"a": 1.0}})
-        .encode()
+        json.dumps(
+            {"event_id": f"e{i}" * (1 + i % 3), "ts": 10**i, "features": {"a": 1.0}}
+        ).encode()
         for i in range(n)
     ]
     values.append(b'{"event_id": "q\\"\xc3\xa9", "ts": 5, "features": {"a": 1.0}}')
@@ -152,7 +153,11 @@ def test_batch_writers_equal_the_record_encoder(kind: str, output_format: str) -
         values = probabilities.max(axis=1)
     scores = ColumnScores(kind, values, classes, probabilities)  # type: ignore[arg-type]
     rows = np.arange(n)[::-1]
-    written = writer.write(columns, rows, "model-é", 7, scores, 123)
+    roles = ["champion" if r % 3 else "shadow" for r in range(n)]
+    arms = ["a" if r % 3 else "b" for r in range(n)]
+    decisions = None if kind == "regression" else [f"d{r % 2}" for r in range(n)]
+    serving = ServingFields(decisions, 3, roles, arms, {"mae": 1.5})
+    written = writer.write(columns, rows, "model-é", 7, scores, 123, serving)
     assert written is not None
     for value, r in zip(written, rows.tolist(), strict=True):
         v = float(values[r])
@@ -174,5 +179,10 @@ def test_batch_writers_equal_the_record_encoder(kind: str, output_format: str) -
             want.score,
             int(columns.ts[r]),
             want.scored_at,
+            want.prediction if decisions is None else decisions[r],
+            3,
+            roles[r],
+            arms[r],
+            {"mae": 1.5},
         )
         assert value == encoder.encode(want)

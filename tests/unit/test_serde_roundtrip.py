@@ -242,15 +242,20 @@ def test_prediction_values_keep_their_type(
 
 
 def test_prediction_json_is_compact_in_schema_order(json_serde: Serde) -> None:
-    record = Prediction("é-1", "m", 1, "ja", {"ja": 1.0}, 1.0, None, 5)
+    record = Prediction(
+        "é-1", "m", 1, "ja", {"ja": 1.0}, 1.0, None, 5, "nein", 2, "shadow", None, {"acc": 0.5}
+    )
     value = json_serde.prediction_encoder().encode(record)
     assert (
         value
         == (
             '{"event_id":"é-1","model":"m","model_version":1,"prediction":"ja",'
-            '"probabilities":{"ja":1.0},"score":1.0,"ts":null,"scored_at":5}'
+            '"probabilities":{"ja":1.0},"score":1.0,"ts":null,"scored_at":5,'
+            '"decision":"nein","decision_version":2,"role":"shadow","arm":null,'
+            '"metrics":{"acc":0.5}}'
         ).encode()
     )
+    assert json_serde.prediction_decoder().decode(value, None) == record
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

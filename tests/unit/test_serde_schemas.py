@@ -75,6 +75,11 @@ def test_schema_fields_match_the_records(catalog: SchemaCatalog) -> None:
         "score",
         "ts",
         "scored_at",
+        "decision",
+        "decision_version",
+        "role",
+        "arm",
+        "metrics",
     ]
     assert fields("drift_alert") == [
         "model",

@@ -30,6 +30,7 @@ def test_repository_topics_load() -> None:
         "events": 4,
         "feedback": 4,
         "predictions": 4,
+        "shadow-predictions": 4,
         "examples": 4,
         "drift-alerts": 1,
         "dead-letter": 1,

@@ -36,7 +36,10 @@ WRITTEN_FOR: Mapping[str, str] = {
         'long"},{"name":"prediction","type":["null","boolean","long","double","string"]},'
         '{"name":"probabilities","type":["null",{"type":"map","values":"double"}]},{"name'
         '":"score","type":["null","double"]},{"name":"ts","type":["null","long"]},{"name"'
-        ':"scored_at","type":"long"}]}'
+        ':"scored_at","type":"long"},{"name":"decision","type":["null","boolean","long","'
+        'double","string"]},{"name":"decision_version","type":["null","long"]},{"name":"r'
+        'ole","type":["null","string"]},{"name":"arm","type":["null","string"]},{"name":"'
+        'metrics","type":["null",{"type":"map","values":"double"}]}]}'
     ),
 }
 
@@ -47,7 +50,7 @@ def fits(catalog: SchemaCatalog, name: str) -> bool:
     if catalog.canonical_form(name) == WRITTEN_FOR[name]:
         return True
     logger.warning(
-        'schema %r differs from the one the fast codecs were written for; its records are '
+        "schema %r differs from the one the fast codecs were written for; its records are "
         "read and written by fastavro (correct, slower)",
         name,
     )

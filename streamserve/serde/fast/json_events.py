@@ -89,8 +89,10 @@ def _with_times(
     missing = [k for k, e in enumerate(events) if e.ts is None]
     if not missing:
         return positions, events
-    times = [None] * len(missing) if record_times is None else record_times(
-        [positions[k] for k in missing]
+    times = (
+        [None] * len(missing)
+        if record_times is None
+        else record_times([positions[k] for k in missing])
     )
     gone: set[int] = set()
     for k, ts in zip(missing, times, strict=True):

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 
-from streamserve.records import ColumnScores, Ints
+from streamserve.records import ColumnScores, Ints, ServingFields
 from streamserve.serde.fast.event_columns import EventColumns
 from streamserve.serde.validate import LONG_MAX, LONG_MIN
 
@@ -39,6 +40,7 @@ class JsonPredictionColumnsWriter:
         version: int,
         scores: ColumnScores,
         scored_at: int,
+        serving: ServingFields,
     ) -> list[bytes] | None:
         if (
             type(model) is not str
@@ -54,12 +56,14 @@ class JsonPredictionColumnsWriter:
         if ids is None:
             return None
         head = f',"model":{_quote(model)},"model_version":{version},"prediction":'
-        tail = f',"scored_at":{scored_at}}}'
         ts = columns.ts[rows].tolist()
         middles = _middles(scores, picked)
+        tails = _tails(scores, serving, picked, f',"scored_at":{scored_at}')
+        if tails is None:
+            return None
         return [
             f'{{"event_id":{i}{head}{m},"ts":{t}{tail}'.encode()
-            for i, m, t in zip(ids, middles, ts, strict=True)
+            for i, m, t, tail in zip(ids, middles, ts, tails, strict=True)
         ]
 
 
@@ -98,3 +102,77 @@ def _middles(scores: ColumnScores, rows: list[int]) -> list[str]:
             f'{labels[best]},"probabilities":{{{mapped}}},"score":{_number(probabilities[best])}'
         )
     return out
+
+
+def _tails(
+    scores: ColumnScores, serving: ServingFields, rows: list[int], scored_at: str
+) -> list[str] | None:
+    """Each row's ``scored_at`` and serving fields (decision, its version, role, arm,
+    metrics), as the per-record encoder writes them; None for a value it would refuse."""
+    try:
+        rest = f',"decision_version":{_optional(serving.decision_version)}'
+        metrics = _metrics(serving.metrics)
+    except (TypeError, ValueError):
+        return None
+    cache: dict[tuple[object, object, object], str] = {}
+    decisions = _decisions(scores, serving, rows)
+    out = []
+    for r, decision in zip(rows, decisions, strict=True):
+        role, arm = serving.role(r), serving.arm(r)
+        key = (decision if type(decision) is not float else repr(decision), role, arm)
+        text = cache.get(key)
+        if text is None:
+            text = cache[key] = (
+                f'{scored_at},"decision":{_label(decision)}{rest},"role":{_text(role)},'
+                f'"arm":{_text(arm)},"metrics":{metrics}}}'
+            )
+        out.append(text)
+    return out
+
+
+def _decisions(scores: ColumnScores, serving: ServingFields, rows: list[int]) -> list[object]:
+    """Each row's decision: given, or its prediction."""
+    if serving.decisions is not None:
+        return [serving.decisions[r] for r in rows]
+    values = scores.values[rows].tolist()
+    if scores.kind == "binary":
+        return [p >= 0.5 for p in values]
+    if scores.kind == "regression":
+        regression: list[object] = values
+        return regression
+    if scores.probabilities is None:
+        return [None] * len(rows)
+    best = scores.probabilities[rows].argmax(axis=1).tolist()
+    return [scores.classes[b] for b in best]
+
+
+def _label(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _quote(value)
+    raise TypeError(f"a decision must be a label, got {type(value).__name__}")
+
+
+def _optional(value: int | None) -> str:
+    if value is None:
+        return "null"
+    if type(value) is not int or not LONG_MIN <= value <= LONG_MAX:
+        raise ValueError(f"not a 64-bit integer: {value!r}")
+    return str(value)
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
+def _metrics(metrics: Mapping[str, float] | None) -> str:
+    if metrics is None:
+        return "null"
+    return "{" + ",".join(f"{_quote(k)}:{_number(float(v))}" for k, v in metrics.items()) + "}"

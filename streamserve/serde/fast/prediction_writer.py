@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 from streamserve.records import Prediction
+from streamserve.serde.fast.serving_fields import serving_fields
 from streamserve.serde.fast.varint import zigzag
 from streamserve.serde.validate import LONG_MAX, LONG_MIN, MAX_EVENT_ID_LENGTH
 
@@ -83,13 +84,16 @@ class PredictionWriter:
             ts_bytes = b"\x02" + zigzag(ts)
         else:
             return None
+        tail = serving_fields(p.decision, p.decision_version, p.role, p.arm, p.metrics)
+        if tail is None:
+            return None
         try:
             return self._join(
                 p,
                 event_id.encode(),
                 version,
                 ts_bytes,
-                scored_at,
+                scored_at + tail,
                 prediction,
                 (k1, v1, k2, v2),
             )

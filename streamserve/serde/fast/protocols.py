@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from streamserve.records import ColumnScores, Ints
+from streamserve.records import ColumnScores, Ints, ServingFields
 from streamserve.serde.fast.event_columns import EventColumns, RecordTimes
 from streamserve.serde.fast.example_rows import ExampleRows
 
@@ -40,8 +40,9 @@ class PredictionBatchEncoder(Protocol):
         version: int,
         scores: ColumnScores,
         scored_at: int,
+        serving: ServingFields,
     ) -> list[bytes] | None:
-        """The predictions of ``rows`` of ``columns`` (``scores`` holds every row's
-        score; those of ``rows`` are valid), or None when this encoder cannot write them
-        (encode those per record)."""
+        """The predictions of ``rows`` of ``columns`` (``scores`` and ``serving`` hold
+        every row's; the scores of ``rows`` are valid), or None when this encoder cannot
+        write them (encode those per record)."""
         ...

@@ -1,0 +1,32 @@
+"""The ASGI application: every concern's routes on one router."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from streamserve.api import feedback, health, openapi, tfserving, v2
+from streamserve.api.auth import Tokens
+from streamserve.api.context import ApiContext
+from streamserve.api.routing import ApiRoute, Dispatch, EndpointContext, InFlight, build_router
+from streamserve.metrics import Metrics
+
+RouteSet = Callable[[ApiContext], list[ApiRoute]]
+
+# Each concern contributes its routes; a new one (management, a console page) is a module
+# with a ``routes(ctx)`` function added here.
+# The router tries paths in order: the predict routes come first.
+CONCERNS: tuple[RouteSet, ...] = (tfserving.routes, v2.routes, feedback.routes, health.routes)
+
+
+def build_asgi(
+    ctx: ApiContext,
+    *,
+    tokens: Tokens,
+    metrics: Metrics,
+    inflight: InFlight,
+    concerns: Sequence[RouteSet] = CONCERNS,
+) -> Dispatch:
+    routes = [r for concern in concerns for r in concern(ctx)]
+    routes.append(openapi.route(routes, guards_reads=tokens.guards_reads))
+    endpoint_ctx = EndpointContext(tokens, ctx.limits, metrics, inflight)
+    return build_router(routes, endpoint_ctx, list(ctx.models))

@@ -1,0 +1,39 @@
+"""What the routes share: the served models, the Kafka writer and the limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from streamserve import __version__
+from streamserve.api.exceptions import BadRequest, NotFound
+from streamserve.api.http import Limits, Request
+from streamserve.api.serving import ApiModel
+from streamserve.api.writer import Writer
+
+MAX_VERSION = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    models: Mapping[str, ApiModel]
+    limits: Limits
+    writer: Writer | None  # None: nothing is written to Kafka
+    write_events: bool
+    guards_reads: bool  # predict tokens configured
+    server_version: str = __version__
+
+    def model(self, request: Request) -> ApiModel:
+        name = request.params["model"]
+        model = self.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(self.models))
+            raise NotFound(f"no model named {name!r} (served: {known})")
+        return model
+
+
+def version_param(request: Request) -> int:
+    raw = request.params["version"]
+    if not raw.isdigit() or int(raw) > MAX_VERSION:
+        raise BadRequest(f"version must be a non-negative integer, got {raw!r}")
+    return int(raw)
