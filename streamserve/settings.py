@@ -321,7 +321,7 @@ def _build_answers(
     for i, (item, spec) in enumerate(zip(raw, models, strict=True)):
         key = f"models[{i}]"
         decision = Decision.from_record(item.get("decision") or {}, f"{key}.decision")
-        _check_decision(spec, decision, f"{key}.decision")
+        check_decision(spec, decision, f"{key}.decision")
         post = item.get("post_processor")
         if post is not None:
             if not isinstance(post, str):
@@ -334,7 +334,8 @@ def _build_answers(
     return tuple(out)
 
 
-def _check_decision(spec: ModelSpec, decision: Decision, key: str) -> None:
+def check_decision(spec: ModelSpec, decision: Decision, key: str) -> None:
+    """A decision rule that fits the model's task (``key`` names where it was given)."""
     if spec.task is Task.REGRESSION and decision.configured:
         raise ConfigError(key, "a regressor's decision is its prediction: no rule applies")
     if spec.task is Task.MULTICLASS and decision.threshold is not None:

@@ -199,7 +199,9 @@ class Runtime:
     @cached_property
     def lifecycle(self) -> Registry:
         """The lifecycle operations on the configured models (Redis only)."""
-        return Registry(self.store, self.settings.models)
+        s = self.settings
+        decisions = {a.model: a.decision for a in s.answers}
+        return Registry(self.store, s.models, experiment=s.experiment, decisions=decisions)
 
     def create_topics(self) -> TopicReport:
         s = self.settings

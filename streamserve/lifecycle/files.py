@@ -30,7 +30,7 @@ def export_file(
 ) -> dict[str, Any]:
     """Write ``model``'s version ``ref`` to ``path``, signed by ``signer``; what was written.
     The stored version is verified with ``codec`` (this deployment's keys) first."""
-    spec = registry.spec(model)
+    spec = registry.versioned(model)
     version = registry.resolve(model, ref)
     data = export_version(registry.store, codec, spec, version, signer)
     try:
@@ -49,7 +49,7 @@ def import_file(
 ) -> dict[str, Any]:
     """Publish the file at ``path`` (verified with ``verifier``'s keys) as ``model``'s next
     version, signed with ``codec``; served at once, the learner continuing from it."""
-    spec = registry.spec(model)
+    spec = registry.versioned(model)
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -6,6 +6,11 @@ scorers load). Those two and ``pinned`` are reserved: they name pointers, not al
 
 Every operation returns what it shows (a JSON-able dict): a change returns the model's
 listing afterwards, as :meth:`Registry.model` does.
+
+The experiment and each model's decision are the stored ones, else the config file's
+(``serving`` and ``models[i].decision``, version 0), as the scorers and the API read them.
+An ensemble has no versions of its own (its members' serve): version operations on it
+are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from streamserve.learners.spec import ModelSpec, Task
 from streamserve.lifecycle.exceptions import NotFound, Refused
 from streamserve.lifecycle.views import model_view, version_view
 from streamserve.serving.decisions import Decision
+from streamserve.serving.ensemble import ENSEMBLE
 from streamserve.serving.experiment import Experiment
+from streamserve.settings import check_decision
 from streamserve.snapshots.exceptions import SnapshotNotFoundError
 from streamserve.snapshots.store import SnapshotStore
 
@@ -41,11 +48,23 @@ def _found() -> Iterator[None]:
 
 class Registry:
     """Lists, shows and changes the versions, aliases, champion and decisions of the
-    configured models (``models``) in ``store``."""
+    configured models (``models``) in ``store``; ``experiment`` and ``decisions`` are the
+    config file's, which serve until the store has its own."""
 
-    def __init__(self, store: SnapshotStore, models: Sequence[ModelSpec]) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        models: Sequence[ModelSpec],
+        *,
+        experiment: Experiment | None = None,
+        decisions: Mapping[str, Decision] | None = None,
+    ) -> None:
         self._store = store
         self._models = {m.name: m for m in models}
+        self._first_experiment = (
+            experiment if experiment is not None and experiment.active else None
+        )
+        self._first_decisions = {n: d for n, d in (decisions or {}).items() if d.configured}
 
     @property
     def store(self) -> SnapshotStore:
@@ -59,9 +78,20 @@ class Registry:
             raise NotFound(f"no model named {model!r} is configured (models: {known})")
         return spec
 
+    def versioned(self, model: str) -> ModelSpec:
+        """The configured model ``model``, which has versions of its own (not an ensemble)."""
+        spec = self.spec(model)
+        if spec.learner == ENSEMBLE:
+            members = ", ".join(spec.params.get("members") or [])
+            raise Refused(
+                f"{model} is an ensemble of {members}: it has no versions of its own "
+                "(its members' serving versions answer); manage its members"
+            )
+        return spec
+
     def resolve(self, model: str, ref: str | int) -> int:
         """The version ``ref`` names: a number, an alias, ``latest`` or ``serving``."""
-        self.spec(model)
+        self.versioned(model)
         version = self._lookup(model, str(ref).strip())
         if version is None or version not in self._store.versions(model):
             raise NotFound(f"{model}: no version {ref!r} (see `models list --model {model}`)")
@@ -78,30 +108,45 @@ class Registry:
 
     # -- reads --------------------------------------------------------------------------
 
+    def experiment(self) -> dict[str, Any] | None:
+        """The stream's experiment record: the stored one, else the config file's."""
+        stored = self._store.experiment()
+        if stored is None and self._first_experiment is not None:
+            return self._first_experiment.to_record()
+        return stored
+
+    def decision(self, model: str) -> dict[str, Any] | None:
+        """The model's decision record: the stored one, else the config file's."""
+        stored = self._store.decision(model)
+        if stored is None and model in self._first_decisions:
+            return self._first_decisions[model].to_record()
+        return stored
+
     def listing(self, models: Sequence[str] | None = None) -> dict[str, Any]:
         """Every configured model's listing (or those named), with the experiment."""
         names = list(models) if models else list(self._models)
-        experiment = self._store.experiment()
-        return {
-            "experiment": experiment,
-            "models": [model_view(self._store, self.spec(n), experiment) for n in names],
-        }
+        experiment = self.experiment()
+        return {"experiment": experiment, "models": [self._view(n, experiment) for n in names]}
 
     def model(self, model: str) -> dict[str, Any]:
-        """One model's listing: pointers, aliases, role, decision version, versions."""
-        return model_view(self._store, self.spec(model), self._store.experiment())
+        """One model's listing: pointers, aliases, role, decision, versions."""
+        return self._view(model, self.experiment())
+
+    def _view(self, model: str, experiment: Mapping[str, Any] | None) -> dict[str, Any]:
+        spec = self.spec(model)
+        return model_view(self._store, spec, experiment, self.decision(model))
 
     def show(self, model: str, ref: str | int | None = None) -> dict[str, Any]:
         """One version in full (the serving one by default), with the model's decision
         and the experiment."""
-        spec = self.spec(model)
+        spec = self.versioned(model)
         if ref is None and self._store.serving_version(model) is None:
             raise NotFound(f"{model}: no version yet (the learner has not checkpointed)")
         version = self.resolve(model, "serving" if ref is None else ref)
         meta = self._store.get_meta(model, version)
         if meta is None:
             raise NotFound(f"{model}: version {version} is not in the store")
-        return version_view(self._store, spec, meta, self._store.experiment())
+        return version_view(self._store, spec, meta, self.experiment(), self.decision(model))
 
     # -- changes ------------------------------------------------------------------------
 
@@ -114,7 +159,7 @@ class Registry:
 
     def unpin(self, model: str) -> dict[str, Any]:
         """Serve the newest version again."""
-        self.spec(model)
+        self.versioned(model)
         self._store.unpin(model)
         return self.model(model)
 
@@ -145,7 +190,7 @@ class Registry:
         """Make ``model`` the stream's champion; the old champion (or the split's arms)
         become shadows. Refused for a model of another task than the champion's."""
         spec = self.spec(model)
-        previous = self._store.experiment()
+        previous = self.experiment()
         for other in _answering(previous):
             other_spec = self._models.get(other)
             if other_spec is not None and other_spec.task is not spec.task:
@@ -166,7 +211,9 @@ class Registry:
         ``record`` is checked as the config file's ``decision`` would be."""
         spec = self.spec(model)
         if record:
-            check_decision(spec, Decision.from_record(record))
+            decision = Decision.from_record(record)
+            check_decision(spec, decision, "decision")
+            _check_binary_labels(spec, decision)
         stored = self._store.set_decision(model, dict(record) if record else None)
         return {"model": model, "decision": stored}
 
@@ -179,20 +226,13 @@ def _answering(experiment: Mapping[str, Any] | None) -> list[str]:
     return ([champion] if champion else []) + sorted(experiment.get("split") or {})
 
 
-def check_decision(spec: ModelSpec, decision: Decision) -> None:
-    """A decision that fits the model's task: a threshold for a binary model, costs for a
-    classifier (labels ``true``/``false`` for a binary one)."""
-    task = spec.task
-    if decision.threshold is not None and task is not Task.BINARY:
+def _check_binary_labels(spec: ModelSpec, decision: Decision) -> None:
+    """A binary model's cost matrix names its labels ``true`` and ``false`` only."""
+    if spec.task is not Task.BINARY or not decision.costs:
+        return
+    labels = set(decision.costs) | {a for row in decision.costs.values() for a in row}
+    unknown = sorted(labels - {"true", "false"})
+    if unknown:
         raise ConfigError(
-            "decision.threshold", f"needs a binary model; {spec.name} is {task.value}"
+            "decision.costs", f"a binary model's labels are true and false, not {unknown[0]!r}"
         )
-    if decision.costs and not task.is_classification:
-        raise ConfigError("decision.costs", f"needs a classifier; {spec.name} is {task.value}")
-    if decision.costs and task is Task.BINARY:
-        labels = set(decision.costs) | {a for row in decision.costs.values() for a in row}
-        unknown = sorted(labels - {"true", "false"})
-        if unknown:
-            raise ConfigError(
-                "decision.costs", f"a binary model's labels are true and false, not {unknown[0]!r}"
-            )

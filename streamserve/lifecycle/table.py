@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _FIXED = ("VERSION", "PARENT", "CREATED (UTC)", "EXAMPLES")
+_NO_VERSIONS = "no versions yet: the model serves its untrained state as version 0"
+_NO_VERSIONS_ENSEMBLE = "an ensemble has no versions of its own: its members' serve"
 
 
 def render_listing(listing: Mapping[str, Any]) -> str:
@@ -26,14 +28,17 @@ def render_model(view: Mapping[str, Any]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     ]
     if not rows:
-        body = ["  (no versions yet: the model serves its untrained state as version 0)"]
+        body = [f"  ({_NO_VERSIONS_ENSEMBLE if view.get('members') else _NO_VERSIONS})"]
     return "\n".join([_title(view), *body])
 
 
 def _title(view: Mapping[str, Any]) -> str:
-    parts = [f"{view['task']}, {view['learner']}"]
-    serving = view.get("serving")
-    parts.append(f"serving v{serving}" if serving is not None else "serving v0")
+    members = view.get("members")
+    if members:
+        parts = [f"{view['task']}, ensemble of {', '.join(members)}"]
+    else:
+        serving = view.get("serving")
+        parts = [f"{view['task']}, {view['learner']}", f"serving v{serving or 0}"]
     if view.get("pinned"):
         parts.append("pinned")
     if view.get("resume") is not None:
@@ -41,9 +46,16 @@ def _title(view: Mapping[str, Any]) -> str:
     if view.get("role"):
         weight = view.get("weight")
         parts.append(view["role"] + (f" (weight {weight:g})" if weight is not None else ""))
-    if view.get("decision_version") is not None:
-        parts.append(f"decision v{view['decision_version']}")
+    decision = view.get("decision")
+    if decision:
+        parts.append(f"decision v{decision.get('version')}: {_rule(decision)}")
     return f"{view['model']}: " + " · ".join(parts)
+
+
+def _rule(decision: Mapping[str, Any]) -> str:
+    if decision.get("threshold") is not None:
+        return f"threshold {decision['threshold']:g}"
+    return "expected costs" if decision.get("costs") else "none (the prediction decides)"
 
 
 def _metric_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamserve.learners.spec import ModelSpec
+from streamserve.serving.ensemble import ENSEMBLE
 from streamserve.snapshots.codec import SnapshotMeta
 from streamserve.snapshots.store import SnapshotStore
 
@@ -53,10 +54,13 @@ def version_row(
 
 
 def model_view(
-    store: SnapshotStore, spec: ModelSpec, experiment: Mapping[str, Any] | None
+    store: SnapshotStore,
+    spec: ModelSpec,
+    experiment: Mapping[str, Any] | None,
+    decision: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """A model's listing: its pointers, aliases, role, decision version and versions
-    (newest first)."""
+    """A model's listing: its pointers, aliases, role, decision and versions (newest
+    first)."""
     name = spec.name
     serving = store.serving_version(name)
     aliases = store.aliases(name)
@@ -65,12 +69,12 @@ def model_view(
         version_row(v, store.get_meta(name, v), serving, by_version.get(v, []))
         for v in sorted(store.versions(name), reverse=True)
     ]
-    decision = store.decision(name)
     role, weight = experiment_role(experiment, name)
     return {
         "model": name,
         "task": spec.task.value,
         "learner": spec.learner,
+        "members": list(spec.params.get("members") or []) if spec.learner == ENSEMBLE else None,
         "serving": serving,
         "latest": store.latest_version(name),
         "pinned": store.is_pinned(name),
@@ -79,6 +83,7 @@ def model_view(
         "role": role,
         "weight": weight,
         "decision_version": decision.get("version") if decision else None,
+        "decision": dict(decision) if decision else None,
         "versions": rows,
     }
 
@@ -88,6 +93,7 @@ def version_view(
     spec: ModelSpec,
     meta: SnapshotMeta,
     experiment: Mapping[str, Any] | None,
+    decision: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """One version in full, with the model's decision and the experiment around it."""
     name = spec.name
@@ -109,7 +115,7 @@ def version_view(
         "latest": store.latest_version(name) == meta.version,
         "pinned": store.is_pinned(name),
         "aliases": sorted(a for a, v in store.aliases(name).items() if v == meta.version),
-        "decision": store.decision(name),
+        "decision": dict(decision) if decision else None,
         "experiment": dict(experiment) if experiment else None,
         "role": role,
         "weight": weight,

@@ -29,8 +29,9 @@ MODELS = [
 ]
 
 
-def _config(tmp_path: Path, redis_url: str, prefix: str, key: str | None = KEY) -> str:
+def _config(tmp_path: Path, redis_url: str, prefix: str, key: str | None = KEY, **more: Any) -> str:
     data: dict[str, Any] = {"redis": {"url": redis_url, "key_prefix": prefix}, "models": MODELS}
+    data.update(more)
     if key:
         data["snapshots"] = {"signing_key": key}
     path = tmp_path / f"{prefix}.yaml"
@@ -179,7 +180,7 @@ def test_a_decision_is_a_new_config_version_and_no_model_version(
     assert cli("decide", "--model", "fraud", "--clear")["decision"] == {"version": 3}
     assert store.versions("fraud") == [1, 2, 3, 4]
     assert "'decision.threshold'" in cli("decide", "--model", "fraud", "--threshold", "2", code=2)
-    assert "needs a binary model" in cli(
+    assert "a regressor's decision is its prediction" in cli(
         "decide", "--model", "basket", "--threshold", "0.5", code=2
     )
     assert "not 'yes'" in cli("decide", "--model", "fraud", "--costs", '{"yes": {}}', code=2)
@@ -276,3 +277,45 @@ def test_a_terminal_gets_the_table_unless_json_is_asked(
     terminal.truncate()
     assert main(["models", "list", "--json", "--config", cli.config]) == 0
     assert len(json.loads(terminal.getvalue())["models"]) == 3
+
+
+def test_the_config_files_experiment_and_decision_show_until_the_store_has_its_own(
+    store: SnapshotStore,
+    tmp_path: Path,
+    redis_url: str,
+    prefix: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    models = [
+        {**MODELS[0], "decision": {"threshold": 0.9}},
+        MODELS[1],
+        {
+            "name": "both",
+            "task": "binary",
+            "learner": "ensemble",
+            "params": {"members": ["fraud", "fraud_nb"], "combine": "mean"},
+        },
+    ]
+    cli = Cli(
+        _config(tmp_path, redis_url, prefix, models=models, serving={"champion": "fraud_nb"}),
+        capsys,
+    )
+    listing = cli("list")
+    assert listing["experiment"] == {"champion": "fraud_nb", "split": {}, "version": 0}
+    fraud, _, both = listing["models"]
+    assert fraud["decision"] == {"threshold": 0.9, "version": 0} and fraud["role"] == "shadow"
+    assert both["members"] == ["fraud", "fraud_nb"] and both["versions"] == []
+    assert (
+        "fraud: binary, logistic_regression · serving v4 · shadow · decision v0: threshold 0.9"
+        in (render_listing(listing))
+    )
+    assert "ensemble has no versions of its own" in render_listing(listing)
+    promoted = cli("promote", "--model", "fraud")
+    assert promoted["previous"] == listing["experiment"]
+    assert promoted["experiment"]["version"] == 1
+    assert cli("decide", "--model", "fraud", "--clear")["decision"] == {"version": 1}
+    assert "decision v1: none" in render_listing(cli("list", "--model", "fraud"))
+    assert "both is an ensemble of fraud, fraud_nb" in cli(
+        "pin", "--model", "both", "--version", "1", code=1
+    )
+    assert "both is an ensemble" in cli("show", "--model", "both", code=1)
