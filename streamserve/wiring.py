@@ -581,7 +581,9 @@ def api_service(rt: Runtime) -> ApiService:
         closers.append(writer.close)
     tokens = Tokens(s.predict_tokens, s.admin_tokens)
     limits = Limits(s.max_body_bytes, s.max_instances, s.request_timeout_ms / 1000.0)
-    ctx = ApiContext(models, limits, writer, s.write_events, tokens.guards_reads)
+    ctx = ApiContext(
+        models, limits, writer, s.write_events, tokens.guards_reads, lifecycle=rt.lifecycle
+    )
     app = build_asgi(ctx, tokens=tokens, metrics=rt.metrics, inflight=inflight)
     return ApiService(app, closers)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from streamserve.api import feedback, health, openapi, tfserving, v2
+from streamserve.api import feedback, health, management, openapi, tfserving, v2
 from streamserve.api.auth import Tokens
 from streamserve.api.context import ApiContext
 from streamserve.api.routing import ApiRoute, Dispatch, EndpointContext, InFlight, build_router
@@ -15,7 +15,13 @@ RouteSet = Callable[[ApiContext], list[ApiRoute]]
 # Each concern contributes its routes; a new one (management, a console page) is a module
 # with a ``routes(ctx)`` function added here.
 # The router tries paths in order: the predict routes come first.
-CONCERNS: tuple[RouteSet, ...] = (tfserving.routes, v2.routes, feedback.routes, health.routes)
+CONCERNS: tuple[RouteSet, ...] = (
+    tfserving.routes,
+    v2.routes,
+    feedback.routes,
+    health.routes,
+    management.routes,
+)
 
 
 def build_asgi(

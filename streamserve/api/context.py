@@ -10,6 +10,7 @@ from streamserve.api.exceptions import BadRequest, NotFound
 from streamserve.api.http import Limits, Request
 from streamserve.api.serving import ApiModel
 from streamserve.api.writer import Writer
+from streamserve.lifecycle.registry import Registry
 
 MAX_VERSION = 2**63 - 1
 
@@ -22,6 +23,7 @@ class ApiContext:
     write_events: bool
     guards_reads: bool  # predict tokens configured
     server_version: str = __version__
+    lifecycle: Registry | None = None  # the management routes' operations (Redis)
 
     def model(self, request: Request) -> ApiModel:
         name = request.params["model"]

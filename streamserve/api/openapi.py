@@ -11,6 +11,7 @@ import orjson
 from streamserve import __version__
 from streamserve.api.auth import Access
 from streamserve.api.http import JSON, Reply, Request
+from streamserve.api.management_schemas import SCHEMAS as MANAGEMENT_SCHEMAS
 from streamserve.api.parsing import V2_TYPES
 from streamserve.api.routing import ApiRoute
 
@@ -79,6 +80,7 @@ _ERRORS = {
     401: "no valid bearer token",
     403: "the token may not use this route, or the route is off",
     404: "no such model or version",
+    409: "the change is refused: it breaks a rule the error names",
     408: "the body did not arrive in time",
     413: "the body or the number of instances is over the limits",
     422: "the model could not score an instance",
@@ -254,6 +256,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"ready": {"type": "boolean"}, "models": {"type": "object"}},
     },
     "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
+    **MANAGEMENT_SCHEMAS,
 }
 
 

@@ -93,8 +93,10 @@ class Registry:
         """The version ``ref`` names: a number, an alias, ``latest`` or ``serving``."""
         self.versioned(model)
         version = self._lookup(model, str(ref).strip())
-        if version is None or version not in self._store.versions(model):
-            raise NotFound(f"{model}: no version {ref!r} (see `models list --model {model}`)")
+        versions = self._store.versions(model)
+        if version is None or version not in versions:
+            held = ", ".join(str(v) for v in versions) or "none yet"
+            raise NotFound(f"{model}: no version {ref!r} (versions: {held})")
         return version
 
     def _lookup(self, model: str, ref: str) -> int | None:

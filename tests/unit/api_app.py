@@ -127,9 +127,10 @@ def make_app(
     writer: Any = None,
     write_events: bool = False,
     registry: CollectorRegistry | None = None,
+    lifecycle: Any = None,
 ) -> tuple[Dispatch, dict[str, ApiModel], MemoryStore]:
     """The app; each model serves ``serving_version`` (stored with version 1 and 2, which
-    saw fewer examples)."""
+    saw fewer examples); with ``lifecycle`` (a Registry) the management routes too."""
     metrics = Metrics(registry or CollectorRegistry())
     inflight = InFlight()
     store = MemoryStore(SnapshotCodec([KEY]))
@@ -163,5 +164,6 @@ def make_app(
         writer,
         write_events,
         tokens.guards_reads,
+        lifecycle=lifecycle,
     )
     return build_asgi(ctx, tokens=tokens, metrics=metrics, inflight=inflight), models, store
