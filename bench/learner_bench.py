@@ -186,12 +186,13 @@ def _examples_topic(env: Env, d: Deployment, n: int) -> None:
     produce_all(env.bootstrap, d.topic("examples"), records)
 
 
-def streamserve_learner_run(env: Env, n: int) -> LearnerRun:
+def streamserve_learner_run(env: Env, n: int, **model: Any) -> LearnerRun:
     """``streamserve learn`` with its default settings over n Avro examples: examples
     learned per second, from its ``streamserve_examples_learned_total`` counter sampled
-    every 100 ms, and the snapshots it wrote meanwhile."""
+    every 100 ms, and the snapshots it wrote meanwhile. ``model``: the model's
+    ``learner``, ``params`` and ``torch`` keys (default: logistic regression)."""
     uid = uuid.uuid4().hex[:8]
-    d = deployment(env.bootstrap, env.redis_url, uid, env.workdir)
+    d = deployment(env.bootstrap, env.redis_url, uid, env.workdir, **model)
     _examples_topic(env, d, n)
     samples: list[tuple[float, float, float]] = []  # time, learned, checkpoints
     publisher = Publisher(d)  # only to clean the keys up afterwards

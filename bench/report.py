@@ -444,6 +444,22 @@ def _memory(results: Results) -> list[str]:
     ]
 
 
+def _torch(results: Results) -> list[str]:
+    if "torch" not in results:
+        return []
+    from bench import torch_bench  # imports torch: only when the section ran
+
+    return torch_bench.report(results["torch"])[0]
+
+
+def _torch_targets(results: Results) -> list[Target]:
+    if "torch" not in results:
+        return []
+    from bench import torch_bench
+
+    return torch_bench.report(results["torch"])[1]
+
+
 def _swap(results: Results) -> list[str]:
     if "swap" not in results:
         return []
@@ -495,6 +511,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     _scaling,
     _memory,
     _swap,
+    _torch,
 )
 
 
@@ -588,6 +605,7 @@ JUDGES: tuple[Callable[[Results], list[Target]], ...] = (
     _learner_targets,
     _memory_targets,
     _swap_targets,
+    _torch_targets,
 )
 
 

@@ -52,6 +52,7 @@ SECTIONS = (
     "scaling",
     "memory",
     "swap",
+    "torch",
 )
 
 # The raw pipe with the prefetch setting streamserve's consumers use (librdkafka's default
@@ -91,6 +92,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-records", type=int, default=50_000, help="scorer run per model size")
     p.add_argument("--memory-events", type=int, default=1_000_000)
     p.add_argument("--swaps", type=int, default=100)
+    p.add_argument("--torch-examples", type=int, default=20_000, help="per torch round")
+    p.add_argument("--torch-rounds", type=int, default=5, help="paired rounds per module")
     p.add_argument("--swap-every", type=float, default=0.2, help="seconds between swaps")
     p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
@@ -175,7 +178,7 @@ def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
             env = Env(
                 broker.bootstrap_servers, redis_url, str(topics_dir), workdir, peers_python, []
             )
-            if sections & {"throughput", "settings", "models", "scaling", "producing"}:
+            if sections & {"throughput", "settings", "models", "scaling", "producing", "torch"}:
                 _log(f"generating {a.records} events")
                 env.records = factory.batch(a.records)
             for name, section in ON_BROKER.items():
@@ -374,6 +377,19 @@ def _memory(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str,
     return {"memory": asdict(memory.scorer_memory(env, factory, a.memory_events))}
 
 
+def _torch(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
+    """A torch module learner against the same module in a plain PyTorch loop."""
+    from bench import torch_bench  # imports torch: only when the section runs
+
+    out = torch_bench.run(a.torch_examples, a.torch_rounds)
+    for line in torch_bench.summary(out):
+        _log(f"torch: {line}")
+    params = torch_bench.MODULES["MLP 64-32"]
+    out["roles"] = torch_bench.roles(env, a.torch_examples, params, 32)
+    _log(f"torch roles through Kafka: {out['roles']}")
+    return {"torch": out}
+
+
 def _swap(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
     _log(f"hot swap: {a.swaps} swaps at {a.swap_rate}/s")
     swap = hotswap.hot_swap(env, factory, a.swap_rate, a.swaps, a.swap_every)
@@ -392,4 +408,5 @@ ON_BROKER: dict[str, Section] = {
     "scaling": _scaling,
     "memory": _memory,
     "swap": _swap,
+    "torch": _torch,
 }

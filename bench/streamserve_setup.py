@@ -43,6 +43,7 @@ class Deployment:
     http_port: int
     learner: str = "logistic_regression"
     params: dict[str, Any] | None = None
+    torch: dict[str, Any] | None = None  # a PyTorch module learner's training settings
 
     @property
     def prefix(self) -> str:
@@ -56,7 +57,9 @@ class Deployment:
         return f"bench{self.uid}"
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(MODEL, Task.BINARY, self.learner, dict(self.params or {}))
+        return ModelSpec(
+            MODEL, Task.BINARY, self.learner, dict(self.params or {}), torch=self.torch
+        )
 
     def argv(self, command: str) -> list[str]:
         return [sys.executable, "-m", "streamserve.cli", command, "--config", str(self.config_path)]
@@ -75,9 +78,10 @@ def deployment(
     producer: dict[str, Any] | None = None,
     snapshots: dict[str, Any] | None = None,
     learner_settings: dict[str, Any] | None = None,
+    torch: dict[str, Any] | None = None,
 ) -> Deployment:
     d = Deployment(bootstrap, redis_url, uid, workdir / f"config-{uid}.yaml", free_port())
-    d.learner, d.params = learner, params
+    d.learner, d.params, d.torch = learner, params, torch
     config: dict[str, Any] = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -98,6 +102,7 @@ def deployment(
         "log_level": "WARNING",
         "models": [
             {"name": MODEL, "task": "binary", "learner": learner, "params": dict(params or {})}
+            | ({"torch": torch} if torch is not None else {})
         ],
     }
     d.config_path.write_text(yaml.safe_dump(config))

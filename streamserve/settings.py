@@ -23,6 +23,7 @@ from streamserve.errors import ConfigError
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.learners.torch_settings import TorchConfigError, TorchSettings, torch_settings
 
 
 class Secret:
@@ -191,7 +192,9 @@ ENV_ALIASES: Mapping[str, tuple[str, str]] = {
     "STREAMSERVE_LOG_LEVEL": ("log_level", ""),
 }
 
-_MODEL_KEYS = frozenset({"name", "task", "learner", "params", "preprocess", "drift", "retrain"})
+_MODEL_KEYS = frozenset(
+    {"name", "task", "learner", "params", "preprocess", "drift", "retrain", "torch"}
+)
 
 
 def load_settings(
@@ -401,15 +404,41 @@ def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
         if not isinstance(preprocess, bool):
             raise ConfigError(f"{key}.preprocess", "must be true or false")
         spec = ModelSpec(
-            name=name, task=task, learner=learner, params=dict(params), preprocess=preprocess
+            name=name,
+            task=task,
+            learner=learner,
+            params=dict(params),
+            preprocess=preprocess,
+            torch=_model_torch(item, key),
         )
         if validate:
-            try:
-                build_learner(spec)
-            except LearnerConfigError as exc:
-                raise ConfigError(f"{key}.learner", str(exc)) from exc
+            _validate_model(spec, key)
         specs.append(spec)
     return tuple(specs)
+
+
+def _validate_model(spec: ModelSpec, key: str) -> None:
+    """Build the model's learner once: a config it cannot be built from stops the start."""
+    try:
+        build_learner(spec)
+    except TorchConfigError as exc:
+        raise ConfigError(_torch_key(key, exc), exc.reason) from exc
+    except LearnerConfigError as exc:
+        raise ConfigError(f"{key}.learner", str(exc)) from exc
+
+
+def _torch_key(model_key: str, exc: TorchConfigError) -> str:
+    return f"{model_key}.torch.{exc.key}" if exc.key else f"{model_key}.torch"
+
+
+def _model_torch(item: Mapping[str, Any], key: str) -> TorchSettings | None:
+    """A model's ``torch:`` key (PyTorch module learners' training settings), or None."""
+    if "torch" not in item:
+        return None
+    try:
+        return torch_settings(item["torch"])
+    except TorchConfigError as exc:
+        raise ConfigError(_torch_key(key, exc), exc.reason) from exc
 
 
 def _build_drift(raw: Any, models: tuple[ModelSpec, ...]) -> tuple[ModelDrift, ...]:

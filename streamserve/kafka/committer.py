@@ -20,7 +20,9 @@ milliseconds after its outputs were acknowledged (they are in the log) and befor
 offsets and commit, and logs ``holding transaction open`` at WARNING when it starts to;
 with ``STREAMSERVE_TEST_HOLD_TRANSACTION_FILE`` also set, only while that file exists.
 The fault tests kill a process in that window to prove a killed transaction's records
-never count. It is for tests only; unset (the default), nothing waits.
+never count. It is for tests only; unset (the default), nothing waits. A second test hook,
+``STREAMSERVE_TEST_TXN_LEDGER``, makes it write a ledger of its transactions
+(:mod:`streamserve.kafka.txn_ledger`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from streamserve.kafka.exceptions import (
     TransactionAborted,
     error_of,
 )
+from streamserve.kafka.txn_ledger import LedgerBatch, TxnLedger
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class Committer(Protocol):
     def abandon(self, batch: Batch, msgs: list[Message]) -> None: ...
 
     def tick(self) -> None: ...
+
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
 
     def revoke(self, partitions: list[TopicPartition]) -> None: ...
 
@@ -125,6 +130,9 @@ class AtLeastOnceCommitter:
     def tick(self) -> None:
         self._producer.poll(0)
         self._tracker.settle()
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        return None
 
     def revoke(self, partitions: list[TopicPartition]) -> None:
         self._drain()
@@ -184,6 +192,7 @@ class TransactionalCommitter:
         timeout_s: float = 30.0,
         hold_s: float | None = None,
         hold_while: str | None = None,
+        ledger: TxnLedger | None = None,
     ) -> None:
         self._role = role
         self._consumer = consumer
@@ -191,6 +200,7 @@ class TransactionalCommitter:
         self._timeout_s = timeout_s
         self._hold_s = hold_transaction_s() if hold_s is None else hold_s
         self._hold_while = hold_while or os.environ.get(HOLD_TRANSACTION_FILE_ENV) or None
+        self._ledger = ledger or TxnLedger.from_env()
         self._open = False
         self.committed = 0
         self.aborted = 0
@@ -204,7 +214,11 @@ class TransactionalCommitter:
     def open(self, msgs: list[Message]) -> Batch:
         self._producer.begin_transaction()
         self._open = True
-        return Batch(next_offsets(msgs))
+        if self._ledger is None:
+            return Batch(next_offsets(msgs))
+        batch = LedgerBatch(next_offsets(msgs))
+        self._ledger.begin(msgs, batch)
+        return batch
 
     def complete(self, batch: Batch) -> None:
         """Commit the batch's transaction; on an abortable error abort, rewind, raise."""
@@ -227,6 +241,8 @@ class TransactionalCommitter:
                 "%s: %s for %.0f ms (test hook)", self._role, HOLDING_MESSAGE, self._hold_s * 1000
             )
             time.sleep(self._hold_s)
+        if self._ledger is not None:
+            self._ledger.committing(batch)
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
         try:
             if offsets:
@@ -243,6 +259,8 @@ class TransactionalCommitter:
             raise FatalKafkaError(f"{self._role}: transaction failed: {exc}") from exc
         self._open = False
         self.committed += 1
+        if self._ledger is not None:
+            self._ledger.ended(committed=True)
 
     def _holds(self, batch: Batch) -> bool:
         """The test hook: hold this transaction (its outputs are in the log)?"""
@@ -275,9 +293,15 @@ class TransactionalCommitter:
         finally:
             self._open = False
         self.aborted += 1
+        if self._ledger is not None:
+            self._ledger.ended(committed=False)
 
     def tick(self) -> None:
         self._producer.poll(0)
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        if self._ledger is not None:
+            self._ledger.assigned(self._consumer, partitions)
 
     def revoke(self, partitions: list[TopicPartition]) -> None:
         # Every batch commits or aborts before the next consume: nothing is pending here.

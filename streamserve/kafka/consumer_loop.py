@@ -274,6 +274,7 @@ class ConsumerLoop:
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
         logger.info("%s: assigned %s", self.role, _fmt(partitions))
+        self._clients.committer.assign(partitions)
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         logger.info("%s: revoking %s", self.role, _fmt(partitions))

@@ -45,6 +45,15 @@ class Learner(Protocol):
         """Score ``x``, then learn ``(x, y)``: what ``predict_one`` then ``learn_one`` give."""
         ...
 
+    def prequential_many(self, xs: Sequence[Features], ys: Sequence[LabelValue]) -> list[Scored]:
+        """``prequential_one`` over the examples in order, with the same results (a learner
+        may score several at once when learning one cannot change the others' scores).
+
+        Raises :class:`~streamserve.learners.exceptions.LabelError` before learning
+        anything when a label cannot be learned.
+        """
+        ...
+
     def matrix_scorer(self) -> MatrixScorer | None:
         """The compiled scorer of the current state, or None when the model has none."""
         ...

@@ -1,11 +1,16 @@
 """Build learners from specs and restore them from snapshot payloads.
 
 Built-in names map to River estimators (``params`` are the River constructor's keyword
-arguments; for the linear models a ``lr`` param builds ``optim.SGD(lr)``) or to
-:class:`~streamserve.learners.torch_learner.TorchLearner` (``torch_mlp``). Any other
-``learner`` is an import path ``"pkg.module:factory"``: the factory is called with
-``**params`` (plus ``spec=`` when it has a parameter named ``spec``) and returns a River
-estimator, which is wrapped in a :class:`RiverLearner`, or a ready :class:`Learner`.
+arguments; for the linear models a ``lr`` param builds ``optim.SGD(lr)``), to
+:class:`~streamserve.learners.torch_learner.TorchLearner` (``torch_mlp``), or to a
+built-in PyTorch module trained by
+:class:`~streamserve.learners.torch_module.TorchModuleLearner` (``wide_deep``). Any other
+``learner`` is an import path ``"pkg.module:factory"``. A factory that takes ``n_inputs``,
+or of a model with a ``torch:`` key, builds a ``torch.nn.Module``: it is called with
+``n_inputs``, ``n_outputs`` and ``**params`` and trained by a ``TorchModuleLearner``.
+Any other factory is called with ``**params`` (plus ``spec=`` when it has a parameter
+named ``spec``) and returns a River estimator, which is wrapped in a
+:class:`RiverLearner`, or a ready :class:`Learner`.
 
 torch is imported only when a torch learner is built or loaded.
 """
@@ -23,53 +28,28 @@ from river import base, forest, linear_model, multiclass, naive_bayes, neighbors
 
 from streamserve.learners.base import Learner
 from streamserve.learners.exceptions import LearnerConfigError, PayloadError
+from streamserve.learners.factories import call_factory, parameter_names, resolve_import
 from streamserve.learners.river_learner import RIVER_FORMAT, RiverLearner, load_river
 from streamserve.learners.spec import ModelSpec, Task
-from streamserve.learners.torch_payload import TORCH_FORMAT
+from streamserve.learners.torch_payload import TORCH_FORMAT, TORCH_MODULE_FORMAT
+from streamserve.learners.torch_settings import TorchConfigError, TorchSettings
 
 CLASSIFICATION = frozenset({Task.BINARY, Task.MULTICLASS})
 ALL_TASKS = frozenset(Task)
 TORCH_MISSING = "needs PyTorch, which is not installed: pip install 'streamserve[torch]'"
 
 
-def _parameter_names(fn: Callable[..., Any]) -> list[str]:
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return []
-    return [
-        p.name
-        for p in signature.parameters.values()
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "spec"
-    ]
-
-
-def _call(what: str, fn: Callable[..., Any], params: Mapping[str, Any]) -> Any:
-    """``fn(**params)``, every failure turned into an actionable LearnerConfigError."""
-    try:
-        return fn(**params)
-    except TypeError as exc:
-        accepted = ", ".join(_parameter_names(fn)) or "none"
-        raise LearnerConfigError(
-            f"learner {what!r}: bad params {dict(params)!r} ({exc}); accepted params: {accepted}"
-        ) from exc
-    except LearnerConfigError as exc:
-        raise LearnerConfigError(f"learner {what!r}: {exc}") from exc
-    except Exception as exc:
-        raise LearnerConfigError(f"learner {what!r}: building it raised {exc!r}") from exc
-
-
 def _linear(what: str, cls: Callable[..., Any], params: Mapping[str, Any]) -> Any:
     """A River linear model; a ``lr`` param becomes ``optimizer=optim.SGD(lr)``."""
     if "lr" not in params:
-        return _call(what, cls, params)
+        return call_factory(what, cls, params)
     rest = dict(params)
     lr = rest.pop("lr")
     if "optimizer" in rest:
         raise LearnerConfigError(f"learner {what!r}: give either lr or optimizer, not both")
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
         raise LearnerConfigError(f"learner {what!r}: lr must be a positive number, got {lr!r}")
-    return _call(what, cls, {**rest, "optimizer": optim.SGD(lr)})
+    return call_factory(what, cls, {**rest, "optimizer": optim.SGD(lr)})
 
 
 # An estimator builder: (learner name, task, params) -> River estimator.
@@ -78,14 +58,14 @@ _EstimatorBuilder = Callable[[str, Task, Mapping[str, Any]], Any]
 
 def _by_task(classifier: Callable[..., Any], regressor: Callable[..., Any]) -> _EstimatorBuilder:
     def build(what: str, task: Task, params: Mapping[str, Any]) -> Any:
-        return _call(what, regressor if task is Task.REGRESSION else classifier, params)
+        return call_factory(what, regressor if task is Task.REGRESSION else classifier, params)
 
     return build
 
 
 def _classifier(cls: Callable[..., Any], *, one_vs_rest: bool = False) -> _EstimatorBuilder:
     def build(what: str, task: Task, params: Mapping[str, Any]) -> Any:
-        model = _call(what, cls, params)
+        model = call_factory(what, cls, params)
         if one_vs_rest and task is Task.MULTICLASS:
             return multiclass.OneVsRestClassifier(model)
         return model
@@ -105,7 +85,7 @@ def _linear_builder(cls: Callable[..., Any], *, one_vs_rest: bool = False) -> _E
 
 def _passive_aggressive(what: str, task: Task, params: Mapping[str, Any]) -> Any:
     if task is Task.REGRESSION:
-        return _call(what, linear_model.PARegressor, params)
+        return call_factory(what, linear_model.PARegressor, params)
     return _classifier(linear_model.PAClassifier, one_vs_rest=True)(what, task, params)
 
 
@@ -151,18 +131,51 @@ _RIVER_BUILTINS: dict[str, _RiverBuiltin] = {
     "knn": _RiverBuiltin(ALL_TASKS, _by_task(neighbors.KNNClassifier, neighbors.KNNRegressor)),
 }
 TORCH_BUILTIN = "torch_mlp"
+# Built-in modules: name -> factory (an EmbeddingModule class)
+TORCH_MODULE_BUILTINS = {"wide_deep": "streamserve.learners.torch_builtins:WideDeep"}
 
 
 def builtin_names() -> list[str]:
     """The built-in learner names, sorted."""
-    return sorted([*_RIVER_BUILTINS, TORCH_BUILTIN])
+    return sorted([*_RIVER_BUILTINS, TORCH_BUILTIN, *TORCH_MODULE_BUILTINS])
 
 
-def _import_torch_learner(action: str) -> Any:
+def _import_torch_learner(action: str, module: str = "torch_learner") -> Any:
     try:
-        return importlib.import_module("streamserve.learners.torch_learner")
+        return importlib.import_module(f"streamserve.learners.{module}")
     except ImportError as exc:
         raise LearnerConfigError(f"{action} {TORCH_MISSING} ({exc})") from exc
+
+
+def _refuse_torch_settings(spec: ModelSpec) -> None:
+    if spec.torch is not None:
+        raise TorchConfigError(
+            "",
+            f"training settings apply to PyTorch module learners (an import path to a module "
+            f"factory, or {', '.join(TORCH_MODULE_BUILTINS)}), not to {spec.learner!r}; "
+            f"remove the model's torch key",
+        )
+
+
+def _module_factory(spec: ModelSpec) -> tuple[Callable[..., Any], TorchSettings]:
+    """The module factory the config names, and the training settings it runs with."""
+    settings = spec.torch or TorchSettings()
+    builtin = TORCH_MODULE_BUILTINS.get(spec.learner)
+    if builtin is None:
+        return resolve_import(spec.learner), settings
+    _import_torch_learner(f"learner {spec.learner!r}", "torch_module")
+    return resolve_import(builtin), settings.with_features(embeddings=True)
+
+
+def _is_module_factory(spec: ModelSpec, factory: Callable[..., Any]) -> bool:
+    return spec.torch is not None or "n_inputs" in parameter_names(factory)
+
+
+def _build_torch_module(spec: ModelSpec) -> Learner:
+    api = _import_torch_learner(f"learner {spec.learner!r}", "torch_module")
+    factory, settings = _module_factory(spec)
+    learner: Learner = api.TorchModuleLearner(spec, factory, settings)
+    return learner
 
 
 def _build_river_builtin(spec: ModelSpec, builtin: _RiverBuiltin) -> Learner:
@@ -173,47 +186,23 @@ def _build_river_builtin(spec: ModelSpec, builtin: _RiverBuiltin) -> Learner:
             f"learner {spec.learner!r} does not support task '{spec.task}' "
             f"(it supports: {supported}){hint}"
         )
+    _refuse_torch_settings(spec)
     return RiverLearner(spec, builtin.estimator(spec.learner, spec.task, spec.params))
 
 
 def _build_torch(spec: ModelSpec) -> Learner:
+    _refuse_torch_settings(spec)
     module = _import_torch_learner(f"learner {TORCH_BUILTIN!r}")
-    learner: Learner = _call(
+    learner: Learner = call_factory(
         TORCH_BUILTIN, functools.partial(module.TorchLearner, spec), spec.params
     )
     return learner
 
 
-def _resolve(path: str) -> Callable[..., Any]:
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise LearnerConfigError(
-            f"learner {path!r}: an import path must look like 'pkg.module:factory'"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise LearnerConfigError(
-            f"learner {path!r}: cannot import module {module_name!r}: {exc}"
-        ) from exc
-    except Exception as exc:
-        raise LearnerConfigError(
-            f"learner {path!r}: importing module {module_name!r} failed: {exc!r}"
-        ) from exc
-    target: Any = module
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise LearnerConfigError(
-                f"learner {path!r}: module {module_name!r} has no attribute {attribute!r}"
-            )
-        target = getattr(target, part)
-    if not callable(target):
-        raise LearnerConfigError(f"learner {path!r}: {attribute!r} is not callable")
-    return target  # type: ignore[no-any-return]
-
-
 def _build_from_path(spec: ModelSpec) -> Learner:
-    factory = _resolve(spec.learner)
+    factory = resolve_import(spec.learner)
+    if _is_module_factory(spec, factory):
+        return _build_torch_module(spec)
     try:
         wants_spec = "spec" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -224,7 +213,7 @@ def _build_from_path(spec: ModelSpec) -> Learner:
                 f"learner {spec.learner!r}: 'spec' is passed by streamserve; remove it from params"
             )
         factory = functools.partial(factory, spec=spec)
-    result = _call(spec.learner, factory, spec.params)
+    result = call_factory(spec.learner, factory, spec.params)
     if isinstance(result, base.Estimator):
         return RiverLearner(spec, result)
     if isinstance(result, Learner):
@@ -252,6 +241,8 @@ def build_learner(spec: ModelSpec) -> Learner:
         return _build_river_builtin(spec, builtin)
     if spec.learner == TORCH_BUILTIN:
         return _build_torch(spec)
+    if spec.learner in TORCH_MODULE_BUILTINS:
+        return _build_torch_module(spec)
     if ":" not in spec.learner:
         raise LearnerConfigError(
             f"unknown learner {spec.learner!r}; built-in learners are: "
@@ -265,6 +256,8 @@ def load_learner(spec: ModelSpec, fmt: str, payload: bytes) -> Learner:
 
     ``river-pickle/1`` unpickles: the caller MUST have verified the payload's signature
     first. ``torch-state/1`` loads with ``weights_only=True``, which cannot run code.
+    ``torch-module/1`` reads safetensors (tensors only) and builds the module with the
+    factory the config names, which the payload must name too.
     Raises :class:`PayloadError` for an unknown format or a payload that cannot be restored
     for ``spec``, and :class:`LearnerConfigError` when the payload needs torch and torch is
     not installed.
@@ -275,7 +268,23 @@ def load_learner(spec: ModelSpec, fmt: str, payload: bytes) -> Learner:
         module = _import_torch_learner(f"model {spec.name!r}: loading a {TORCH_FORMAT} snapshot")
         learner: Learner = module.load_torch(spec, payload)
         return learner
+    if fmt == TORCH_MODULE_FORMAT:
+        return _load_torch_module(spec, payload)
     raise PayloadError(
         f"model {spec.name!r}: unknown payload format {fmt!r}; "
-        f"known formats: {RIVER_FORMAT}, {TORCH_FORMAT}"
+        f"known formats: {RIVER_FORMAT}, {TORCH_FORMAT}, {TORCH_MODULE_FORMAT}"
     )
+
+
+def _load_torch_module(spec: ModelSpec, payload: bytes) -> Learner:
+    if spec.learner in _RIVER_BUILTINS or spec.learner == TORCH_BUILTIN:
+        raise PayloadError(
+            f"model {spec.name!r}: the snapshot holds a PyTorch module ({TORCH_MODULE_FORMAT}), "
+            f"the config names learner {spec.learner!r}"
+        )
+    api = _import_torch_learner(
+        f"model {spec.name!r}: loading a {TORCH_MODULE_FORMAT} snapshot", "torch_module"
+    )
+    factory, settings = _module_factory(spec)
+    learner: Learner = api.load_torch_module(spec, payload, factory, settings)
+    return learner

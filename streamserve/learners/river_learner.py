@@ -240,6 +240,10 @@ class RiverLearner:
             raise ModelError(f"model {self.spec.name!r} failed to learn: {exc!r}") from exc
         return scored
 
+    def prequential_many(self, xs: Sequence[Features], ys: Sequence[LabelValue]) -> list[Scored]:
+        prequential_one = self.prequential_one
+        return [prequential_one(x, y) for x, y in zip(xs, ys, strict=True)]
+
     def clone(self) -> RiverLearner:
         return RiverLearner._restored(self.spec, self._model.clone())
 

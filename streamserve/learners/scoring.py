@@ -70,6 +70,15 @@ def scored_from_multiclass_proba(proba: Mapping[Any, float]) -> Scored:
     return Scored(prediction=best_label, probabilities=probabilities, score=best_p)
 
 
+def multiclass_scored(classes: Sequence[str], probs: Sequence[float]) -> Scored:
+    """Scored for a classifier whose probability of ``classes[i]`` is ``probs[i]`` (the
+    model's own class order); no prediction when they are not probabilities (NaN)."""
+    best = max(range(len(probs)), key=probs.__getitem__)
+    if not probs[best] >= 0.0:
+        return unscored_classification()
+    return Scored(classes[best], dict(zip(classes, probs, strict=True)), probs[best])
+
+
 def scored_from_value(value: Any) -> Scored:
     """From a regressor's output; a missing or non-finite value gives no prediction."""
     if value is None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from streamserve.learners.exceptions import LearnerConfigError
+from streamserve.learners.torch_settings import TorchSettings, torch_settings
 
 
 class Task(StrEnum):
@@ -29,7 +30,9 @@ class ModelSpec:
     ``learner`` is a built-in name (see ``catalogue.builtin_names()``) or an import path
     ``"pkg.module:factory"``. ``params`` are the learner's keyword arguments. With
     ``preprocess`` the estimator is wrapped in :class:`~streamserve.learners.preprocessing.
-    Preprocess` (standardization, imputation, one-hot encoding of strings).
+    Preprocess` (standardization, imputation, one-hot encoding of strings). ``torch`` are
+    the training settings of a PyTorch module learner (the model's ``torch:`` key; a
+    mapping is checked into :class:`TorchSettings`), None when the model has none.
     """
 
     name: str
@@ -37,6 +40,7 @@ class ModelSpec:
     learner: str
     params: Mapping[str, Any] = field(default_factory=dict)
     preprocess: bool = True
+    torch: TorchSettings | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -57,3 +61,5 @@ class ModelSpec:
             )
         if not all(isinstance(key, str) for key in self.params):
             raise LearnerConfigError("params keys must be strings (keyword argument names)")
+        if self.torch is not None and not isinstance(self.torch, TorchSettings):
+            object.__setattr__(self, "torch", torch_settings(self.torch))

@@ -33,8 +33,10 @@ from streamserve.learners.exceptions import (
 from streamserve.learners.feature_hashing import FeatureHasher
 from streamserve.learners.labels import label_coercer
 from streamserve.learners.preprocessing import Preprocess, encode_raw
-from streamserve.learners.scoring import binary_scored, scored_from_value
+from streamserve.learners.scoring import binary_scored, multiclass_scored, scored_from_value
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.learners.torch_builtins import mlp
+from streamserve.learners.torch_features import RunningMoments
 from streamserve.learners.torch_payload import TORCH_FORMAT, pack, unpack
 from streamserve.records import Features, LabelValue
 
@@ -72,40 +74,6 @@ def _validate_classes(task: Task, classes: Sequence[str] | None) -> tuple[str, .
             f"torch_mlp classes must be at least two distinct labels, got {list(classes)!r}"
         )
     return labels
-
-
-class _RunningMoments:
-    """Running mean and variance (Welford) of the regression target."""
-
-    __slots__ = ("m2", "mean", "n")
-
-    def __init__(self, n: int = 0, mean: float = 0.0, m2: float = 0.0) -> None:
-        self.n, self.mean, self.m2 = n, mean, m2
-
-    def update(self, y: float) -> None:
-        n = self.n + 1
-        delta = y - self.mean
-        mean = self.mean + delta / n
-        m2 = self.m2 + delta * (y - mean)
-        if math.isfinite(mean) and math.isfinite(m2):
-            self.n, self.mean, self.m2 = n, mean, m2
-
-    @property
-    def std(self) -> float:
-        if self.n < 2 or self.m2 <= 0.0:
-            return 1.0
-        std = math.sqrt(self.m2 / self.n)
-        return std if std > 1e-12 else 1.0
-
-
-def _mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = n_in
-    for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        width = size
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers)
 
 
 def _adam(net: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -167,13 +135,13 @@ class TorchLearner:
             self._pre.transform_one if self._pre is not None else encode_raw,
         )
         self._hasher = FeatureHasher(self._n_features)
-        self._target = _RunningMoments()
+        self._target = RunningMoments()
         self._n_learned = 0
 
         n_out = len(self._classes) if spec.task is Task.MULTICLASS else 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self._net = _mlp(self._n_features, self._hidden, n_out)
+            self._net = mlp(self._n_features, n_out, self._hidden)
         self._optim = _adam(self._net, self._lr)
         self._loss: nn.Module
         if spec.task is Task.BINARY:
@@ -236,25 +204,23 @@ class TorchLearner:
             return [scored_from_value(v * std + mean) for v in out[:, 0].tolist()]
 
     def _multiclass_scored(self, probs: list[float]) -> Scored:
-        best = max(range(len(probs)), key=probs.__getitem__)
-        return Scored(
-            prediction=self._classes[best],
-            probabilities=dict(zip(self._classes, probs, strict=True)),
-            score=probs[best],
-        )
+        return multiclass_scored(self._classes, probs)
+
+    def _class_of(self, y: LabelValue) -> int:
+        index = self._class_index.get(y)  # type: ignore[arg-type]
+        if index is None:
+            raise LabelError(
+                f"model {self.spec.name!r}: label {y!r} is not one of the classes "
+                f"{list(self._classes)!r}"
+            )
+        return index
 
     def _target_tensor(self, y: LabelValue) -> torch.Tensor:
         task = self.spec.task
         if task is Task.BINARY:
             return torch.tensor([[1.0 if y else 0.0]])
         if task is Task.MULTICLASS:
-            index = self._class_index.get(y)  # type: ignore[arg-type]
-            if index is None:
-                raise LabelError(
-                    f"model {self.spec.name!r}: label {y!r} is not one of the classes "
-                    f"{list(self._classes)!r}"
-                )
-            return torch.tensor([index])
+            return torch.tensor([self._class_of(y)])
         target = float(y)
         self._target.update(target)
         return torch.tensor([[(target - self._target.mean) / self._target.std]])
@@ -263,6 +229,13 @@ class TorchLearner:
         scored = self.predict_one(x)
         self.learn_one(x, y)
         return scored
+
+    def prequential_many(self, xs: Sequence[Features], ys: Sequence[LabelValue]) -> list[Scored]:
+        if self.spec.task is Task.MULTICLASS:
+            for y in ys:  # every label checked before anything is learned
+                self._class_of(self._coerce(y))
+        prequential_one = self.prequential_one
+        return [prequential_one(x, y) for x, y in zip(xs, ys, strict=True)]
 
     def learn_one(self, x: Features, y: LabelValue) -> None:
         y = self._coerce(y)
@@ -314,7 +287,7 @@ class TorchLearner:
         n, mean, m2 = header["target"]
         if not (isinstance(n, int) and n >= 0 and math.isfinite(mean) and math.isfinite(m2)):
             raise PayloadError(f"invalid target statistics {header['target']!r}")
-        self._target = _RunningMoments(n, float(mean), float(m2))
+        self._target = RunningMoments(n, float(mean), float(m2))
         n_learned = header["n_learned"]
         if not isinstance(n_learned, int) or n_learned < 0:
             raise PayloadError(f"invalid n_learned {n_learned!r}")

@@ -123,6 +123,23 @@ class JoinState:
         book.execute()
         return out
 
+    def emitters(self, event_ids: Sequence[str]) -> list[set[str]]:
+        """Which sides of each pair are stored as emitting (``"event"``, ``"label"``).
+
+        At most one side of a pair ever is (see the module docstring); an empty set when
+        neither side is stored, or the stored one did not find the other. For checks and
+        diagnosis: nothing on the join path reads it.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id in event_ids:
+            pipe.get(self._key(event_id, EVENT))
+            pipe.get(self._key(event_id, LABEL))
+        raw: list[bytes | None] = pipe.execute()
+        return [
+            {side for side, value in (("event", ev), ("label", lb)) if value and value[:1] == b"1"}
+            for ev, lb in zip(raw[::2], raw[1::2], strict=True)
+        ]
+
     def sweep(self, now_ms: int | None = None, limit: int = 1000) -> dict[str, int]:
         """Count and forget pending sides whose window passed: {"event": n, "label": m}."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms

@@ -28,14 +28,14 @@ from streamserve.kafka.lag import LagReporter
 from streamserve.kafka.learner_producer import LearnerProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
-from streamserve.learners.base import Learner
+from streamserve.learners.base import Learner, Scored
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.evaluation import RunningMetrics
 from streamserve.learners.exceptions import LabelError, LearnerError
 from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
-from streamserve.records import Example, LabelValue
+from streamserve.records import Example, Features, LabelValue
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
 from streamserve.serde.fast.example_rows import ExampleRows
@@ -78,6 +78,23 @@ class LearnerState:
     last_checkpoint: float = field(default_factory=time.monotonic)
     drift: ErrorMonitor | None = None
     topic_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Item:
+    """One record of a batch: its features and coerced label, or no features when it
+    went to dead-letter; ``example`` when it was decoded on its own (else it is row
+    ``row`` of ``rows``)."""
+
+    msg: Message
+    features: Features | None
+    label: LabelValue
+    example: Example | None
+    rows: ExampleRows
+    row: int
+
+    def full_example(self) -> Example:
+        return self.example if self.example is not None else self.rows.example(self.row)
 
 
 @dataclass(frozen=True)
@@ -346,9 +363,47 @@ class LearnerRole:
     # -- learning ---------------------------------------------------------------------
 
     def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
-        learner, metrics, task = state.learner, state.metrics, self.spec.task
-        monitor = state.drift
+        items = self._decode_batch(msgs)
+        learnable = [k for k, item in enumerate(items) if item.features is not None]
+        scored = self._prequential(state.learner, items, learnable)
+        learner, metrics, monitor = state.learner, state.metrics, state.drift
         learned = 0
+        for k, item in enumerate(items):
+            s, features, y = scored.get(k), item.features, item.label
+            if s is None or features is None:  # dead-lettered
+                self._record(item.msg, state)
+                continue
+            metrics.update(y, s)
+            learned += 1
+            state.examples_seen += 1
+            state.since_checkpoint += 1
+            if self._on_learned is not None:
+                self._on_learned(self.spec.name, item.full_example(), s)
+            self._record(item.msg, state)  # a promotion's snapshot reflects this example
+            if monitor is None:
+                continue
+            outcome = monitor.observe(
+                learner,
+                features,
+                y,
+                s,
+                version=state.version,
+                offset=item.msg.offset(),
+                offsets=state.offsets,
+            )
+            if outcome is not None:
+                self._learned.inc(learned)
+                learned = 0
+                self._act(state, outcome)
+                if state.learner is not learner:  # promoted: it learns the rest
+                    learner = state.learner
+                    rest = [j for j in learnable if j > k and j in scored]
+                    scored.update(self._prequential(learner, items, rest))
+        self._learned.inc(learned)
+
+    def _decode_batch(self, msgs: list[Message]) -> list[_Item]:
+        """The batch's records in order, decoded and their labels coerced; a record that
+        does not decode goes to dead-letter (its item has no features)."""
         # The batch's common examples read at once; None where a record needs decode().
         batch_decoder = self._batch_decoder
         rows = (
@@ -356,8 +411,8 @@ class LearnerRole:
             if batch_decoder is None
             else batch_decoder.read([m.value() or b"" for m in msgs])
         )
-        read_features = rows.features
-        recorded = False  # this record's offset is in state.offsets already
+        task = self.spec.task
+        items: list[_Item] = []
         for i, m in enumerate(msgs):
             err = m.error()
             if err is not None:
@@ -366,46 +421,41 @@ class LearnerRole:
                 continue
             try:
                 example: Example | None = None
-                features = read_features[i]
+                features = rows.features[i]
                 if features is not None:
                     label: LabelValue = rows.labels[i]
                 else:
                     example = self._decode(m.value(), record_ts(m))
                     features, label = example.features, example.label
-                y = coerce_label(task, label)
+                items.append(_Item(m, features, coerce_label(task, label), example, rows, i))
             except (DecodeError, LabelError) as exc:
                 self._dlq.send(m, "learn", exc, None)
-            else:
-                scored = learner.prequential_one(features, y)
-                metrics.update(y, scored)
-                learned += 1
-                state.examples_seen += 1
-                state.since_checkpoint += 1
-                if self._on_learned is not None:
-                    if example is None:
-                        example = rows.example(i)
-                    self._on_learned(self.spec.name, example, scored)
-                if monitor is not None:
-                    self._record(m, state)  # a promotion's snapshot reflects this example
-                    recorded = True
-                    outcome = monitor.observe(
-                        learner,
-                        features,
-                        y,
-                        scored,
-                        version=state.version,
-                        offset=m.offset(),
-                        offsets=state.offsets,
-                    )
-                    if outcome is not None:
-                        self._learned.inc(learned)
-                        learned = 0
-                        self._act(state, outcome)
-                        learner = state.learner
-            if not recorded:
-                self._record(m, state)
-            recorded = False
-        self._learned.inc(learned)
+                items.append(_Item(m, None, False, None, rows, i))
+        return items
+
+    def _prequential(
+        self, learner: Learner, items: list[_Item], which: list[int]
+    ) -> dict[int, Scored]:
+        """Items ``which`` scored, then learned, in order; one by one when a label cannot
+        be learned (that record goes to dead-letter, its item loses its features)."""
+        if not which:
+            return {}
+        xs = [items[k].features or {} for k in which]
+        try:
+            many = learner.prequential_many(xs, [items[k].label for k in which])
+        except LabelError:
+            pass  # learn them one by one, each wrong label to dead-letter
+        else:
+            return dict(zip(which, many, strict=True))
+        scored: dict[int, Scored] = {}
+        for k in which:
+            item = items[k]
+            try:
+                scored[k] = learner.prequential_one(item.features or {}, item.label)
+            except LabelError as exc:
+                self._dlq.send(item.msg, "learn", exc, None)
+                item.features = None
+        return scored
 
     @staticmethod
     def _record(m: Message, state: LearnerState) -> None:

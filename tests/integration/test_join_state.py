@@ -118,3 +118,9 @@ def test_keys_of_one_id_share_a_hash_tag(state: JoinState, client: redis.Redis) 
     assert keys == [f"{state._prefix}:join:{{h}}:e", f"{state._prefix}:join:{{h}}:l"]
     assert client.get(keys[0]) == b'0{"f":{"x":1.0},"ts":1000}'
     assert client.get(keys[1]) == b'1{"l":true,"ts":2000}'
+
+
+def test_emitters_names_the_side_stored_as_emitting(state: JoinState) -> None:
+    state.put_many([("i", EV), ("j", LB), ("k", EV)])
+    state.put_many([("i", LB), ("j", EV), ("i", EV), ("j", LB)])
+    assert state.emitters(["i", "j", "k", "never"]) == [{"label"}, {"event"}, set(), set()]

@@ -26,7 +26,8 @@ from tests.reliability.txn_log import CommittedLog
 
 
 class Feeder(threading.Thread):
-    """Produces ``records`` (key, value) to ``topic`` at about ``rate`` per second."""
+    """Produces ``records`` (key, value) to ``topic`` at about ``rate`` per second;
+    ``landed`` maps each acknowledged record's key to its (partition, offset)."""
 
     def __init__(
         self,
@@ -47,11 +48,13 @@ class Feeder(threading.Thread):
         self._partition = partition
         self.acked = 0
         self.failed = 0
+        self.landed: dict[bytes, tuple[int, int]] = {}
         self.error: BaseException | None = None
 
-    def _on_delivery(self, err: Any, _msg: Any) -> None:
+    def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is None:
             self.acked += 1
+            self.landed[msg.key()] = (msg.partition(), msg.offset())
         else:
             self.failed += 1
 

@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 
 from streamserve.learners.base import Learner, Scored
 from streamserve.learners.catalogue import load_learner
+from streamserve.learners.river_learner import RIVER_FORMAT
 from streamserve.learners.spec import Task
+from streamserve.learners.torch_payload import TORCH_FORMAT, TORCH_MODULE_FORMAT
 from streamserve.records import Features, LabelValue
 from tests.unit.learners_streams import synthetic_stream
 
@@ -101,7 +103,7 @@ def assert_shaped(task: Task, scored: Scored) -> None:
 
 def check_is_a_learner(learner: Learner) -> None:
     assert isinstance(learner, Learner)
-    assert learner.format in {"river-pickle/1", "torch-state/1"}
+    assert learner.format in {RIVER_FORMAT, TORCH_FORMAT, TORCH_MODULE_FORMAT}
 
 
 def check_untrained_prediction(learner: Learner) -> None:

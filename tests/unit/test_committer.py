@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from streamserve.errors import ConfigError
@@ -25,6 +27,7 @@ from streamserve.kafka.consumer_loop import ConsumerLoop, transient
 from streamserve.kafka.delivery import Batch, first_offsets, produce
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
 from streamserve.kafka.rebuild import LoopClients
+from streamserve.kafka.txn_ledger import TXN_LEDGER_ENV
 from streamserve.metrics import Metrics
 from streamserve.serde.exceptions import RegistryError
 from tests.fakes import FakeConsumer, FakeMsg, FakeProducer
@@ -252,3 +255,52 @@ def test_hold_hook_with_a_file_holds_only_while_the_file_exists(
         produce(p, batch, "out", b"x", b"k")
         tx.complete(batch)
     assert slept == [0.1]
+
+
+class CommittedConsumer(FakeConsumer):
+    """Tells the committed offset of each partition: 3, or none for partition 1."""
+
+    def committed(self, tps: list[Any], timeout: float) -> list[Any]:
+        return [TopicPartition(tp.topic, tp.partition, -1001 if tp.partition else 3) for tp in tps]
+
+
+def _ledger(directory: Path) -> list[dict[str, Any]]:
+    (path,) = directory.iterdir()
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_ledger_hook_records_inputs_offsets_first_output_and_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TXN_LEDGER_ENV, str(tmp_path / "ledger"))
+    c, p = CommittedConsumer(), FakeProducer(ack="produce")
+    tx = TransactionalCommitter(role="t", consumer=c, producer=p)
+    tx.assign([TopicPartition("in", 0), TopicPartition("in", 1)])
+    batch = tx.open(MSGS)
+    for offset in (40, 41):  # two outputs, acknowledged with where they landed
+        batch.expect()
+        batch.on_delivery(None, FakeMsg("out", 2, offset))
+    tx.complete(batch)
+    tx.abandon(tx.open(MSGS[:1]), MSGS[:1])
+    steps = _ledger(tmp_path / "ledger")
+    assert [s["step"] for s in steps] == [
+        "assigned", "begin", "committing", "committed", "begin", "aborted"
+    ]  # fmt: skip
+    assert steps[0]["served"] == {"in/0": 3, "in/1": -1}
+    assert steps[1]["inputs"] == {"in/0": [5, 7], "in/1": [9, 10]}
+    assert steps[2]["sent"] == {"in/0": 7, "in/1": 10}
+    assert steps[2]["output"] == ["out", 2, 40]
+    assert steps[4]["txn"] == steps[5]["txn"] == 2
+    assert {s["pid"] for s in steps} == {os.getpid()}
+
+
+def test_no_ledger_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TXN_LEDGER_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    p = FakeProducer(ack="produce")
+    tx = TransactionalCommitter(role="t", consumer=FakeConsumer(), producer=p)
+    tx.assign([TopicPartition("in", 0)])
+    batch = tx.open(MSGS)
+    assert type(batch) is Batch
+    tx.complete(batch)
+    assert list(tmp_path.iterdir()) == []

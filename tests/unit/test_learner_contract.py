@@ -18,10 +18,16 @@ from tests.unit.learner_checks import CHECKS
 SEEDED = {"adaptive_random_forest", "hoeffding_adaptive_tree", "torch_mlp"}
 
 
+CLASSES = ["low", "mid", "high"]
+
+
 def contract_spec(name: str, task: Task) -> ModelSpec:
     params: dict[str, Any] = {"seed": 1} if name in SEEDED else {}
     if name == "torch_mlp" and task is Task.MULTICLASS:
-        params["classes"] = ["low", "mid", "high"]
+        params["classes"] = CLASSES
+    if name == "wide_deep":  # a torch module: training settings under its torch key
+        torch = {"seed": 1} | ({"classes": CLASSES} if task is Task.MULTICLASS else {})
+        return ModelSpec(f"contract-{name}", task, name, params, torch=torch)
     return ModelSpec(f"contract-{name}", task, name, params)
 
 

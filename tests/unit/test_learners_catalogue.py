@@ -13,6 +13,7 @@ from streamserve.learners.catalogue import build_learner, builtin_names, load_le
 from streamserve.learners.exceptions import LearnerConfigError, PayloadError
 from streamserve.learners.river_learner import RiverLearner
 from streamserve.learners.spec import ModelSpec, Task
+from streamserve.learners.torch_settings import torch_settings
 from tests.unit.learners_streams import baseline_mae, prequential
 
 N = 400
@@ -27,6 +28,7 @@ SUPPORTED = {
     "passive_aggressive": set(Task),
     "knn": set(Task),
     "torch_mlp": set(Task),
+    "wide_deep": set(Task),
 }
 CASES = [(name, task) for name, tasks in SUPPORTED.items() for task in Task if task in tasks]
 UNSUPPORTED = [
@@ -37,6 +39,11 @@ UNSUPPORTED = [
 def _spec(name: str, task: Task, **params: Any) -> ModelSpec:
     if name == "torch_mlp" and task is Task.MULTICLASS:
         params.setdefault("classes", ["low", "mid", "high"])
+    if name == "wide_deep":
+        classes = ["low", "mid", "high"] if task is Task.MULTICLASS else []
+        return ModelSpec(
+            f"m-{name}", task, name, params, torch=torch_settings({"classes": classes})
+        )
     return ModelSpec(f"m-{name}", task, name, params)
 
 
