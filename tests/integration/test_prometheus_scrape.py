@@ -11,21 +11,19 @@ a healthy stack must keep quiet is pending or firing.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import socket
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from streamserve.subprocesses import started, wait_for_port
 from tests.integration.harness import produce_json, wait_for
 from tests.integration.procs import role_env, streamserve
+from tests.tools import tool
 from tests.unit.test_observability_files import RULES, _dashboard_exprs
 
 QUIET_WHEN_HEALTHY = {
@@ -34,16 +32,6 @@ QUIET_WHEN_HEALTHY = {
     "StreamserveDeadLetterRate",
     "StreamserveLearningPaused",
 }
-
-
-def _prometheus() -> str:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        message = "prometheus is not installed (Debian package prometheus; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
 
 
 def _free_port() -> int:
@@ -77,7 +65,7 @@ class PrometheusApi:
 def test_prometheus_scrapes_streamserve_and_evaluates_the_rules(
     bootstrap: str, redis_url: str, uid: str, tmp_path: Path
 ) -> None:
-    prometheus = _prometheus()
+    prometheus = tool("prometheus", "prometheus (Debian package prometheus)")
     env = role_env(
         bootstrap, redis_url, uid, STREAMSERVE__SNAPSHOTS__CHECKPOINT_EVERY_SECONDS="1"
     )

