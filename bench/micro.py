@@ -176,7 +176,9 @@ def _scorer_batch(serde: Serde, events: list[bytes], learner: Any) -> tuple[floa
             batch_encoder=batch_encoder if columns else None,
             producer=_NullProducer(),
             predictions_topic="predictions",
-            dead_letters=DeadLetterSink(_NullProducer(), "dead-letter", metrics),
+            dead_letters=DeadLetterSink(
+                _NullProducer(), "dead-letter", metrics, role="scorer", group="bench-scorer"
+            ),
             models=[ServedModel("m", SnapshotHolder(Serving(version=1, model=learner)))],
             metrics=metrics,
         )

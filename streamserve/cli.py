@@ -28,6 +28,7 @@ from streamserve.demo.runner import demo_settings, new_run_id, run_demo
 from streamserve.embedded import EmbeddedError, embedded_defaults
 from streamserve.errors import ConfigError, StreamserveError
 from streamserve.settings import Settings, load_settings
+from streamserve.snapshots.store import SnapshotStore
 from streamserve.wiring import Runtime, build_app
 
 logger = logging.getLogger("streamserve")
@@ -148,7 +149,9 @@ def _run_roles(
 ) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
-    rt = Runtime.build(s, ephemeral_key_ok=ephemeral_key_ok)
+    # Each role builds the parts it uses, before any starts: a missing setting stops the
+    # command here, naming the key (the joiner asks no signing key, say).
+    rt = Runtime(s, ephemeral_key_ok=ephemeral_key_ok)
     if banner:
         for line in rt.create_topics().lines():
             logger.info("topics: %s", line)
@@ -227,7 +230,7 @@ def cmd_role(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     s = _settings(args)
     _configure_logging(s.log_level)
-    report = Runtime.build(s, ephemeral_key_ok=True).create_topics()
+    report = Runtime(s).create_topics()  # a broker only: no Redis, no signing key
     for line in report.lines():
         print(line)
     return 1 if report.mismatches else 0
@@ -236,16 +239,25 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_snapshots(args: argparse.Namespace) -> int:
     s = _settings(args)
     _configure_logging(s.log_level)
-    rt = Runtime.build(s, ephemeral_key_ok=True)
     s.model(args.model)
-    if args.snapshots_command == "pin":
-        rt.store.pin(args.model, args.snap_version)
-    elif args.snapshots_command == "unpin":
-        rt.store.unpin(args.model)
-    serving = rt.store.serving_version(args.model)
+    rt = Runtime(s)  # Redis only: no broker, no signing key (nothing is verified)
+    try:
+        store = rt.store
+        if args.snapshots_command == "pin":
+            store.pin(args.model, args.snap_version)
+        elif args.snapshots_command == "unpin":
+            store.unpin(args.model)
+        print(json.dumps(_versions(store, args.model), indent=2))
+    finally:
+        rt.redis.close()
+    return 0
+
+
+def _versions(store: SnapshotStore, model: str) -> dict[str, Any]:
+    serving = store.serving_version(model)
     out = []
-    for v in sorted(rt.store.versions(args.model), reverse=True):
-        meta = rt.store.get_meta(args.model, v)
+    for v in sorted(store.versions(model), reverse=True):
+        meta = store.get_meta(model, v)
         out.append(
             {
                 "version": v,
@@ -256,18 +268,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
                 "metrics": meta.metrics if meta else None,
             }
         )
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "pinned": rt.store.is_pinned(args.model),
-                "serving": serving,
-                "versions": out,
-            },
-            indent=2,
-        )
-    )
-    return 0
+    return {"model": model, "pinned": store.is_pinned(model), "serving": serving, "versions": out}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except ConfigError as exc:
-        print(f"streamserve: {exc}", file=sys.stderr)
+        print(f"streamserve: config error at '{exc.key}': {exc.reason}", file=sys.stderr)
         return 2
     except (EmbeddedError, StreamserveError) as exc:
         print(f"streamserve: {exc}", file=sys.stderr)

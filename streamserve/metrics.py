@@ -161,6 +161,20 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.alert_encode_failures = Counter(
+            "streamserve_alert_encode_failures",
+            "Drift alerts that could not be encoded, so never reached drift-alerts "
+            "(counted in streamserve_drift_alerts_total and logged all the same), per model.",
+            ["model"],
+            registry=r,
+        )
+        self.replay_skipped = Counter(
+            "streamserve_replay_skipped",
+            "Examples a replay read back and skipped: reason 'decode' (undecodable) or "
+            "'label' (a label that does not fit the task), per model.",
+            ["model", "reason"],
+            registry=r,
+        )
         self.input_monitor_seconds = Histogram(
             "streamserve_input_monitor_seconds",
             "Time a scorer spends per batch updating its input drift monitors.",
@@ -198,7 +212,8 @@ class Metrics:
         )
         self.produce_errors = Counter(
             "streamserve_produce_errors",
-            "Records the broker did not acknowledge.",
+            "Learner outputs (dead-letter copies, drift alerts) whose delivery failed and "
+            "that were produced again, per topic.",
             ["topic"],
             registry=r,
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from streamserve.errors import StreamserveError
+from streamserve.errors import ReasonConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,11 @@ _SCHEMA_FILE = re.compile(r"^[A-Za-z0-9_.-]+\.avsc$")
 _MAX_SCHEMA_ID = 2**31 - 1
 
 
-class TopicSpecError(StreamserveError):
-    """topics.yaml (or a file it names) is missing or invalid."""
+class TopicSpecError(ReasonConfigError):
+    """topics.yaml (or a file it names) is missing or invalid: a config error under
+    ``serde.topics_dir``, where the file is found."""
+
+    default_key = "serde.topics_dir"
 
 
 @dataclass(frozen=True)

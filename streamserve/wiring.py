@@ -8,7 +8,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +82,27 @@ def snapshot_codec(s: Settings, *, ephemeral_ok: bool) -> SnapshotCodec:
     return SnapshotCodec(keys)
 
 
-@dataclass
 class Runtime:
-    """What every role shares in one process."""
+    """What the roles and commands of one process share, each part built on first use.
 
-    settings: Settings
-    registry: CollectorRegistry
-    metrics: Metrics
-    redis: redis.Redis
-    store: SnapshotStore
-    codec: SnapshotCodec
-    serde: Serde
-    topic_specs: dict[str, TopicSpec]
-    topics: dict[str, str]  # logical -> physical name
+    A command builds only the parts it uses (``topics create``: the topic specs and a
+    Kafka admin configuration; ``snapshots``: the Redis client and the store), so a setting
+    a command does not need is never asked for; a missing one fails when the part that
+    needs it is built, with a :class:`ConfigError` naming the key. :meth:`build` builds
+    every part at once.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        ephemeral_key_ok: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self._ephemeral_key_ok = ephemeral_key_ok
 
     @classmethod
     def build(
@@ -104,34 +112,52 @@ class Runtime:
         registry: CollectorRegistry | None = None,
         ephemeral_key_ok: bool = False,
     ) -> Runtime:
+        """A runtime with every part built now: a missing or bad setting fails here."""
+        rt = cls(s, registry=registry, ephemeral_key_ok=ephemeral_key_ok)
         kconf.admin_config(s.kafka)  # fails early, naming kafka.bootstrap_servers, if missing
-        codec = snapshot_codec(s, ephemeral_ok=ephemeral_key_ok)
-        topics_dir = Path(s.serde.topics_dir) if s.serde.topics_dir else default_topics_dir()
-        specs = load_topic_specs(topics_dir)
-        topics = {name: kconf.topic_name(s.kafka, name) for name in specs}
-        catalog = SchemaCatalog.load(topics_dir, specs)
+        _ = (rt.codec, rt.serde, rt.store)  # each built (and kept) now
+        return rt
+
+    @cached_property
+    def topics_dir(self) -> Path:
+        d = self.settings.serde.topics_dir
+        return Path(d) if d else default_topics_dir()
+
+    @cached_property
+    def topic_specs(self) -> dict[str, TopicSpec]:
+        return load_topic_specs(self.topics_dir)
+
+    @cached_property
+    def topics(self) -> dict[str, str]:
+        """Logical topic name -> physical name."""
+        return {name: kconf.topic_name(self.settings.kafka, name) for name in self.topic_specs}
+
+    @cached_property
+    def serde(self) -> Serde:
+        s = self.settings.serde
         sr = None
-        if s.serde.schema_registry_url:
-            password = s.serde.schema_registry_password
+        if s.schema_registry_url:
+            password = s.schema_registry_password
             sr = SchemaRegistryClient(
-                s.serde.schema_registry_url,
-                username=s.serde.schema_registry_username,
+                s.schema_registry_url,
+                username=s.schema_registry_username,
                 password=password.get() if password else None,
             )
-        serde = Serde(catalog, output_format=s.serde.output_format, registry=sr, topic_names=topics)
-        registry = registry or CollectorRegistry()
-        client = redis_client(s)
-        return cls(
-            settings=s,
-            registry=registry,
-            metrics=Metrics(registry),
-            redis=client,
-            store=SnapshotStore(client, prefix=s.redis.key_prefix, keep=s.snapshots.keep),
-            codec=codec,
-            serde=serde,
-            topic_specs=specs,
-            topics=topics,
-        )
+        catalog = SchemaCatalog.load(self.topics_dir, self.topic_specs)
+        return Serde(catalog, output_format=s.output_format, registry=sr, topic_names=self.topics)
+
+    @cached_property
+    def codec(self) -> SnapshotCodec:
+        return snapshot_codec(self.settings, ephemeral_ok=self._ephemeral_key_ok)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis_client(self.settings)
+
+    @cached_property
+    def store(self) -> SnapshotStore:
+        s = self.settings
+        return SnapshotStore(self.redis, prefix=s.redis.key_prefix, keep=s.snapshots.keep)
 
     def create_topics(self) -> TopicReport:
         s = self.settings
@@ -164,12 +190,16 @@ class Runtime:
         consumer = self.consumer(role, group_suffix, errors)
         return LoopClients(consumer, producer, self.committer(role, consumer, producer), errors)
 
+    def group(self, suffix: str) -> str:
+        """The consumer group ``<group_prefix>-<suffix>``."""
+        return f"{self.settings.kafka.group_prefix}-{suffix}"
+
     def consumer(
         self, role: str, group_suffix: str, errors: kconf.ClientErrors, **extra: Any
     ) -> Consumer:
         """A consumer in group ``<group_prefix>-<group_suffix>``; ``extra`` overrides
         librdkafka properties."""
-        group = f"{self.settings.kafka.group_prefix}-{group_suffix}"
+        group = self.group(group_suffix)
         return Consumer(kconf.consumer_config(self.settings.kafka, group, errors, **extra))
 
     def partitions(self, logical_topic: str) -> tuple[str, list[int]]:
@@ -177,10 +207,20 @@ class Runtime:
         name = self.topics[logical_topic]
         return name, partitions_of(kconf.admin_config(self.settings.kafka), name)
 
-    def dead_letters(self, producer: Producer) -> DeadLetterSink:
-        return DeadLetterSink(producer, self.topics["dead-letter"], self.metrics)
+    def dead_letters(
+        self, producer: Any, role: str, group_suffix: str | None = None
+    ) -> DeadLetterSink:
+        """The dead-letter writer of ``role``, whose consumer group is
+        ``<group_prefix>-<group_suffix>`` (the role's name by default)."""
+        return DeadLetterSink(
+            producer,
+            self.topics["dead-letter"],
+            self.metrics,
+            role=role,
+            group=self.group(group_suffix or role),
+        )
 
-    def alert_sink(self, producer: Producer) -> AlertSink:
+    def alert_sink(self, producer: Any) -> AlertSink:
         return AlertSink(
             producer=producer,
             topic=self.topics["drift-alerts"],
@@ -220,7 +260,7 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         batch_encoder=batch_encoder,
         producer=producer,
         predictions_topic=rt.topics["predictions"],
-        dead_letters=rt.dead_letters(producer),
+        dead_letters=rt.dead_letters(producer, "scorer"),
         models=served,
         metrics=rt.metrics,
         input_monitor=monitor,
@@ -295,7 +335,7 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
         example_encoder=rt.serde.example_encoder(),
         producer=producer,
         examples_topic=rt.topics["examples"],
-        dead_letters=rt.dead_letters(producer),
+        dead_letters=rt.dead_letters(producer, "joiner"),
         state=JoinState(rt.redis, prefix=s.redis.key_prefix, window_s=s.joiner.window_seconds),
         retry=RetryPolicy(stop),
         metrics=rt.metrics,
@@ -316,10 +356,11 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
 
 def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     s = rt.settings
+    # Dead-letter copies and alerts go through ``out``, which tracks each until acknowledged.
     out = LearnerProducer(
         lambda: rt.producer(f"learner-{spec.name}"), role=f"learner-{spec.name}", metrics=rt.metrics
     )
-    producer, errors = out.producer, out.errors
+    errors = out.errors
     topic = rt.topics["examples"]
     admin = kconf.admin_config(s.kafka)
 
@@ -339,14 +380,16 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
                 decoder=rt.serde.example_decoder(),
                 task=spec.task,
                 timeout_s=drift.retrain.replay_timeout_s,
+                model=spec.name,
+                metrics=rt.metrics,
             )
 
         def drift_monitor() -> ErrorMonitor:
             return ErrorMonitor(spec.task, drift, replayer)
 
     decoder, batch_decoder = rt.serde.example_decoders()
-    dead_letters, alert_sink = rt.dead_letters(producer), rt.alert_sink(producer)
-    out.serve(dead_letters, alert_sink)
+    dead_letters = rt.dead_letters(out, "learner", f"learner-{spec.name}")
+    alert_sink = rt.alert_sink(out)
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -386,7 +429,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             "examples_seen": st.examples_seen if st else None,
         }
 
-    return Role(f"learner-{spec.name}", role.run, [lambda: out.flush(30.0)], health)
+    return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
 
 
 def build_app(

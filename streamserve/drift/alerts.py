@@ -68,6 +68,7 @@ class AlertSink:
         self._topic = topic
         self._encode = encoder.encode
         self._counter = metrics.drift_alerts
+        self._encode_failures = metrics.alert_encode_failures
 
     def use_producer(self, producer: Any) -> None:
         """Write through ``producer`` from now on (the loop rebuilt its Kafka clients)."""
@@ -91,7 +92,14 @@ class AlertSink:
         )
         try:
             value = self._encode(alert.as_record())
-        except EncodeError:
-            logger.exception("drift alert for %s could not be encoded", alert.model)
+        except EncodeError as exc:
+            # Counted and logged (the line above has the alert itself); not produced.
+            self._encode_failures.labels(alert.model).inc()
+            logger.warning(
+                "drift alert for %s could not be encoded; it is not on %s: %s",
+                alert.model,
+                self._topic,
+                exc,
+            )
             return
         produce(self._producer, batch, self._topic, value, alert.model.encode())

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from streamserve.errors import StreamserveError
+from streamserve.errors import ReasonConfigError, StreamserveError
 
 
 class DriftError(StreamserveError):
     """Base class of every drift error."""
 
 
-class DriftConfigError(DriftError):
-    """A detector or retraining policy is misconfigured; the caller prefixes the key."""
+class DriftConfigError(DriftError, ReasonConfigError):
+    """A detector or retraining policy is misconfigured.
+
+    A :class:`~streamserve.errors.ConfigError` under ``models`` unless told its key; the
+    settings loader names the exact key (``ConfigError(key, str(exc))``).
+    """
+
+    default_key = "models"
 
 
 class ReplayError(DriftError):

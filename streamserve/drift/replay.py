@@ -14,6 +14,7 @@ from streamserve.kafka.timestamps import record_ts
 from streamserve.learners.exceptions import LabelError
 from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import Task
+from streamserve.metrics import Metrics
 from streamserve.records import Example, Features, LabelValue
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
@@ -39,7 +40,9 @@ class ExamplesReplayer:
     Each partition is read from ``next offset - count`` (or, with ``since_ms``, from the
     first offset written at or after it, if later) up to the learner's position, by
     offsets (never watermarks); the records are merged by timestamp and the newest
-    ``count`` kept. Records that fail to decode or whose label does not fit are skipped.
+    ``count`` kept. Records that fail to decode or whose label does not fit are skipped
+    (the learner dead-lettered them when it first read them): each is counted in
+    ``streamserve_replay_skipped_total`` and a replay that skipped any logs a warning.
     """
 
     def __init__(
@@ -50,12 +53,18 @@ class ExamplesReplayer:
         decoder: Decoder[Example],
         task: Task,
         timeout_s: float,
+        model: str,
+        metrics: Metrics,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._topic = topic
         self._decode = decoder.decode
         self._task = task
         self._timeout_s = timeout_s
+        self._model = model
+        self._skipped = {
+            reason: metrics.replay_skipped.labels(model, reason) for reason in ("decode", "label")
+        }
 
     def read(
         self, offsets: Mapping[int, int], count: int, since_ms: int | None = None
@@ -64,6 +73,7 @@ class ExamplesReplayer:
         if not ends or count <= 0:
             return []
         got: list[tuple[int, int, int, Labelled]] = []
+        skips = _Skips()
         consumer = self._consumer_factory()
         try:
             starts = {p: max(0, end - count) for p, end in ends.items()}
@@ -96,7 +106,7 @@ class ExamplesReplayer:
                     ts = record_ts(m)
                     # offsets_for_times may answer a batch's first offset: filter by time too
                     if since_ms is None or (ts is not None and ts >= since_ms):
-                        labelled = self._labelled(m.value(), ts)
+                        labelled = self._labelled(m.value(), ts, skips, p, o)
                         if labelled is not None:
                             got.append((labelled[0], p, o, labelled[1]))
                     if o >= pending[p] - 1:
@@ -111,16 +121,50 @@ class ExamplesReplayer:
             raise ReplayError(f"cannot read back {self._topic}: {exc!r}") from exc
         finally:
             consumer.close()
+            skips.report(self._model, self._topic, self._skipped)
         got.sort(key=lambda r: (r[0], r[1], r[2]))
         logger.info("replayed %d examples from %s", min(len(got), count), self._topic)
         return [r[3] for r in got[-count:]]
 
-    def _labelled(self, value: bytes | None, ts: int | None) -> tuple[int, Labelled] | None:
-        """(time, (features, label)), or None for a record that is skipped; time 0 when
-        neither the example nor the record has one."""
+    def _labelled(
+        self, value: bytes | None, ts: int | None, skips: _Skips, partition: int, offset: int
+    ) -> tuple[int, Labelled] | None:
+        """(time, (features, label)), or None for a record that is skipped (noted in
+        ``skips``); time 0 when neither the example nor the record has one."""
         try:
             example = self._decode(value, ts)
+        except DecodeError as exc:
+            skips.add("decode", partition, offset, exc)
+            return None
+        try:
             y = coerce_label(self._task, example.label)
-        except (DecodeError, LabelError):
+        except LabelError as exc:
+            skips.add("label", partition, offset, exc)
             return None
         return example.label_ts or example.event_ts or ts or 0, (example.features, y)
+
+
+class _Skips:
+    """The records one replay skipped, per reason, and the first of them."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.first: str | None = None
+
+    def add(self, reason: str, partition: int, offset: int, exc: Exception) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if self.first is None:
+            self.first = f"[{partition}]@{offset} {type(exc).__name__}: {str(exc)[:200]}"
+
+    def report(self, model: str, topic: str, counters: Mapping[str, Any]) -> None:
+        if not self.counts:
+            return
+        for reason, n in self.counts.items():
+            counters[reason].inc(n)
+        logger.warning(
+            "replay for %s skipped %s records of %s (first: %s)",
+            model,
+            " and ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items())),
+            topic,
+            self.first,
+        )

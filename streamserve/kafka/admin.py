@@ -96,13 +96,15 @@ def _compare_cleanup(
     try:
         futures = admin.describe_configs(resources, request_timeout=timeout_s)
     except (KafkaException, ValueError) as exc:  # some brokers do not describe configs
-        logger.info("cannot describe topic configs: %s", exc)
+        logger.warning("cannot describe topic configs; cleanup.policy not compared: %s", exc)
         return
     for res, fut in futures.items():
         try:
             entries = fut.result(timeout=timeout_s)
         except KafkaException as exc:
-            logger.info("cannot describe config of %s: %s", res.name, exc)
+            logger.warning(
+                "cannot describe config of %s; cleanup.policy not compared: %s", res.name, exc
+            )
             continue
         entry = entries.get("cleanup.policy")
         want = by_name[res.name].cleanup_policy

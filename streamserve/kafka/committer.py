@@ -98,7 +98,13 @@ def rewind(consumer: Any, msgs: list[Message]) -> None:
             consumer.seek(TopicPartition(topic, partition, offset))
         except KafkaException as exc:
             # Not assigned any more: its new owner resumes from the last commit.
-            logger.debug("seek %s[%d]@%d: %s", topic, partition, offset, exc)
+            logger.warning(
+                "cannot rewind %s[%d] to %d (%s); its owner reads it again from the last commit",
+                topic,
+                partition,
+                offset,
+                exc,
+            )
 
 
 class AtLeastOnceCommitter:

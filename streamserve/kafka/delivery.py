@@ -152,7 +152,11 @@ class OffsetTracker:
         except KafkaException as exc:
             # A partition revoked meanwhile cannot take a stored offset; its new owner
             # resumes from the last commit and reprocesses (at-least-once).
-            logger.debug("store_offsets: %s", exc)
+            logger.warning(
+                "offsets %s not stored (%s); records past the last commit are read again",
+                ", ".join(f"{t}[{p}]@{o}" for (t, p), o in merged.items()),
+                exc,
+            )
 
 
 def produce_many(

@@ -54,7 +54,7 @@ class TopicIdLookup:
         try:
             found = futures[self._topic].result(timeout=LOOKUP_TIMEOUT_S * 2)
         except (KafkaException, TimeoutError) as exc:
-            logger.debug("topic id of %s: %s", self._topic, exc)
+            logger.warning("cannot look up the topic id of %s: %s", self._topic, exc)
             return None
         uid = str(found.topic_id) if found.topic_id is not None else ""
         return uid if uid and uid != _NO_ID else None
@@ -107,7 +107,7 @@ class TopicIdentity:
         try:
             observed = self._lookup()
         except Exception as exc:  # an admin call that failed tells nothing
-            logger.debug("topic id lookup failed: %s", exc)
+            logger.warning("topic id lookup failed: %s", exc)
             observed = None
         if observed is None:
             if self._suspect and self.known is not None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from streamserve.errors import StreamserveError
+from streamserve.errors import ReasonConfigError, StreamserveError
 
 
 class LearnerError(StreamserveError):
     """Base class of every learner error."""
 
 
-class LearnerConfigError(LearnerError):
+class LearnerConfigError(LearnerError, ReasonConfigError):
     """A model spec cannot be turned into a learner; the message says what to change.
 
-    The caller prefixes the config key (``ConfigError(key, str(exc))``).
+    A :class:`~streamserve.errors.ConfigError` under ``models`` unless told its key; the
+    settings loader names the exact key (``ConfigError(key, str(exc))``).
     """
+
+    default_key = "models"
 
 
 class LabelError(LearnerError):

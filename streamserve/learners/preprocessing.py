@@ -37,9 +37,12 @@ _N, _MEAN, _M2, _INV_STD = 0, 1, 2, 3
 
 
 def _inverse_std(n: float, m2: float) -> float:
-    if n <= 0 or m2 <= 0.0:
+    if n <= 0:
         return 0.0
-    inv = 1.0 / math.sqrt(m2 / n)
+    variance = m2 / n  # 0 also when a subnormal m2 underflows
+    if variance <= 0.0:
+        return 0.0
+    inv = 1.0 / math.sqrt(variance)
     return inv if math.isfinite(inv) else 0.0
 
 
@@ -117,7 +120,8 @@ class Preprocess(base.Transformer):
                     mean = s[_MEAN] + delta / n
                     m2 = s[_M2] + delta * (value - mean)
                     if mean - mean == 0.0 and m2 - m2 == 0.0:  # both finite
-                        inv = 1.0 / sqrt(m2 / n) if m2 > 0.0 else 0.0  # as _inverse_std
+                        variance = m2 / n
+                        inv = 1.0 / sqrt(variance) if variance > 0.0 else 0.0  # _inverse_std
                         if inv - inv != 0.0:
                             inv = 0.0
                         s[_N], s[_MEAN], s[_M2], s[_INV_STD] = n, mean, m2, inv

@@ -5,11 +5,17 @@ snapshot write checks that lease and that the version is newer (fencing), atomic
 The examples-topic offsets live inside each snapshot: on start the leader resumes from
 the newest snapshot that verifies, at the offsets it reflects, so the model reflects each
 example once. Offsets are also committed to the consumer group, for lag dashboards only.
+
+A snapshot is written only once every output produced before it (dead-letter copies,
+drift alerts) was acknowledged without error: the learner's producer tracks each one, and
+one whose delivery failed is produced again before the checkpoint is tried again
+(:mod:`streamserve.kafka.learner_producer`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +31,7 @@ from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
 from streamserve.kafka.lag import LagReporter
-from streamserve.kafka.learner_producer import LearnerProducer
+from streamserve.kafka.learner_producer import TrackedProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
 from streamserve.learners.base import Learner, Scored
@@ -36,6 +42,7 @@ from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, Features, LabelValue
+from streamserve.roles.exceptions import LeadershipLost, StoppedWhileWaiting
 from streamserve.serde.codecs import Decoder
 from streamserve.serde.exceptions import DecodeError
 from streamserve.serde.fast.example_rows import ExampleRows
@@ -50,19 +57,6 @@ logger = logging.getLogger(__name__)
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
 TOPIC_ID_KEY = "examples_topic_id"  # snapshot extra: the topic the offsets belong to
-
-
-class LeadershipLost(Exception):
-    """The lease is gone (expired or taken): drop in-memory state and stand by."""
-
-
-class StoppedWhileWaiting(Exception):
-    """The stop event was set while waiting for Redis: give up leading at once."""
-
-
-class ProducerReplaced(Exception):
-    """The stuck producer was replaced: resume from the newest snapshot, whose offsets
-    precede every record the old producer never got acknowledged."""
 
 
 @dataclass
@@ -120,7 +114,7 @@ class LearnerRole:
         partitions: Callable[[], list[int]],
         decoder: Decoder[Example],
         batch_decoder: ExampleBatchDecoder | None,
-        producer: Any,
+        producer: TrackedProducer,
         dead_letters: DeadLetterSink,
         store: SnapshotStore,
         codec: SnapshotCodec,
@@ -154,6 +148,8 @@ class LearnerRole:
         metrics.learning_paused.labels(spec.name).set(0)
         self.state: LearnerState | None = None
         self._next_checkpoint_try = 0.0
+        self._flush_s = FLUSH_S
+        self._next_renew = math.inf  # set while leading
 
     # -- leadership -------------------------------------------------------------------
 
@@ -179,13 +175,14 @@ class LearnerRole:
                 logger.info("learner %s: stopped while waiting for Redis", self.spec.name)
             except LeadershipLost as exc:
                 logger.warning("learner %s: leadership lost: %s; standing by", self.spec.name, exc)
-            except ProducerReplaced:
-                logger.warning("learner %s: resuming from the newest snapshot", self.spec.name)
             finally:
                 self._leader.set(0)
                 self.state = None
 
     def _lead(self, stop: threading.Event) -> None:
+        # A checkpoint waiting for produced records must not outlast the lease between
+        # two renewals (every third of its TTL): it is retried a second later instead.
+        self._flush_s = min(FLUSH_S, self._lease.ttl_ms / 6000.0)
         state = self._restore(stop)
         if self._drift_monitor is not None:
             state.drift = self._drift_monitor()
@@ -199,12 +196,10 @@ class LearnerRole:
             self._topic_checked(consumer, state, assigned, [])
             self._assign_new(consumer, state, assigned)
             next_refresh = time.monotonic() + self._cfg.partition_refresh_s
-            next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
+            self._next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
             while not stop.is_set():
+                self._renew_if_due()
                 now = time.monotonic()
-                if now >= next_renew:
-                    self._renew()
-                    next_renew = now + self._lease.ttl_ms / 3000.0
                 if now >= next_refresh or not assigned:
                     self._assign_new(consumer, state, assigned)
                     next_refresh = now + self._cfg.partition_refresh_s
@@ -225,6 +220,15 @@ class LearnerRole:
         finally:
             consumer.close()
             self._lag.clear()
+
+    def _renew_if_due(self) -> None:
+        """Renew the lease once a third of its TTL passed since the last renewal: between
+        batches, and within a long one (a slow model must not lose its lease mid-batch,
+        relearn the batch from the last snapshot, and lose it again)."""
+        now = time.monotonic()
+        if now >= self._next_renew:
+            self._next_renew = now + self._lease.ttl_ms / 3000.0
+            self._renew()
 
     def _renew(self) -> None:
         try:
@@ -414,6 +418,8 @@ class LearnerRole:
         task = self.spec.task
         items: list[_Item] = []
         for i, m in enumerate(msgs):
+            if i & 63 == 63:
+                self._renew_if_due()
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -429,6 +435,8 @@ class LearnerRole:
                     features, label = example.features, example.label
                 items.append(_Item(m, features, coerce_label(task, label), example, rows, i))
             except (DecodeError, LabelError) as exc:
+                # No batch: the learner's producer tracks it, and the next checkpoint
+                # waits until it is acknowledged (_outputs_acknowledged).
                 self._dlq.send(m, "learn", exc, None)
                 items.append(_Item(m, None, False, None, rows, i))
         return items
@@ -484,7 +492,7 @@ class LearnerRole:
                 # Redis is down: keep the promoted model; the next checkpoint publishes it.
                 alert.details["publish"] = "deferred"
         if self._alerts is not None:
-            self._alerts.emit(alert)
+            self._alerts.emit(alert)  # tracked by the learner's producer, as dead letters
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -499,22 +507,50 @@ class LearnerRole:
             or now - state.last_checkpoint >= self._cfg.checkpoint_every_s
         )
 
-    def _checkpoint(self, state: LearnerState, consumer: Any, final: bool = False) -> bool:
-        """Write a signed snapshot; True on success. Redis errors are retried later."""
-        name = self.spec.name
-        # Dead-letter copies must be acknowledged before the offsets past them are stored.
-        left = self._producer.flush(FLUSH_S)
-        if left:
+    def _outputs_acknowledged(self, consumer: Any) -> bool:
+        """True when every output produced so far (dead-letter copies, drift alerts) was
+        acknowledged without error, so a checkpoint may store the offsets past them.
+
+        Otherwise the checkpoint is deferred (tried again a second later): records still
+        in flight are waited for, and records whose delivery failed are produced again
+        (see :mod:`streamserve.kafka.learner_producer` for why again rather than resume
+        from the last snapshot). A producer stuck past the rebuild bound is replaced; the
+        new one produces every record the old one had not got acknowledged.
+        """
+        name, out = self.spec.name, self._producer
+        left = out.flush(self._flush_s)
+        refused = out.redeliver()
+        if not left and not refused:
+            return True
+        self._next_checkpoint_try = time.monotonic() + 1.0
+        if refused:
+            self._metrics.checkpoint_failures.labels(name, "delivery").inc()
+            logger.warning(
+                "learner %s: %d produced records were not delivered and are produced again; "
+                "checkpoint deferred until they are acknowledged",
+                name,
+                refused,
+            )
+        else:
             self._metrics.checkpoint_failures.labels(name, "kafka").inc()
             logger.warning(
                 "learner %s: %d produced records unacknowledged; checkpoint deferred", name, left
             )
-            self._next_checkpoint_try = time.monotonic() + 1.0
-            out = self._producer
-            if isinstance(out, LearnerProducer) and out.replace_if_stuck(
-                lambda: broker_answers(consumer)
-            ):
-                raise ProducerReplaced
+        out.replace_if_stuck(lambda: broker_answers(consumer))
+        return False
+
+    def _checkpoint(self, state: LearnerState, consumer: Any, final: bool = False) -> bool:
+        """Write a signed snapshot; True on success. Redis errors are retried later, and
+        so are outputs not yet acknowledged (:meth:`_outputs_acknowledged`)."""
+        name = self.spec.name
+        if not self._outputs_acknowledged(consumer):
+            if final:
+                logger.error(
+                    "learner %s: final checkpoint not written (produced records "
+                    "unacknowledged); the next leader relearns from v%d's offsets",
+                    name,
+                    state.version,
+                )
             return False
         values = state.metrics.as_dict()
         meta = SnapshotMeta(
@@ -569,4 +605,9 @@ class LearnerRole:
         try:
             consumer.commit(offsets=tps, asynchronous=True)
         except Exception as exc:  # lag reporting only; the snapshot holds the truth
-            logger.debug("learner %s: offset commit for lag failed: %s", self.spec.name, exc)
+            logger.warning(
+                "learner %s: offset commit failed (consumer lag only; the snapshot holds "
+                "the offsets): %s",
+                self.spec.name,
+                exc,
+            )

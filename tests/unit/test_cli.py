@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,14 @@ def test_demo_refuses_a_model_that_is_not_binary(
     cfg.write_text("models:\n  - {name: price, task: regression, learner: linear_regression}\n")
     assert main(["demo", "--config", str(cfg)]) == 1
     assert "binary" in capsys.readouterr().err
+
+
+def test_each_command_names_the_one_setting_it_lacks(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in [k for k in os.environ if k.startswith("STREAMSERVE")]:
+        monkeypatch.delenv(key)
+    assert main(["topics", "create"]) == 2
+    assert "'kafka.bootstrap_servers'" in capsys.readouterr().err
+    assert main(["snapshots", "list"]) == 2
+    assert "'redis.url'" in capsys.readouterr().err

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry
 from streamserve.drift.alerts import DriftAlert
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
 from streamserve.drift.spec import ModelDrift, Policy, RetrainSpec
+from streamserve.kafka.config import ClientErrors
+from streamserve.kafka.learner_producer import LearnerProducer
 from streamserve.learners.base import Learner, Scored
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.evaluation import RunningMetrics
@@ -58,25 +60,38 @@ class PromoteAtThird(ErrorMonitor):
         return Outcome(alert, promote=self.promoted)
 
 
-def _role(store: FakeSnapshotStore, sink: FakeSink) -> LearnerRole:
+def learner_role(store: FakeSnapshotStore, sink: Any, **parts: Any) -> LearnerRole:
+    """A learner role over fakes; ``parts`` replace its producer, dead letters, lease or
+    metrics."""
     topics_dir = default_topics_dir()
     serde = Serde(SchemaCatalog.from_dir(topics_dir))
     decoders = serde.example_decoders()
-    role = LearnerRole(
+    metrics = parts.pop("metrics", None) or Metrics(CollectorRegistry())
+    kwargs: dict[str, Any] = {
+        "producer": LearnerProducer(
+            lambda: (FakeProducer(), ClientErrors("learner-m")), role="learner-m", metrics=metrics
+        ),
+        "dead_letters": None,
+        "lease": FakeLease(),
+        **parts,
+    }
+    return LearnerRole(
         spec=SPEC,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=lambda: None,
         partitions=lambda: [0],
         decoder=decoders[0],
         batch_decoder=decoders[1],
-        producer=FakeProducer(),
-        dead_letters=None,  # type: ignore[arg-type]
-        store=store,  # type: ignore[arg-type]
+        store=store,
         codec=SnapshotCodec([b"unit-test-key-0123456789"]),
-        lease=FakeLease(),  # type: ignore[arg-type]
-        metrics=Metrics(CollectorRegistry()),
-        alerts=sink,  # type: ignore[arg-type]
+        metrics=metrics,
+        alerts=sink,
+        **kwargs,
     )
+
+
+def _role(store: FakeSnapshotStore, sink: FakeSink) -> LearnerRole:
+    role = learner_role(store, sink)
     role._consumer = type("C", (), {"commit": lambda self, **kw: None})()
     return role
 

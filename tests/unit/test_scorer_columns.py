@@ -160,7 +160,9 @@ def _run(
         batch_encoder=batch_encoder if columns else None,
         producer=producer,
         predictions_topic="predictions",
-        dead_letters=DeadLetterSink(producer, "dead-letter", metrics),
+        dead_letters=DeadLetterSink(
+            producer, "dead-letter", metrics, role="scorer", group="streamserve-scorer"
+        ),
         models=[
             ServedModel(f"m{k}", SnapshotHolder(Serving(version=k + 3, model=model)))
             for k, model in enumerate(models)
