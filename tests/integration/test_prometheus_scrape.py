@@ -45,6 +45,14 @@ class PrometheusApi:
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}/api/v1"
 
+    def ready(self) -> bool:
+        url = self.base.removesuffix("/api/v1") + "/-/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return bool(response.status == 200)
+        except OSError:  # refused, or 503 while starting (HTTPError is an OSError)
+            return False
+
     def get(self, path: str, **params: str) -> Any:
         url = f"{self.base}/{path}?{urllib.parse.urlencode(params)}"
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -101,7 +109,10 @@ def test_prometheus_scrapes_streamserve_and_evaluates_the_rules(
         ]
         with started(argv, log_prefix="prometheus-test-", stop_timeout_s=30) as server:
             wait_for_port(port, server, "prometheus", 60)
-            _check(PrometheusApi(port), server.tail)
+            api = PrometheusApi(port)
+            # It answers 503 until its storage is open and the rules are loaded.
+            wait_for(api.ready, 60, "prometheus to be ready", interval_s=0.2)
+            _check(api, server.tail)
 
 
 def _check(api: PrometheusApi, log: Any) -> None:
