@@ -326,36 +326,57 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if value not in allowed:
             raise ConfigError(key, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
         return value
-    if tp is Secret:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(key, "must be a non-empty string")
-        return Secret(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(key, f"must be true or false; got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"must be an integer; got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(key, f"must be a number; got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(key, f"must be a string; got {value!r}")
-        return value
     if origin is Mapping or origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(key, "must be a mapping of names to values")
-        out: dict[str, str] = {}
-        for k, v in value.items():
-            if isinstance(v, dict | list) or v is None:
-                raise ConfigError(f"{key}.{k}", "must be a scalar")
-            out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
-        return types.MappingProxyType(out)
-    raise ConfigError(key, f"unsupported setting type {tp!r}")  # pragma: no cover
+        return _mapping(value, key)
+    scalar = _SCALARS.get(tp)
+    if scalar is None:
+        raise ConfigError(key, f"unsupported setting type {tp!r}")  # pragma: no cover
+    return scalar(value, key)
+
+
+def _secret(value: Any, key: str) -> Secret:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a non-empty string")
+    return Secret(value)
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false; got {value!r}")
+    return value
+
+
+def _int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"must be an integer; got {value!r}")
+    return value
+
+
+def _float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, f"must be a number; got {value!r}")
+    return float(value)
+
+
+def _str(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string; got {value!r}")
+    return value
+
+
+_SCALARS: dict[Any, Any] = {Secret: _secret, bool: _bool, int: _int, float: _float, str: _str}
+
+
+def _mapping(value: Any, key: str) -> Mapping[str, str]:
+    """A mapping of names to scalars, kept as strings (librdkafka properties)."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "must be a mapping of names to values")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if isinstance(v, dict | list) or v is None:
+            raise ConfigError(f"{key}.{k}", "must be a scalar")
+        out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+    return types.MappingProxyType(out)
 
 
 def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
@@ -367,54 +388,57 @@ def _build_models(raw: Any, *, validate: bool) -> tuple[ModelSpec, ...]:
     seen: set[str] = set()
     for i, item in enumerate(raw):
         key = f"models[{i}]"
-        if not isinstance(item, Mapping):
-            raise ConfigError(key, "must be a mapping with name, task and learner")
-        unknown = sorted(set(item) - _MODEL_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_MODEL_KEYS))})"
-            )
-        for required in ("name", "task", "learner"):
-            if required not in item:
-                raise ConfigError(f"{key}.{required}", "required")
-        name = item["name"]
-        if (
-            not isinstance(name, str)
-            or not name
-            or not name.replace("-", "").replace("_", "").isalnum()
-        ):
-            raise ConfigError(f"{key}.name", "must be letters, digits, '-' or '_'")
-        if name in seen:
-            raise ConfigError(f"{key}.name", f"duplicate model name {name!r}")
-        seen.add(name)
-        try:
-            task = Task(item["task"])
-        except ValueError as exc:
-            allowed = ", ".join(t.value for t in Task)
-            raise ConfigError(
-                f"{key}.task", f"must be one of {allowed}; got {item['task']!r}"
-            ) from exc
-        learner = item["learner"]
-        if not isinstance(learner, str) or not learner:
-            raise ConfigError(f"{key}.learner", "must be a built-in name or 'pkg.module:factory'")
-        params = item.get("params", {}) or {}
-        if not isinstance(params, Mapping):
-            raise ConfigError(f"{key}.params", "must be a mapping of keyword arguments")
-        preprocess = item.get("preprocess", True)
-        if not isinstance(preprocess, bool):
-            raise ConfigError(f"{key}.preprocess", "must be true or false")
-        spec = ModelSpec(
-            name=name,
-            task=task,
-            learner=learner,
-            params=dict(params),
-            preprocess=preprocess,
-            torch=_model_torch(item, key),
-        )
+        spec = _model_spec(item, key)
+        if spec.name in seen:
+            raise ConfigError(f"{key}.name", f"duplicate model name {spec.name!r}")
+        seen.add(spec.name)
         if validate:
             _validate_model(spec, key)
         specs.append(spec)
     return tuple(specs)
+
+
+def _model_spec(item: Any, key: str) -> ModelSpec:
+    """One entry of ``models``, checked key by key."""
+    if not isinstance(item, Mapping):
+        raise ConfigError(key, "must be a mapping with name, task and learner")
+    unknown = sorted(set(item) - _MODEL_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(_MODEL_KEYS))})"
+        )
+    for required in ("name", "task", "learner"):
+        if required not in item:
+            raise ConfigError(f"{key}.{required}", "required")
+    name = item["name"]
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise ConfigError(f"{key}.name", "must be letters, digits, '-' or '_'")
+    try:
+        task = Task(item["task"])
+    except ValueError as exc:
+        allowed = ", ".join(t.value for t in Task)
+        raise ConfigError(f"{key}.task", f"must be one of {allowed}; got {item['task']!r}") from exc
+    learner = item["learner"]
+    if not isinstance(learner, str) or not learner:
+        raise ConfigError(f"{key}.learner", "must be a built-in name or 'pkg.module:factory'")
+    params = item.get("params", {}) or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{key}.params", "must be a mapping of keyword arguments")
+    preprocess = item.get("preprocess", True)
+    if not isinstance(preprocess, bool):
+        raise ConfigError(f"{key}.preprocess", "must be true or false")
+    return ModelSpec(
+        name=name,
+        task=task,
+        learner=learner,
+        params=dict(params),
+        preprocess=preprocess,
+        torch=_model_torch(item, key),
+    )
 
 
 def _validate_model(spec: ModelSpec, key: str) -> None:
@@ -476,6 +500,11 @@ def _check(s: Settings) -> None:
     for key, fvalue in positive_floats.items():
         if fvalue <= 0:
             raise ConfigError(key, f"must be positive; got {fvalue}")
+    _check_ranges(s)
+    _check_kafka(s)
+
+
+def _check_ranges(s: Settings) -> None:
     if not 0 < s.scorer.input_drift.categorical_threshold <= 1:
         raise ConfigError(
             "scorer.input_drift.categorical_threshold",
@@ -491,6 +520,9 @@ def _check(s: Settings) -> None:
         )
     if s.redis.url is not None and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+
+
+def _check_kafka(s: Settings) -> None:
     if s.kafka.replication_factor is not None and s.kafka.replication_factor <= 0:
         raise ConfigError("kafka.replication_factor", "must be positive")
     for section, props in (

@@ -76,45 +76,12 @@ class ExamplesReplayer:
         skips = _Skips()
         consumer = self._consumer_factory()
         try:
-            starts = {p: max(0, end - count) for p, end in ends.items()}
-            if since_ms is not None:
-                found = consumer.offsets_for_times(
-                    [TopicPartition(self._topic, p, since_ms) for p in ends],
-                    timeout=self._timeout_s,
-                )
-                for tp in found:
-                    # -1: nothing written since then in this partition
-                    first = ends[tp.partition] if tp.offset < 0 else tp.offset
-                    starts[tp.partition] = max(starts[tp.partition], first)
+            starts = self._starts(consumer, ends, count, since_ms)
             pending = {p: end for p, end in ends.items() if starts[p] < end}
             if not pending:
                 return []
             consumer.assign([TopicPartition(self._topic, p, starts[p]) for p in pending])
-            deadline = time.monotonic() + self._timeout_s
-            while pending:
-                if time.monotonic() >= deadline:
-                    raise ReplayError(
-                        f"timed out after {self._timeout_s:.0f}s reading back {self._topic} "
-                        f"(partitions not complete: {sorted(pending)})"
-                    )
-                for m in consumer.consume(1000, 0.2):
-                    if m.error() is not None:
-                        continue
-                    p, o = m.partition(), m.offset()
-                    if p not in pending or o is None or o >= pending[p]:
-                        continue
-                    ts = record_ts(m)
-                    # offsets_for_times may answer a batch's first offset: filter by time too
-                    if since_ms is None or (ts is not None and ts >= since_ms):
-                        labelled = self._labelled(m.value(), ts, skips, p, o)
-                        if labelled is not None:
-                            got.append((labelled[0], p, o, labelled[1]))
-                    if o >= pending[p] - 1:
-                        del pending[p]
-                if pending:  # past the end without a record there (e.g. a control record)
-                    for tp in consumer.position([TopicPartition(self._topic, p) for p in pending]):
-                        if tp.offset >= pending.get(tp.partition, 1 << 62):
-                            del pending[tp.partition]
+            self._read_until(consumer, pending, since_ms, skips, got)
         except ReplayError:
             raise
         except Exception as exc:
@@ -125,6 +92,58 @@ class ExamplesReplayer:
         got.sort(key=lambda r: (r[0], r[1], r[2]))
         logger.info("replayed %d examples from %s", min(len(got), count), self._topic)
         return [r[3] for r in got[-count:]]
+
+    def _starts(
+        self, consumer: Any, ends: dict[int, int], count: int, since_ms: int | None
+    ) -> dict[int, int]:
+        """Where to start reading each partition: ``count`` back from its end, and not
+        before ``since_ms``."""
+        starts = {p: max(0, end - count) for p, end in ends.items()}
+        if since_ms is not None:
+            found = consumer.offsets_for_times(
+                [TopicPartition(self._topic, p, since_ms) for p in ends],
+                timeout=self._timeout_s,
+            )
+            for tp in found:
+                # -1: nothing written since then in this partition
+                first = ends[tp.partition] if tp.offset < 0 else tp.offset
+                starts[tp.partition] = max(starts[tp.partition], first)
+        return starts
+
+    def _read_until(
+        self,
+        consumer: Any,
+        pending: dict[int, int],
+        since_ms: int | None,
+        skips: _Skips,
+        got: list[tuple[int, int, int, Labelled]],
+    ) -> None:
+        """Read each pending partition up to its end offset into ``got``."""
+        deadline = time.monotonic() + self._timeout_s
+        while pending:
+            if time.monotonic() >= deadline:
+                raise ReplayError(
+                    f"timed out after {self._timeout_s:.0f}s reading back {self._topic} "
+                    f"(partitions not complete: {sorted(pending)})"
+                )
+            for m in consumer.consume(1000, 0.2):
+                if m.error() is not None:
+                    continue
+                p, o = m.partition(), m.offset()
+                if p not in pending or o is None or o >= pending[p]:
+                    continue
+                ts = record_ts(m)
+                # offsets_for_times may answer a batch's first offset: filter by time too
+                if since_ms is None or (ts is not None and ts >= since_ms):
+                    labelled = self._labelled(m.value(), ts, skips, p, o)
+                    if labelled is not None:
+                        got.append((labelled[0], p, o, labelled[1]))
+                if o >= pending[p] - 1:
+                    del pending[p]
+            if pending:  # past the end without a record there (e.g. a control record)
+                for tp in consumer.position([TopicPartition(self._topic, p) for p in pending]):
+                    if tp.offset >= pending.get(tp.partition, 1 << 62):
+                        del pending[tp.partition]
 
     def _labelled(
         self, value: bytes | None, ts: int | None, skips: _Skips, partition: int, offset: int

@@ -456,7 +456,10 @@ class FeatureIndex:
 
     def encode_frame(self, frame: FeatureFrame) -> Encoded | None:
         """The rows of a column batch as :meth:`encode` gives them (the same values), or
-        None when a column is a categorical field (score those records one by one)."""
+        None when a column holds strings or is a categorical field (score those records
+        one by one)."""
+        if frame.strings:
+            return None
         n, codes = len(frame), [self._slots.get(name) for name in frame.names]
         if any(code is not None and code < 0 for code in codes):
             return None

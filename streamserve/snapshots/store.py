@@ -9,6 +9,7 @@ Keys for model ``m`` (the ``{m}`` hash tag keeps them in one Redis Cluster slot)
     {prefix}:{m}:aliases    HASH alias -> version  {prefix}:{m}:epoch     rollbacks so far
     {prefix}:{m}:resume     the version a rollback made the learner continue from
     {prefix}:{m}:decision   the model's decision (JSON, versioned apart from the model)
+    {prefix}:experiment     which model answers the stream (JSON: champion, split, version)
 
 A rollback to ``v`` points ``serving`` at ``v``, records ``v`` in ``resume`` and moves the
 ``epoch`` on: the learner's next checkpoint, made from the state it had, is refused
@@ -183,6 +184,20 @@ redis.call('SET', KEYS[1], text)
 return text
 """
 
+# KEYS: experiment
+# ARGV: record JSON without its version
+_EXPERIMENT_LUA = """
+local current = redis.call('GET', KEYS[1])
+local version = 0
+if current then version = cjson.decode(current)['version'] or 0 end
+local record = cjson.decode(ARGV[1])
+record['version'] = version + 1
+local text = cjson.encode(record)
+redis.call('SET', KEYS[1], text)
+redis.call('PUBLISH', KEYS[1], text)
+return text
+"""
+
 _PUBLISH_OK = 0
 _PUBLISH_LEASE_NOT_HELD = 1
 _PUBLISH_NOT_NEWER = 2
@@ -271,6 +286,7 @@ class SnapshotStore:
         self._rollback = redis.register_script(_ROLLBACK_LUA)
         self._alias = redis.register_script(_ALIAS_LUA)
         self._decision = redis.register_script(_DECISION_LUA)
+        self._experiment = redis.register_script(_EXPERIMENT_LUA)
 
     @property
     def prefix(self) -> str:
@@ -322,6 +338,10 @@ class SnapshotStore:
 
     def decision_key(self, model: str) -> str:
         return f"{self._base(model)}decision"
+
+    @property
+    def experiment_key(self) -> str:
+        return f"{self._prefix}:experiment"
 
     # -- writes ----------------------------------------------------------------------
 
@@ -520,6 +540,28 @@ class SnapshotStore:
         raw = self._decision(keys=[self.decision_key(model)], args=[body])
         stored: dict[str, Any] = json.loads(raw)
         logger.info("decision of %s is now version %s", model, stored.get("version"))
+        return stored
+
+    def experiment(self) -> dict[str, Any] | None:
+        """The stored experiment record (champion, split, version), or None."""
+        raw = self._redis.get(self.experiment_key)
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise SnapshotFormatError(f"malformed experiment {raw!r:.60}") from exc
+        if not isinstance(record, dict):
+            raise SnapshotFormatError(f"malformed experiment {raw!r:.60}")
+        return record
+
+    def set_experiment(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Store the next version of the experiment; the stored record."""
+        body = json.dumps({k: v for k, v in record.items() if k != "version"})
+        stored: dict[str, Any] = json.loads(
+            self._experiment(keys=[self.experiment_key], args=[body])
+        )
+        logger.info("experiment is now version %s: %s", stored.get("version"), stored)
         return stored
 
     def resume_version(self, model: str) -> int | None:

@@ -127,3 +127,12 @@ def test_a_decision_is_versioned_apart_from_the_model(redis_client: redis.Redis,
     assert store.decision(MODEL) == second
     assert store.set_decision(MODEL, None) == {"version": 3}
     assert store.versions(MODEL) == []  # no model version was made
+
+
+def test_the_experiment_is_stream_state_with_a_version(redis_client: redis.Redis, uid: str) -> None:
+    store = _store(redis_client, uid)
+    assert store.experiment() is None
+    first = store.set_experiment({"champion": "lr", "split": {}})
+    assert first == {"champion": "lr", "split": {}, "version": 1}
+    second = store.set_experiment({"champion": "tree", "split": {}, "version": 99})
+    assert second["version"] == 2 and store.experiment() == second

@@ -121,7 +121,8 @@ class Sent:
     good_ids=st.lists(ID, min_size=50, max_size=100, unique=True),
     dup_every=st.integers(5, 15),
 )
-def test_bad_records_are_dead_lettered_once_and_never_stop_a_partition(
+# A fault scenario, read top to bottom: each step's effect is checked before the next.
+def test_bad_records_are_dead_lettered_once_and_never_stop_a_partition(  # noqa: PLR0912, PLR0915
     bootstrap: str,
     redis_url: str,
     uid: str,

@@ -180,7 +180,8 @@ def _latest(rt: Runtime) -> SnapshotMeta | None:
     return rt.store.get_meta(DEFAULT_MODEL.name, v) if v is not None else None
 
 
-def test_learner_carries_on_after_a_broker_restart(
+# A fault scenario, read top to bottom: each step's effect is checked before the next.
+def test_learner_carries_on_after_a_broker_restart(  # noqa: PLR0915
     redis_url: str, uid: str, redis_client: redis.Redis, tally: Tally
 ) -> None:
     """The learner keeps its model and its examples-topic offsets in Redis; the restarted

@@ -64,7 +64,8 @@ FEED_SECONDS = 30.0
 HOLD_MS = 400  # how long a hold asked for lasts
 
 
-def test_joiner_killed_at_random_loses_and_duplicates_no_example(
+# A fault scenario, read top to bottom: each step's effect is checked before the next.
+def test_joiner_killed_at_random_loses_and_duplicates_no_example(  # noqa: PLR0915
     bootstrap: str,
     redis_url: str,
     uid: str,

@@ -84,7 +84,8 @@ def _final(rt: Runtime, store: SnapshotStore) -> SnapshotMeta | None:
     return store.get_meta(MODEL, v) if v is not None else None
 
 
-def test_learner_killed_at_random_reflects_each_example_once(
+# A fault scenario, read top to bottom: each step's effect is checked before the next.
+def test_learner_killed_at_random_reflects_each_example_once(  # noqa: PLR0915
     bootstrap: str, redis_url: str, uid: str, redis_client: redis.Redis, tally: Tally
 ) -> None:
     settings = make_settings(bootstrap, redis_url, uid, serde={"output_format": "json"})

@@ -38,7 +38,8 @@ def test_scoring_and_learning_survive_redis_pause_and_restart(
         server.close()
 
 
-def _run(bootstrap: str, uid: str, server: PrivateRedis, tally: Tally) -> None:
+# A fault scenario, read top to bottom: each step's effect is checked before the next.
+def _run(bootstrap: str, uid: str, server: PrivateRedis, tally: Tally) -> None:  # noqa: PLR0915
     s = make_settings(
         bootstrap,
         server.url,

@@ -56,7 +56,8 @@ HOLD_MS = 400  # how long a hold asked for lasts
 
 
 @pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
-def test_scorer_killed_at_random_loses_nothing(
+# A fault scenario, read top to bottom: each step's effect is checked before the next.
+def test_scorer_killed_at_random_loses_nothing(  # noqa: PLR0915
     bootstrap: str,
     redis_url: str,
     uid: str,

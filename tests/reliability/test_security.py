@@ -171,7 +171,8 @@ def test_kafka_authentication_failure_is_fatal_clear_and_secret_free(
     assert sasl_secret not in out, "the SASL password appears in the output"
 
 
-def test_redis_acl_and_secrets_absent_from_logs_and_metrics(
+# A fault scenario, read top to bottom: each step's effect is checked before the next.
+def test_redis_acl_and_secrets_absent_from_logs_and_metrics(  # noqa: PLR0915
     bootstrap: str, uid: str, tmp_path: Path, tally: Tally
 ) -> None:
     redis_pw = f"redis-pw-{uid}-do-not-log"

@@ -416,6 +416,11 @@ def test_matrix_scorer_declines_string_features_and_multiclass() -> None:
     scorer = learner.matrix_scorer()
     assert scorer is not None
     assert scorer.score_frame(FeatureFrame(("colour",), np.zeros((2, 1)))) is None
+    # strings in a frame (a JSON batch): scored one by one, never read as missing
+    rows = [{"a": 1.0, "b": 2.0, "colour": "red"}, {"a": 0.0, "b": 1.0, "colour": "blue"}]
+    frame, _ = FeatureFrame.of_rows(rows)
+    assert frame is not None and frame.strings
+    assert scorer.score_frame(frame) is None
     assert _learner(Task.MULTICLASS).matrix_scorer() is None
 
 
