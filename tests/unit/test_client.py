@@ -56,6 +56,11 @@ def test_as_dict_and_tombstones(catalog: SchemaCatalog) -> None:
         "score": 3.5,
         "ts": 1_700_002,
         "scored_at": 1_800_002,
+        "decision": None,
+        "decision_version": None,
+        "role": None,
+        "arm": None,
+        "metrics": None,
     }
     assert PredictionDeserializer()(None, CTX) is None
 
