@@ -9,7 +9,7 @@ COPY pyproject.toml README.md ./
 COPY streamserve ./streamserve
 COPY topics ./topics
 ENV STREAMSERVE_TOPICS_DIR=/app/topics
-EXPOSE 9100
+EXPOSE 9100 8080
 ENTRYPOINT ["streamserve"]
 
 # PyTorch's CPU wheels come from its own index (PyPI's torch pulls a CUDA build of several
@@ -17,6 +17,9 @@ ENTRYPOINT ["streamserve"]
 FROM base AS torch
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# ".[torch]" is this project (its dependencies are bounded in pyproject.toml), which
+# hadolint does not tell from an unpinned package name.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
  && pip install --no-cache-dir ".[torch]"
 # Online models are small and their batches short: one intra-op thread per process is

@@ -150,6 +150,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.learning_paused = Gauge(
+            "streamserve_learning_paused",
+            "1 while the model's learning is paused (examples are read but not learned), "
+            "else 0; per model.",
+            ["model"],
+            registry=r,
+        )
         self.prequential = Gauge(
             "streamserve_prequential_metric",
             "Running prequential metric of the learner.",
@@ -236,6 +243,14 @@ class Metrics:
             "Times a role replaced its Kafka consumer, producer and committer in place "
             "(outputs stuck unacknowledged, or a fatal client error), per role and reason.",
             ["role", "reason"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "streamserve_consumer_lag",
+            "Records in this process's assigned partitions of a topic not consumed yet: the "
+            "high watermark its fetches last saw minus its position, summed over the "
+            "partitions it has read from; updated every few seconds, per role and topic.",
+            ["role", "topic"],
             registry=r,
         )
         self.dead_letters = Counter(

@@ -68,11 +68,19 @@ class TopicSpec:
 
 
 def default_topics_dir() -> Path:
-    """``$STREAMSERVE_TOPICS_DIR`` if set, else the repository's ``topics/`` directory."""
+    """``$STREAMSERVE_TOPICS_DIR`` if set, else the bundled ``topics/``.
+
+    ``topics/`` at the repository's root is the only copy. ``streamserve/_topics`` is a
+    link to it, so a source checkout or an editable install reads it there, and a built
+    wheel carries its files as package data (``pyproject.toml``). Where the link is not a
+    directory (a checkout without symbolic links) the repository's ``topics/`` is used.
+    """
     override = os.environ.get(TOPICS_DIR_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "topics"
+    here = Path(__file__).resolve().parent
+    bundled = here / "_topics"
+    return bundled.resolve() if bundled.is_dir() else here.parent / "topics"
 
 
 def load_topic_specs(topics_dir: Path) -> dict[str, TopicSpec]:

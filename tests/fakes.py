@@ -80,7 +80,8 @@ class FakeClock:
 class FakeConsumer:
     """A consumer handing out ``batches`` one per ``consume``, recording what is stored,
     committed and sought; ``reachable=False`` makes ``list_topics`` fail as a broker
-    that is away."""
+    that is away. ``positions`` and ``high`` (per topic and partition) are what
+    ``position`` and ``get_watermark_offsets`` answer; -1001 where absent."""
 
     def __init__(self, batches: list[list[FakeMsg]] | None = None, *, reachable: bool = True):
         self.batches = list(batches or [])
@@ -90,6 +91,16 @@ class FakeConsumer:
         self.commits = 0
         self.subscribed = False
         self.closed = False
+        self.positions: dict[tuple[str, int], int] = {}
+        self.high: dict[tuple[str, int], int] = {}
+
+    def position(self, tps: list[Any]) -> list[Any]:
+        for tp in tps:
+            tp.offset = self.positions.get((tp.topic, tp.partition), -1001)
+        return tps
+
+    def get_watermark_offsets(self, tp: Any, cached: bool = False) -> tuple[int, int]:
+        return -1001, self.high.get((tp.topic, tp.partition), -1001)
 
     def subscribe(self, _topics: list[str], **_kw: Any) -> None:
         self.subscribed = True

@@ -33,6 +33,7 @@ from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.delivery import Batch
 from streamserve.kafka.exceptions import FatalKafkaError, TransactionAborted
+from streamserve.kafka.lag import LagReporter
 from streamserve.kafka.rebuild import (
     REASON_BROKEN,
     ClientsFactory,
@@ -103,6 +104,7 @@ class ConsumerLoop:
         self._batch_records = metrics.batch_size.labels(role)
         self._retries = metrics.batch_retries
         self._client_rebuilds = metrics.client_rebuilds
+        self._lag = LagReporter(metrics.consumer_lag, role)
         self._next_watch = 0.0
         self._retry_delay_s = RETRY_INITIAL_S
         self._aborts_in_row = 0
@@ -129,6 +131,7 @@ class ConsumerLoop:
             logger.info("%s: interrupted mid-batch; its offsets are not stored", self.role)
         finally:
             self._close(self._clients)
+            self._lag.clear()
             logger.info("%s: stopped", self.role)
 
     def _start(self, c: LoopClients) -> None:
@@ -194,6 +197,7 @@ class ConsumerLoop:
                 raise
             self._replace_clients(verdict)
             return
+        self._lag.report(self._clients.consumer, self.assigned)
         self._handler.tick()
 
     def _retry_later(

@@ -35,6 +35,7 @@ from streamserve.drift.error_monitor import ErrorMonitor, Outcome
 from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
+from streamserve.kafka.lag import LagReporter
 from streamserve.kafka.learner_producer import TrackedProducer
 from streamserve.kafka.timestamps import record_ts
 from streamserve.kafka.topic_identity import TopicIdentity, Verdict
@@ -150,6 +151,8 @@ class LearnerRole:
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._leader = metrics.learner_leader.labels(spec.name)
+        self._lag = LagReporter(metrics.consumer_lag, f"learner-{spec.name}")
+        metrics.learning_paused.labels(spec.name).set(0)
         self.state: LearnerState | None = None
         self._next_checkpoint_try = 0.0
         self._flush_s = FLUSH_S
@@ -220,6 +223,7 @@ class LearnerRole:
                         stop.wait(0.5)
                         continue
                 msgs = consumer.consume(self._cfg.batch_size, self._cfg.batch_timeout_s)
+                self._lag.report(consumer, ((self._cfg.examples_topic, p) for p in assigned))
                 if self._topic_checked(consumer, state, assigned, msgs) and msgs:
                     self._learn_batch(state, msgs)
                 self._producer.poll(0)
@@ -231,6 +235,7 @@ class LearnerRole:
             self._release()
         finally:
             consumer.close()
+            self._lag.clear()
 
     def _renew_if_due(self) -> None:
         """Renew the lease once a third of its TTL passed since the last renewal: between

@@ -12,9 +12,7 @@ import time
 import httpx
 from kafka import KafkaConsumer, KafkaProducer
 
-from streamserve.serde.codecs import Serde
-from streamserve.serde.schemas import SchemaCatalog
-from streamserve.topics import default_topics_dir
+from streamserve.client import PredictionDeserializer
 from tests.integration.harness import wait_for
 from tests.integration.procs import streamserve
 
@@ -54,8 +52,7 @@ def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
                     )
             producer.flush(30)
 
-        topics_dir = default_topics_dir()
-        decode = Serde(SchemaCatalog.from_dir(topics_dir)).prediction_decoder().decode
+        deserialize = PredictionDeserializer()  # the README's consumer
         consumer = KafkaConsumer(
             "predictions",
             bootstrap_servers=bootstrap,
@@ -66,7 +63,8 @@ def test_up_serves_a_second_client_and_versions_rise_with_labels() -> None:
 
         def read() -> None:
             for record in consumer:
-                p = decode(record.value, None)
+                p = deserialize(record.value, None)
+                assert p is not None and not isinstance(p, dict)
                 versions[p.event_id] = p.model_version
 
         publish(0, 300, labels=True)
