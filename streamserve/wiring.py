@@ -296,6 +296,9 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     def health() -> dict[str, Any]:
         return {
             "serving": {m.name: m.holder.current.version for m in served},
+            "champion": experiment.current.champion,
+            "split": dict(experiment.current.split),
+            "decisions": {m.name: m.decision.current.version for m in served},
             "partitions": len(loop.assigned),
         }
 
