@@ -277,7 +277,8 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
     clients = rt.loop_clients("scorer", "scorer")
     producer = clients.producer
-    served, watchers, experiment = served_models(rt)
+    models = served_models(rt)
+    served, experiment = models.models, models.experiment
     inputs = s.scorer.input_drift
     monitor = None
     if inputs.enabled:
@@ -321,34 +322,42 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     def health() -> dict[str, Any]:
         return {
             "serving": {m.name: m.holder.current.version for m in served},
+            "champion": experiment.current.champion,
+            "split": dict(experiment.current.split),
+            "decisions": {m.name: m.decision.current.version for m in served},
             "partitions": len(loop.assigned),
         }
 
-    return Role("scorer", loop.run, [w.stop for w in watchers], health)
+    return Role("scorer", loop.run, models.closers, health)
 
 
-def served_models(
-    rt: Runtime,
-) -> tuple[
-    list[ServedModel], list[SnapshotWatcher[Learner] | ServingConfigWatcher], Current[Experiment]
-]:
-    """Every configured model as served (its holder and watcher, its decision and business
-    rules; an ensemble over its members' holders), the stream's experiment, and the
-    watchers that keep them current (stop them at the end)."""
+@dataclass
+class Served:
+    """Every configured model as served in this process (see :func:`served_models`)."""
+
+    models: list[ServedModel]
+    ready: dict[str, Callable[[], bool]]  # has the model's snapshot been looked for yet
+    experiment: Current[Experiment]
+    closers: list[Callable[[], object]]
+
+
+def served_models(rt: Runtime) -> Served:
+    """Every configured model as served: its holder and watcher (an ensemble combines its
+    members' holders), its decision and business rules, and the stream's experiment;
+    the watchers that keep them current are running (stop them with ``closers``)."""
     s = rt.settings
     holders: dict[str, ServingSource[Learner]] = {}
-    watchers: list[SnapshotWatcher[Learner] | ServingConfigWatcher] = []
+    watchers: dict[str, SnapshotWatcher[Learner]] = {}
     for spec in s.models:
         if spec.learner != ENSEMBLE:
-            holder, watcher = _serving(rt, spec)
-            holders[spec.name] = holder
-            watchers.append(watcher)
+            holders[spec.name], watchers[spec.name] = _serving(rt, spec)
     by_name = {m.name: m for m in s.models}
+    ready: dict[str, Callable[[], bool]] = {n: _checked(w) for n, w in watchers.items()}
     for i, spec in enumerate(s.models):
         if spec.learner == ENSEMBLE:
             config = EnsembleConfig.of(spec, by_name, f"models[{i}]")
-            members = [holders[name] for name in config.members]
-            holders[spec.name] = EnsembleHolder(spec, config, members)
+            holders[spec.name] = EnsembleHolder(spec, config, [holders[m] for m in config.members])
+            ready[spec.name] = _all_checked([watchers[m] for m in config.members])
     decisions = {m.name: Current(s.answers_of(m.name).decision) for m in s.models}
     experiment = Current(s.experiment)
     served = [
@@ -366,8 +375,14 @@ def served_models(
         config_watcher.check_once()
     except redis.RedisError as exc:
         logger.warning("serving config: Redis unavailable at start (%s); using the config's", exc)
-    watchers.append(config_watcher.start())
-    return served, watchers, experiment
+    config_watcher.start()
+    closers: list[Callable[[], object]] = [w.stop for w in watchers.values()]
+    closers.append(config_watcher.stop)
+    return Served(served, ready, experiment, closers)
+
+
+def _all_checked(watchers: list[SnapshotWatcher[Learner]]) -> Callable[[], bool]:
+    return lambda: all(w.checked for w in watchers)
 
 
 def _post(s: Settings, model: str) -> PostProcessor | None:
@@ -542,17 +557,18 @@ class ApiService:
 
 
 def api_service(rt: Runtime) -> ApiService:
-    """The API's app over one holder and watcher per model (as the scorer has), a batcher
-    per model, and a Kafka writer when the API writes events or labels."""
+    """The API's app over the served models (holders and watchers as the scorer has, with
+    their decision and business rules), a batcher per model, and a Kafka writer when the
+    API writes events or labels."""
     s = rt.settings.api
     inflight = InFlight()
+    served = served_models(rt)
     models: dict[str, ApiModel] = {}
-    closers: list[Callable[[], object]] = []
-    for spec in rt.settings.models:
-        holder, watcher = _serving(rt, spec)
-        closers.append(watcher.stop)
+    closers: list[Callable[[], object]] = list(served.closers)
+    for model in served.models:
+        spec = rt.settings.model(model.name)
         batcher = Batcher(
-            _current(holder),
+            _current(model.holder),
             max_batch_size=s.max_batch_size,
             max_wait_s=s.max_batch_wait_ms / 1000.0,
             inflight=inflight,
@@ -566,7 +582,15 @@ def api_service(rt: Runtime) -> ApiService:
             untrained=partial(build_learner, spec),
             keep=s.version_cache,
         )
-        models[spec.name] = ApiModel(spec, holder, batcher, versions, ready=_checked(watcher))
+        models[spec.name] = ApiModel(
+            spec,
+            model.holder,
+            batcher,
+            versions,
+            ready=served.ready[spec.name],
+            decision=model.decision,
+            post=model.post,
+        )
     writer = None
     if api_needs_kafka(rt.settings):
         producer, _ = rt.producer("api")
@@ -588,7 +612,7 @@ def api_service(rt: Runtime) -> ApiService:
     return ApiService(app, closers)
 
 
-def _current(holder: SnapshotHolder[Learner]) -> Callable[[], Serving[Learner]]:
+def _current(holder: ServingSource[Learner]) -> Callable[[], Serving[Learner]]:
     return lambda: holder.current
 
 

@@ -7,16 +7,18 @@ for binary), as on the predictions topic; a value that is not a finite number is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from streamserve.api.exceptions import BadRequest
-from streamserve.api.jobs import Outcome
+from streamserve.api.jobs import Outcome, ScoringFailed
+from streamserve.api.serving import ApiModel
 from streamserve.learners.base import Scored
 from streamserve.learners.scoring import scored_row
 from streamserve.learners.spec import Task
-from streamserve.records import ColumnScores
+from streamserve.records import ColumnScores, Features
 
 
 def scored_list(outcome: Outcome) -> list[Scored]:
@@ -27,6 +29,27 @@ def scored_list(outcome: Outcome) -> list[Scored]:
     return [scored_row(columns, r) for r in range(len(columns.values))]
 
 
+def decisions(model: ApiModel, outcome: Outcome, rows: Callable[[], list[Features]]) -> list[Any]:
+    """Each instance's decision: the model's decision rule, then its business rule; the
+    prediction itself when it has neither (as on the predictions topic)."""
+    rule, post = model.decision.current, model.post
+    decided: list[Any] | None = None
+    if outcome.columns is not None and post is None:
+        decided = rule.decide_columns(outcome.columns)
+        if decided is None:  # no rule: the predictions
+            return [s.prediction for s in scored_list(outcome)]
+        return decided
+    scored = scored_list(outcome)
+    decided = [rule.decide(s) for s in scored]
+    if post is None:
+        return decided
+    features = rows()
+    try:
+        return [post(x, s, d) for x, s, d in zip(features, scored, decided, strict=True)]
+    except Exception as exc:
+        raise ScoringFailed(f"the business rule failed: {type(exc).__name__}: {exc}") from exc
+
+
 def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
@@ -34,7 +57,9 @@ def _finite(value: float | None) -> float | None:
 # -- TF Serving ---------------------------------------------------------------------
 
 
-def tf_predictions(outcome: Outcome, event_ids: list[str | None]) -> list[dict[str, Any]]:
+def tf_predictions(
+    outcome: Outcome, event_ids: list[str | None], decided: list[Any]
+) -> list[dict[str, Any]]:
     version = outcome.version
     if outcome.columns is not None and outcome.columns.kind != "multiclass":
         out = _tf_columns(outcome.columns, version)
@@ -47,6 +72,8 @@ def tf_predictions(outcome: Outcome, event_ids: list[str | None]) -> list[dict[s
             item["score"] = _finite(s.score)
             item["model_version"] = version
             out.append(item)
+    for item, decision in zip(out, decided, strict=True):
+        item["decision"] = _finite(decision) if isinstance(decision, float) else decision
     if any(event_ids):
         for item, event_id in zip(out, event_ids, strict=True):
             if event_id is not None:
@@ -86,12 +113,17 @@ def _tf_columns(scores: ColumnScores, version: int) -> list[dict[str, Any]]:
 PREDICTION_TYPES = {Task.BINARY: "BOOL", Task.MULTICLASS: "BYTES", Task.REGRESSION: "FP64"}
 
 
-def v2_outputs(task: Task, outcome: Outcome, wanted: list[str] | None) -> list[dict[str, Any]]:
-    """``prediction``, ``score`` and, for classifiers, ``probability_<class>`` per class."""
+def v2_outputs(
+    task: Task, outcome: Outcome, wanted: list[str] | None, decided: list[Any]
+) -> list[dict[str, Any]]:
+    """``prediction``, ``score``, ``decision`` and, for classifiers,
+    ``probability_<class>`` per class."""
     if outcome.columns is not None and outcome.columns.kind == "binary":
         tensors = _binary_columns(outcome.columns)
     else:
         tensors = _from_scored(task, scored_list(outcome))
+    data = [_finite(d) if isinstance(d, float) else d for d in decided]
+    tensors.insert(2, _tensor("decision", PREDICTION_TYPES[task], data))
     if wanted is None:
         return tensors
     by_name = {t["name"]: t for t in tensors}

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
@@ -17,9 +17,12 @@ from streamserve.api.batching import Batcher
 from streamserve.api.exceptions import NotFound, Unavailable
 from streamserve.learners.base import Learner
 from streamserve.learners.spec import ModelSpec
+from streamserve.serving.config_watch import Current
+from streamserve.serving.decisions import Decision
+from streamserve.serving.post_processing import PostProcessor
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.exceptions import SnapshotError, SnapshotNotFoundError
-from streamserve.snapshots.holder import Serving, SnapshotHolder
+from streamserve.snapshots.holder import Serving, ServingSource
 from streamserve.snapshots.watcher import SnapshotSource, load_version
 
 logger = logging.getLogger(__name__)
@@ -107,10 +110,12 @@ class ApiModel:
     """One served model."""
 
     spec: ModelSpec
-    holder: SnapshotHolder[Learner]
+    holder: ServingSource[Learner]
     batcher: Batcher
     versions: Versions
     ready: Callable[[], bool]
+    decision: Current[Decision] = field(default_factory=lambda: Current(Decision()))
+    post: PostProcessor | None = None
 
     @property
     def name(self) -> str:

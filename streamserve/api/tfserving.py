@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from streamserve.api import openapi as oa
-from streamserve.api.answers import tf_predictions
+from streamserve.api.answers import decisions, tf_predictions
 from streamserve.api.auth import Access
 from streamserve.api.context import ApiContext, version_param
 from streamserve.api.exceptions import NotFound, Unavailable
@@ -45,14 +45,16 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
         model = ctx.model(request)
         inst = tf_instances(request.json(), ctx.limits.max_instances)
         outcome = await score(ctx, model, inst, None)
-        return json_reply({"predictions": tf_predictions(outcome, inst.event_ids)})
+        decided = decisions(model, outcome, inst.job.as_rows)
+        return json_reply({"predictions": tf_predictions(outcome, inst.event_ids, decided)})
 
     async def predict_version(request: Request) -> Reply:
         model = ctx.model(request)
         version = version_param(request)
         inst = tf_instances(request.json(), ctx.limits.max_instances)
         outcome = await score(ctx, model, inst, version)
-        return json_reply({"predictions": tf_predictions(outcome, inst.event_ids)})
+        decided = decisions(model, outcome, inst.job.as_rows)
+        return json_reply({"predictions": tf_predictions(outcome, inst.event_ids, decided)})
 
     async def status(request: Request) -> Reply:
         model = ctx.model(request)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamserve.api import openapi as oa
-from streamserve.api.answers import PREDICTION_TYPES, v2_outputs
+from streamserve.api.answers import PREDICTION_TYPES, decisions, v2_outputs
 from streamserve.api.auth import Access
 from streamserve.api.context import ApiContext, version_param
 from streamserve.api.exceptions import ApiError
@@ -114,7 +114,9 @@ async def _infer(ctx: ApiContext, request: Request, version: int | None) -> Repl
     answer: dict[str, Any] = {
         "model_name": model.name,
         "model_version": str(outcome.version),
-        "outputs": v2_outputs(model.spec.task, outcome, wanted),
+        "outputs": v2_outputs(
+            model.spec.task, outcome, wanted, decisions(model, outcome, inst.job.as_rows)
+        ),
     }
     if request_id is not None:
         answer["id"] = request_id
