@@ -20,6 +20,7 @@ ACTION_ALERT = "alert"  # alert only (the alert policy, or an input signal)
 ACTION_CHALLENGER_STARTED = "challenger_started"
 ACTION_PROMOTED = "challenger_promoted"
 ACTION_DROPPED = "challenger_dropped"
+ACTION_FORMER_RESTORED = "former_restored"  # a replaced champion promoted back (keep_former)
 ACTION_RETRAINED = "replay_retrained"
 ACTION_REPLAY_FAILED = "replay_failed"
 ACTION_COOLDOWN = "cooldown"

@@ -7,6 +7,7 @@ from typing import Any
 
 from streamserve.drift.detectors import DETECTORS, Detector
 from streamserve.drift.exceptions import DriftConfigError
+from streamserve.drift.significance import is_level
 from streamserve.drift.spec import DetectorSpec, ModelDrift, Policy, RetrainSpec
 from streamserve.errors import ConfigError
 from streamserve.learners.spec import Task
@@ -20,6 +21,8 @@ _RETRAIN_KEYS = frozenset(
         "replay_seconds",
         "trial_examples",
         "replay_timeout_s",
+        "significance",
+        "keep_former",
     }
 )
 
@@ -97,6 +100,17 @@ def model_drift(name: str, task: Task, drift: Any, retrain: Any, key: str) -> Mo
         isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
     ):
         raise ConfigError(f"{key}.retrain.replay_seconds", f"must be positive; got {seconds!r}")
+    significance = retrain.get("significance", RetrainSpec.significance)
+    if not is_level(significance):
+        raise ConfigError(
+            f"{key}.retrain.significance",
+            f"must be a number between 0 and 1 (exclusive); got {significance!r}",
+        )
+    keep_former = retrain.get("keep_former", RetrainSpec.keep_former)
+    if not isinstance(keep_former, bool):
+        raise ConfigError(
+            f"{key}.retrain.keep_former", f"must be true or false; got {keep_former!r}"
+        )
     return ModelDrift(
         model=name,
         enabled=enabled,
@@ -105,6 +119,8 @@ def model_drift(name: str, task: Task, drift: Any, retrain: Any, key: str) -> Mo
             policy=policy,
             replay_timeout_s=float(timeout),
             replay_seconds=None if seconds is None else float(seconds),
+            significance=float(significance),
+            keep_former=keep_former,
             **ints,
         ),
     )

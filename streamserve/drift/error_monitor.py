@@ -9,13 +9,26 @@ policy (see ``alerts`` for the action names):
 
 - ``alert``: every warning and detection is alerted, nothing else;
 - ``challenger``: at a warning a fresh clone of the champion starts learning the same
-  examples beside it; at the detection it is promoted if its mean prequential error over
-  the examples it has seen beats the champion's on the same examples, else dropped. With
-  a detector that has no warning zone (ADWIN, Page-Hinkley, KSWIN) the challenger starts
-  at the detection and is judged ``trial_examples`` later;
+  examples beside it; at the detection it is judged. With a detector that has no warning
+  zone (ADWIN, Page-Hinkley, KSWIN) the challenger starts at the detection and is judged
+  ``trial_examples`` later;
 - ``replay``: at the detection a fresh clone learns the last ``replay_window`` examples
-  (within the last ``replay_seconds``, when set) read back from the examples topic and is
-  promoted.
+  (within the last ``replay_seconds``, when set) read back from the examples topic; it is
+  then a challenger, judged ``trial_examples`` later.
+
+A challenger is judged by a significance test on the paired errors of both models on the
+examples it predicted beside the champion (:mod:`streamserve.drift.significance`: McNemar
+for classifiers, Wilcoxon's signed-rank test for regression): it is promoted only when its
+errors are lower at level ``significance``, else dropped. The alert carries the test's
+statistics.
+
+With ``keep_former`` (the default), the champion a challenger replaced stays beside the
+new one as a *former* challenger, learning the same examples: a fresh model wins soon
+after a drift, but an old one that keeps adapting may be the better one later. It is
+tested every ``trial_examples`` examples on those examples alone, and promoted back
+(action ``former_restored``; the model it replaces becomes the former) when its errors are
+significantly lower; the windows in which it is not better are not alerted. A warning
+leaves it in place; a detection's challenger (or replay) replaces it.
 
 After a promotion, a replay or a dropped challenger, detections within
 ``cooldown_examples`` examples are alerted with action ``cooldown`` only. After a
@@ -35,6 +48,7 @@ from streamserve.drift.alerts import DriftAlert
 from streamserve.drift.detectors import Detector, Severity, build_detector
 from streamserve.drift.exceptions import ReplayError
 from streamserve.drift.replay import Replayer
+from streamserve.drift.significance import PairedErrors
 from streamserve.drift.spec import ModelDrift, Policy
 from streamserve.learners.base import Learner, Scored
 from streamserve.learners.spec import Task
@@ -69,9 +83,8 @@ class _Challenger:
     learner: Learner
     started_at: int  # examples seen by the monitor when it started
     by_warning: bool
-    n: int = 0
-    champion_error: float = 0.0
-    challenger_error: float = 0.0
+    pairs: PairedErrors
+    former: bool = False  # the champion it replaced (see keep_former)
 
 
 class ErrorMonitor:
@@ -116,9 +129,7 @@ class ErrorMonitor:
             ch_error = error_of(self.task, y, ch.learner.predict_one(x))
             ch.learner.learn_one(x, y)
             if ch_error is not None:
-                ch.n += 1
-                ch.champion_error += error
-                ch.challenger_error += ch_error
+                ch.pairs.add(error, ch_error)
         if error is None:
             return None
         severity = self._detector.update(error)
@@ -135,7 +146,7 @@ class ErrorMonitor:
             and not ch.by_warning
             and self._seen - ch.started_at >= self.config.retrain.trial_examples
         ):
-            return self._judge("drift", version, offset)
+            return self._judge("drift", champion, version, offset)
         return None
 
     # -- policy -----------------------------------------------------------------------
@@ -167,49 +178,64 @@ class ErrorMonitor:
         version: int,
         offset: int | None,
         offsets: Mapping[int, int],
-    ) -> Outcome:
+    ) -> Outcome | None:
         if self.policy is Policy.ALERT:
             return Outcome(self._alert(severity, version, offset, actions.ACTION_ALERT))
         if severity == "drift" and self._seen < self._cooldown_until:
             return Outcome(self._alert(severity, version, offset, actions.ACTION_COOLDOWN))
         if self.policy is Policy.REPLAY:
-            if severity == "warning":
+            if severity == "warning" or self._on_trial():
                 return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
             return self._replay(champion, version, offset, offsets)
         # challenger
         ch = self.challenger
-        if ch is None:
-            self.challenger = _Challenger(champion.clone(), self._seen, severity == "warning")
+        if ch is not None and ch.former and severity == "warning":
+            # a warning leaves the former in place; a detection replaces it
+            return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
+        if ch is None or ch.former:
+            self.challenger = self._new_challenger(champion.clone(), severity == "warning")
             return Outcome(
                 self._alert(severity, version, offset, actions.ACTION_CHALLENGER_STARTED)
             )
         if severity == "drift" and ch.by_warning:
-            return self._judge(severity, version, offset)
+            return self._judge(severity, champion, version, offset)
         return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
 
-    def _judge(self, severity: Severity, version: int, offset: int | None) -> Outcome:
+    def _on_trial(self) -> bool:
+        """A challenger other than a former champion is learning beside the champion."""
+        return self.challenger is not None and not self.challenger.former
+
+    def _judge(
+        self, severity: Severity, champion: Learner, version: int, offset: int | None
+    ) -> Outcome | None:
         ch = self.challenger
         if ch is None:  # pragma: no cover - callers check
             raise RuntimeError("no challenger to judge")
+        significance = self.config.retrain.significance
+        result = ch.pairs.test()
+        wins = result.challenger_wins(significance)
+        if ch.former and not wins:  # a new window; not alerted
+            ch.started_at = self._seen
+            ch.pairs = PairedErrors(self.task.is_classification)
+            return None
         self.challenger = None
         self._cooldown_until = self._seen + self.config.retrain.cooldown_examples
-        champion_err = ch.champion_error / ch.n if ch.n else math.inf
-        challenger_err = ch.challenger_error / ch.n if ch.n else math.inf
-        wins = ch.n > 0 and challenger_err < champion_err
-        alert = self._alert(
-            severity,
-            version,
-            offset,
-            actions.ACTION_PROMOTED if wins else actions.ACTION_DROPPED,
-        )
-        alert.details |= {
-            "trial_examples": str(ch.n),
-            "champion_error": f"{champion_err:.6g}",
-            "challenger_error": f"{challenger_err:.6g}",
+        if ch.former:
+            action = actions.ACTION_FORMER_RESTORED
+        else:
+            action = actions.ACTION_PROMOTED if wins else actions.ACTION_DROPPED
+        alert = self._alert(severity, version, offset, action)
+        alert.details |= result.details() | {
+            "trial_examples": str(result.n),
+            "significance": f"{significance:g}",
         }
         if not wins:
             return Outcome(alert)
         self._restart_detector()
+        if self.config.retrain.keep_former:
+            self.challenger = _Challenger(
+                champion, self._seen, False, PairedErrors(self.task.is_classification), True
+            )
         return Outcome(alert, promote=ch.learner)
 
     def _replay(
@@ -230,11 +256,17 @@ class ErrorMonitor:
         fresh = champion.clone()
         for x, y in examples:
             fresh.learn_one(x, y)
+        # judged like a challenger started at a detection, trial_examples from now
+        self.challenger = self._new_challenger(fresh, by_warning=False)
         self._cooldown_until = self._seen + self.config.retrain.cooldown_examples
         alert = self._alert("drift", version, offset, actions.ACTION_RETRAINED)
         alert.details["replayed_examples"] = str(len(examples))
-        self._restart_detector()
-        return Outcome(alert, promote=fresh)
+        return Outcome(alert)
+
+    def _new_challenger(self, learner: Learner, by_warning: bool) -> _Challenger:
+        return _Challenger(
+            learner, self._seen, by_warning, PairedErrors(self.task.is_classification)
+        )
 
     def _restart_detector(self) -> None:
         self._detector = self._detector.fresh()

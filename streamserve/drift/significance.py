@@ -60,6 +60,11 @@ class PairedTest:
         return out
 
 
+def is_level(value: object) -> bool:
+    """Whether ``value`` is a usable significance level: a number strictly in (0, 1)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0.0 < value < 1.0
+
+
 def binomial_two_sided(k: int, n: int) -> float:
     """The exact two-sided p-value of ``k`` successes in ``n`` trials at one half."""
     if n == 0:

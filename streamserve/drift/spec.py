@@ -35,7 +35,12 @@ class RetrainSpec:
       seconds (by the examples topic's record time);
     - ``trial_examples``: a challenger started at a detection (detectors without a warning
       zone) learns this many examples before it is compared with the champion;
-    - ``replay_timeout_s``: the longest the replay policy reads the examples topic.
+    - ``replay_timeout_s``: the longest the replay policy reads the examples topic;
+    - ``significance``: a challenger (either policy's) is promoted only when a paired test
+      of its errors against the champion's on the same examples says they are lower at
+      this two-sided level (:mod:`streamserve.drift.significance`);
+    - ``keep_former``: the champion a challenger replaced keeps learning beside it and is
+      promoted back when the same test, over each ``trial_examples`` window, says so.
     """
 
     policy: Policy = Policy.CHALLENGER
@@ -44,6 +49,8 @@ class RetrainSpec:
     replay_seconds: float | None = None
     trial_examples: int = 500
     replay_timeout_s: float = 30.0
+    significance: float = 0.05
+    keep_former: bool = True
 
 
 @dataclass(frozen=True)

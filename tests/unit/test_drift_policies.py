@@ -87,6 +87,8 @@ def test_challenger_without_warning_zone_starts_at_detection_and_is_promoted_aft
     out = promoted[0][1]
     assert out.promote is not None
     assert float(out.alert.details["challenger_error"]) < float(out.alert.details["champion_error"])
+    assert float(out.alert.details["p_value"]) < 0.05
+    assert out.alert.details["significance"] == "0.05"
 
 
 def test_challenger_with_a_warning_zone_starts_at_warning_and_is_judged_at_detection() -> None:
@@ -122,19 +124,67 @@ def test_a_worse_challenger_is_dropped() -> None:
     assert results[0].promote is None
 
 
-def test_replay_policy_retrains_on_the_replayed_window_and_promotes() -> None:
+def test_replay_policy_retrains_on_the_replayed_window_then_promotes_by_the_test() -> None:
     window = list(abrupt_stream(5000, 0))[-500:]  # the new concept
     replayer = FakeReplayer(window)
-    monitor = ErrorMonitor(Task.BINARY, _drift(Policy.REPLAY, replay_window=400), replayer)
+    monitor = ErrorMonitor(
+        Task.BINARY, _drift(Policy.REPLAY, replay_window=400, trial_examples=300), replayer
+    )
     outcomes, _ = _run(monitor)
-    retrained = [o for _, o in outcomes if o.alert.action == actions.ACTION_RETRAINED]
-    assert retrained and retrained[0].promote is not None
-    assert retrained[0].alert.details["replayed_examples"] == "400"
+    retrained = [(i, o) for i, o in outcomes if o.alert.action == actions.ACTION_RETRAINED]
+    assert retrained and retrained[0][1].promote is None  # a challenger on trial first
+    assert retrained[0][1].alert.details["replayed_examples"] == "400"
     offsets, count, since_ms = replayer.calls[0]
     assert count == 400 and offsets[0] > 3000 and since_ms is None
-    new = retrained[0].promote
+    promoted = [(i, o) for i, o in outcomes if o.alert.action == actions.ACTION_PROMOTED]
+    assert promoted and promoted[0][0] == retrained[0][0] + 300
+    out = promoted[0][1]
+    assert out.promote is not None
+    details = out.alert.details
+    assert details["test"].startswith("mcnemar") and details["n"] == "300"
+    assert float(details["p_value"]) < 0.05 and details["favours"] == "challenger"
+    assert int(details["discordant_champion_wrong"]) > int(details["discordant_challenger_wrong"])
+    new = out.promote
     hits = sum(new.predict_one(x).prediction == y for x, y in list(abrupt_stream(6000, 0))[-300:])
     assert hits > 250  # it learned the new concept from the replayed window
+
+
+def test_a_challenger_ahead_by_chance_is_not_promoted() -> None:
+    # the same model twice: identical errors, no discordant pair, p = 1
+    monitor = ErrorMonitor(Task.BINARY, _drift(Policy.CHALLENGER, trial_examples=200))
+    champion = build_learner(SPEC)
+    stream = list(abrupt_stream(2400, 10_000))
+    for x, y in stream[:2000]:
+        champion.learn_one(x, y)
+    monitor._on_signal("drift", champion, 1, 0, {0: 1})
+    assert monitor.challenger is not None
+    monitor.challenger.learner = champion.clone()
+    for x, y in stream[:2000]:
+        monitor.challenger.learner.learn_one(x, y)
+    results = []
+    for i, (x, y) in enumerate(stream[2000:2200]):
+        scored = champion.predict_one(x)
+        champion.learn_one(x, y)
+        r = monitor.observe(champion, x, y, scored, version=1, offset=i, offsets={0: i})
+        if r is not None:
+            results.append(r)
+    assert [r.alert.action for r in results] == [actions.ACTION_DROPPED]
+    assert results[0].alert.details["p_value"] == "1"
+
+
+def test_significance_is_checked_at_start() -> None:
+    from streamserve.drift.config import model_drift
+    from streamserve.errors import ConfigError
+
+    assert (
+        model_drift(
+            "m", Task.BINARY, None, {"significance": 0.01}, "models[0]"
+        ).retrain.significance
+        == 0.01
+    )
+    for bad in (0, 1, 1.5, "x", True):
+        with pytest.raises(ConfigError, match=r"models\[0\]\.retrain\.significance"):
+            model_drift("m", Task.BINARY, None, {"significance": bad}, "models[0]")
 
 
 def test_replay_failure_is_alerted_and_nothing_promoted() -> None:
