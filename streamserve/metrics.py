@@ -176,6 +176,22 @@ class Metrics:
             ["model", "policy"],
             registry=r,
         )
+        self.auto_promotion_decisions = Counter(
+            "streamserve_auto_promotion_decisions",
+            "Automatic promotion decisions on a shadow's paired errors against the "
+            "champion's: outcome 'promoted', 'kept' or 'failed' (significant, but the "
+            "promotion was refused or Redis was gone), per shadow model.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.auto_promotion_skipped = Counter(
+            "streamserve_auto_promotion_skipped",
+            "Automatic promotion work skipped: reason 'redis' (a batch's errors not written "
+            "or paired yet: Redis unavailable) or 'unpaired' (errors dropped that found no "
+            "champion's error within max_pending), per model.",
+            ["model", "reason"],
+            registry=r,
+        )
         self.batch_scoring_fallbacks = Counter(
             "streamserve_batch_scoring_fallbacks",
             "Batches a model failed to score at once, scored one record at a time instead.",

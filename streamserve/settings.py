@@ -24,6 +24,7 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.learners.torch_settings import TorchConfigError, TorchSettings, torch_settings
+from streamserve.serving.auto_promote import AutoPromote, auto_promote_from
 from streamserve.serving.decisions import Decision
 from streamserve.serving.ensemble import ENSEMBLE, EnsembleConfig
 from streamserve.serving.experiment import Experiment
@@ -213,6 +214,8 @@ class Settings:
     answers: tuple[ModelAnswers, ...] = ()
     # the `serving` section: which model answers the stream (the first experiment)
     experiment: Experiment = field(default_factory=Experiment)
+    # `serving.auto_promote`: a shadow replaces the champion on significant evidence
+    auto_promote: AutoPromote = field(default_factory=AutoPromote)
 
     def answers_of(self, name: str) -> ModelAnswers:
         for a in self.answers:
@@ -293,9 +296,13 @@ def settings_from_dict(data: Mapping[str, Any], *, validate_models: bool = True)
     raw = dict(data)
     models_raw = raw.pop("models", None)
     serving_raw = raw.pop("serving", None)
+    if serving_raw is not None and not isinstance(serving_raw, Mapping):
+        raise ConfigError("serving", "must be a mapping with champion or split")
+    serving_raw = dict(serving_raw or {})
+    auto_promote = auto_promote_from(serving_raw.pop("auto_promote", None))
     if "drift" in raw:
         raise ConfigError("drift", "set drift per model (models[i].drift, models[i].retrain)")
-    skip = {"models", "drift", "answers", "experiment"}
+    skip = {"models", "drift", "answers", "experiment", "auto_promote"}
     settings: Settings = _build(Settings, raw, "", skip=skip)
     models = _build_models(models_raw, validate=validate_models)
     names = [m.name for m in models]
@@ -304,7 +311,8 @@ def settings_from_dict(data: Mapping[str, Any], *, validate_models: bool = True)
         models=models,
         drift=_build_drift(models_raw, models),
         answers=_build_answers(models_raw, models, validate=validate_models),
-        experiment=Experiment.from_record(serving_raw or {}, names),
+        experiment=Experiment.from_record(serving_raw, names),
+        auto_promote=auto_promote,
     )
     _check(settings)
     return settings

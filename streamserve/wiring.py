@@ -47,6 +47,8 @@ from streamserve.kafka.topic_identity import TopicIdentity, TopicIdLookup
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.spec import ModelSpec
+from streamserve.lifecycle.error_ledger import ErrorLedger
+from streamserve.lifecycle.evidence import ShadowEvidence
 from streamserve.lifecycle.registry import Registry
 from streamserve.metrics import Metrics, WorkerMetrics
 from streamserve.redis.client import build_client, check_login
@@ -522,6 +524,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         drift_monitor=drift_monitor,
         alerts=alert_sink,
         topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
+        evidence=shadow_evidence(rt, spec),
     )
 
     def health() -> dict[str, Any]:
@@ -534,6 +537,22 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         }
 
     return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
+
+
+def shadow_evidence(rt: Runtime, spec: ModelSpec) -> ShadowEvidence | None:
+    """The model's side of automatic promotion, when ``serving.auto_promote`` is on."""
+    s = rt.settings
+    if not s.auto_promote.enabled:
+        return None
+    return ShadowEvidence(
+        model=spec.name,
+        task=spec.task,
+        tasks={m.name: m.task for m in s.models if m.learner != ENSEMBLE},
+        config=s.auto_promote,
+        ledger=ErrorLedger(rt.redis, prefix=s.redis.key_prefix, ttl_s=s.auto_promote.errors_ttl_s),
+        registry=rt.lifecycle,
+        metrics=rt.metrics,
+    )
 
 
 def api_needs_kafka(s: Settings) -> bool:

@@ -27,6 +27,9 @@ ACTION_COOLDOWN = "cooldown"
 ACTION_NONE = "none"  # a warning the policy does not act on, or a challenger already runs
 
 
+_KINDS = {"warning": "drift warning", "decision": "auto-promotion decision"}
+
+
 @dataclass
 class DriftAlert:
     """A warning or detection, shaped by ``topics/drift_alert.avsc``."""
@@ -80,8 +83,8 @@ class AlertSink:
             alert.model, alert.signal, alert.detector, alert.severity, alert.action
         ).inc()
         logger.warning(
-            "drift %s: model=%s v%d signal=%s detector=%s statistic=%s offset=%s action=%s%s",
-            "warning" if alert.severity == "warning" else "detected",
+            "%s: model=%s v%d signal=%s detector=%s statistic=%s offset=%s action=%s%s",
+            _KINDS.get(alert.severity, "drift detected"),
             alert.model,
             alert.model_version,
             alert.signal,

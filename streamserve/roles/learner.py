@@ -45,6 +45,7 @@ from streamserve.learners.evaluation import RunningMetrics
 from streamserve.learners.exceptions import LabelError
 from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
+from streamserve.lifecycle.evidence import ShadowEvidence
 from streamserve.metrics import Metrics
 from streamserve.records import Example, Features, LabelValue
 from streamserve.roles.exceptions import LeadershipLost, RolledBack, StoppedWhileWaiting
@@ -131,6 +132,7 @@ class LearnerRole:
         drift_monitor: Callable[[], ErrorMonitor] | None = None,
         alerts: AlertSink | None = None,
         topic_identity: TopicIdentity | None = None,
+        evidence: ShadowEvidence | None = None,
     ) -> None:
         self.spec = spec
         self._cfg = config
@@ -148,6 +150,7 @@ class LearnerRole:
         self._drift_monitor = drift_monitor
         self._alerts = alerts
         self._topic = topic_identity
+        self._evidence = evidence  # automatic promotion's paired errors (auto_promote)
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._leader = metrics.learner_leader.labels(spec.name)
@@ -395,6 +398,8 @@ class LearnerRole:
             if self._on_learned is not None:
                 self._on_learned(self.spec.name, item.full_example(), s)
             self._record(item.msg, state)  # a promotion's snapshot reflects this example
+            if self._evidence is not None:
+                self._evidence.observe(item.msg.partition(), item.msg.offset(), y, s)
             if monitor is None:
                 continue
             outcome = monitor.observe(
@@ -415,6 +420,9 @@ class LearnerRole:
                     rest = [j for j in learnable if j > k and j in scored]
                     scored.update(self._prequential(learner, items, rest))
         self._learned.inc(learned)
+        if self._evidence is not None and self._alerts is not None:
+            for decision in self._evidence.after_batch(state.version):
+                self._alerts.emit(decision)  # tracked by the learner's producer
 
     def _decode_batch(self, msgs: list[Message]) -> list[_Item]:
         """The batch's records in order, decoded and their labels coerced; a record that
