@@ -302,3 +302,42 @@ class FakeLease:
 
     def release(self) -> None:
         return None
+
+
+class FakeLedger:
+    """Per-example errors in memory, as :class:`streamserve.lifecycle.error_ledger.ErrorLedger`
+    keeps them in Redis; ``down`` makes every call raise a Redis connection error."""
+
+    def __init__(self) -> None:
+        self.errors: dict[tuple[str, int, int], float] = {}
+        self.down = False
+
+    def write(self, model: str, errors: Any) -> None:
+        if self.down:
+            raise redis.ConnectionError("redis gone")
+        for partition, offset, error in errors:
+            self.errors[(model, partition, offset)] = error
+
+    def read(self, model: str, positions: Any) -> list[float | None]:
+        if self.down:
+            raise redis.ConnectionError("redis gone")
+        return [self.errors.get((model, p, o)) for p, o in positions]
+
+
+class FakeChampions:
+    """The registry's experiment and promote, in memory; ``refuse`` makes promote raise."""
+
+    def __init__(self, champion: str | None, split: dict[str, float] | None = None) -> None:
+        self.record: dict[str, Any] = {"champion": champion, "split": split or {}, "version": 0}
+        self.promoted: list[str] = []
+        self.refuse: Exception | None = None
+
+    def experiment(self) -> dict[str, Any] | None:
+        return dict(self.record)
+
+    def promote(self, model: str) -> dict[str, Any]:
+        if self.refuse is not None:
+            raise self.refuse
+        self.promoted.append(model)
+        self.record = {"champion": model, "split": {}, "version": self.record["version"] + 1}
+        return {"experiment": dict(self.record), "changed": True}

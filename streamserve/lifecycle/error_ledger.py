@@ -13,11 +13,19 @@ write; the model's hash tag keeps a model's keys in one cluster slot)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 CHUNK = 1000
 
 Position = tuple[int, int]  # (partition, offset) in the examples topic
+
+
+class Ledger(Protocol):
+    """Per-example errors by model and position (:class:`ErrorLedger` keeps them in Redis)."""
+
+    def write(self, model: str, errors: Sequence[tuple[int, int, float]]) -> None: ...
+
+    def read(self, model: str, positions: Sequence[Position]) -> list[float | None]: ...
 
 
 class ErrorLedger:

@@ -4,7 +4,7 @@ With ``serving.auto_promote`` on, every model's learner keeps one of these. For 
 example it learns it notes the error it made (predicted before learned, as the drift
 monitor sees it); after each batch it
 
-1. writes those errors to the :class:`~streamserve.lifecycle.error_ledger.ErrorLedger`, for
+1. writes those errors to the ledger (:mod:`streamserve.lifecycle.error_ledger`), for
    the other models' learners to pair with;
 2. when its model is a shadow (the stream has a champion, and it is not that champion),
    pairs its own errors with the champion's on the same examples, as far as the champion's
@@ -36,7 +36,7 @@ from streamserve.drift.error_monitor import error_of
 from streamserve.drift.significance import PairedErrors
 from streamserve.learners.base import Scored
 from streamserve.learners.spec import Task
-from streamserve.lifecycle.error_ledger import ErrorLedger, Position
+from streamserve.lifecycle.error_ledger import Ledger, Position
 from streamserve.metrics import Metrics
 from streamserve.records import LabelValue
 from streamserve.serving.auto_promote import AutoPromote
@@ -69,7 +69,7 @@ class ShadowEvidence:
         task: Task,
         tasks: Mapping[str, Task],
         config: AutoPromote,
-        ledger: ErrorLedger,
+        ledger: Ledger,
         registry: Champions,
         metrics: Metrics,
     ) -> None:
