@@ -111,7 +111,9 @@ def run(
     data: list[tuple[dict[str, Any], bool]],
     drift: ModelDrift | None,
     args: Any,
+    start: int,
 ) -> Run:
+    """One policy on one stream; ``start`` is the event where the drift begins."""
     history: list[Labelled] = []
     monitor = None
     if drift is not None:
@@ -137,14 +139,14 @@ def run(
                     learner = out.promote
                     promotions += 1
         rolling = sum(window) / len(window)
-        if i == args.drift_at - 1:
+        if i == start - 1:
             pre = rolling
         elif (
             recovered is None
-            and i - args.drift_at >= args.window  # the window holds post-drift events only
+            and i - start >= args.window  # the window holds post-drift events only
             and rolling >= 0.95 * pre
         ):
-            recovered = i - args.drift_at
+            recovered = i - start
     return Run(
         name,
         pre,
@@ -201,7 +203,8 @@ def describe(name: str, args: Any) -> str:
     if name == "gradual":
         return (
             f"{concepts}, the change spread over {args.gradual_width} events centred on "
-            f"event {args.drift_at}"
+            f"event {args.drift_at}; *pre-drift* and *recovered after* count from where the "
+            f"change begins (event {args.drift_at - args.gradual_width // 2})"
         )
     return (
         f"{concepts} from event {args.drift_at}, the two alternating every {args.period} "
@@ -284,8 +287,16 @@ def main() -> None:
         ("replay (ADWIN, window 2000)", policy(Policy.REPLAY)),
         ("replay (ADWIN, window 500)", policy(Policy.REPLAY, replay_window=500)),
     ]
+    starts = {
+        "abrupt": args.drift_at,
+        "gradual": args.drift_at - args.gradual_width // 2,
+        "recurring": args.drift_at,
+    }
     tables = {
-        name: {m: [run(label, m, rows, d, args) for label, d in configs] for m in args.learner}
+        name: {
+            m: [run(label, m, rows, d, args, starts[name]) for label, d in configs]
+            for m in args.learner
+        }
         for name in args.streams
         for rows in [data[name]()]
     }

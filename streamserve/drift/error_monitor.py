@@ -22,13 +22,13 @@ for classifiers, Wilcoxon's signed-rank test for regression): it is promoted onl
 errors are lower at level ``significance``, else dropped. The alert carries the test's
 statistics.
 
-With ``keep_former`` (the default), the champion a challenger replaced stays beside the
-new one as a *former* challenger, learning the same examples: a fresh model wins soon
+With ``keep_former`` (the default), the champion a promotion replaced stays beside the
+new one as the *former* champion, learning the same examples: a fresh model wins soon
 after a drift, but an old one that keeps adapting may be the better one later. It is
 tested every ``trial_examples`` examples on those examples alone, and promoted back
 (action ``former_restored``; the model it replaces becomes the former) when its errors are
-significantly lower; the windows in which it is not better are not alerted. A warning
-leaves it in place; a detection's challenger (or replay) replaces it.
+significantly lower; the windows in which it is not better are not alerted. It is kept
+beside any later challenger, until the next promotion replaces it.
 
 After a promotion, a replay or a dropped challenger, detections within
 ``cooldown_examples`` examples are alerted with action ``cooldown`` only. After a
@@ -48,7 +48,7 @@ from streamserve.drift.alerts import DriftAlert
 from streamserve.drift.detectors import Detector, Severity, build_detector
 from streamserve.drift.exceptions import ReplayError
 from streamserve.drift.replay import Replayer
-from streamserve.drift.significance import PairedErrors
+from streamserve.drift.significance import PairedErrors, PairedTest
 from streamserve.drift.spec import ModelDrift, Policy
 from streamserve.learners.base import Learner, Scored
 from streamserve.learners.spec import Task
@@ -84,7 +84,6 @@ class _Challenger:
     started_at: int  # examples seen by the monitor when it started
     by_warning: bool
     pairs: PairedErrors
-    former: bool = False  # the champion it replaced (see keep_former)
 
 
 class ErrorMonitor:
@@ -102,6 +101,7 @@ class ErrorMonitor:
         self._seen = 0
         self._cooldown_until = 0
         self.challenger: _Challenger | None = None
+        self.former: _Challenger | None = None  # the champion a promotion replaced
 
     @property
     def detector_label(self) -> str:
@@ -125,11 +125,13 @@ class ErrorMonitor:
         self._seen += 1
         error = error_of(self.task, y, scored)
         ch = self.challenger
-        if ch is not None and error is not None:
-            ch_error = error_of(self.task, y, ch.learner.predict_one(x))
-            ch.learner.learn_one(x, y)
-            if ch_error is not None:
-                ch.pairs.add(error, ch_error)
+        if error is not None:
+            for beside in (ch, self.former):
+                if beside is not None:
+                    beside_error = error_of(self.task, y, beside.learner.predict_one(x))
+                    beside.learner.learn_one(x, y)
+                    if beside_error is not None:
+                        beside.pairs.add(error, beside_error)
         if error is None:
             return None
         severity = self._detector.update(error)
@@ -147,6 +149,12 @@ class ErrorMonitor:
             and self._seen - ch.started_at >= self.config.retrain.trial_examples
         ):
             return self._judge("drift", champion, version, offset)
+        former = self.former
+        if (
+            former is not None
+            and self._seen - former.started_at >= self.config.retrain.trial_examples
+        ):
+            return self._judge_former(champion, version, offset)
         return None
 
     # -- policy -----------------------------------------------------------------------
@@ -184,15 +192,12 @@ class ErrorMonitor:
         if severity == "drift" and self._seen < self._cooldown_until:
             return Outcome(self._alert(severity, version, offset, actions.ACTION_COOLDOWN))
         if self.policy is Policy.REPLAY:
-            if severity == "warning" or self._on_trial():
+            if severity == "warning" or self.challenger is not None:  # or one is on trial
                 return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
             return self._replay(champion, version, offset, offsets)
         # challenger
         ch = self.challenger
-        if ch is not None and ch.former and severity == "warning":
-            # a warning leaves the former in place; a detection replaces it
-            return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
-        if ch is None or ch.former:
+        if ch is None:
             self.challenger = self._new_challenger(champion.clone(), severity == "warning")
             return Outcome(
                 self._alert(severity, version, offset, actions.ACTION_CHALLENGER_STARTED)
@@ -201,42 +206,58 @@ class ErrorMonitor:
             return self._judge(severity, champion, version, offset)
         return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
 
-    def _on_trial(self) -> bool:
-        """A challenger other than a former champion is learning beside the champion."""
-        return self.challenger is not None and not self.challenger.former
-
     def _judge(
         self, severity: Severity, champion: Learner, version: int, offset: int | None
     ) -> Outcome | None:
         ch = self.challenger
         if ch is None:  # pragma: no cover - callers check
             raise RuntimeError("no challenger to judge")
-        significance = self.config.retrain.significance
-        result = ch.pairs.test()
-        wins = result.challenger_wins(significance)
-        if ch.former and not wins:  # a new window; not alerted
-            ch.started_at = self._seen
-            ch.pairs = PairedErrors(self.task.is_classification)
-            return None
         self.challenger = None
         self._cooldown_until = self._seen + self.config.retrain.cooldown_examples
-        if ch.former:
-            action = actions.ACTION_FORMER_RESTORED
-        else:
-            action = actions.ACTION_PROMOTED if wins else actions.ACTION_DROPPED
-        alert = self._alert(severity, version, offset, action)
-        alert.details |= result.details() | {
-            "trial_examples": str(result.n),
-            "significance": f"{significance:g}",
-        }
+        result = ch.pairs.test()
+        wins = result.challenger_wins(self.config.retrain.significance)
+        alert = self._alert(
+            severity, version, offset, actions.ACTION_PROMOTED if wins else actions.ACTION_DROPPED
+        )
+        alert.details |= self._statistics(result)
         if not wins:
             return Outcome(alert)
+        return self._promoted(alert, ch, champion)
+
+    def _judge_former(self, champion: Learner, version: int, offset: int | None) -> Outcome | None:
+        """Test the former champion over its last window; promote it back when it wins,
+        else start its next window (not alerted)."""
+        former = self.former
+        if former is None:  # pragma: no cover - callers check
+            raise RuntimeError("no former champion to judge")
+        result = former.pairs.test()
+        if not result.challenger_wins(self.config.retrain.significance):
+            self.former = self._new_challenger(former.learner, by_warning=False)
+            return None
+        self._cooldown_until = self._seen + self.config.retrain.cooldown_examples
+        alert = self._alert("drift", version, offset, actions.ACTION_FORMER_RESTORED)
+        alert.details |= self._statistics(result)
+        return self._promoted(alert, former, champion)
+
+    def _statistics(self, result: PairedTest) -> dict[str, str]:
+        return result.details() | {
+            "trial_examples": str(result.n),
+            "significance": f"{self.config.retrain.significance:g}",
+        }
+
+    def _promoted(self, alert: DriftAlert, winner: _Challenger, champion: Learner) -> Outcome:
+        """``winner`` replaces ``champion``, which becomes the former (keep_former); a
+        challenger on trial starts its comparison afresh against the new champion."""
         self._restart_detector()
-        if self.config.retrain.keep_former:
-            self.challenger = _Challenger(
-                champion, self._seen, False, PairedErrors(self.task.is_classification), True
-            )
-        return Outcome(alert, promote=ch.learner)
+        self.former = (
+            self._new_challenger(champion, by_warning=False)
+            if self.config.retrain.keep_former
+            else None
+        )
+        if self.challenger is not None and self.challenger is not winner:
+            self.challenger.pairs = PairedErrors(self.task.is_classification)
+            self.challenger.started_at = self._seen
+        return Outcome(alert, promote=winner.learner)
 
     def _replay(
         self, champion: Learner, version: int, offset: int | None, offsets: Mapping[int, int]

@@ -221,3 +221,69 @@ def test_cooldown_stops_flapping() -> None:
 def test_replay_needs_a_replayer() -> None:
     with pytest.raises(ValueError, match="replayer"):
         ErrorMonitor(Task.BINARY, _drift(Policy.REPLAY))
+
+
+def test_the_former_champion_is_promoted_back_when_the_test_says_so() -> None:
+    # after a promotion the replaced champion learns beside the new one; here it is the
+    # better model (trained on the concept), the new champion one that barely learns
+    monitor = ErrorMonitor(Task.BINARY, _drift(Policy.CHALLENGER, trial_examples=200))
+    stream = list(abrupt_stream(3000, 10_000))
+    trained = build_learner(SPEC)
+    for x, y in stream[:2000]:
+        trained.learn_one(x, y)
+    champion = build_learner(
+        ModelSpec(name="m", task=Task.BINARY, learner="logistic_regression", params={"lr": 1e-6})
+    )
+    alert = monitor._alert("drift", 1, 0, actions.ACTION_PROMOTED)
+    winner = monitor._new_challenger(champion, by_warning=False)
+    out = monitor._promoted(alert, winner, trained)
+    assert out.promote is champion and monitor.former is not None
+    assert monitor.former.learner is trained
+    results = []
+    for i, (x, y) in enumerate(stream[2000:2400]):
+        scored = champion.predict_one(x)
+        champion.learn_one(x, y)
+        r = monitor.observe(champion, x, y, scored, version=2, offset=i, offsets={0: i})
+        if r is not None:
+            results.append((i, r))
+            if r.promote is not None:
+                champion = r.promote
+    restored = [(i, r) for i, r in results if r.alert.action == actions.ACTION_FORMER_RESTORED]
+    assert restored and restored[0][0] == 199  # judged after trial_examples
+    out = restored[0][1]
+    assert out.promote is trained
+    assert float(out.alert.details["p_value"]) < 0.05
+    assert out.alert.details["favours"] == "challenger"
+    # and the model it replaced is the former now
+    assert monitor.former is not None and monitor.former.learner is not trained
+
+
+def test_a_former_champion_no_better_stays_beside_silently() -> None:
+    monitor = ErrorMonitor(Task.BINARY, _drift(Policy.CHALLENGER, trial_examples=100))
+    stream = list(abrupt_stream(2600, 10_000))
+    champion = build_learner(SPEC)
+    for x, y in stream[:2000]:
+        champion.learn_one(x, y)
+    untrained = build_learner(SPEC)
+    monitor.former = monitor._new_challenger(untrained, by_warning=False)
+    results = []
+    for i, (x, y) in enumerate(stream[2000:2600]):
+        scored = champion.predict_one(x)
+        champion.learn_one(x, y)
+        r = monitor.observe(champion, x, y, scored, version=1, offset=i, offsets={0: i})
+        if r is not None:
+            results.append(r)
+    assert results == []  # six windows, none won, none alerted
+    assert monitor.former is not None and monitor.former.learner is untrained
+    assert monitor.former.pairs.n == 0  # a new window has just started
+
+
+def test_keep_former_off_keeps_no_former() -> None:
+    monitor = ErrorMonitor(
+        Task.BINARY,
+        ModelDrift(model="m", retrain=RetrainSpec(policy=Policy.CHALLENGER, keep_former=False)),
+    )
+    champion = build_learner(SPEC)
+    alert = monitor._alert("drift", 1, 0, actions.ACTION_PROMOTED)
+    monitor._promoted(alert, monitor._new_challenger(build_learner(SPEC), False), champion)
+    assert monitor.former is None
