@@ -16,7 +16,9 @@ monitor sees it); after each batch it
    ``significance`` is promoted through the registry, as ``streamserve models promote``
    does.
 
-The pairs start afresh whenever the champion changes. A stream without a champion (none
+Each example counts once: one the learner learns again (after a restore or a rollback,
+from a snapshot's offsets) is not noted again. The pairs start afresh whenever the
+champion changes. A stream without a champion (none
 set, or an A/B split) promotes nothing, nor does a champion without a learner of its own
 (an ensemble) or of another task. The evidence is cumulative: each decision tests every
 pair since the champion was set, so a later look has more examples, not a fresh chance.
@@ -81,6 +83,9 @@ class ShadowEvidence:
         self._registry = registry
         self._to_write: list[tuple[int, int, float]] = []
         self._pending: OrderedDict[Position, float] = OrderedDict()
+        # per partition, the newest offset noted: an example learned again after a restore
+        # or a rollback (the learner goes back to a snapshot's offsets) counts once
+        self._noted: dict[int, int] = {}
         self.champion: str | None = None
         self.pairs = PairedErrors(task.is_classification)
         self._next_test = config.min_examples
@@ -89,8 +94,9 @@ class ShadowEvidence:
 
     def observe(self, partition: int | None, offset: int | None, y: LabelValue, s: Scored) -> None:
         """Note the error of one example the model predicted, then learned."""
-        if partition is None or offset is None:
+        if partition is None or offset is None or offset <= self._noted.get(partition, -1):
             return
+        self._noted[partition] = offset
         error = error_of(self.task, y, s)
         if error is None:
             return

@@ -210,3 +210,16 @@ def test_the_setting_is_off_by_default_and_checked_at_start() -> None:
         with pytest.raises(ConfigError) as info:
             settings_from_dict({"serving": {"auto_promote": raw}})
         assert info.value.key == key, raw
+
+
+def test_an_example_learned_again_after_a_restore_counts_once() -> None:
+    ledger, champions, metrics = FakeLedger(), FakeChampions("champ"), Metrics(CollectorRegistry())
+    ev = _evidence(ledger, champions, metrics)
+    _feed(ev, ledger, 80, 0, shadow_right=0.9, champion_right=0.5)
+    ev.after_batch(1)
+    _feed(ev, ledger, 80, 0, shadow_right=0.9, champion_right=0.5)  # the same offsets again
+    ev.after_batch(1)
+    assert ev.pairs.n == 80
+    _feed(ev, ledger, 10, 80, shadow_right=0.9, champion_right=0.5)
+    ev.after_batch(1)
+    assert ev.pairs.n == 90
