@@ -223,3 +223,28 @@ def test_an_example_learned_again_after_a_restore_counts_once() -> None:
     _feed(ev, ledger, 10, 80, shadow_right=0.9, champion_right=0.5)
     ev.after_batch(1)
     assert ev.pairs.n == 90
+
+
+def test_a_regression_shadow_is_judged_by_the_signed_rank_test() -> None:
+    ledger, metrics = FakeLedger(), Metrics(CollectorRegistry())
+    champions = FakeChampions("reg0")
+    ev = ShadowEvidence(
+        model="reg1",
+        task=Task.REGRESSION,
+        tasks={"reg0": Task.REGRESSION, "reg1": Task.REGRESSION},
+        config=AutoPromote(enabled=True, min_examples=100, evaluate_every=100),
+        ledger=ledger,
+        registry=champions,
+        metrics=metrics,
+    )
+    rng = random.Random(3)
+    for o in range(100):
+        y = rng.gauss(0, 1)
+        ledger.errors[("reg0", 0, o)] = abs(rng.gauss(0, 1.0))  # the champion's |error|
+        ev.observe(0, o, y, Scored(y + rng.gauss(0, 0.3), None, y + rng.gauss(0, 0.3)))
+    [alert] = ev.after_batch(2)
+    assert alert.detector == "wilcoxon" and alert.action == ACTION_PROMOTED
+    d = alert.details
+    assert float(d["z"]) > 0 and float(d["w_plus"]) > float(d["w_minus"])
+    assert float(d["challenger_error"]) < float(d["champion_error"])
+    assert champions.promoted == ["reg1"]
