@@ -111,9 +111,11 @@ def run(
     data: list[tuple[dict[str, Any], bool]],
     drift: ModelDrift | None,
     args: Any,
+    pre_at: int,
     start: int,
 ) -> Run:
-    """One policy on one stream; ``start`` is the event where the drift begins."""
+    """One policy on one stream: the pre-drift accuracy is the rolling one just before
+    event ``pre_at``, recovery counts from event ``start``."""
     history: list[Labelled] = []
     monitor = None
     if drift is not None:
@@ -139,7 +141,7 @@ def run(
                     learner = out.promote
                     promotions += 1
         rolling = sum(window) / len(window)
-        if i == start - 1:
+        if i == pre_at - 1:
             pre = rolling
         elif (
             recovered is None
@@ -203,8 +205,9 @@ def describe(name: str, args: Any) -> str:
     if name == "gradual":
         return (
             f"{concepts}, the change spread over {args.gradual_width} events centred on "
-            f"event {args.drift_at}; *pre-drift* and *recovered after* count from where the "
-            f"change begins (event {args.drift_at - args.gradual_width // 2})"
+            f"event {args.drift_at}; *pre-drift* is the accuracy where the change begins "
+            f"(event {args.drift_at - args.gradual_width // 2}), *recovered after* counts "
+            f"from its centre"
         )
     return (
         f"{concepts} from event {args.drift_at}, the two alternating every {args.period} "
@@ -287,14 +290,13 @@ def main() -> None:
         ("replay (ADWIN, window 2000)", policy(Policy.REPLAY)),
         ("replay (ADWIN, window 500)", policy(Policy.REPLAY, replay_window=500)),
     ]
-    starts = {
-        "abrupt": args.drift_at,
-        "gradual": args.drift_at - args.gradual_width // 2,
-        "recurring": args.drift_at,
-    }
+    pre_at = {"gradual": args.drift_at - args.gradual_width // 2}
     tables = {
         name: {
-            m: [run(label, m, rows, d, args, starts[name]) for label, d in configs]
+            m: [
+                run(label, m, rows, d, args, pre_at.get(name, args.drift_at), args.drift_at)
+                for label, d in configs
+            ]
             for m in args.learner
         }
         for name in args.streams
