@@ -201,8 +201,9 @@ class Metrics:
         self.auto_promotion_skipped = Counter(
             "streamserve_auto_promotion_skipped",
             "Automatic promotion work skipped: reason 'redis' (a batch's errors not written "
-            "or paired yet: Redis unavailable) or 'unpaired' (errors dropped that found no "
-            "champion's error within max_pending), per model.",
+            "or paired yet: Redis unavailable), 'experiment' (the stored experiment is "
+            "malformed) or 'unpaired' (errors dropped that found no champion's error within "
+            "max_pending), per model.",
             ["model", "reason"],
             registry=r,
         )

@@ -42,6 +42,7 @@ from streamserve.lifecycle.error_ledger import Ledger, Position
 from streamserve.metrics import Metrics
 from streamserve.records import LabelValue
 from streamserve.serving.auto_promote import AutoPromote
+from streamserve.snapshots.exceptions import SnapshotFormatError
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,16 @@ class ShadowEvidence:
             logger.warning(
                 "auto-promotion of %s: Redis unavailable (%s); its errors are written and "
                 "paired at a later batch",
+                self.model,
+                exc,
+            )
+            self._trim()
+            return []
+        except SnapshotFormatError as exc:  # a malformed experiment record in Redis
+            self._skipped.labels(self.model, "experiment").inc()
+            logger.warning(
+                "auto-promotion of %s: cannot read the experiment (%s); nothing paired or "
+                "decided this batch",
                 self.model,
                 exc,
             )

@@ -248,3 +248,19 @@ def test_a_regression_shadow_is_judged_by_the_signed_rank_test() -> None:
     assert float(d["z"]) > 0 and float(d["w_plus"]) > float(d["w_minus"])
     assert float(d["challenger_error"]) < float(d["champion_error"])
     assert champions.promoted == ["reg1"]
+
+
+def test_a_malformed_experiment_is_counted_and_skipped() -> None:
+    from streamserve.snapshots.exceptions import SnapshotFormatError
+
+    class Broken(FakeChampions):
+        def experiment(self) -> dict[str, object] | None:
+            raise SnapshotFormatError("malformed experiment 'x'")
+
+    ledger, metrics = FakeLedger(), Metrics(CollectorRegistry())
+    ev = _evidence(ledger, Broken("champ"), metrics)
+    _feed(ev, ledger, 100, 0, shadow_right=0.95, champion_right=0.5)
+    assert ev.after_batch(1) == []
+    assert ("shadow", 0, 0) in ledger.errors  # its errors were written all the same
+    labels = {"model": "shadow", "reason": "experiment"}
+    assert _count(metrics, "streamserve_auto_promotion_skipped_total", **labels) == 1
