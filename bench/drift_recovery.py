@@ -190,7 +190,13 @@ def input_monitor_cost(batches: int = 200, batch: int = 1000) -> dict[str, float
         offsets: list[int | None] = list(range(batch))
         started = time.perf_counter()
         for _ in range(batches):
-            monitor.observe(xs, offsets, scores)
+            # as the scorer does: the strided sample's rows, then the monitors
+            rows = monitor.sample(batch)
+            monitor.observe(
+                [xs[i] for i in rows],
+                [offsets[i] for i in rows],
+                {m: [s[i] for i in rows] for m, s in scores.items()},
+            )
         out[f"sample_per_batch={sample}"] = (time.perf_counter() - started) / batches * 1e6
     return out
 
