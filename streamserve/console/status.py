@@ -13,6 +13,7 @@ by readers and removed. A Redis error is counted and logged; the roles go on.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -195,12 +196,13 @@ class StatusPublisher:
 
 def _window_buckets(
     now: list[tuple[float, float]] | None, then: list[tuple[float, float]] | None
-) -> list[list[float]] | None:
-    """Cumulative bucket counts observed between ``then`` and ``now``."""
+) -> list[list[str | float]] | None:
+    """Cumulative bucket counts observed between ``then`` and ``now``, each bound as
+    Prometheus writes it (``+Inf``: JSON has no infinity)."""
     if not now:
         return None
     before = dict(then or [])
-    return [[le, max(0.0, count - before.get(le, 0.0))] for le, count in now]
+    return [["+Inf" if math.isinf(le) else repr(le), max(0.0, count - before.get(le, 0.0))] for le, count in now]
 
 
 def read_statuses(

@@ -35,8 +35,9 @@ def quantile(q: float, buckets: Sequence[Sequence[float]]) -> float | None:
     return lower_bound
 
 
-def merge_buckets(histograms: Sequence[Sequence[Sequence[float]]]) -> list[list[float]]:
-    """Cumulative histograms with the same bounds, added bucket by bucket."""
+def merge_buckets(histograms: Sequence[Sequence[Sequence[str | float]]]) -> list[list[float]]:
+    """Cumulative histograms with the same bounds (numbers, or strings such as ``+Inf``),
+    added bucket by bucket."""
     merged: dict[float, float] = {}
     for buckets in histograms:
         for bound, count in buckets:

@@ -1,0 +1,202 @@
+"""The console in a real browser (Debian's chromium driven by Playwright) against a running
+``streamserve up`` fed a drifting stream: the page shows the model and a serving version
+that rises as labels arrive, a drift alert after the drift is injected, and a rollback
+made from the page changes what the scorer serves (and is in the audit log).
+
+Screenshots go to the test's folder (``tmp_path``); ``STREAMSERVE_CONSOLE_SCREENSHOT``
+names a file to copy the last one to (how docs/console.png is made).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Producer
+
+from streamserve.subprocesses import LoggedProcess
+from tests.integration.harness import wait_for
+from tests.integration.procs import role_env, streamserve
+from tests.tools import required
+
+CHROMIUM = "/usr/bin/chromium"
+TOKEN = "console-admin-token-0123456789"
+RATE = int(os.environ.get("STREAMSERVE_CONSOLE_TEST_RATE", "400"))  # events (and labels) per s
+
+
+class Stream:
+    """Events and their labels on a thread: y = a + b > 0, or after :meth:`drift` the
+    opposite; :meth:`labels_off` stops the labels (and so new versions)."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self._events = f"{prefix}events"
+        self._feedback = f"{prefix}feedback"
+        self._stop = threading.Event()
+        self.drifted = False
+        self.labelled = True
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
+
+    def _run(self) -> None:
+        rng = random.Random(7)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            for _ in range(RATE // 10):
+                a, b = rng.uniform(-1, 1), rng.uniform(-1, 1)
+                eid = f"e-{self.sent}"
+                self.sent += 1
+                event = {"event_id": eid, "features": {"a": a, "b": b}}
+                self._producer.produce(self._events, json.dumps(event).encode(), eid.encode())
+                if self.labelled:
+                    label = (a + b > 0) != self.drifted
+                    body = json.dumps({"event_id": eid, "label": label}).encode()
+                    self._producer.produce(self._feedback, body, eid.encode())
+            self._producer.poll(0)
+            self._stop.wait(max(0.0, 0.1 - (time.monotonic() - started)))
+        self._producer.flush(10)
+        del self._producer  # closed now, not when the session's broker is gone
+
+    def __enter__(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@contextmanager
+def _up(bootstrap: str, redis_url: str, uid: str) -> Iterator[tuple[LoggedProcess, str, str]]:
+    env = role_env(
+        bootstrap,
+        redis_url,
+        uid,
+        STREAMSERVE_API_PORT="0",
+        STREAMSERVE__API__ADMIN_TOKENS=TOKEN,
+        STREAMSERVE__SNAPSHOTS__CHECKPOINT_EVERY_SECONDS="1",
+        STREAMSERVE__SNAPSHOTS__POLL_INTERVAL_SECONDS="0.5",
+        STREAMSERVE__SNAPSHOTS__KEEP="500",
+        STREAMSERVE__CONSOLE__STATUS_INTERVAL_SECONDS="0.5",
+        STREAMSERVE__CONSOLE__UPDATE_SECONDS="0.5",
+        STREAMSERVE__SCORER__BATCH_TIMEOUT_MS="20",
+        STREAMSERVE__JOINER__SWEEP_INTERVAL_SECONDS="0.5",
+    )
+    with streamserve(["up"], env) as proc:
+        wait_for(
+            lambda: "streamserve is up" in proc.output() or proc.poll() is not None,
+            60,
+            "the banner",
+        )
+        assert proc.poll() is None, proc.output()
+        log = proc.output()
+        api = re.search(r"http api          : (\S+)", log)
+        metrics = re.search(r"metrics           : (\S+)/metrics", log)
+        assert api and metrics, log
+        yield proc, api.group(1), metrics.group(1)
+
+
+def _scorer_serves(status_url: str) -> int | None:
+    health = httpx.get(f"{status_url}/healthz", timeout=5).json()
+    return health["roles"]["scorer"]["serving"].get("default")
+
+
+def _serving_on_page(page: Any) -> int | None:
+    text = page.locator('section[data-model="default"] [data-testid="serving"]').inner_text()
+    return int(text) if text.strip().isdigit() else None
+
+
+def test_console_shows_versions_drift_and_rolls_back_from_the_page(
+    bootstrap: str, redis_url: str, uid: str, tmp_path: Path
+) -> None:
+    required(CHROMIUM if Path(CHROMIUM).exists() else None, "chromium (Debian's package)")
+    from playwright.sync_api import sync_playwright
+
+    shots: list[Path] = []
+
+    def shot(page: Any, name: str) -> None:
+        path = tmp_path / f"{len(shots) + 1:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        shots.append(path)
+
+    with (
+        _up(bootstrap, redis_url, uid) as (proc, api_url, status_url),
+        Stream(bootstrap, f"t{uid}.") as stream,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.set_default_timeout(30_000)
+            page.goto(api_url + "/")
+            connection = page.locator("#connection")
+            wait_for(lambda: connection.inner_text() == "live", 30, "the live stream")
+            page.get_by_label("Admin token").fill(TOKEN)
+            page.get_by_role("button", name="Use token").click()
+            model = page.locator('section[data-model="default"]')
+            model.wait_for(timeout=30_000)
+            assert "default" in model.locator("h2").inner_text()
+
+            # versions rise as labels arrive
+            wait_for(lambda: (_serving_on_page(page) or 0) >= 1, 60, "a first version")
+            first = _serving_on_page(page) or 0
+            wait_for(lambda: (_serving_on_page(page) or 0) >= first + 2, 60, "newer versions")
+            wait_for(
+                lambda: page.locator("#compare td").nth(7).inner_text() not in ("—", "0"),
+                30,
+                "events scored per second",
+            )
+            shot(page, "learning")
+
+            # a drift: the labels flip; the learner's detector alerts
+            before_drift = _serving_on_page(page) or 0
+            stream.drifted = True
+            alert = model.locator(".timeline li.alert").first
+            alert.wait_for(timeout=90_000)
+            assert "drift" in alert.inner_text()
+            shot(page, "drift")
+
+            # a rollback from the page to a version from before the drift
+            stream.labelled = False
+            time.sleep(3)  # the last labels learned and checkpointed
+            target = before_drift
+            model.get_by_label("Version").select_option(str(target))
+            model.get_by_role("button", name="Roll back").click()
+            result = model.locator(".action-result")
+            try:
+                wait_for(lambda: "rolled back" in result.inner_text(), 15, "the rollback's answer")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; the page says {result.inner_text()!r}") from None
+            wait_for(lambda: _scorer_serves(status_url) == target, 15, "the scorer to serve it")
+            wait_for(lambda: _serving_on_page(page) == target, 15, "the page to show it")
+            audit = page.locator("#audit tbody tr").first
+            wait_for(lambda: "rollback" in audit.inner_text(), 15, "the audit log entry")
+            row = audit.inner_text()
+            assert "admin-token-1" in row and "ok" in row and TOKEN not in row
+            assert TOKEN not in proc.output()  # the token is never logged
+            assert TOKEN not in page.url
+            shot(page, "rolled-back")
+        finally:
+            browser.close()
+    target_file = os.environ.get("STREAMSERVE_CONSOLE_SCREENSHOT")
+    if target_file:
+        shutil.copy2(shots[-1], target_file)
+    assert all(p.stat().st_size > 10_000 for p in shots)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The browser talks to 127.0.0.1 directly."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
