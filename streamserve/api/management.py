@@ -73,7 +73,8 @@ async def _run(fn: Callable[..., dict[str, Any]], *args: Any) -> Reply:
     return json_reply(await _call(fn, *args))
 
 
-Act = Callable[[], Awaitable[tuple[dict[str, Any], dict[str, Any]]]]
+# A change: fills in the arguments it parsed (for the audit log), then makes the change.
+Act = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _object(request: Request, allowed: set[str]) -> Mapping[str, Any]:
@@ -119,8 +120,7 @@ class _Handlers:
         args: dict[str, Any] = {k: v for k, v in request.params.items() if k != "model"}
         outcome, error, result = "ok", None, None
         try:
-            given, answer = await act()
-            args.update(given)
+            answer = await act(args)
             result = change_result(answer)
             return json_reply(answer)
         except ApiError as exc:
@@ -152,57 +152,57 @@ class _Handlers:
         return await _run(self.r.show, request.params["model"], request.params["version"])
 
     async def pin(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
-            ref = _version_ref(request, "version")
-            return {"version": ref}, await _call(self.r.pin, request.params["model"], ref)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["version"] = ref = _version_ref(request, "version")
+            return await _call(self.r.pin, request.params["model"], ref)
 
         return await self._audited(request, "pin", act)
 
     async def unpin(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
-            return {}, await _call(self.r.unpin, request.params["model"])
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.unpin, request.params["model"])
 
         return await self._audited(request, "unpin", act)
 
     async def rollback(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
-            ref = _version_ref(request, "to")
-            return {"to": ref}, await _call(self.r.rollback, request.params["model"], ref)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["to"] = ref = _version_ref(request, "to")
+            return await _call(self.r.rollback, request.params["model"], ref)
 
         return await self._audited(request, "rollback", act)
 
     async def promote(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
-            return {}, await _call(self.r.promote, request.params["model"])
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.promote, request.params["model"])
 
         return await self._audited(request, "promote", act)
 
     async def set_alias(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
-            ref = _version_ref(request, "version")
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["version"] = ref = _version_ref(request, "version")
             params = request.params
-            answer = await _call(self.r.set_alias, params["model"], params["alias"], ref)
-            return {"version": ref}, answer
+            return await _call(self.r.set_alias, params["model"], params["alias"], ref)
 
         return await self._audited(request, "set_alias", act)
 
     async def delete_alias(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
             params = request.params
-            return {}, await _call(self.r.delete_alias, params["model"], params["alias"])
+            return await _call(self.r.delete_alias, params["model"], params["alias"])
 
         return await self._audited(request, "delete_alias", act)
 
     async def decide(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
             rule = _decision(request)
-            return dict(rule), await _call(self.r.decide, request.params["model"], rule)
+            args.update(rule)
+            return await _call(self.r.decide, request.params["model"], rule)
 
         return await self._audited(request, "decide", act)
 
     async def clear_decision(self, request: Request) -> Reply:
-        async def act() -> tuple[dict[str, Any], dict[str, Any]]:
-            return {}, await _call(self.r.decide, request.params["model"], None)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.decide, request.params["model"], None)
 
         return await self._audited(request, "clear_decision", act)
 

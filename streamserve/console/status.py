@@ -202,7 +202,10 @@ def _window_buckets(
     if not now:
         return None
     before = dict(then or [])
-    return [["+Inf" if math.isinf(le) else repr(le), max(0.0, count - before.get(le, 0.0))] for le, count in now]
+    return [
+        ["+Inf" if math.isinf(le) else repr(le), max(0.0, count - before.get(le, 0.0))]
+        for le, count in now
+    ]
 
 
 def read_statuses(
