@@ -4,7 +4,8 @@ same the API's management routes call.
 
 Listings (``list``, and ``pin``, ``unpin``, ``rollback``, ``alias`` after their change) are
 a table on a terminal and JSON otherwise (a pipe, a file), or as ``--json``/``--table``
-say. ``show``, ``promote``, ``decide``, ``export`` and ``import`` print JSON.
+say. ``pause`` and ``resume`` print the model's listing after the change too. ``show``,
+``promote``, ``decide``, ``export`` and ``import`` print JSON.
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ def _add_change_commands(sub: Any, common: Common) -> None:
     rule.add_argument("--threshold", type=float, help="decide true when P(true) >= this")
     rule.add_argument("--costs", help='expected-cost matrix as JSON: {"decided": {"true": c}}')
     rule.add_argument("--clear", action="store_true", help="no decision: the prediction decides")
+    pause = _parser(sub, "pause", "stop learning (serving goes on; no new versions)", common)
+    pause.add_argument("model", help="a configured model")
+    pause.add_argument("--reason", default="", help="why (shown in models list and the alert)")
+    _output(pause)
+    resume = _parser(sub, "resume", "learn again from the next example on", common)
+    resume.add_argument("model", help="a configured model")
+    _output(resume)
 
 
 def _add_file_commands(sub: Any, common: Common) -> None:
@@ -150,7 +158,7 @@ def run_models(rt: Runtime, args: argparse.Namespace, out: TextIO | None = None)
         finally:
             action, given = _audited(args)
             rt.audit_log.record(
-                who=_os_user(),
+                who=f"{_user()} (os user)",
                 via="cli",
                 action=action,
                 model=getattr(args, "model", None),
@@ -165,15 +173,17 @@ def run_models(rt: Runtime, args: argparse.Namespace, out: TextIO | None = None)
 
 
 # Commands that change something: each is written to the audit log (the console shows it).
-_CHANGES = frozenset({"pin", "unpin", "rollback", "alias", "promote", "decide", "import"})
+_CHANGES = frozenset(
+    {"pin", "unpin", "rollback", "alias", "promote", "decide", "import", "pause", "resume"}
+)
 
 
-def _os_user() -> str:
-    """Who runs the command, for the audit log: the OS user."""
+def _user() -> str:
+    """The OS user running the command."""
     try:
-        return f"{getpass.getuser()} (os user)"
-    except (KeyError, OSError):
-        return f"uid {os.getuid()} (os user)"
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        return f"uid {os.getuid()}"
 
 
 def _audited(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -197,6 +207,7 @@ _AUDIT_ARGS: dict[str, tuple[tuple[str, str], ...]] = {
     "alias": (("alias", "name"), ("version", "ref")),
     "decide": (("threshold", "threshold"), ("costs", "costs")),
     "import": (("file", "file"),),
+    "pause": (("reason", "reason"),),
 }
 
 
@@ -263,6 +274,19 @@ def _decide(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
     return _json(out, rt.lifecycle.decide(args.model, record))
 
 
+def _who() -> str:
+    """Who paused or resumed, as the learning state names it."""
+    return f"cli:{_user()}"
+
+
+def _pause(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _one(rt, args, out, rt.lifecycle.pause_learning(args.model, args.reason, _who()))
+
+
+def _resume(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _one(rt, args, out, rt.lifecycle.resume_learning(args.model, _who()))
+
+
 def _export(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
     signer = key_file_codec(args.key_file) if args.key_file else rt.codec
     return _json(
@@ -284,6 +308,8 @@ _COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace, TextIO], Answer]] = 
     "alias": _alias,
     "promote": _promote,
     "decide": _decide,
+    "pause": _pause,
+    "resume": _resume,
     "export": _export,
     "import": _import,
 }

@@ -13,6 +13,8 @@ POST     ``/v1/registry/models/{m}:pin`` ``{"version": v}``              pin
 POST     ``/v1/registry/models/{m}:unpin``                               unpin
 POST     ``/v1/registry/models/{m}:rollback`` ``{"to": v}``              rollback
 POST     ``/v1/registry/models/{m}:promote``                             promote
+POST     ``/v1/registry/models/{m}:pause`` ``{"reason": r}`` (optional)  pause learning
+POST     ``/v1/registry/models/{m}:resume``                              resume learning
 PUT      ``/v1/registry/models/{m}/aliases/{a}`` ``{"version": v}``      set an alias
 DELETE   ``/v1/registry/models/{m}/aliases/{a}``                         delete it
 PUT      ``/v1/registry/models/{m}/decision`` ``{"threshold"|"costs"}``  a new decision
@@ -47,6 +49,9 @@ from streamserve.snapshots.exceptions import SnapshotError, SnapshotNotFoundErro
 TAG = "management"
 BASE = "/v1/registry/models"
 _MAX_VERSION = 2**63 - 1
+_MAX_REASON = 500
+_OPTIONAL_BODIES = frozenset({"PauseRequest"})
+_BY = "api"  # who paused or resumed, as the learning state names it
 
 
 class Conflict(ApiError):
@@ -95,6 +100,16 @@ def _version_ref(request: Request, field: str) -> str | int:
     if isinstance(value, str) and value:
         return value
     raise BadRequest(f"{field!r} must be a version number (>= 1) or a name; got {value!r}")
+
+
+def _reason(request: Request) -> str:
+    """The optional body's ``reason`` (no body: no reason)."""
+    if not request.body.strip():
+        return ""
+    reason = _object(request, {"reason"}).get("reason", "")
+    if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+        raise BadRequest(f"'reason' must be a string of at most {_MAX_REASON} characters")
+    return reason
 
 
 def _decision(request: Request) -> Mapping[str, Any]:
@@ -177,6 +192,19 @@ class _Handlers:
 
         return await self._audited(request, "promote", act)
 
+    async def pause(self, request: Request) -> Reply:
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["reason"] = reason = _reason(request)
+            return await _call(self.r.pause_learning, request.params["model"], reason, _BY)
+
+        return await self._audited(request, "pause", act)
+
+    async def resume(self, request: Request) -> Reply:
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.resume_learning, request.params["model"], _BY)
+
+        return await self._audited(request, "resume", act)
+
     async def set_alias(self, request: Request) -> Reply:
         async def act(args: dict[str, Any]) -> dict[str, Any]:
             args["version"] = ref = _version_ref(request, "version")
@@ -242,6 +270,11 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
          "RollbackRequest"),
         (f"{one}:promote", "POST", "promote", h.promote, "make the model the champion",
          "Promotion", m, None),
+        (f"{one}:pause", "POST", "pause", h.pause,
+         "pause learning (serving goes on, no new versions)", "ModelListing", m,
+         "PauseRequest"),
+        (f"{one}:resume", "POST", "resume", h.resume, "learn again", "ModelListing", m,
+         None),
         (alias, "PUT", "set_alias", h.set_alias, "point an alias at a version",
          "ModelListing", a, "AliasRequest"),
         (alias, "DELETE", "delete_alias", h.delete_alias, "remove an alias", "ModelListing",
@@ -268,5 +301,13 @@ def _route(
     access: Access,
     errors: tuple[int, ...],
 ) -> ApiRoute:
-    operation = oa.operation(summary, TAG, ok=ok, params=params, body=body, errors=errors)
+    operation = oa.operation(
+        summary,
+        TAG,
+        ok=ok,
+        params=params,
+        body=body,
+        errors=errors,
+        body_required=body not in _OPTIONAL_BODIES,
+    )
     return ApiRoute(path, method, f"registry_{name}", handler, access, operation)

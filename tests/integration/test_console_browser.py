@@ -1,7 +1,8 @@
 """The console in a real browser (Debian's chromium driven by Playwright) against a running
 ``streamserve up`` fed a drifting stream: the page shows the model and a serving version
-that rises as labels arrive, a drift alert after the drift is injected, and a rollback
-made from the page changes what the scorer serves (and is in the audit log).
+that rises as labels arrive, a drift alert after the drift is injected, learning paused
+(by another operator), a rollback made from the page changes what the scorer serves, and
+resuming learning from the page brings new versions; both actions are in the audit log.
 
 Screenshots go to the test's folder (``tmp_path``); ``STREAMSERVE_CONSOLE_SCREENSHOT``
 names a file to copy the last one to (how docs/console.png is made).
@@ -36,8 +37,8 @@ RATE = int(os.environ.get("STREAMSERVE_CONSOLE_TEST_RATE", "400"))  # events (an
 
 
 class Stream:
-    """Events and their labels on a thread: y = a + b > 0, or after :meth:`drift` the
-    opposite; :meth:`labels_off` stops the labels (and so new versions)."""
+    """Events and their labels on a thread: y = a + b > 0, or the opposite while
+    ``drifted`` is set."""
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
         self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
@@ -45,7 +46,6 @@ class Stream:
         self._feedback = f"{prefix}feedback"
         self._stop = threading.Event()
         self.drifted = False
-        self.labelled = True
         self.sent = 0
         self._thread = threading.Thread(target=self._run, name="stream", daemon=True)
 
@@ -59,10 +59,9 @@ class Stream:
                 self.sent += 1
                 event = {"event_id": eid, "features": {"a": a, "b": b}}
                 self._producer.produce(self._events, json.dumps(event).encode(), eid.encode())
-                if self.labelled:
-                    label = (a + b > 0) != self.drifted
-                    body = json.dumps({"event_id": eid, "label": label}).encode()
-                    self._producer.produce(self._feedback, body, eid.encode())
+                label = (a + b > 0) != self.drifted
+                body = json.dumps({"event_id": eid, "label": label}).encode()
+                self._producer.produce(self._feedback, body, eid.encode())
             self._producer.poll(0)
             self._stop.wait(max(0.0, 0.1 - (time.monotonic() - started)))
         self._producer.flush(10)
@@ -112,9 +111,83 @@ def _scorer_serves(status_url: str) -> int | None:
     return health["roles"]["scorer"]["serving"].get("default")
 
 
-def _serving_on_page(page: Any) -> int | None:
-    text = page.locator('section[data-model="default"] [data-testid="serving"]').inner_text()
-    return int(text) if text.strip().isdigit() else None
+class Console:
+    """The page of one model in the browser, and the screenshots taken of it."""
+
+    def __init__(self, page: Any, folder: Path) -> None:
+        self.page = page
+        self.model = page.locator('section[data-model="default"]')
+        self.folder = folder
+        self.shots: list[Path] = []
+
+    def shot(self, name: str) -> None:
+        path = self.folder / f"{len(self.shots) + 1:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        self.shots.append(path)
+
+    def serving(self) -> int:
+        text = self.model.locator('[data-testid="serving"]').inner_text().strip()
+        return int(text) if text.isdigit() else 0
+
+    def learning(self) -> str:
+        return str(self.model.locator("dd.learning").inner_text())
+
+    def act(self, button: str, says: str, version: int | None = None) -> None:
+        """Click an action's button; wait for the page to say it was done."""
+        if version is not None:
+            self.model.get_by_label("Version").select_option(str(version))
+        self.model.get_by_role("button", name=button).click()
+        result = self.model.locator(".action-result")
+        try:
+            wait_for(lambda: says in result.inner_text(), 15, f"{button}'s answer")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the page says {result.inner_text()!r}") from None
+
+    def audited(self, action: str) -> str:
+        row = self.page.locator("#audit tbody tr").first
+        wait_for(lambda: action in row.inner_text(), 15, f"the audit log's {action}")
+        return str(row.inner_text())
+
+
+def _sign_in(page: Any, api_url: str) -> Console:
+    page.set_default_timeout(30_000)
+    page.goto(api_url + "/")
+    connection = page.locator("#connection")
+    wait_for(lambda: connection.inner_text() == "live", 30, "the live stream")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Use token").click()
+    console = Console(page, Path())
+    console.model.wait_for(timeout=30_000)
+    assert "default" in console.model.locator("h2").inner_text()
+    return console
+
+
+def _versions_rise(c: Console) -> None:
+    wait_for(lambda: c.serving() >= 1, 60, "a first version")
+    first = c.serving()
+    wait_for(lambda: c.serving() >= first + 2, 60, "newer versions as labels arrive")
+    scored = c.page.locator("#compare td").nth(7)
+    wait_for(lambda: scored.inner_text() not in ("—", "0"), 30, "events scored per second")
+    c.shot("learning")
+
+
+def _drift_is_shown(c: Console, stream: Stream) -> None:
+    stream.drifted = True
+    alert = c.model.locator(".timeline li.alert").first
+    alert.wait_for(timeout=90_000)
+    assert "drift" in alert.inner_text()
+    c.shot("drift")
+
+
+def _pause_elsewhere(api_url: str) -> None:
+    """Another operator pauses learning (over the API) while the drift is looked into."""
+    r = httpx.post(
+        f"{api_url}/v1/registry/models/default:pause",
+        json={"reason": "drift under investigation"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
 
 
 def test_console_shows_versions_drift_and_rolls_back_from_the_page(
@@ -123,13 +196,6 @@ def test_console_shows_versions_drift_and_rolls_back_from_the_page(
     required(CHROMIUM if Path(CHROMIUM).exists() else None, "chromium (Debian's package)")
     from playwright.sync_api import sync_playwright
 
-    shots: list[Path] = []
-
-    def shot(page: Any, name: str) -> None:
-        path = tmp_path / f"{len(shots) + 1:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        shots.append(path)
-
     with (
         _up(bootstrap, redis_url, uid) as (proc, api_url, status_url),
         Stream(bootstrap, f"t{uid}.") as stream,
@@ -137,62 +203,41 @@ def test_console_shows_versions_drift_and_rolls_back_from_the_page(
     ):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            page.set_default_timeout(30_000)
-            page.goto(api_url + "/")
-            connection = page.locator("#connection")
-            wait_for(lambda: connection.inner_text() == "live", 30, "the live stream")
-            page.get_by_label("Admin token").fill(TOKEN)
-            page.get_by_role("button", name="Use token").click()
-            model = page.locator('section[data-model="default"]')
-            model.wait_for(timeout=30_000)
-            assert "default" in model.locator("h2").inner_text()
+            c = _sign_in(browser.new_page(viewport={"width": 1366, "height": 768}), api_url)
+            c.folder = tmp_path
+            _versions_rise(c)
+            before_drift = c.serving()
+            _drift_is_shown(c, stream)
 
-            # versions rise as labels arrive
-            wait_for(lambda: (_serving_on_page(page) or 0) >= 1, 60, "a first version")
-            first = _serving_on_page(page) or 0
-            wait_for(lambda: (_serving_on_page(page) or 0) >= first + 2, 60, "newer versions")
-            wait_for(
-                lambda: page.locator("#compare td").nth(7).inner_text() not in ("—", "0"),
-                30,
-                "events scored per second",
-            )
-            shot(page, "learning")
+            # learning paused elsewhere; the page shows it and offers to resume
+            _pause_elsewhere(api_url)
+            wait_for(lambda: "paused" in c.learning(), 15, "learning shown paused")
+            assert "drift under investigation" in c.learning()
 
-            # a drift: the labels flip; the learner's detector alerts
-            before_drift = _serving_on_page(page) or 0
-            stream.drifted = True
-            alert = model.locator(".timeline li.alert").first
-            alert.wait_for(timeout=90_000)
-            assert "drift" in alert.inner_text()
-            shot(page, "drift")
+            # a rollback from the page to the version from before the drift
+            c.act("Roll back", f"rolled back to v{before_drift}", version=before_drift)
+            wait_for(lambda: _scorer_serves(status_url) == before_drift, 15, "the scorer")
+            wait_for(lambda: c.serving() == before_drift, 15, "the page to show it")
+            row = c.audited("rollback")
+            assert "admin-token-1" in row and "ok" in row
 
-            # a rollback from the page to a version from before the drift
-            stream.labelled = False
-            time.sleep(3)  # the last labels learned and checkpointed
-            target = before_drift
-            model.get_by_label("Version").select_option(str(target))
-            model.get_by_role("button", name="Roll back").click()
-            result = model.locator(".action-result")
-            try:
-                wait_for(lambda: "rolled back" in result.inner_text(), 15, "the rollback's answer")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}; the page says {result.inner_text()!r}") from None
-            wait_for(lambda: _scorer_serves(status_url) == target, 15, "the scorer to serve it")
-            wait_for(lambda: _serving_on_page(page) == target, 15, "the page to show it")
-            audit = page.locator("#audit tbody tr").first
-            wait_for(lambda: "rollback" in audit.inner_text(), 15, "the audit log entry")
-            row = audit.inner_text()
-            assert "admin-token-1" in row and "ok" in row and TOKEN not in row
+            # resume from the page: the stream is back to normal, new versions descend
+            stream.drifted = False
+            c.act("Resume learning", "learning resumed")
+            wait_for(lambda: c.learning() == "active", 15, "learning shown active")
+            assert "admin-token-1" in c.audited("resume")
+            wait_for(lambda: c.serving() > before_drift, 60, "a version learned after resuming")
+            assert not c.model.get_by_role("button", name="Resume learning").is_visible()
+            c.shot("rolled-back-and-resumed")
+
+            assert TOKEN not in c.page.url and TOKEN not in c.page.content()
             assert TOKEN not in proc.output()  # the token is never logged
-            assert TOKEN not in page.url
-            shot(page, "rolled-back")
         finally:
             browser.close()
     target_file = os.environ.get("STREAMSERVE_CONSOLE_SCREENSHOT")
     if target_file:
-        shutil.copy2(shots[-1], target_file)
-    assert all(p.stat().st_size > 10_000 for p in shots)
+        shutil.copy2(c.shots[-1], target_file)
+    assert len(c.shots) == 3 and all(p.stat().st_size > 10_000 for p in c.shots)
 
 
 @pytest.fixture(autouse=True)

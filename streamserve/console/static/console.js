@@ -210,7 +210,7 @@ function renderCompare(state) {
     const pq = live.prequential || latestMetrics(m) || {};
     const [main, rolling] = m.task === "regression" ? ["mae", "rolling_mae"] : ["accuracy", "rolling_accuracy"];
     const lat = live.latency || {};
-    const alerts = (m.alerts || []).filter((a) => !a.error).length;
+    const alerts = (m.alerts || []).filter((a) => !a.error && !isLearning(a)).length;
     body.append(el("tr", { "data-model": m.model },
       el("th", { scope: "row" }, m.model),
       el("td", {}, m.role || "—"),
@@ -296,6 +296,11 @@ function renderVersions(root, m) {
   if (chosen && [...select.options].some((o) => o.value === chosen)) select.value = chosen;
 }
 
+// Learning paused or resumed: written on drift-alerts too, but an operator's doing.
+function isLearning(alert) {
+  return alert.signal === "learning";
+}
+
 // Versions, drift alerts and operator actions on one model, newest first.
 function history(m, audit) {
   const out = [];
@@ -307,6 +312,12 @@ function history(m, audit) {
   }
   for (const a of m.alerts || []) {
     if (a.error) continue;
+    if (isLearning(a)) {
+      const d = a.details || {};
+      out.push({ t: a.ts / 1000, kind: "action", label: a.action.replace("_", " "),
+        text: `at v${a.model_version}${d.by ? ` by ${d.by}` : ""}${d.reason ? `: ${d.reason}` : ""}` });
+      continue;
+    }
     const then = a.action_version ? ` → v${a.action_version}` : "";
     out.push({ t: a.ts / 1000, kind: "alert", label: a.severity === "drift" ? "drift" : `drift ${a.severity}`,
       text: `${a.detector} on ${a.signal} at v${a.model_version}: ${a.action}${then}` });
