@@ -205,3 +205,22 @@ def test_the_stream_is_guarded_bounded_and_closed_with_the_client(
 def _gauge(app: App) -> float:
     value = app.rt.registry.get_sample_value("streamserve_console_streams")
     return float(value or 0.0)
+
+
+def test_only_recent_status_summaries_are_read_and_old_ones_are_removed(
+    uid: str, redis_client: redis.Redis
+) -> None:
+    prefix = f"t{uid}"
+    key = status_key(prefix)
+    now = time.time()
+
+    def summary(pid: int, age_s: float) -> bytes:
+        return json.dumps({"id": f"h:{pid}", "at": now - age_s, "interval_s": 2.0}).encode()
+
+    redis_client.hset(key, "h:1", summary(1, 1.0))  # fresh
+    redis_client.hset(key, "h:2", summary(2, 30.0))  # stale: not shown, kept a while
+    redis_client.hset(key, "h:3", summary(3, 3600.0))  # long gone: removed
+    redis_client.hset(key, "h:4", b"not json")  # unreadable: removed
+    statuses = read_statuses(redis_client, prefix, clock=lambda: now)
+    assert [(s["id"], s["age_s"]) for s in statuses] == [("h:1", pytest.approx(1.0))]
+    assert sorted(redis_client.hkeys(key)) == [b"h:1", b"h:2"]
