@@ -76,8 +76,22 @@ class Stream:
         self._thread.join(30)
 
 
+# The champion and a shadow learning from the same labels.
+CONFIG = {
+    "models": [
+        {"name": "default", "task": "binary", "learner": "logistic_regression"},
+        {"name": "shadow_tree", "task": "binary", "learner": "hoeffding_tree"},
+    ],
+    "serving": {"champion": "default"},
+}
+
+
 @contextmanager
-def _up(bootstrap: str, redis_url: str, uid: str) -> Iterator[tuple[LoggedProcess, str, str]]:
+def _up(
+    bootstrap: str, redis_url: str, uid: str, folder: Path
+) -> Iterator[tuple[LoggedProcess, str, str]]:
+    config = folder / "streamserve.yaml"
+    config.write_text(json.dumps(CONFIG))  # JSON is YAML
     env = role_env(
         bootstrap,
         redis_url,
@@ -92,7 +106,7 @@ def _up(bootstrap: str, redis_url: str, uid: str) -> Iterator[tuple[LoggedProces
         STREAMSERVE__SCORER__BATCH_TIMEOUT_MS="20",
         STREAMSERVE__JOINER__SWEEP_INTERVAL_SECONDS="0.5",
     )
-    with streamserve(["up"], env) as proc:
+    with streamserve(["up", "--config", str(config)], env) as proc:
         wait_for(
             lambda: "streamserve is up" in proc.output() or proc.poll() is not None,
             60,
@@ -132,11 +146,13 @@ class Console:
     def learning(self) -> str:
         return str(self.model.locator("dd.learning").inner_text())
 
-    def act(self, button: str, says: str, version: int | None = None) -> None:
-        """Click an action's button; wait for the page to say it was done."""
+    def act(self, button: str | None, says: str, version: int | None = None) -> None:
+        """Click an action's button (None: it was pressed already); wait for the page to
+        say it was done."""
         if version is not None:
             self.model.get_by_label("Version").select_option(str(version))
-        self.model.get_by_role("button", name=button).click()
+        if button is not None:
+            self.model.get_by_role("button", name=button).click()
         result = self.model.locator(".action-result")
         try:
             wait_for(lambda: says in result.inner_text(), 15, f"{button}'s answer")
@@ -168,6 +184,13 @@ def _versions_rise(c: Console) -> None:
     wait_for(lambda: c.serving() >= first + 2, 60, "newer versions as labels arrive")
     scored = c.page.locator("#compare td").nth(7)
     wait_for(lambda: scored.inner_text() not in ("—", "0"), 30, "events scored per second")
+    # the champion and its shadow side by side, each with its own figures
+    rows = c.page.locator("#compare tbody tr")
+    wait_for(lambda: rows.count() == 2, 10, "two models in the table")
+    assert rows.nth(0).inner_text().split()[:2] == ["default", "champion"]
+    assert rows.nth(1).inner_text().split()[:2] == ["shadow_tree", "shadow"]
+    shadow = c.page.locator('section[data-model="shadow_tree"] [data-testid="serving"]')
+    wait_for(lambda: shadow.inner_text().strip().isdigit(), 30, "the shadow's version")
     c.shot("learning")
 
 
@@ -197,7 +220,7 @@ def test_console_shows_versions_drift_and_rolls_back_from_the_page(
     from playwright.sync_api import sync_playwright
 
     with (
-        _up(bootstrap, redis_url, uid) as (proc, api_url, status_url),
+        _up(bootstrap, redis_url, uid, tmp_path) as (proc, api_url, status_url),
         Stream(bootstrap, f"t{uid}.") as stream,
         sync_playwright() as pw,
     ):
@@ -221,9 +244,11 @@ def test_console_shows_versions_drift_and_rolls_back_from_the_page(
             row = c.audited("rollback")
             assert "admin-token-1" in row and "ok" in row
 
-            # resume from the page: the stream is back to normal, new versions descend
+            # resume from the page, by keyboard: the stream is back to normal, new versions
             stream.drifted = False
-            c.act("Resume learning", "learning resumed")
+            c.model.get_by_role("button", name="Resume learning").focus()
+            c.page.keyboard.press("Enter")
+            c.act(None, "learning resumed")
             wait_for(lambda: c.learning() == "active", 15, "learning shown active")
             assert "admin-token-1" in c.audited("resume")
             wait_for(lambda: c.serving() > before_drift, 60, "a version learned after resuming")
