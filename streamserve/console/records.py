@@ -60,11 +60,10 @@ def change_result(answer: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _CappedLog:
-    def __init__(
-        self, client: redis.Redis, key: str, *, maxlen: int, metrics: Metrics, kind: str
-    ) -> None:
+    """Appends JSON entries to capped Redis streams and reads the newest back."""
+
+    def __init__(self, client: redis.Redis, *, maxlen: int, metrics: Metrics, kind: str) -> None:
         self._redis = client
-        self._key = key
         self._maxlen = maxlen
         self._failures = metrics.console_write_failures.labels(kind)
         self._kind = kind
@@ -89,9 +88,8 @@ class AuditLog(_CappedLog):
     """Lifecycle changes made through the API or the ``models`` command."""
 
     def __init__(self, client: redis.Redis, *, prefix: str, maxlen: int, metrics: Metrics) -> None:
-        super().__init__(
-            client, console_key(prefix, "audit"), maxlen=maxlen, metrics=metrics, kind="audit"
-        )
+        super().__init__(client, maxlen=maxlen, metrics=metrics, kind="audit")
+        self._key = console_key(prefix, "audit")
 
     def record(
         self,
@@ -132,10 +130,11 @@ class AlertLog(_CappedLog):
     """Each model's drift alerts (the records written to ``drift-alerts``)."""
 
     def __init__(self, client: redis.Redis, *, prefix: str, maxlen: int, metrics: Metrics) -> None:
-        super().__init__(client, prefix, maxlen=maxlen, metrics=metrics, kind="alert")
+        super().__init__(client, maxlen=maxlen, metrics=metrics, kind="alert")
+        self._prefix = prefix
 
     def record(self, alert: Mapping[str, Any]) -> None:
-        self._append(alerts_key(self._key, str(alert["model"])), alert)
+        self._append(alerts_key(self._prefix, str(alert["model"])), alert)
 
     def recent(self, model: str, count: int = 50) -> list[dict[str, Any]]:
-        return self._recent(alerts_key(self._key, model), count)
+        return self._recent(alerts_key(self._prefix, model), count)
