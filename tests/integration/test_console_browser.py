@@ -32,6 +32,7 @@ from tests.integration.procs import role_env, streamserve
 from tests.tools import required
 
 CHROMIUM = "/usr/bin/chromium"
+A11Y_CHECK = (Path(__file__).parent / "js" / "a11y_check.js").read_text()
 TOKEN = "console-admin-token-0123456789"
 RATE = int(os.environ.get("STREAMSERVE_CONSOLE_TEST_RATE", "400"))  # events (and labels) per s
 
@@ -254,6 +255,7 @@ def test_console_shows_versions_drift_and_rolls_back_from_the_page(
             wait_for(lambda: c.serving() > before_drift, 60, "a version learned after resuming")
             assert not c.model.get_by_role("button", name="Resume learning").is_visible()
             c.shot("rolled-back-and-resumed")
+            assert c.page.evaluate(A11Y_CHECK) == []  # labelled controls, AA contrast
 
             assert TOKEN not in c.page.url and TOKEN not in c.page.content()
             assert TOKEN not in proc.output()  # the token is never logged

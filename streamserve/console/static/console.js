@@ -453,7 +453,8 @@ async function act(model, action, root) {
   }).catch((err) => ({ ok: false, status: 0, json: async () => ({ error: err.message }) }));
   let answer = {};
   try { answer = await res.json(); } catch { /* no body */ }
-  if (res.ok) show(`${spec.says}.`, true);
+  if (res.ok && action === "promote" && answer.changed === false) show("already the champion.", true);
+  else if (res.ok) show(`${spec.says}.`, true);
   else show(`refused (${res.status}): ${answer.error || "no reason given"}`, false);
 }
 
