@@ -195,11 +195,31 @@ def _versions_rise(c: Console) -> None:
     c.shot("learning")
 
 
-def _drift_is_shown(c: Console, stream: Stream) -> None:
+def _state(api_url: str) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{api_url}/v1/console/state", timeout=10).json()
+    return body
+
+
+def _default(api_url: str) -> dict[str, Any]:
+    (model,) = [m for m in _state(api_url)["models"] if m["model"] == "default"]
+    return model
+
+
+def _drift_is_shown(c: Console, stream: Stream, api_url: str) -> None:
+    """The labels flip; the learner's error detector alerts; the page shows that alert."""
+    injected_ms = time.time() * 1000
     stream.drifted = True
-    alert = c.model.locator(".timeline li.alert").first
-    alert.wait_for(timeout=90_000)
-    assert "drift" in alert.inner_text()
+    found: list[dict[str, Any]] = []
+
+    def detected() -> bool:
+        alerts = _default(api_url)["alerts"]
+        found[:] = [a for a in alerts if a["signal"] == "error" and a["ts"] >= injected_ms]
+        return bool(found)
+
+    wait_for(detected, 90, "a drift detected on the model's errors")
+    alert = found[-1]  # the first after the drift
+    text = f"{alert['detector']} on error at v{alert['model_version']}"
+    c.model.locator(".timeline li.alert", has_text=text).first.wait_for(timeout=15_000)
     c.shot("drift")
 
 
@@ -231,12 +251,17 @@ def test_console_shows_versions_drift_and_rolls_back_from_the_page(
             c.folder = tmp_path
             _versions_rise(c)
             before_drift = c.serving()
-            _drift_is_shown(c, stream)
+            _drift_is_shown(c, stream, api_url)
 
             # learning paused elsewhere; the page shows it and offers to resume
             _pause_elsewhere(api_url)
             wait_for(lambda: "paused" in c.learning(), 15, "learning shown paused")
             assert "drift under investigation" in c.learning()
+            wait_for(  # the learner has seen it (its own gauge): no version after the rollback
+                lambda: _default(api_url)["live"]["learning_paused"] is True,
+                15,
+                "the learner to pause",
+            )
 
             # a rollback from the page to the version from before the drift
             c.act("Roll back", f"rolled back to v{before_drift}", version=before_drift)
