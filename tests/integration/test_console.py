@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -16,11 +18,20 @@ import httpx
 import pytest
 import redis
 import yaml
+from prometheus_client import CollectorRegistry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from streamserve.app import App
 from streamserve.cli import main
+from streamserve.console.feed import ConsoleFeed
+from streamserve.console.records import AlertLog, AuditLog
 from streamserve.console.status import read_statuses, status_key
 from streamserve.drift.alerts import DriftAlert
+from streamserve.lifecycle import Registry
+from streamserve.metrics import Metrics
+from streamserve.settings import DEFAULT_MODEL
+from streamserve.snapshots import SnapshotStore
 from tests.integration.harness import make_settings, produce_json, running, wait_for
 from tests.integration.test_api import _api_url, _client, _publish, _trained
 from tests.unit.api_app import ADMIN_TOKEN, PREDICT_TOKEN
@@ -134,8 +145,11 @@ def test_the_state_has_live_figures_alerts_and_history(
         assert _model(_state(client))["series"], "metrics over time"
 
         # a drift alert from the learner's sink: on the topic and in the console's log
-        sink = app.rt.alert_sink(app.rt.producer("test")[0])
+        producer = app.rt.producer("test")[0]
+        sink = app.rt.alert_sink(producer)
         sink.emit(DriftAlert("default", 1, "ADWIN", "error", "drift", 0.4, 10, "alert"))
+        assert producer.flush(10) == 0
+        del sink, producer  # closed now, not when the session's broker has gone
         wait_for(lambda: bool(_model(_state(client))["alerts"]), 10, "the alert on the page")
         (alert,) = _model(_state(client))["alerts"]
         seen = (alert["detector"], alert["severity"], alert["model_version"])
@@ -224,3 +238,38 @@ def test_only_recent_status_summaries_are_read_and_old_ones_are_removed(
     statuses = read_statuses(redis_client, prefix, clock=lambda: now)
     assert [(s["id"], s["age_s"]) for s in statuses] == [("h:1", pytest.approx(1.0))]
     assert sorted(redis_client.hkeys(key)) == [b"h:1", b"h:2"]
+
+
+def test_redis_away_loses_no_action_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """A record Redis does not take is counted and logged at WARNING; the state says Redis
+    did not answer instead of failing."""
+    gone = redis.Redis(
+        host="127.0.0.1", port=_closed_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+    metrics = Metrics(CollectorRegistry())
+    audit = AuditLog(gone, prefix="tgone", maxlen=10, metrics=metrics)
+    alerts = AlertLog(gone, prefix="tgone", maxlen=10, metrics=metrics)
+    with caplog.at_level(logging.WARNING, logger="streamserve.console.records"):
+        ok = audit.record(
+            who="ann (os user)", via="cli", action="pin", model="m", args={}, outcome="ok"
+        )
+        alerts.record({"model": "m", "severity": "drift"})
+    assert ok is False
+    value = metrics.registry.get_sample_value
+    assert value("streamserve_console_write_failures_total", {"kind": "audit"}) == 1
+    assert value("streamserve_console_write_failures_total", {"kind": "alert"}) == 1
+    assert len([r for r in caplog.records if "could not record" in r.getMessage()]) == 2
+
+    registry = Registry(SnapshotStore(gone, prefix="tgone"), [DEFAULT_MODEL])
+    feed = ConsoleFeed(
+        registry, gone, prefix="tgone", audit=audit, alerts=alerts, update_s=1.0,
+        status_interval_s=2.0,
+    )  # fmt: skip
+    state = feed.state()
+    assert state["models"] == [] and "Redis did not answer" in state["error"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
