@@ -1,11 +1,13 @@
 """The console in a real browser (Debian's chromium driven by Playwright) against a running
 ``streamserve up`` fed a drifting stream: the page shows the model and a serving version
 that rises as labels arrive, a drift alert after the drift is injected, learning paused
-(by another operator), a rollback made from the page changes what the scorer serves, and
-resuming learning from the page brings new versions; both actions are in the audit log.
+(by another operator), a rollback made from the page changes what the scorer serves,
+resuming learning from the page brings new versions, and the shadow is pinned, unpinned
+and promoted from the page; every action is in the audit log.
 
 Screenshots go to the test's folder (``tmp_path``); ``STREAMSERVE_CONSOLE_SCREENSHOT``
-names a file to copy the last one to (how docs/console.png is made).
+names a file to copy the one after the rollback and the resume to (how docs/console.png
+is made).
 """
 
 from __future__ import annotations
@@ -121,6 +123,10 @@ def _up(
         yield proc, api.group(1), metrics.group(1)
 
 
+def _champion(status_url: str) -> str | None:
+    return httpx.get(f"{status_url}/healthz", timeout=5).json()["roles"]["scorer"]["champion"]
+
+
 def _scorer_serves(status_url: str) -> int | None:
     health = httpx.get(f"{status_url}/healthz", timeout=5).json()
     return health["roles"]["scorer"]["serving"].get("default")
@@ -129,9 +135,9 @@ def _scorer_serves(status_url: str) -> int | None:
 class Console:
     """The page of one model in the browser, and the screenshots taken of it."""
 
-    def __init__(self, page: Any, folder: Path) -> None:
+    def __init__(self, page: Any, folder: Path, model: str = "default") -> None:
         self.page = page
-        self.model = page.locator('section[data-model="default"]')
+        self.model = page.locator(f'section[data-model="{model}"]')
         self.folder = folder
         self.shots: list[Path] = []
 
@@ -153,7 +159,7 @@ class Console:
         if version is not None:
             self.model.get_by_label("Version").select_option(str(version))
         if button is not None:
-            self.model.get_by_role("button", name=button).click()
+            self.model.get_by_role("button", name=button, exact=True).click()
         result = self.model.locator(".action-result")
         try:
             wait_for(lambda: says in result.inner_text(), 15, f"{button}'s answer")
@@ -282,14 +288,43 @@ def test_console_shows_versions_drift_and_rolls_back_from_the_page(
             c.shot("rolled-back-and-resumed")
             assert c.page.evaluate(A11Y_CHECK) == []  # labelled controls, AA contrast
 
+            _pin_unpin_and_promote_the_shadow(c, status_url)
             assert TOKEN not in c.page.url and TOKEN not in c.page.content()
             assert TOKEN not in proc.output()  # the token is never logged
         finally:
             browser.close()
     target_file = os.environ.get("STREAMSERVE_CONSOLE_SCREENSHOT")
     if target_file:
-        shutil.copy2(c.shots[-1], target_file)
-    assert len(c.shots) == 3 and all(p.stat().st_size > 10_000 for p in c.shots)
+        shutil.copy2(c.shots[2], target_file)  # rolled back and resumed
+    assert len(c.shots) == 4 and all(p.stat().st_size > 10_000 for p in c.shots)
+
+
+def _pin_unpin_and_promote_the_shadow(c: Console, status_url: str) -> None:
+    shadow = Console(c.page, c.folder, "shadow_tree")
+    pinned = shadow.serving()
+    shadow.act("Pin", f"pinned to v{pinned}", version=pinned)
+    wait_for(lambda: shadow.model.locator("dd.pinned").inner_text() == "yes", 15, "pinned")
+    time.sleep(2)  # checkpoints go on; the pin holds what serves
+    assert shadow.serving() == pinned
+    shadow.act("Unpin", "unpinned")
+    wait_for(lambda: shadow.model.locator("dd.pinned").inner_text() == "no", 15, "unpinned")
+    shadow.act("Promote to champion", "promoted to champion")
+    first_row = c.page.locator("#compare tbody tr").first
+    wait_for(lambda: first_row.inner_text().split()[:2] == ["shadow_tree", "champion"], 15,
+             "the shadow shown as the champion")  # fmt: skip
+    health = httpx.get(f"{status_url}/healthz", timeout=5).json()
+    wait_for(
+        lambda: (
+            httpx.get(f"{status_url}/healthz", timeout=5).json()["roles"]["scorer"]["champion"]
+            == "shadow_tree"
+        ),
+        15,
+        "the scorer to answer with the new champion",
+    )
+    assert health["ok"] is True
+    actions = c.page.locator("#audit tbody tr td:nth-child(4)").all_inner_texts()
+    assert actions[:3] == ["promote", "unpin", "pin"]
+    c.shot("promoted")
 
 
 @pytest.fixture(autouse=True)
