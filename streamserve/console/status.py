@@ -95,6 +95,13 @@ def _rate(now: float, then: float, dt: float) -> float:
     return max(0.0, now - then) / dt if dt > 0 else 0.0
 
 
+def _per_s(now: dict[str, float], then: dict[str, float], model: str, dt: float) -> float | None:
+    """A counter's rate over the last interval; None where this process has none."""
+    if model not in now:
+        return None
+    return _rate(now[model], then.get(model, 0.0), dt)
+
+
 class StatusPublisher:
     """Publishes this process's summary every ``interval_s`` until stopped (a role)."""
 
@@ -149,19 +156,13 @@ class StatusPublisher:
         for model in sorted(names):
             models[model] = {
                 "scored_total": reading.scored.get(model),
-                "scored_per_s": _rate(reading.scored.get(model, 0.0),
-                                      previous.scored.get(model, 0.0), dt)
-                if model in reading.scored else None,
+                "scored_per_s": _per_s(reading.scored, previous.scored, model, dt),
                 "learned_total": reading.learned.get(model),
-                "learned_per_s": _rate(reading.learned.get(model, 0.0),
-                                       previous.learned.get(model, 0.0), dt)
-                if model in reading.learned else None,
-                "latency": _window_buckets(
-                    reading.latency.get(model), window.latency.get(model)
-                ),
+                "learned_per_s": _per_s(reading.learned, previous.learned, model, dt),
+                "latency": _window_buckets(reading.latency.get(model), window.latency.get(model)),
                 "prequential": reading.prequential.get(model),
                 "learning_paused": reading.paused.get(model),
-            }  # fmt: skip
+            }
         return {
             "id": self.id,
             "at": now,
