@@ -18,7 +18,7 @@ import redis
 
 from streamserve import __version__
 from streamserve.app import App
-from streamserve.cli_files import add_files_parsers, run_score_file
+from streamserve.cli_files import add_files_parsers, run_backfill, run_score_file
 from streamserve.cli_models import add_models_parser, run_models
 from streamserve.demo.options import (
     DEFAULT_EVENTS,
@@ -267,6 +267,18 @@ def cmd_score_file(args: argparse.Namespace) -> int:
         rt.close()
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if not args.log_level:
+        s = dataclasses.replace(s, log_level="WARNING")
+    _configure_logging(s.log_level)
+    rt = Runtime(s)  # Redis and the signing key; the broker only to read the topic
+    try:
+        return run_backfill(rt, args)
+    finally:
+        rt.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -280,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "snapshots": cmd_models,
         "demo": cmd_demo,
         "score-file": cmd_score_file,
+        "backfill": cmd_backfill,
     }
     try:
         return commands[args.command](args)

@@ -8,12 +8,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamserve.errors import ConfigError
+from streamserve.files.backfill import StreamPosition
+from streamserve.files.examples_topic import Position
 from streamserve.files.formats import NAMES, SUFFIXES, format_named, format_of
 from streamserve.files.progress import progress_bar
-from streamserve.files.reading import open_rows
+from streamserve.files.reading import RowSource, open_rows
 from streamserve.files.score_file import score_file
-from streamserve.files.writing import rejects_path
-from streamserve.wiring import Runtime, file_model
+from streamserve.files.writing import RejectsWriter, rejects_path
+from streamserve.wiring import (
+    Runtime,
+    backfill_for,
+    examples_range,
+    examples_topic_id,
+    file_model,
+)
 
 Common = Callable[[argparse.ArgumentParser], None]
 
@@ -50,6 +59,45 @@ def add_files_parsers(sub: Any, common: Common) -> None:
     )
     _chunk_rows(p)
 
+    text = (
+        "train a model on labelled history before it goes live (a file of labelled rows, "
+        "or the examples topic between two positions) and publish it as a new signed version"
+    )
+    b: argparse.ArgumentParser = sub.add_parser("backfill", help=text, description=text)
+    common(b)
+    b.add_argument("--model", required=True, help="a configured model")
+    b.add_argument(
+        "input",
+        metavar="IN",
+        nargs="?",
+        help="a file of labelled rows (JSON lines, CSV, Parquet, Avro); without it, the "
+        "examples topic is read",
+    )
+    b.add_argument(
+        "--input-format", help=f"the input's format ({NAMES}; default: told by its suffix)"
+    )
+    b.add_argument(
+        "--label-column", default="label", help="the label's column in a file (default: label)"
+    )
+    b.add_argument(
+        "--from",
+        dest="start",
+        help="where to start in the examples topic: beginning (default), an offset (120), "
+        "offsets per partition (0:120,1:98) or a time (2026-12-01T00:00:00Z)",
+    )
+    b.add_argument(
+        "--to",
+        dest="stop",
+        help="where to stop (exclusive): end (default: the end when the backfill starts), "
+        "an offset, offsets per partition or a time",
+    )
+    b.add_argument(
+        "--rejects",
+        help="where rejected rows go (default: <IN stem>.rejects.jsonl beside IN, or "
+        "backfill-<model>.rejects.jsonl)",
+    )
+    _chunk_rows(b)
+
 
 def _chunk_rows(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -76,5 +124,49 @@ def run_score_file(rt: Runtime, args: argparse.Namespace) -> int:
     finally:
         for close in served.closers:
             close()
+    print(report.line(), flush=True)
+    return 0
+
+
+def run_backfill(rt: Runtime, args: argparse.Namespace) -> int:
+    spec = rt.lifecycle.versioned(args.model)  # NotFound, or Refused for an ensemble
+    if args.input is not None and (args.start or args.stop):
+        raise ConfigError("--from", "--from and --to read the examples topic; not with IN")
+    if args.chunk_rows < 1:
+        raise ConfigError("--chunk-rows", f"must be at least 1, got {args.chunk_rows}")
+    backfill = backfill_for(rt, spec)
+    if args.input is not None:
+        src = Path(args.input)
+        fmt = format_of(src, args.input_format, "--input-format")
+        rejects = Path(args.rejects) if args.rejects else rejects_path(src)
+        source: RowSource = open_rows(
+            src, fmt, chunk_rows=args.chunk_rows, label_column=args.label_column
+        )
+        position: Callable[[], StreamPosition] | None = None
+        label = str(src)
+    else:
+        start = Position.parse(args.start or "beginning", "--from")
+        stop = Position.parse(args.stop or "end", "--to")
+        rejects = Path(args.rejects or f"backfill-{spec.name}.rejects.jsonl")
+        topic_range = examples_range(rt, spec, start, stop, args.chunk_rows)
+        source = topic_range
+        topic_id = examples_topic_id(rt)
+
+        def position() -> StreamPosition:  # once read: a time may end a partition early
+            return StreamPosition(topic_range.end_offsets, topic_id)
+
+        label = f"{rt.topics['examples']} from {args.start or 'beginning'} to {args.stop or 'end'}"
+    backfill.take_lease()
+    try:
+        bar = progress_bar(source.total, source.unit, f"backfill {spec.name}")
+        report = backfill.run(
+            source.chunks(),
+            source=label,
+            position=position,
+            rejects=RejectsWriter(rejects),
+            progress=bar,
+        )
+    finally:
+        backfill.release()
     print(report.line(), flush=True)
     return 0

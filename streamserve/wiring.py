@@ -36,6 +36,8 @@ from streamserve.drift.input_monitor import InputConfig, InputMonitor
 from streamserve.drift.replay import ExamplesReplayer
 from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
+from streamserve.files.backfill import Backfill
+from streamserve.files.examples_topic import ExamplesRange, Position
 from streamserve.files.scoring import FileModel
 from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
@@ -696,6 +698,46 @@ def file_model(rt: Runtime, model: str | None, version: str | None) -> tuple[Fil
             close()
         raise
     return FileModel(spec, serving, decision, answering.post), served
+
+
+def backfill_for(rt: Runtime, spec: ModelSpec) -> Backfill:
+    """A backfill of ``spec``: the store, the signing codec and the model's lease, as its
+    learner has them."""
+    s = rt.settings
+    lease = Lease(
+        rt.redis,
+        rt.store.lease_key(spec.name),
+        ttl_ms=s.snapshots.lease_ttl_ms,
+        holder=new_holder_token(),
+    )
+    return Backfill(spec=spec, store=rt.store, codec=rt.codec, lease=lease, metrics=rt.metrics)
+
+
+def examples_range(
+    rt: Runtime, spec: ModelSpec, start: Position, stop: Position, chunk_rows: int
+) -> ExamplesRange:
+    """The examples topic between ``start`` and ``stop``, read by an assigned consumer
+    (in a group of its own, never committing)."""
+    topic, partitions = rt.partitions("examples")
+    errors = kconf.ClientErrors(f"backfill-{spec.name}")
+    return ExamplesRange(
+        consumer_factory=lambda: rt.consumer(
+            f"backfill-{spec.name}",
+            f"backfill-{spec.name}",
+            errors,
+            **{"enable.auto.commit": False},
+        ),
+        topic=topic,
+        partitions=partitions,
+        decoder=rt.serde.example_decoder(),
+        start=start,
+        stop=stop,
+        chunk_rows=chunk_rows,
+    )
+
+
+def examples_topic_id(rt: Runtime) -> str | None:
+    return TopicIdLookup(kconf.admin_config(rt.settings.kafka), rt.topics["examples"])()
 
 
 def build_app(

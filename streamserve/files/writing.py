@@ -290,19 +290,22 @@ def answer_writer(fmt: Format, file: IO[bytes], task: Task) -> AnswerWriter:
 
 class RejectsWriter:
     """Rejected rows as JSON lines: ``{"row", "reason", "record"}`` (``record``: the row's
-    text as read, cut at 2000 characters), in input order."""
+    text as read, cut at 2000 characters), in input order. The file is made at the first
+    reject; a run without any leaves none (and removes one left at ``path`` by an earlier
+    run, so what is there always belongs to the last run)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._atomic = AtomicFile(path)
+        self._atomic: AtomicFile | None = None
         self.count = 0
         self.first: Reject | None = None
 
     def write(self, rejects: list[Reject]) -> None:
         if not rejects:
             return
-        if self.first is None:
-            self.first = rejects[0]
+        if self._atomic is None:
+            self._atomic = AtomicFile(self.path)
+            self.first = min(rejects, key=lambda r: r.row)
         self.count += len(rejects)
         self._atomic.file.write(
             b"".join(
@@ -312,10 +315,14 @@ class RejectsWriter:
         )
 
     def commit(self) -> None:
-        self._atomic.commit()
+        if self._atomic is not None:
+            self._atomic.commit()
+        elif self.path.is_file():
+            self.path.unlink()
 
     def discard(self) -> None:
-        self._atomic.discard()
+        if self._atomic is not None:
+            self._atomic.discard()
 
 
 def rejects_path(out: Path) -> Path:

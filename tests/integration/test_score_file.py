@@ -207,7 +207,7 @@ def test_each_format_in_and_out_answers_as_the_pinned_version(
                 assert math.isclose(r["probabilities"][c], p, abs_tol=1e-9)
         assert r["score"] == pytest.approx(want.score, abs=1e-9)
     rejects = tmp_path / "out.rejects.jsonl"
-    assert rejects.read_text() == ""  # written, and empty: no row failed
+    assert not rejects.exists()  # no row failed
 
     # --version picks another version; --format another output format
     other = tmp_path / "latest.jsonl"
