@@ -11,7 +11,14 @@ from typing import Any
 from streamserve.errors import ConfigError
 from streamserve.files.backfill import StreamPosition
 from streamserve.files.examples_topic import Position
-from streamserve.files.formats import NAMES, SUFFIXES, format_named, format_of
+from streamserve.files.formats import (
+    NAMES,
+    SUFFIXES,
+    Format,
+    format_named,
+    format_of,
+    need_pyarrow,
+)
 from streamserve.files.progress import progress_bar
 from streamserve.files.reading import RowSource, open_rows
 from streamserve.files.score_file import score_file
@@ -114,6 +121,8 @@ def run_score_file(rt: Runtime, args: argparse.Namespace) -> int:
     out_format = format_named(args.format) if args.format else SUFFIXES.get(out.suffix.lower())
     out_format = out_format or in_format
     rejects = Path(args.rejects) if args.rejects else rejects_path(out)
+    if out_format is Format.PARQUET:
+        need_pyarrow()  # before any work
     source = open_rows(src, in_format, chunk_rows=args.chunk_rows)
     model, served = file_model(rt, args.model, args.ref)
     try:

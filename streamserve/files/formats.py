@@ -46,3 +46,11 @@ def format_of(path: Path, given: str | None = None, flag: str = "--format") -> F
             f"give {flag} ({NAMES})"
         )
     return found
+
+
+def need_pyarrow() -> None:
+    """Parquet needs pyarrow (the ``files`` extra); a clear error when it is missing."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise FileError("Parquet files need pyarrow: pip install 'streamserve[files]'") from None

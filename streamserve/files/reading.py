@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from streamserve.files.exceptions import FileError
-from streamserve.files.formats import Format
+from streamserve.files.formats import Format, need_pyarrow
 from streamserve.records import FeatureFrame, Features
 from streamserve.serde.validate import event_id_problem, features_problem, label_problem
 
@@ -346,6 +346,7 @@ class ParquetSource:
     unit = "rows"
 
     def __init__(self, path: Path, chunk_rows: int, label_column: str | None) -> None:
+        need_pyarrow()
         import pyarrow.parquet as pq
 
         self._path = path

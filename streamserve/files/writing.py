@@ -26,7 +26,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from streamserve.files.exceptions import FileError
-from streamserve.files.formats import Format
+from streamserve.files.formats import Format, need_pyarrow
 from streamserve.files.reading import Reject
 from streamserve.files.scoring import Answers
 from streamserve.learners.spec import Task
@@ -173,6 +173,7 @@ def _csv_text(value: Any) -> Any:
 
 class ParquetWriter:
     def __init__(self, file: IO[bytes], task: Task) -> None:
+        need_pyarrow()
         import pyarrow as pa
 
         self._file = file
