@@ -25,7 +25,12 @@ import orjson
 from streamserve.files.exceptions import FileError
 from streamserve.files.formats import Format, need_pyarrow
 from streamserve.records import FeatureFrame, Features
-from streamserve.serde.validate import event_id_problem, features_problem, label_problem
+from streamserve.serde.validate import (
+    MAX_EVENT_ID_LENGTH,
+    event_id_problem,
+    features_problem,
+    label_problem,
+)
 
 EVENT_ID = "event_id"
 MAX_RECORD_TEXT = 2000  # characters of a rejected row kept in the rejects file
@@ -78,7 +83,9 @@ class RowSource(Protocol):
 
 
 class _Builder:
-    """Collects checked rows into chunks."""
+    """Collects checked rows into chunks. The features' types are checked per chunk: when
+    every row holds the same plain numbers (the common case) the chunk's frame is built
+    at once and no row needs checking one by one."""
 
     def __init__(self, label_column: str | None) -> None:
         self._label = label_column
@@ -90,61 +97,101 @@ class _Builder:
         self.features: list[Features] = []
         self.labels: list[Any] = []
         self.rejects: list[Reject] = []
+        self.size = 0
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.rejects)
+        return self.size
 
     def reject(self, row: int, reason: str, record: Any) -> None:
+        self.size += 1
         text = record if isinstance(record, str) else _text(record)
         self.rejects.append(Reject(row, reason, text[:MAX_RECORD_TEXT]))
 
     def add(self, row: int, obj: Any) -> None:
-        """Check one decoded row (a dict) and keep it, or reject it."""
+        """Take one decoded row (a dict, which this may change), or reject it."""
         if type(obj) is not dict:
             self.reject(row, f"a row must be an object, got {type(obj).__name__}", obj)
             return
         label_column = self._label
         features = obj.get("features")
-        event_id = obj.get(EVENT_ID)
-        if type(features) is not dict:  # flat: every other column is a feature
-            features = {k: v for k, v in obj.items() if k not in (EVENT_ID, label_column)}
-        if event_id is not None:
-            problem = event_id_problem(event_id)
-            if problem:
-                self.reject(row, problem, obj)
-                return
-        problem = features_problem(features)
-        if problem:
-            self.reject(row, problem, obj)
+        label: Any = None
+        if type(features) is dict:  # event-shaped
+            event_id = obj.get(EVENT_ID)
+            if label_column is not None:
+                label = obj.get(label_column)
+        else:  # flat: every other column is a feature
+            event_id = obj.pop(EVENT_ID, None)
+            if label_column is not None:
+                label = obj.pop(label_column, None)
+            features = obj
+        if event_id is not None and not (
+            type(event_id) is str and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH
+        ):
+            self.reject(row, event_id_problem(event_id) or "bad event_id", _whole(obj, event_id))
             return
         if not features:
-            self.reject(row, "the row has no features", obj)
+            self.reject(row, "the row has no features", _whole(obj, event_id))
             return
         if label_column is not None:
-            label = obj.get(label_column)
-            if label is None:
-                self.reject(row, f"the row has no label (column {label_column!r})", obj)
-                return
-            problem = label_problem(label, label_column)
+            problem = (
+                f"the row has no label (column {label_column!r})"
+                if label is None
+                else label_problem(label, label_column)
+            )
             if problem:
-                self.reject(row, problem, obj)
+                self.reject(row, problem, _whole(obj, event_id, label_column, label))
                 return
             self.labels.append(label)
+        self.size += 1
         self.rows.append(row)
         self.ids.append(event_id)
         self.features.append(features)
 
     def chunk(self, progress: int) -> Chunk:
+        frame = FeatureFrame.of_numeric_rows(self.features)
+        if frame is None and self.features:
+            self._check_types()
         out = Chunk(
             self.rows,
             self.ids,
             features=self.features,
+            frame=frame,
             labels=self.labels if self._label is not None else None,
-            rejects=self.rejects,
+            rejects=sorted(self.rejects, key=lambda r: r.row),
             progress=progress,
         )
         self.reset()
         return out
+
+    def _check_types(self) -> None:
+        """Reject the rows holding a feature of another type than a number, a boolean, a
+        string or null."""
+        bad = {}
+        for i, features in enumerate(self.features):
+            problem = features_problem(features)
+            if problem:
+                bad[i] = problem
+        if not bad:
+            return
+        for i, problem in bad.items():
+            record = _whole(self.features[i], self.ids[i])
+            self.rejects.append(Reject(self.rows[i], problem, _text(record)[:MAX_RECORD_TEXT]))
+        keep = [i for i in range(len(self.rows)) if i not in bad]
+        self.rows = [self.rows[i] for i in keep]
+        self.ids = [self.ids[i] for i in keep]
+        self.features = [self.features[i] for i in keep]
+        if self._label is not None:
+            self.labels = [self.labels[i] for i in keep]
+
+
+def _whole(
+    obj: dict[str, Any], event_id: Any, label_column: str | None = None, label: Any = None
+) -> dict[str, Any]:
+    """A flat row as read (its id and label put back), for the rejects file."""
+    out = {EVENT_ID: event_id, **obj} if event_id is not None and EVENT_ID not in obj else obj
+    if label_column is not None and label is not None and label_column not in out:
+        out = {**out, label_column: label}
+    return out
 
 
 def _text(obj: Any) -> str:
@@ -434,9 +481,15 @@ class ParquetSource:
     def _ids(batch: Any, first: int, keep: Any, rejects: list[Reject]) -> list[str | None]:
         if EVENT_ID not in batch.schema.names:
             return [None] * batch.num_rows
-        ids: list[str | None] = batch.column(EVENT_ID).to_pylist()
-        for r, event_id in enumerate(ids):
-            problem = None if event_id is None else event_id_problem(event_id)
+        import pyarrow.compute as pc
+
+        column = batch.column(EVENT_ID)
+        ids: list[str | None] = column.to_pylist()
+        lengths = pc.utf8_length(column).to_numpy(zero_copy_only=False)
+        with np.errstate(invalid="ignore"):  # NaN: a null id, which is allowed
+            bad = (lengths < 1) | (lengths > MAX_EVENT_ID_LENGTH)
+        for r in np.flatnonzero(bad).tolist():
+            problem = event_id_problem(ids[r])
             if problem:
                 keep[r] = False
                 rejects.append(Reject(first + r, problem, _row_text(batch, r)))

@@ -44,7 +44,7 @@ class ScoreFileReport:
     def line(self) -> str:
         text = (
             f"scored {self.scored} rows of {self.rows} with {self.model} v{self.version} "
-            f"in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s) -> {self.out}"
+            f"in {self.seconds:.2f} s ({self.rows_per_second:,.0f} rows/s) -> {self.out}"
         )
         if self.rejected:
             text += f"; {self.rejected} rejected -> {self.rejects}"

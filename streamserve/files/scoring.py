@@ -19,7 +19,14 @@ from streamserve.files.reading import Chunk, Reject
 from streamserve.learners.base import Learner
 from streamserve.learners.scoring import scored_row, scored_rows
 from streamserve.learners.spec import ModelSpec, Task
-from streamserve.records import ColumnScores, FeatureFrame, Features, LabelValue, Scored
+from streamserve.records import (
+    ColumnScores,
+    FeatureFrame,
+    Features,
+    FloatArray,
+    LabelValue,
+    Scored,
+)
 from streamserve.serving.decisions import Decision
 from streamserve.serving.post_processing import PostProcessor
 from streamserve.snapshots.holder import Serving
@@ -52,14 +59,15 @@ class FileModel:
 
 @dataclass
 class Answers:
-    """A chunk's predictions, one per usable row, in input order. A value that is not a
-    finite number is None; ``probabilities`` are per class (None for a regressor)."""
+    """A chunk's predictions, one per usable row, in input order. ``scores`` and the
+    ``probabilities`` per class (None for a regressor) are arrays, NaN where there is no
+    finite number; a prediction or decision that is not one is None."""
 
     rows: list[int] = field(default_factory=list)
     ids: list[str | None] = field(default_factory=list)
     predictions: list[Any] = field(default_factory=list)
-    scores: list[float | None] = field(default_factory=list)
-    probabilities: dict[str, list[float | None]] | None = None
+    scores: FloatArray = field(default_factory=lambda: np.empty(0))
+    probabilities: dict[str, FloatArray] | None = None
     decisions: list[Any] = field(default_factory=list)
     version: int = 0
 
@@ -126,14 +134,13 @@ class ChunkScorer:
         if columns.kind == "binary":
             with np.errstate(invalid="ignore"):
                 valid = (values >= 0.0) & (values <= 1.0)
-            p_true = np.where(valid, values, np.nan)
-            predictions: list[Any] = (p_true >= 0.5).tolist()
-            scores = _none_for_nan(p_true.tolist())
-            out.probabilities = {"false": _none_for_nan((1.0 - p_true).tolist()), "true": scores}
+            scores = values if valid.all() else np.where(valid, values, np.nan)
+            predictions: list[Any] = (scores >= 0.5).tolist()
+            out.probabilities = {"false": 1.0 - scores, "true": scores}
         else:
             valid = np.isfinite(values)
-            scores = _none_for_nan(np.where(valid, values, np.nan).tolist())
-            predictions = scores
+            scores = values if valid.all() else np.where(valid, values, np.nan)
+            predictions = py_floats(scores)
         if not valid.all():
             for r in np.flatnonzero(~valid).tolist():
                 predictions[r] = None
@@ -157,9 +164,10 @@ class ChunkScorer:
         self, chunk: Chunk, scored: list[Scored | Exception]
     ) -> tuple[Answers, list[Reject]]:
         out = Answers(version=self._model.version)
-        classifier = self._task is not Task.REGRESSION
-        if classifier:
-            out.probabilities = {}
+        scores: list[float | None] = []
+        probabilities: dict[str, list[float | None]] | None = None
+        if self._task is not Task.REGRESSION:
+            probabilities = {}
         rejects: list[Reject] = []
         rule, post = self._model.decision, self._model.post
         rows = chunk.rows_dicts() if post is not None else None
@@ -183,17 +191,20 @@ class ChunkScorer:
             out.rows.append(chunk.rows[i])
             out.ids.append(chunk.ids[i])
             out.predictions.append(s.prediction)
-            out.scores.append(_finite(s.score))
+            scores.append(s.score)
             out.decisions.append(_finite(decision) if isinstance(decision, float) else decision)
-            if out.probabilities is not None:
+            if probabilities is not None:
                 for c, p in (s.probabilities or {}).items():
-                    column = out.probabilities.get(c)
+                    column = probabilities.get(c)
                     if column is None:
-                        column = out.probabilities[c] = [None] * n
-                    column.append(_finite(p))
-                for column in out.probabilities.values():
+                        column = probabilities[c] = [None] * n
+                    column.append(p)
+                for column in probabilities.values():
                     if len(column) == n:
                         column.append(None)
+        out.scores = _array(scores)
+        if probabilities is not None:
+            out.probabilities = {c: _array(v) for c, v in probabilities.items()}
         return out, rejects
 
     def _post_all(
@@ -236,18 +247,28 @@ def _keep_only(out: Answers, keep: list[int]) -> None:
     out.rows = [out.rows[i] for i in keep]
     out.ids = [out.ids[i] for i in keep]
     out.predictions = [out.predictions[i] for i in keep]
-    out.scores = [out.scores[i] for i in keep]
+    out.scores = out.scores[keep]
     out.decisions = [out.decisions[i] for i in keep]
     if out.probabilities is not None:
-        out.probabilities = {c: [v[i] for i in keep] for c, v in out.probabilities.items()}
+        out.probabilities = {c: v[keep] for c, v in out.probabilities.items()}
 
 
 def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
-def _none_for_nan(values: list[float]) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values]
+def py_floats(values: FloatArray) -> list[float | None]:
+    """The array as a list, None where it is not a finite number."""
+    out: list[float | None] = values.tolist()
+    bad = ~np.isfinite(values)
+    if bad.any():
+        for i in np.flatnonzero(bad).tolist():
+            out[i] = None
+    return out
+
+
+def _array(values: list[float | None]) -> FloatArray:
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _row_text(chunk: Chunk, i: int) -> str:
