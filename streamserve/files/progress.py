@@ -41,7 +41,7 @@ def progress_bar(
     bar: Progress = tqdm(
         total=total,
         unit=unit,
-        unit_scale=unit == "B",
+        unit_scale=True,
         unit_divisor=1024 if unit == "B" else 1000,
         desc=description,
         dynamic_ncols=True,
