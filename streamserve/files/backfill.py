@@ -6,8 +6,9 @@ history. It is published as a new signed version exactly as a learner's checkpoi
 the backfill holds the model's lease in Redis for the whole run (renewed every third of
 its TTL) and the store's publish script checks that lease, that the version is newer
 than the latest, and that no rollback happened since the run began (fencing). A backfill
-refuses to start while another learner holds the lease, and publishes nothing if it
-loses it.
+refuses to start while another learner holds the lease or the model's learning is
+paused (``models pause``), and publishes nothing if it loses the lease or the model is
+paused meanwhile.
 
 The version reflects the examples-topic offsets a learner should continue from: after a
 topic backfill, the end of the range read; after a file backfill, those of the model's
@@ -112,6 +113,23 @@ class Backfill:
                 "and run backfill again"
             )
         self._next_renew = time.monotonic() + self._lease.ttl_ms / 3000.0
+        try:
+            self._refuse_if_paused()
+        except BaseException:
+            self.release()
+            raise
+
+    def _refuse_if_paused(self) -> None:
+        """A paused model gets no new version, from its learner or from a backfill."""
+        name = self._spec.name
+        state = self._store.learning(name)
+        if state.paused:
+            why = f" ({state.reason})" if state.reason else ""
+            by = f" by {state.by}" if state.by else ""
+            raise BackfillError(
+                f"learning of {name!r} is paused{why}{by}: resume it (streamserve models "
+                f"resume {name}) before a backfill; nothing published"
+            )
 
     def release(self) -> None:
         try:
@@ -149,6 +167,7 @@ class Backfill:
         if examples == 0:
             raise BackfillError(f"no labelled rows to learn from {source}; nothing published")
         self._renew()
+        self._refuse_if_paused()
         meta = self._publish(
             learner, metrics, examples, epoch, source, None if position is None else position()
         )

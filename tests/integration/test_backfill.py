@@ -21,6 +21,7 @@ import yaml
 from streamserve.cli import main
 from streamserve.learners.catalogue import build_learner, load_learner
 from streamserve.learners.evaluation import RunningMetrics
+from streamserve.snapshots.learning import LearningState
 from streamserve.snapshots.lease import Lease
 from streamserve.snapshots.watcher import load_version
 from streamserve.wiring import Runtime
@@ -134,7 +135,7 @@ def test_backfill_from_a_file_publishes_a_version_with_its_metrics(
     rt.redis.close()
 
 
-def test_backfill_refuses_while_another_learner_holds_the_lease(
+def test_backfill_refuses_while_another_learner_holds_the_lease_or_learning_is_paused(
     bootstrap: str,
     redis_url: str,
     uid: str,
@@ -155,6 +156,12 @@ def test_backfill_refuses_while_another_learner_holds_the_lease(
     assert rt.store.latest_version("default") is None  # nothing published
     assert rt.redis.get(rt.store.lease_key("default")) == b"learner-on-host-a"  # untouched
     other.release()
+    rt.store.set_learning("default", LearningState(True, "label audit", time.time(), "cli:ops"))
+    err = _run(config, "--model", "default", str(src), capsys=capsys, code=1)
+    assert "learning of 'default' is paused (label audit) by cli:ops" in err
+    assert rt.store.latest_version("default") is None
+    assert rt.redis.get(rt.store.lease_key("default")) is None  # given back
+    rt.store.set_learning("default", LearningState(False, "", time.time(), "cli:ops"))
     err = _run(config, "--model", "nope", str(src), capsys=capsys, code=1)
     assert "no model named 'nope'" in err
     err = _run(config, "--model", "default", str(src), "--from", "3", capsys=capsys, code=2)
