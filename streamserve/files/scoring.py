@@ -166,7 +166,9 @@ class ChunkScorer:
         out = Answers(version=self._model.version)
         scores: list[float | None] = []
         probabilities: dict[str, list[float | None]] | None = None
-        if self._task is not Task.REGRESSION:
+        if self._task is Task.BINARY:  # both columns, even when no row has a probability
+            probabilities = {"false": [], "true": []}
+        elif self._task is Task.MULTICLASS:
             probabilities = {}
         rejects: list[Reject] = []
         rule, post = self._model.decision, self._model.post

@@ -187,3 +187,39 @@ def test_the_progress_bar_stays_off_a_terminal(monkeypatch: pytest.MonkeyPatch) 
     bar = progress_bar(100, "rows", "x", show=True)
     bar.update(50)
     bar.close()
+
+
+def test_an_untrained_binary_model_still_writes_both_probability_columns(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streamserve.files.score_file import score_file
+    from streamserve.metrics import Metrics
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"a": 1}\n{"a": 2, "s": "x"}\n')
+    spec = ModelSpec("m", Task.BINARY, "hoeffding_tree")
+    model = FileModel(spec, Serving(0, build_learner(spec)), Decision())
+    out = tmp_path / "out.parquet"
+    report = score_file(
+        open_rows(src, Format.JSONL, chunk_rows=10),
+        model,
+        out,
+        Format.PARQUET,
+        tmp_path / "rejects.jsonl",
+        metrics=Metrics(CollectorRegistry()),
+        progress=Quiet(),
+    )
+    assert report.scored == 2 and report.rejected == 0
+    table = pq.read_table(out)
+    assert table.column_names == [
+        "row",
+        "event_id",
+        "prediction",
+        "score",
+        "probability_false",
+        "probability_true",
+        "decision",
+        "model_version",
+    ]
+    assert table.column("probability_true").to_pylist() == [None, None]
+    assert not (tmp_path / "rejects.jsonl").exists()
