@@ -10,7 +10,8 @@ and pandas (``bench/jobs/file_peer.py``), in its own process: ``pd.read_parquet`
 ``StandardScaler | LogisticRegression`` (River's own pipeline doing the same work:
 streamserve's preprocessing has no ``transform_many``), trained on the same examples, and
 the predictions written in the same format. Both are timed from process start to exit
-(imports, model load, read, score, write); each also reports its time past start-up.
+(imports, model load, read, score, write); each also reports its time past start-up
+(imports done and the model loaded: read, score, write).
 Rounds alternate which goes first; the report takes medians.
 
     python -m bench --only files
@@ -64,7 +65,7 @@ class FileRun:
     round: int
     rows: int
     seconds: float  # process start to exit
-    work_seconds: float  # past start-up, as the process reports it
+    work_seconds: float  # past start-up (model loaded), as the process reports it
 
     @property
     def rate(self) -> float:
@@ -262,7 +263,8 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         "",
         f"{results['rows']:,} rows (an `event_id` and 8 doubles), the same file for both, "
         "each side in its own process, timed from start to exit (imports, model load, read, "
-        "score, write the predictions in the same format); medians of "
+        'score, write the predictions in the same format; "past start-up": read, score '
+        "and write only, as each process reports it); medians of "
         f"{len({r['round'] for r in results['runs']})} round(s), alternating which goes "
         "first. streamserve: `streamserve score-file IN OUT` (logistic regression, the "
         "serving version from Redis, its compiled matrix scorer, chunks of 65,536 rows). "
