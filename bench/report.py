@@ -494,6 +494,22 @@ def _swap(results: Results) -> list[str]:
     ]
 
 
+def _files(results: Results) -> list[str]:
+    if not results.get("files"):
+        return []
+    from bench.file_scoring import report_lines
+
+    return report_lines(results["files"])
+
+
+def _files_targets(results: Results) -> list[Target]:
+    if not results.get("files"):
+        return []
+    from bench.file_scoring import targets
+
+    return targets(results["files"])
+
+
 def _http(results: Results) -> list[str]:
     if not results.get("http"):
         return []
@@ -521,6 +537,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     _swap,
     _torch,
     _http,
+    _files,
 )
 
 
@@ -615,6 +632,7 @@ JUDGES: tuple[Callable[[Results], list[Target]], ...] = (
     _memory_targets,
     _swap_targets,
     _torch_targets,
+    _files_targets,
 )
 
 

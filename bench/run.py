@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from bench import (
+    file_scoring,
     hotswap,
     http_api,
     latency,
@@ -55,6 +56,7 @@ SECTIONS = (
     "swap",
     "torch",
     "http",
+    "files",
 )
 
 # The raw pipe with the prefetch setting streamserve's consumers use (librdkafka's default
@@ -100,6 +102,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
     p.add_argument("--http-rounds", type=int, default=3, help="HTTP API: rounds of every load")
     p.add_argument("--http-seconds", type=float, default=8.0, help="HTTP API: seconds per load")
+    p.add_argument(
+        "--file-rows",
+        type=int,
+        default=file_scoring.rows_from_env(),
+        help=f"files: rows per file (default ${file_scoring.ROWS_ENV}, else 1,000,000)",
+    )
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     p.add_argument("--no-peers", action="store_true", help="skip Quix Streams and Bytewax")
     p.add_argument(
@@ -179,6 +187,11 @@ def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         if "http" in sections:  # HTTP servers and Redis only, no broker
             _log("HTTP API against the FastAPI peer")
             results["http"] = http_api.run(redis_url, workdir, a.http_rounds, a.http_seconds)
+        if "files" in sections:  # files and Redis only, no broker
+            _log(f"score-file against River over pandas, {a.file_rows:,} rows")
+            results["files"] = file_scoring.run(
+                redis_url, workdir, a.file_rows, a.repeats, log=_log
+            )
         broker = EmbeddedBroker().start()
         with broker:
             _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")

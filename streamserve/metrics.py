@@ -262,6 +262,14 @@ class Metrics:
             "Live-update streams refused because console.max_streams were open (503).",
             registry=r,
         )
+        # files (score-file, backfill)
+        self.file_rows_rejected = Counter(
+            "streamserve_file_rows_rejected",
+            "Rows of an input file (or examples-topic records) that score-file or backfill "
+            "could not use and wrote to the rejects file, per command and model.",
+            ["command", "model"],
+            registry=r,
+        )
         # shared
         self.batch_retries = Counter(
             "streamserve_batch_retries",

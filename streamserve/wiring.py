@@ -41,6 +41,9 @@ from streamserve.drift.pause import LearningGate
 from streamserve.drift.replay import ExamplesReplayer
 from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
+from streamserve.files.backfill import Backfill
+from streamserve.files.examples_topic import ExamplesRange, Position
+from streamserve.files.scoring import FileModel
 from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
 from streamserve.kafka.committer import AtLeastOnceCommitter, Committer, TransactionalCommitter
@@ -74,7 +77,7 @@ from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.holder import Serving, ServingSource, SnapshotHolder
 from streamserve.snapshots.lease import Lease, new_holder_token
 from streamserve.snapshots.store import SnapshotStore
-from streamserve.snapshots.watcher import SnapshotWatcher
+from streamserve.snapshots.watcher import SnapshotWatcher, load_version
 from streamserve.topics import TopicSpec, default_topics_dir, load_topic_specs
 
 logger = logging.getLogger(__name__)
@@ -725,6 +728,78 @@ def build_api(rt: Runtime, stop: threading.Event) -> Role:
         closers = [partial(shutil.rmtree, metrics_dir, ignore_errors=True)]
     logger.info("api on %s (%d worker(s))", url, s.workers)
     return Role("api", role.run, closers, role.health)
+
+
+def file_model(rt: Runtime, model: str | None, version: str | None) -> tuple[FileModel, Served]:
+    """The model version ``score-file`` answers with, through the holders, watchers and
+    decision watcher the scorer and the API use (its serving version), or ``version``
+    (a number, an alias, ``latest`` or ``serving``; ``0`` is the untrained model) loaded
+    and verified through the codec as the API loads one. Stop the returned watchers with
+    ``Served.closers`` once done. ``model`` defaults to the stream's champion, else the
+    first configured model."""
+    if model is not None:
+        rt.lifecycle.spec(model)  # NotFound names the configured models
+    served = served_models(rt)
+    try:
+        name = model or served.experiment.current.champion or rt.settings.models[0].name
+        spec = rt.lifecycle.spec(name)
+        (answering,) = [m for m in served.models if m.name == name]
+        serving = answering.holder.current
+        if version is not None:
+            rt.lifecycle.versioned(name)  # an ensemble has no versions of its own
+        if version is not None and version.strip() == "0":
+            serving = Serving(0, build_learner(spec))
+        elif version is not None:
+            number = rt.lifecycle.resolve(name, version)  # an ensemble is refused
+            if number != serving.version:
+                load = partial(_load_snapshot, spec)
+                serving = load_version(rt.store, rt.codec, name, number, load)[1]
+        decision = answering.decision.current
+    except BaseException:
+        for close in served.closers:
+            close()
+        raise
+    return FileModel(spec, serving, decision, answering.post), served
+
+
+def backfill_for(rt: Runtime, spec: ModelSpec) -> Backfill:
+    """A backfill of ``spec``: the store, the signing codec and the model's lease, as its
+    learner has them."""
+    s = rt.settings
+    lease = Lease(
+        rt.redis,
+        rt.store.lease_key(spec.name),
+        ttl_ms=s.snapshots.lease_ttl_ms,
+        holder=new_holder_token(),
+    )
+    return Backfill(spec=spec, store=rt.store, codec=rt.codec, lease=lease, metrics=rt.metrics)
+
+
+def examples_range(
+    rt: Runtime, spec: ModelSpec, start: Position, stop: Position, chunk_rows: int
+) -> ExamplesRange:
+    """The examples topic between ``start`` and ``stop``, read by an assigned consumer
+    (in a group of its own, never committing)."""
+    topic, partitions = rt.partitions("examples")
+    errors = kconf.ClientErrors(f"backfill-{spec.name}")
+    return ExamplesRange(
+        consumer_factory=lambda: rt.consumer(
+            f"backfill-{spec.name}",
+            f"backfill-{spec.name}",
+            errors,
+            **{"enable.auto.commit": False},
+        ),
+        topic=topic,
+        partitions=partitions,
+        decoder=rt.serde.example_decoder(),
+        start=start,
+        stop=stop,
+        chunk_rows=chunk_rows,
+    )
+
+
+def examples_topic_id(rt: Runtime) -> str | None:
+    return TopicIdLookup(kconf.admin_config(rt.settings.kafka), rt.topics["examples"])()
 
 
 def build_app(

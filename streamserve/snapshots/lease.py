@@ -63,6 +63,7 @@ class Lease:
             raise SnapshotError(f"lease ttl_ms must be an int >= 1, got {ttl_ms!r}")
         if not isinstance(holder, str) or not holder:
             raise SnapshotError("lease holder token must be a non-empty string")
+        self._redis = redis
         self._key = key
         self._ttl_ms = ttl_ms
         self._token = holder
@@ -95,6 +96,13 @@ class Lease:
         if not renewed:
             logger.warning("lease %s lost by %s", self._key, self._token)
         return renewed
+
+    def holder_now(self) -> str | None:
+        """The token of whoever holds the lease now (None when it is free)."""
+        raw = self._redis.get(self._key)
+        if raw is None:
+            return None
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
     def release(self) -> None:
         """Give the lease up if we hold it; a no-op otherwise."""
