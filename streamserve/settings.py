@@ -82,6 +82,8 @@ class RedisSettings:
     ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
     ssl_check_hostname: bool = True
     socket_timeout_s: float = 5.0
+    # a Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL)
+    cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -652,8 +654,14 @@ def _check_ranges(s: Settings) -> None:
         raise ConfigError(
             "snapshots.signing_key_file", f"no such file: {s.snapshots.signing_key_file}"
         )
-    if s.redis.url is not None and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if s.redis.url is not None and not s.redis.url.startswith(schemes):
+        raise ConfigError(
+            "redis.url",
+            "must start with redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://",
+        )
+    if s.redis.cluster and (s.redis.url or "").startswith("unix://"):
+        raise ConfigError("redis.cluster", "a Redis Cluster is reached over TCP, not unix://")
 
 
 def _check_kafka(s: Settings) -> None:

@@ -52,6 +52,7 @@ from streamserve.metrics import Metrics, WorkerMetrics
 from streamserve.redis.client import build_client, check_login
 from streamserve.redis.join_state import JoinState
 from streamserve.redis.retry import RetryPolicy
+from streamserve.redis.types import RedisClient
 from streamserve.roles.api import ApiRole
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
@@ -77,7 +78,7 @@ logger = logging.getLogger(__name__)
 LOGICAL_TOPICS = ("events", "feedback", "predictions", "examples", "drift-alerts", "dead-letter")
 
 
-def redis_client(s: Settings) -> redis.Redis:
+def redis_client(s: Settings) -> RedisClient:
     """The shared client (ACL credentials, TLS); a refused login is fatal here."""
     client = build_client(s.redis)
     check_login(client, s.redis)
@@ -182,7 +183,7 @@ class Runtime:
         return snapshot_codec(self.settings, ephemeral_ok=self._ephemeral_key_ok)
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> RedisClient:
         return redis_client(self.settings)
 
     @cached_property

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, TopicPartition
 
 from streamserve.drift.alerts import AlertSink
@@ -47,6 +46,7 @@ from streamserve.learners.labels import coerce_label
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, Features, LabelValue
+from streamserve.redis.retry import TRANSIENT_ERRORS
 from streamserve.roles.exceptions import LeadershipLost, RolledBack, StoppedWhileWaiting
 from streamserve.roles.restore import Restorer
 from streamserve.serde.codecs import Decoder
@@ -60,7 +60,7 @@ from streamserve.snapshots.store import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_REDIS_ERRORS = TRANSIENT_ERRORS
 FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
 
 

@@ -27,6 +27,8 @@ def test_defaults_serve_one_binary_logistic_regression() -> None:
         ({"serde": {"output_format": "xml"}}, "serde.output_format"),
         ({"http": {"port": 70000}}, "http.port"),
         ({"redis": {"url": "http://x"}}, "redis.url"),
+        ({"redis": {"url": "unix:///run/redis.sock", "cluster": True}}, "redis.cluster"),
+        ({"redis": {"cluster": "yes"}}, "redis.cluster"),
         ({"kafka": {"client": {"bootstrap.servers": "x"}}}, "kafka.client.bootstrap.servers"),
         ({"kafka": {"client": {"sasl": {"nested": 1}}}}, "kafka.client.sasl"),
         ({"models": []}, "models"),
