@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,11 @@ class KafkaSettings:
     replication_factor: int | None = None
     # scorer and joiner: one Kafka transaction per micro-batch (outputs + input offsets)
     exactly_once: bool = False
+    # a name stable across restarts and unique among running instances (for example a
+    # StatefulSet pod name): exactly-once producers then use the transactional.id
+    # <group_prefix>-<role>-<instance_id>, so a restarted instance fences its predecessor
+    # and aborts its open transaction at once
+    instance_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -664,9 +670,18 @@ def _check_ranges(s: Settings) -> None:
         raise ConfigError("redis.cluster", "a Redis Cluster is reached over TCP, not unix://")
 
 
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+
 def _check_kafka(s: Settings) -> None:
     if s.kafka.replication_factor is not None and s.kafka.replication_factor <= 0:
         raise ConfigError("kafka.replication_factor", "must be positive")
+    if s.kafka.instance_id is not None and not _INSTANCE_ID.fullmatch(s.kafka.instance_id):
+        raise ConfigError(
+            "kafka.instance_id",
+            "must be 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit; "
+            f"got {s.kafka.instance_id!r}",
+        )
     for section, props in (
         ("client", s.kafka.client),
         ("consumer", s.kafka.consumer),

@@ -219,8 +219,17 @@ class Runtime:
         errors = kconf.ClientErrors(role)
         tid = None
         if transactional:
-            instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+            stable = self.settings.kafka.instance_id
+            instance = stable or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
             tid = kconf.transactional_id(self.settings.kafka, role, instance)
+            logger.info(
+                "%s: transactional.id %s (%s)",
+                role,
+                tid,
+                "kafka.instance_id: a restart fences its predecessor"
+                if stable
+                else "unique to this process; set kafka.instance_id for a stable one",
+            )
         conf = kconf.producer_config(self.settings.kafka, errors, transactional_id=tid)
         return Producer(conf), errors
 

@@ -29,6 +29,8 @@ def test_defaults_serve_one_binary_logistic_regression() -> None:
         ({"redis": {"url": "http://x"}}, "redis.url"),
         ({"redis": {"url": "unix:///run/redis.sock", "cluster": True}}, "redis.cluster"),
         ({"redis": {"cluster": "yes"}}, "redis.cluster"),
+        ({"kafka": {"instance_id": "pod 0"}}, "kafka.instance_id"),
+        ({"kafka": {"instance_id": ""}}, "kafka.instance_id"),
         ({"kafka": {"client": {"bootstrap.servers": "x"}}}, "kafka.client.bootstrap.servers"),
         ({"kafka": {"client": {"sasl": {"nested": 1}}}}, "kafka.client.sasl"),
         ({"models": []}, "models"),
