@@ -23,6 +23,7 @@ from streamserve.drift.spec import DetectorSpec, ModelDrift
 from streamserve.errors import ConfigError
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
+from streamserve.learners.sampling import WEIGHTED_LEARNERS
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.learners.torch_settings import TorchConfigError, TorchSettings, torch_settings
 from streamserve.serving.decisions import Decision
@@ -268,6 +269,7 @@ _MODEL_KEYS = frozenset(
         "torch",
         "decision",
         "post_processor",
+        "negative_sampling",
     }
 )
 
@@ -576,7 +578,32 @@ def _model_spec(item: Any, key: str) -> ModelSpec:
         params=dict(params),
         preprocess=preprocess,
         torch=_model_torch(item, key),
+        negative_sampling=_negative_sampling(item, key, task, learner),
     )
+
+
+def _negative_sampling(item: Mapping[str, Any], key: str, task: Task, learner: str) -> float | None:
+    """A model's ``negative_sampling`` rate: a number in (0, 1), for a binary model whose
+    learner learns weighted examples; None when not set."""
+    rate = item.get("negative_sampling")
+    if rate is None:
+        return None
+    where = f"{key}.negative_sampling"
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1:
+        raise ConfigError(
+            where, f"must be a number in (0, 1), the share of negatives kept; got {rate!r}"
+        )
+    if task is not Task.BINARY:
+        raise ConfigError(
+            where, f"needs a binary model (negatives are its false labels); task is {task.value}"
+        )
+    if learner not in WEIGHTED_LEARNERS:
+        raise ConfigError(
+            where,
+            "needs a learner that learns weighted examples "
+            f"({', '.join(sorted(WEIGHTED_LEARNERS))}); got {learner}",
+        )
+    return float(rate)
 
 
 def _validate_model(spec: ModelSpec, key: str) -> None:
