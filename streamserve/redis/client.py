@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from streamserve.errors import ConfigError, StreamserveError
 from streamserve.redis.types import RedisClient
@@ -36,6 +37,14 @@ CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 class RedisAuthError(StreamserveError):
     """Redis refused our credentials (wrong user or password, or a disabled user)."""
+
+
+class RedisClusterUnreachable(StreamserveError):
+    """No node of the Redis Cluster answered when the client was built.
+
+    Unlike a single server, which the roles wait for, the cluster client needs one node
+    to learn the cluster's layout before it can be built at all; the process stops and its
+    supervisor starts it again."""
 
 
 def tls_kwargs(r: RedisSettings) -> dict[str, Any]:
@@ -113,8 +122,19 @@ def build_client(r: RedisSettings) -> RedisClient:
     if is_cluster(r):
         if url.startswith("unix://"):
             raise ConfigError("redis.url", "a Redis Cluster is reached over TCP, not unix://")
-        return RedisCluster.from_url(url, **kwargs)
+        try:
+            return RedisCluster.from_url(url, **kwargs)
+        except (RedisClusterException, redis.RedisError) as exc:
+            raise RedisClusterUnreachable(
+                f"no node of the Redis Cluster at {_where(url)} answered (redis.url): {exc}"
+            ) from exc
     return redis.Redis.from_url(url, **kwargs)
+
+
+def _where(url: str) -> str:
+    """The host and port of ``url``, without credentials."""
+    rest = url.split("://", 1)[-1]
+    return rest.rsplit("@", 1)[-1].split("/", 1)[0]
 
 
 def check_login(client: RedisClient, r: RedisSettings) -> None:

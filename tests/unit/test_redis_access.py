@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from streamserve.embedded import free_port
 from streamserve.errors import ConfigError
 from streamserve.redis.client import (
     RedisAuthError,
+    RedisClusterUnreachable,
+    build_client,
     check_login,
     is_cluster,
     plain_url,
@@ -142,3 +145,12 @@ def test_tls_applies_to_a_cluster_url_too() -> None:
         tls_kwargs(RedisSettings(url="redis+cluster://h:7000", ssl_ca_certs="/etc/hosts"))
     assert err.value.key == "redis.ssl_ca_certs"
     assert tls_kwargs(RedisSettings(url="rediss+cluster://h:7000"))["ssl_cert_reqs"] == "required"
+
+
+def test_an_unreachable_cluster_is_named_at_start_without_the_password() -> None:
+    port = free_port()  # nothing listens there
+    r = RedisSettings(url=f"redis+cluster://user:s3cret-pass@127.0.0.1:{port}/0")
+    with pytest.raises(RedisClusterUnreachable) as err:
+        build_client(r)
+    assert f"127.0.0.1:{port}" in str(err.value) and "redis.url" in str(err.value)
+    assert "s3cret-pass" not in str(err.value)
