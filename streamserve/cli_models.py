@@ -4,12 +4,14 @@ same the API's management routes call.
 
 Listings (``list``, and ``pin``, ``unpin``, ``rollback``, ``alias`` after their change) are
 a table on a terminal and JSON otherwise (a pipe, a file), or as ``--json``/``--table``
-say. ``show``, ``promote``, ``decide``, ``export`` and ``import`` print JSON.
+say. ``pause`` and ``resume`` print the model's listing after the change too. ``show``,
+``promote``, ``decide``, ``export`` and ``import`` print JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -104,6 +106,13 @@ def _add_change_commands(sub: Any, common: Common) -> None:
     rule.add_argument("--threshold", type=float, help="decide true when P(true) >= this")
     rule.add_argument("--costs", help='expected-cost matrix as JSON: {"decided": {"true": c}}')
     rule.add_argument("--clear", action="store_true", help="no decision: the prediction decides")
+    pause = _parser(sub, "pause", "stop learning (serving goes on; no new versions)", common)
+    pause.add_argument("model", help="a configured model")
+    pause.add_argument("--reason", default="", help="why (shown in models list and the alert)")
+    _output(pause)
+    resume = _parser(sub, "resume", "learn again from the next example on", common)
+    resume.add_argument("model", help="a configured model")
+    _output(resume)
 
 
 def _add_file_commands(sub: Any, common: Common) -> None:
@@ -194,6 +203,21 @@ def _decide(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
     _json(out, rt.lifecycle.decide(args.model, record))
 
 
+def _who() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in this environment
+        return "cli"
+
+
+def _pause(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _one(rt, args, out, rt.lifecycle.pause_learning(args.model, args.reason, _who()))
+
+
+def _resume(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+    _one(rt, args, out, rt.lifecycle.resume_learning(args.model, _who()))
+
+
 def _export(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
     signer = key_file_codec(args.key_file) if args.key_file else rt.codec
     _json(out, export_file(rt.lifecycle, rt.codec, args.model, args.ref, Path(args.file), signer))
@@ -213,6 +237,8 @@ _COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace, TextIO], None]] = {
     "alias": _alias,
     "promote": _promote,
     "decide": _decide,
+    "pause": _pause,
+    "resume": _resume,
     "export": _export,
     "import": _import,
 }

@@ -164,6 +164,20 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.examples_paused = Counter(
+            "streamserve_examples_paused",
+            "Examples the learner read while its learning was paused and did not learn "
+            "(they are passed over for good), per model.",
+            ["model"],
+            registry=r,
+        )
+        self.learning_state_unread = Counter(
+            "streamserve_learning_state_unread",
+            "Times the learner could not read or write whether its learning is paused "
+            "(Redis unreachable; the state last read holds), per model.",
+            ["model"],
+            registry=r,
+        )
         self.prequential = Gauge(
             "streamserve_prequential_metric",
             "Running prequential metric of the learner.",

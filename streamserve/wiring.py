@@ -33,6 +33,7 @@ from streamserve.app import App, Role
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor
 from streamserve.drift.input_monitor import InputConfig, InputMonitor
+from streamserve.drift.pause import LearningGate
 from streamserve.drift.replay import ExamplesReplayer
 from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
@@ -504,6 +505,13 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     decoder, batch_decoder = rt.serde.example_decoders()
     dead_letters = rt.dead_letters(out, "learner", f"learner-{spec.name}")
     alert_sink = rt.alert_sink(out)
+    gate = LearningGate(
+        model=spec.name,
+        store=rt.store,
+        metrics=rt.metrics,
+        alerts=alert_sink,
+        poll_s=s.snapshots.poll_interval_seconds,
+    )
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -532,6 +540,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         drift_monitor=drift_monitor,
         alerts=alert_sink,
         topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
+        gate=gate,
     )
 
     def health() -> dict[str, Any]:
@@ -541,6 +550,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             "leader": st is not None,
             "version": st.version if st else None,
             "examples_seen": st.examples_seen if st else None,
+            "learning_paused": gate.paused,
         }
 
     return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)

@@ -13,6 +13,8 @@ POST     ``/v1/registry/models/{m}:pin`` ``{"version": v}``              pin
 POST     ``/v1/registry/models/{m}:unpin``                               unpin
 POST     ``/v1/registry/models/{m}:rollback`` ``{"to": v}``              rollback
 POST     ``/v1/registry/models/{m}:promote``                             promote
+POST     ``/v1/registry/models/{m}:pause`` ``{"reason": r}`` (optional)  pause learning
+POST     ``/v1/registry/models/{m}:resume``                              resume learning
 PUT      ``/v1/registry/models/{m}/aliases/{a}`` ``{"version": v}``      set an alias
 DELETE   ``/v1/registry/models/{m}/aliases/{a}``                         delete it
 PUT      ``/v1/registry/models/{m}/decision`` ``{"threshold"|"costs"}``  a new decision
@@ -46,6 +48,9 @@ from streamserve.snapshots.exceptions import SnapshotError, SnapshotNotFoundErro
 TAG = "management"
 BASE = "/v1/registry/models"
 _MAX_VERSION = 2**63 - 1
+_MAX_REASON = 500
+_OPTIONAL_BODIES = frozenset({"PauseRequest"})
+_BY = "api"  # who paused or resumed, as the learning state names it
 
 
 class Conflict(ApiError):
@@ -88,6 +93,16 @@ def _version_ref(request: Request, field: str) -> str | int:
     raise BadRequest(f"{field!r} must be a version number (>= 1) or a name; got {value!r}")
 
 
+def _reason(request: Request) -> str:
+    """The optional body's ``reason`` (no body: no reason)."""
+    if not request.body.strip():
+        return ""
+    reason = _object(request, {"reason"}).get("reason", "")
+    if not isinstance(reason, str) or len(reason) > _MAX_REASON:
+        raise BadRequest(f"'reason' must be a string of at most {_MAX_REASON} characters")
+    return reason
+
+
 def _decision(request: Request) -> Mapping[str, Any]:
     body = _object(request, {"threshold", "costs"})
     if len(body) != 1:
@@ -123,6 +138,13 @@ class _Handlers:
 
     async def promote(self, request: Request) -> Reply:
         return await _run(self.r.promote, request.params["model"])
+
+    async def pause(self, request: Request) -> Reply:
+        reason = _reason(request)
+        return await _run(self.r.pause_learning, request.params["model"], reason, _BY)
+
+    async def resume(self, request: Request) -> Reply:
+        return await _run(self.r.resume_learning, request.params["model"], _BY)
 
     async def set_alias(self, request: Request) -> Reply:
         ref = _version_ref(request, "version")
@@ -175,6 +197,11 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
          "RollbackRequest"),
         (f"{one}:promote", "POST", "promote", h.promote, "make the model the champion",
          "Promotion", m, None),
+        (f"{one}:pause", "POST", "pause", h.pause,
+         "pause learning (serving goes on, no new versions)", "ModelListing", m,
+         "PauseRequest"),
+        (f"{one}:resume", "POST", "resume", h.resume, "learn again", "ModelListing", m,
+         None),
         (alias, "PUT", "set_alias", h.set_alias, "point an alias at a version",
          "ModelListing", a, "AliasRequest"),
         (alias, "DELETE", "delete_alias", h.delete_alias, "remove an alias", "ModelListing",
@@ -201,5 +228,13 @@ def _route(
     access: Access,
     errors: tuple[int, ...],
 ) -> ApiRoute:
-    operation = oa.operation(summary, TAG, ok=ok, params=params, body=body, errors=errors)
+    operation = oa.operation(
+        summary,
+        TAG,
+        ok=ok,
+        params=params,
+        body=body,
+        errors=errors,
+        body_required=body not in _OPTIONAL_BODIES,
+    )
     return ApiRoute(path, method, f"registry_{name}", handler, access, operation)

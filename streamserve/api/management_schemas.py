@@ -47,12 +47,28 @@ _MODEL: dict[str, Any] = {
         "weight": {"type": ["number", "null"]},
         "decision_version": {"type": ["integer", "null"]},
         "decision": _OBJECT_OR_NULL,
+        "learning": {"$ref": "#/components/schemas/LearningState"},
         "versions": {"type": "array", "items": {"type": "object"}},
     },
 }
 
 SCHEMAS: dict[str, Any] = {
     "PinRequest": _body("version"),
+    "PauseRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"reason": {"type": "string", "maxLength": 500}},
+    },
+    "LearningState": {
+        "type": "object",
+        "required": ["paused", "reason", "since", "by"],
+        "properties": {
+            "paused": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "since": {"type": ["number", "null"], "description": "epoch seconds"},
+            "by": {"type": "string"},
+        },
+    },
     "RollbackRequest": _body("to"),
     "AliasRequest": _body("version"),
     "DecisionRequest": {

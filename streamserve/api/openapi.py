@@ -51,6 +51,7 @@ def operation(
     body: str | None = None,
     errors: Sequence[int] = (),
     ok_status: int = 200,
+    body_required: bool = True,
 ) -> dict[str, Any]:
     """An operation answering ``ok`` (a schema name) or errors in the ``Error`` shape."""
     responses: dict[str, Any] = {
@@ -69,7 +70,7 @@ def operation(
         op["parameters"] = list(params)
     if body is not None:
         op["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {"application/json": {"schema": ref(body)}},
         }
     return op

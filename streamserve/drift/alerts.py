@@ -23,6 +23,9 @@ ACTION_DROPPED = "challenger_dropped"
 ACTION_RETRAINED = "replay_retrained"
 ACTION_REPLAY_FAILED = "replay_failed"
 ACTION_COOLDOWN = "cooldown"
+ACTION_LEARNING_PAUSED = "learning_paused"  # learning paused (a person or the breaker)
+ACTION_LEARNING_RESUMED = "learning_resumed"
+ACTION_ROLLED_BACK = "rolled_back"  # the serving version went back to its predecessor
 ACTION_NONE = "none"  # a warning the policy does not act on, or a challenger already runs
 
 

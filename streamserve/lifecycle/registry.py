@@ -16,6 +16,7 @@ are refused.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,7 @@ from streamserve.serving.ensemble import ENSEMBLE
 from streamserve.serving.experiment import Experiment
 from streamserve.settings import check_decision
 from streamserve.snapshots.exceptions import SnapshotNotFoundError
+from streamserve.snapshots.learning import LearningState
 from streamserve.snapshots.store import SnapshotStore
 
 logger = logging.getLogger(__name__)
@@ -207,6 +209,26 @@ class Registry:
         stored = self._store.set_experiment(record)
         logger.info("promoted %s to champion (experiment version %s)", model, stored["version"])
         return {"experiment": stored, "previous": previous, "changed": True}
+
+    def learning_state(self, model: str) -> dict[str, Any]:
+        """Whether the model's learning is paused: ``paused``, ``reason``, ``since``
+        (epoch seconds) and ``by``."""
+        self.versioned(model)
+        return self._store.learning(model).to_record()
+
+    def pause_learning(self, model: str, reason: str = "", by: str = "") -> dict[str, Any]:
+        """Stop the model's learning (it keeps serving; the learner reads its examples
+        and moves past them, writing no new versions) until :meth:`resume_learning`."""
+        self.versioned(model)
+        state = LearningState(paused=True, reason=reason.strip(), since=time.time(), by=by)
+        self._store.set_learning(model, state)
+        return self.model(model)
+
+    def resume_learning(self, model: str, by: str = "") -> dict[str, Any]:
+        """Learn again from the next example on (paused ones stay unlearned)."""
+        self.versioned(model)
+        self._store.set_learning(model, LearningState(paused=False, since=time.time(), by=by))
+        return self.model(model)
 
     def decide(self, model: str, record: Mapping[str, Any] | None) -> dict[str, Any]:
         """Store a new version of the model's decision (None: the prediction decides);

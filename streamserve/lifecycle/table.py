@@ -46,10 +46,21 @@ def _title(view: Mapping[str, Any]) -> str:
     if view.get("role"):
         weight = view.get("weight")
         parts.append(view["role"] + (f" (weight {weight:g})" if weight is not None else ""))
+    learning = view.get("learning") or {}
+    if learning.get("paused"):
+        parts.append(_paused(learning))
     decision = view.get("decision")
     if decision:
         parts.append(f"decision v{decision.get('version')}: {_rule(decision)}")
     return f"{view['model']}: " + " · ".join(parts)
+
+
+def _paused(learning: Mapping[str, Any]) -> str:
+    since = learning.get("since")
+    when = "" if since is None else time.strftime(" since %H:%M:%S UTC", time.gmtime(since))
+    by = f" by {learning['by']}" if learning.get("by") else ""
+    reason = f" ({learning['reason']})" if learning.get("reason") else ""
+    return f"learning paused{when}{by}{reason}"
 
 
 def _rule(decision: Mapping[str, Any]) -> str:

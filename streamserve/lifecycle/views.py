@@ -84,6 +84,7 @@ def model_view(
         "weight": weight,
         "decision_version": decision.get("version") if decision else None,
         "decision": dict(decision) if decision else None,
+        "learning": store.learning(name).to_record(),
         "versions": rows,
     }
 
@@ -116,6 +117,7 @@ def version_view(
         "pinned": store.is_pinned(name),
         "aliases": sorted(a for a, v in store.aliases(name).items() if v == meta.version),
         "decision": dict(decision) if decision else None,
+        "learning": store.learning(name).to_record(),
         "experiment": dict(experiment) if experiment else None,
         "role": role,
         "weight": weight,

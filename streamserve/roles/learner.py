@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.drift.pause import LearningGate
 from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
 from streamserve.kafka.dead_letter import DeadLetterSink
@@ -133,6 +134,7 @@ class LearnerRole:
         drift_monitor: Callable[[], ErrorMonitor] | None = None,
         alerts: AlertSink | None = None,
         topic_identity: TopicIdentity | None = None,
+        gate: LearningGate | None = None,
     ) -> None:
         self.spec = spec
         self._cfg = config
@@ -150,6 +152,7 @@ class LearnerRole:
         self._drift_monitor = drift_monitor
         self._alerts = alerts
         self._topic = topic_identity
+        self._gate = gate
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._sampled_out = metrics.examples_sampled_out.labels(spec.name)
@@ -206,6 +209,8 @@ class LearnerRole:
                 )
             finally:
                 self._leader.set(0)
+                if self._gate is not None:
+                    self._gate.release()
                 self.state = None
 
     def _lead(self, stop: threading.Event) -> None:
@@ -237,8 +242,12 @@ class LearnerRole:
                         continue
                 msgs = consumer.consume(self._cfg.batch_size, self._cfg.batch_timeout_s)
                 self._lag.report(consumer, ((self._cfg.examples_topic, p) for p in assigned))
+                paused = self._gate is not None and self._gate.poll(state.version)
                 if self._topic_checked(consumer, state, assigned, msgs) and msgs:
-                    self._learn_batch(state, msgs)
+                    if paused:
+                        self._pass_over(state, consumer, msgs)
+                    else:
+                        self._learn_batch(state, msgs)
                 self._producer.poll(0)
                 if self._checkpoint_due(state):
                     self._checkpoint(state, consumer)
@@ -430,6 +439,18 @@ class LearnerRole:
                     rest = [j for j in learnable if j > k and j in scored]
                     scored.update(self._prequential(learner, items, rest))
         self._learned.inc(learned)
+
+    def _pass_over(self, state: LearnerState, consumer: Any, msgs: list[Message]) -> None:
+        """Learning is paused: move past ``msgs`` without learning them (the next
+        checkpoint's offsets are past them; the consumer group's are committed now)."""
+        n = 0
+        for m in msgs:
+            if m.error() is None:
+                self._record(m, state)
+                n += 1
+        if self._gate is not None:
+            self._gate.passed_over(n)
+        self._commit_for_lag(consumer, state)
 
     def _decode_batch(self, msgs: list[Message]) -> list[_Item]:
         """The batch's records in order, decoded and their labels coerced; a record that

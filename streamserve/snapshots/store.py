@@ -9,6 +9,7 @@ Keys for model ``m`` (the ``{m}`` hash tag keeps them in one Redis Cluster slot)
     {prefix}:{m}:aliases    HASH alias -> version  {prefix}:{m}:epoch     rollbacks so far
     {prefix}:{m}:resume     the version a rollback made the learner continue from
     {prefix}:{m}:decision   the model's decision (JSON, versioned apart from the model)
+    {prefix}:{m}:learning   HASH: whether learning is paused, why, since when, by whom
     {prefix}:experiment     which model answers the stream (JSON: champion, split, version)
 
 A rollback to ``v`` points ``serving`` at ``v``, records ``v`` in ``resume`` and moves the
@@ -39,6 +40,7 @@ from streamserve.snapshots.exceptions import (
     SnapshotFormatError,
     SnapshotNotFoundError,
 )
+from streamserve.snapshots.learning import LearningState
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +341,9 @@ class SnapshotStore:
     def decision_key(self, model: str) -> str:
         return f"{self._base(model)}decision"
 
+    def learning_key(self, model: str) -> str:
+        return f"{self._base(model)}learning"
+
     @property
     def experiment_key(self) -> str:
         return f"{self._prefix}:experiment"
@@ -495,7 +500,24 @@ class SnapshotStore:
         _check_alias(alias)
         return bool(self._redis.hdel(self.aliases_key(model), alias))
 
+    def set_learning(self, model: str, state: LearningState) -> LearningState:
+        """Store whether ``model``'s learning is paused (the learner reads it within its
+        polling interval); returns ``state``."""
+        self._redis.hset(self.learning_key(model), mapping=state.to_hash())
+        logger.info(
+            "learning of %s %s by %s%s",
+            model,
+            "paused" if state.paused else "resumed",
+            state.by or "-",
+            f": {state.reason}" if state.reason else "",
+        )
+        return state
+
     # -- reads -----------------------------------------------------------------------
+
+    def learning(self, model: str) -> LearningState:
+        """Whether ``model``'s learning is paused (not paused when never set)."""
+        return LearningState.from_hash(self._redis.hgetall(self.learning_key(model)))
 
     def latest_version(self, model: str) -> int | None:
         return _as_int(self._redis.get(self.latest_key(model)))

@@ -142,7 +142,7 @@ def _operations(app: Any) -> list[Any]:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_management_routes_answer_json_and_no_5xx(management_app: Any, mode: Any) -> None:
     operations = _operations(management_app)
-    assert len(operations) == 11
+    assert len(operations) == 13
     statuses: Counter[int] = Counter()
 
     @settings(
