@@ -125,6 +125,13 @@ class Metrics:
         self.examples_learned = Counter(
             "streamserve_examples_learned", "Examples learned, per model.", ["model"], registry=r
         )
+        self.examples_sampled_out = Counter(
+            "streamserve_examples_sampled_out",
+            "Negative examples left out by the model's negative sampling (neither scored "
+            "nor learned), per model.",
+            ["model"],
+            registry=r,
+        )
         self.checkpoints = Counter(
             "streamserve_checkpoints", "Snapshots written, per model.", ["model"], registry=r
         )

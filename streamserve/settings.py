@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from streamserve.drift.spec import DetectorSpec, ModelDrift
 from streamserve.errors import ConfigError
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
+from streamserve.learners.sampling import WEIGHTED_LEARNERS
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.learners.torch_settings import TorchConfigError, TorchSettings, torch_settings
 from streamserve.serving.decisions import Decision
@@ -67,6 +69,11 @@ class KafkaSettings:
     replication_factor: int | None = None
     # scorer and joiner: one Kafka transaction per micro-batch (outputs + input offsets)
     exactly_once: bool = False
+    # a name stable across restarts and unique among running instances (for example a
+    # StatefulSet pod name): exactly-once producers then use the transactional.id
+    # <group_prefix>-<role>-<instance_id>, so a restarted instance fences its predecessor
+    # and aborts its open transaction at once
+    instance_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class RedisSettings:
     ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
     ssl_check_hostname: bool = True
     socket_timeout_s: float = 5.0
+    # a Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL)
+    cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,6 +290,7 @@ _MODEL_KEYS = frozenset(
         "torch",
         "decision",
         "post_processor",
+        "negative_sampling",
     }
 )
 
@@ -589,7 +599,32 @@ def _model_spec(item: Any, key: str) -> ModelSpec:
         params=dict(params),
         preprocess=preprocess,
         torch=_model_torch(item, key),
+        negative_sampling=_negative_sampling(item, key, task, learner),
     )
+
+
+def _negative_sampling(item: Mapping[str, Any], key: str, task: Task, learner: str) -> float | None:
+    """A model's ``negative_sampling`` rate: a number in (0, 1), for a binary model whose
+    learner learns weighted examples; None when not set."""
+    rate = item.get("negative_sampling")
+    if rate is None:
+        return None
+    where = f"{key}.negative_sampling"
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1:
+        raise ConfigError(
+            where, f"must be a number in (0, 1), the share of negatives kept; got {rate!r}"
+        )
+    if task is not Task.BINARY:
+        raise ConfigError(
+            where, f"needs a binary model (negatives are its false labels); task is {task.value}"
+        )
+    if learner not in WEIGHTED_LEARNERS:
+        raise ConfigError(
+            where,
+            "needs a learner that learns weighted examples "
+            f"({', '.join(sorted(WEIGHTED_LEARNERS))}); got {learner}",
+        )
+    return float(rate)
 
 
 def _validate_model(spec: ModelSpec, key: str) -> None:
@@ -674,13 +709,28 @@ def _check_ranges(s: Settings) -> None:
         raise ConfigError(
             "snapshots.signing_key_file", f"no such file: {s.snapshots.signing_key_file}"
         )
-    if s.redis.url is not None and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if s.redis.url is not None and not s.redis.url.startswith(schemes):
+        raise ConfigError(
+            "redis.url",
+            "must start with redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://",
+        )
+    if s.redis.cluster and (s.redis.url or "").startswith("unix://"):
+        raise ConfigError("redis.cluster", "a Redis Cluster is reached over TCP, not unix://")
+
+
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def _check_kafka(s: Settings) -> None:
     if s.kafka.replication_factor is not None and s.kafka.replication_factor <= 0:
         raise ConfigError("kafka.replication_factor", "must be positive")
+    if s.kafka.instance_id is not None and not _INSTANCE_ID.fullmatch(s.kafka.instance_id):
+        raise ConfigError(
+            "kafka.instance_id",
+            "must be 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit; "
+            f"got {s.kafka.instance_id!r}",
+        )
     for section, props in (
         ("client", s.kafka.client),
         ("consumer", s.kafka.consumer),

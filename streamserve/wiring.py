@@ -60,6 +60,7 @@ from streamserve.metrics import Metrics, WorkerMetrics
 from streamserve.redis.client import build_client, check_login
 from streamserve.redis.join_state import JoinState
 from streamserve.redis.retry import RetryPolicy
+from streamserve.redis.types import RedisClient
 from streamserve.roles.api import ApiRole
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
@@ -85,7 +86,7 @@ logger = logging.getLogger(__name__)
 LOGICAL_TOPICS = ("events", "feedback", "predictions", "examples", "drift-alerts", "dead-letter")
 
 
-def redis_client(s: Settings) -> redis.Redis:
+def redis_client(s: Settings) -> RedisClient:
     """The shared client (ACL credentials, TLS); a refused login is fatal here."""
     client = build_client(s.redis)
     check_login(client, s.redis)
@@ -190,7 +191,7 @@ class Runtime:
         return snapshot_codec(self.settings, ephemeral_ok=self._ephemeral_key_ok)
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> RedisClient:
         return redis_client(self.settings)
 
     @cached_property
@@ -226,8 +227,17 @@ class Runtime:
         errors = kconf.ClientErrors(role)
         tid = None
         if transactional:
-            instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+            stable = self.settings.kafka.instance_id
+            instance = stable or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
             tid = kconf.transactional_id(self.settings.kafka, role, instance)
+            logger.info(
+                "%s: transactional.id %s (%s)",
+                role,
+                tid,
+                "kafka.instance_id: a restart fences its predecessor"
+                if stable
+                else "unique to this process; set kafka.instance_id for a stable one",
+            )
         conf = kconf.producer_config(self.settings.kafka, errors, transactional_id=tid)
         return Producer(conf), errors
 

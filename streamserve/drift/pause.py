@@ -16,16 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import redis
-
 from streamserve.drift import alerts as actions
 from streamserve.drift.alerts import AlertSink, DriftAlert
 from streamserve.metrics import Metrics
+from streamserve.redis.retry import TRANSIENT_ERRORS
 from streamserve.snapshots.learning import BY_BREAKER, LearningState
 
 logger = logging.getLogger(__name__)
 
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_REDIS_ERRORS = TRANSIENT_ERRORS  # a Redis Cluster's failover errors too
 SIGNAL = "learning"
 
 

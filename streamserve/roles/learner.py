@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, TopicPartition
 
 from streamserve.drift.alerts import AlertSink
@@ -45,9 +44,11 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.evaluation import RunningMetrics
 from streamserve.learners.exceptions import LabelError
 from streamserve.learners.labels import coerce_label
+from streamserve.learners.sampling import NegativeSampler, weighted
 from streamserve.learners.spec import ModelSpec
 from streamserve.metrics import Metrics
 from streamserve.records import Example, Features, LabelValue
+from streamserve.redis.retry import TRANSIENT_ERRORS
 from streamserve.roles.exceptions import LeadershipLost, RolledBack, StoppedWhileWaiting
 from streamserve.roles.restore import Restorer
 from streamserve.serde.codecs import Decoder
@@ -61,7 +62,7 @@ from streamserve.snapshots.store import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_REDIS_ERRORS = TRANSIENT_ERRORS
 FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
 
 
@@ -94,6 +95,7 @@ class _Item:
     example: Example | None
     rows: ExampleRows
     row: int
+    weight: float = 1.0  # under negative sampling: what the example is learned with
 
     def full_example(self) -> Example:
         return self.example if self.example is not None else self.rows.example(self.row)
@@ -153,6 +155,17 @@ class LearnerRole:
         self._gate = gate
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
+        self._sampled_out = metrics.examples_sampled_out.labels(spec.name)
+        self._sampler = (
+            NegativeSampler(spec.negative_sampling) if spec.negative_sampling is not None else None
+        )
+        if self._sampler is not None:
+            logger.info(
+                "learner %s: negative sampling: keeps %.4g of the negatives, weighted %.4g",
+                spec.name,
+                self._sampler.rate,
+                self._sampler.weight,
+            )
         self._leader = metrics.learner_leader.labels(spec.name)
         self._lag = LagReporter(metrics.consumer_lag, f"learner-{spec.name}")
         metrics.learning_paused.labels(spec.name).set(0)
@@ -389,12 +402,14 @@ class LearnerRole:
     def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
         items = self._decode_batch(msgs)
         learnable = [k for k, item in enumerate(items) if item.features is not None]
+        if self._sampler is not None:
+            learnable = self._sample(items, learnable)
         scored = self._prequential(state.learner, items, learnable)
         learner, metrics, monitor = state.learner, state.metrics, state.drift
         learned = 0
         for k, item in enumerate(items):
             s, features, y = scored.get(k), item.features, item.label
-            if s is None or features is None:  # dead-lettered
+            if s is None or features is None:  # dead-lettered, or left out by sampling
                 self._record(item.msg, state)
                 continue
             metrics.update(y, s)
@@ -473,16 +488,40 @@ class LearnerRole:
                 items.append(_Item(m, None, False, None, rows, i))
         return items
 
+    def _sample(self, items: list[_Item], learnable: list[int]) -> list[int]:
+        """The learnable items that negative sampling keeps (each given its weight); the
+        others are counted, and only their offsets move on."""
+        sampler = self._sampler
+        assert sampler is not None
+        kept = []
+        for k in learnable:
+            item = items[k]
+            w = sampler.weight_of(item.label, item.msg.partition() or 0, item.msg.offset() or 0)
+            if w is None:
+                continue
+            item.weight = w
+            kept.append(k)
+        self._sampled_out.inc(len(learnable) - len(kept))
+        return kept
+
     def _prequential(
         self, learner: Learner, items: list[_Item], which: list[int]
     ) -> dict[int, Scored]:
         """Items ``which`` scored, then learned, in order; one by one when a label cannot
-        be learned (that record goes to dead-letter, its item loses its features)."""
+        be learned (that record goes to dead-letter, its item loses its features). Under
+        negative sampling each is learned with its weight."""
         if not which:
             return {}
         xs = [items[k].features or {} for k in which]
         try:
-            many = learner.prequential_many(xs, [items[k].label for k in which])
+            ys = [items[k].label for k in which]
+            many = (
+                learner.prequential_many(xs, ys)
+                if self._sampler is None
+                else weighted(learner).prequential_weighted(
+                    xs, ys, [items[k].weight for k in which]
+                )
+            )
         except LabelError:
             pass  # learn them one by one, each wrong label to dead-letter
         else:
@@ -491,7 +530,13 @@ class LearnerRole:
         for k in which:
             item = items[k]
             try:
-                scored[k] = learner.prequential_one(item.features or {}, item.label)
+                scored[k] = (
+                    learner.prequential_one(item.features or {}, item.label)
+                    if self._sampler is None
+                    else weighted(learner).prequential_weighted(
+                        [item.features or {}], [item.label], [item.weight]
+                    )[0]
+                )
             except LabelError as exc:
                 self._dlq.send(item.msg, "learn", exc, None)
                 item.features = None

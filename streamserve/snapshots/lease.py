@@ -11,8 +11,7 @@ import os
 import socket
 import uuid
 
-import redis
-
+from streamserve.redis.types import RedisClient
 from streamserve.snapshots.exceptions import SnapshotError
 
 logger = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def new_holder_token() -> str:
 class Lease:
     """A compare-and-set lease on ``key`` held under the token ``holder``."""
 
-    def __init__(self, redis: redis.Redis, key: str, *, ttl_ms: int, holder: str) -> None:
+    def __init__(self, redis: RedisClient, key: str, *, ttl_ms: int, holder: str) -> None:
         if not isinstance(key, str) or not key:
             raise SnapshotError("lease key must be a non-empty string")
         if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or ttl_ms < 1:
