@@ -31,8 +31,11 @@ from streamserve.api.serving import ApiModel, Versions
 from streamserve.api.writer import RecordWriter
 from streamserve.app import App, Role
 from streamserve.drift.alerts import AlertSink
+from streamserve.drift.breaker import LabelBreaker
 from streamserve.drift.error_monitor import ErrorMonitor
+from streamserve.drift.guard import TrainingGuard
 from streamserve.drift.input_monitor import InputConfig, InputMonitor
+from streamserve.drift.live_error import LiveErrorCheck
 from streamserve.drift.pause import LearningGate
 from streamserve.drift.replay import ExamplesReplayer
 from streamserve.drift.spec import Policy
@@ -531,6 +534,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         alerts=alert_sink,
         topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
         gate=gate,
+        guard=training_guard(rt, spec, gate, alert_sink),
     )
 
     def health() -> dict[str, Any]:
@@ -544,6 +548,35 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         }
 
     return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
+
+
+def training_guard(
+    rt: Runtime, spec: ModelSpec, gate: LearningGate, alerts: AlertSink
+) -> TrainingGuard | None:
+    """The learner's training breaker and automatic rollback, when either is enabled."""
+    s = rt.settings
+    breaker, rollback = s.learner.breaker, s.learner.rollback
+    if not breaker.enabled and not rollback.enabled:
+        return None
+    live = None
+    if rollback.enabled:
+        live = LiveErrorCheck(
+            spec=spec,
+            store=rt.store,
+            codec=rt.codec,
+            settings=rollback,
+            metrics=rt.metrics,
+            poll_s=s.snapshots.poll_interval_seconds,
+        )
+    return TrainingGuard(
+        model=spec.name,
+        gate=gate,
+        breaker=LabelBreaker(spec.task, breaker) if breaker.enabled else None,
+        live=live,
+        rollback=rt.lifecycle.rollback,
+        alerts=alerts,
+        metrics=rt.metrics,
+    )
 
 
 def api_needs_kafka(s: Settings) -> bool:

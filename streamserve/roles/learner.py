@@ -32,6 +32,8 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.drift.guard import TrainingGuard
+from streamserve.drift.live_error import Labelled
 from streamserve.drift.pause import LearningGate
 from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
@@ -99,6 +101,23 @@ class _Item:
         return self.example if self.example is not None else self.rows.example(self.row)
 
 
+def _labelled(items: list[_Item]) -> list[Labelled]:
+    """The batch's learnable examples as the training guard reads them (the record's
+    time where the example has no event or label time)."""
+    out: list[Labelled] = []
+    for item in items:
+        if item.features is None:
+            continue
+        ex = item.full_example()
+        ts = record_ts(item.msg)
+        event_ms = ex.event_ts if ex.event_ts is not None else ex.label_ts
+        label_ms = ex.label_ts if ex.label_ts is not None else ts
+        out.append(
+            Labelled(item.features, item.label, ts if event_ms is None else event_ms, label_ms)
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class LearnerConfig:
     examples_topic: str
@@ -133,6 +152,7 @@ class LearnerRole:
         alerts: AlertSink | None = None,
         topic_identity: TopicIdentity | None = None,
         gate: LearningGate | None = None,
+        guard: TrainingGuard | None = None,
     ) -> None:
         self.spec = spec
         self._cfg = config
@@ -151,6 +171,7 @@ class LearnerRole:
         self._alerts = alerts
         self._topic = topic_identity
         self._gate = gate
+        self._guard = guard
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._leader = metrics.learner_leader.labels(spec.name)
@@ -231,7 +252,7 @@ class LearnerRole:
                 self._lag.report(consumer, ((self._cfg.examples_topic, p) for p in assigned))
                 paused = self._gate is not None and self._gate.poll(state.version)
                 if self._topic_checked(consumer, state, assigned, msgs) and msgs:
-                    if paused:
+                    if paused and self._guard is None:
                         self._pass_over(state, consumer, msgs)
                     else:
                         self._learn_batch(state, msgs)
@@ -388,6 +409,13 @@ class LearnerRole:
 
     def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
         items = self._decode_batch(msgs)
+        if self._guard is not None:
+            verdict = self._guard.admit(state.version, _labelled(items))
+            if verdict.rolled_back_to is not None:
+                raise RolledBack(self.spec.name, verdict.rolled_back_to)
+            if not verdict.learn:
+                self._pass_over(state, self._consumer, [item.msg for item in items])
+                return
         learnable = [k for k, item in enumerate(items) if item.features is not None]
         scored = self._prequential(state.learner, items, learnable)
         learner, metrics, monitor = state.learner, state.metrics, state.drift
