@@ -182,8 +182,10 @@ class Metrics:
         self.live_error_skipped = Counter(
             "streamserve_live_error_skipped",
             "Times the live error of the serving version could not be measured or acted on: "
-            "reason 'redis' (unreachable), 'load' (a version that did not verify or load) "
-            "or 'rollback' (the rollback it called for failed), per model.",
+            "reason 'redis' (unreachable), 'load' (a version that did not verify or load), "
+            "'rollback' (the rollback it called for failed), 'prediction' (a prediction "
+            "read back that did not decode) or 'unattributed' (examples whose prediction "
+            "was not seen), per model.",
             ["model", "reason"],
             registry=r,
         )

@@ -38,6 +38,7 @@ from streamserve.drift.input_monitor import InputConfig, InputMonitor
 from streamserve.drift.live_error import LiveErrorCheck
 from streamserve.drift.pause import LearningGate
 from streamserve.drift.replay import ExamplesReplayer
+from streamserve.drift.served import ServedVersions
 from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
 from streamserve.kafka import config as kconf
@@ -505,6 +506,10 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         alerts=alert_sink,
         poll_s=s.snapshots.poll_interval_seconds,
     )
+    guard = training_guard(rt, spec, gate, alert_sink)
+    closers: list[Callable[[], object]] = [lambda: out.close(30.0)]
+    if guard is not None:
+        closers.append(guard.close)
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -534,7 +539,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         alerts=alert_sink,
         topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
         gate=gate,
-        guard=training_guard(rt, spec, gate, alert_sink),
+        guard=guard,
     )
 
     def health() -> dict[str, Any]:
@@ -547,7 +552,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             "learning_paused": gate.paused,
         }
 
-    return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
+    return Role(f"learner-{spec.name}", role.run, closers, health)
 
 
 def training_guard(
@@ -560,10 +565,23 @@ def training_guard(
         return None
     live = None
     if rollback.enabled:
+        admin = kconf.admin_config(s.kafka)
+        errors = kconf.ClientErrors(f"learner-{spec.name}-served")
+        served = ServedVersions(
+            model=spec.name,
+            consumer_factory=lambda: rt.consumer(
+                f"learner-{spec.name}", f"learner-{spec.name}-served", errors
+            ),
+            topics=[rt.topics["predictions"], rt.topics["shadow-predictions"]],
+            partitions=lambda topic: partitions_of(admin, topic),
+            decoder=rt.serde.prediction_decoder(),
+            metrics=rt.metrics,
+        )
         live = LiveErrorCheck(
             spec=spec,
             store=rt.store,
             codec=rt.codec,
+            served=served,
             settings=rollback,
             metrics=rt.metrics,
             poll_s=s.snapshots.poll_interval_seconds,

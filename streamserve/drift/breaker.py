@@ -97,11 +97,17 @@ class LabelBreaker:
         self._times: list[int | None] = []
         self._history: deque[Window] = deque(maxlen=settings.history_windows)
         self.tripped = False
+        self.last_within_bounds = True  # the last window judged (or too early to judge)
         self._calm = 0
 
     @property
     def history(self) -> int:
         return len(self._history)
+
+    @property
+    def room(self) -> int:
+        """Labels until the current window closes (a full window right after one closed)."""
+        return self._s.window_examples - len(self._labels)
 
     def rebase(self) -> None:
         """Forget the history and any trip: the stream from now on is the normal."""
@@ -109,6 +115,7 @@ class LabelBreaker:
         self._labels.clear()
         self._times.clear()
         self.tripped = False
+        self.last_within_bounds = True
         self._calm = 0
 
     def observe(
@@ -132,6 +139,7 @@ class LabelBreaker:
 
     def _judge(self, window: Window) -> Jump | Settled | None:
         jump = self._compare(window) if len(self._history) >= self._s.min_history_windows else None
+        self.last_within_bounds = jump is None
         if not self.tripped:
             if jump is not None:
                 self.tripped, self._calm = True, 0

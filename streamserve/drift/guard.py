@@ -2,7 +2,8 @@
 
 It feeds the batch's labels to the training breaker (:mod:`streamserve.drift.breaker`),
 which pauses learning through the learning gate when the label stream jumps and resumes
-it when the stream settles; and to the live-error check
+it when the stream settles; and the examples of the windows the breaker found within
+bounds (all of them without a breaker) to the live-error check
 (:mod:`streamserve.drift.live_error`), which rolls the serving version back to its
 predecessor through the registry when it does worse on the events it served. Each
 decision is an alert on ``drift-alerts`` with its figures. A person's resume
@@ -65,41 +66,69 @@ class TrainingGuard:
         self._metrics = metrics
         self._resumes = gate.resumes
         self._unstored: Jump | None = None  # a trip Redis did not take yet
+        self._pending: list[Labelled] = []  # the breaker's open window
+        self._window = breaker.room if breaker is not None else 0
 
     def admit(self, version: int, examples: Sequence[Labelled]) -> Verdict:
         """Whether the learner may learn ``examples`` (learner state ``version``)."""
+        judged = examples
+        if self._breaker is not None:
+            judged = self._watch_labels(self._breaker, version, examples)
         if self._live is not None:
-            worse = self._live.observe(examples)
+            worse = self._live.observe(judged)
             if worse is not None and self._roll_back(worse, version):
                 return Verdict(learn=False, rolled_back_to=worse.predecessor)
-        if self._breaker is not None:
-            self._watch_labels(self._breaker, version, examples)
         return Verdict(learn=not self._gate.paused and self._unstored is None)
+
+    def close(self) -> None:
+        """Close what the live-error check reads predictions with."""
+        if self._live is not None:
+            self._live.close()
 
     def _watch_labels(
         self, breaker: LabelBreaker, version: int, examples: Sequence[Labelled]
-    ) -> None:
+    ) -> list[Labelled]:
+        """Feed the breaker window by window; the examples of the windows it found within
+        bounds (the live error is measured on those only: a burst of wrong labels says
+        nothing about a version)."""
         gate = self._gate
         if gate.resumes != self._resumes:  # a person resumed: the stream now is the normal
             self._resumes = gate.resumes
             self._unstored = None
+            self._pending.clear()
             breaker.rebase()
-        event = breaker.observe([e.label for e in examples], [e.label_ms for e in examples])
-        if isinstance(event, Jump):
-            self._metrics.breaker_trips.labels(self._model, event.statistic).inc()
-            logger.warning("learner %s: training breaker: %s", self._model, event.reason())
-            if not gate.paused:
-                self._unstored = event
-        elif isinstance(event, Settled):
-            self._unstored = None
-            if gate.paused and gate.state.by == BY_BREAKER:
-                gate.resume(event.reason(), version, details={"settle_windows": str(event.windows)})
-                self._resumes = gate.resumes
+        judged: list[Labelled] = []
+        start = 0
+        while start < len(examples):
+            chunk = examples[start : start + breaker.room]
+            start += len(chunk)
+            event = breaker.observe([e.label for e in chunk], [e.label_ms for e in chunk])
+            self._pending.extend(chunk)
+            if breaker.room == self._window:  # a window closed and was judged
+                if breaker.last_within_bounds:
+                    judged.extend(self._pending)
+                self._pending.clear()
+            if event is not None:
+                self._on(event, version)
         jump = self._unstored
         if jump is not None and gate.pause(
             jump.reason(), version, statistic=jump.value, details=jump.details()
         ):
             self._unstored = None
+        return judged
+
+    def _on(self, event: Jump | Settled, version: int) -> None:
+        gate = self._gate
+        if isinstance(event, Jump):
+            self._metrics.breaker_trips.labels(self._model, event.statistic).inc()
+            logger.warning("learner %s: training breaker: %s", self._model, event.reason())
+            if not gate.paused:
+                self._unstored = event
+            return
+        self._unstored = None
+        if gate.paused and gate.state.by == BY_BREAKER:
+            gate.resume(event.reason(), version, details={"settle_windows": str(event.windows)})
+            self._resumes = gate.resumes
 
     def _roll_back(self, worse: Worse, version: int) -> bool:
         name = self._model

@@ -1,13 +1,14 @@
 """Automatic rollback: the serving version's live error against its predecessor's.
 
-Every signed snapshot answers the same on the same features wherever it is loaded (the
-scorers, the API and here), so the learner scores each labelled example with the
-serving version ``V`` (what it answered, or answers, for that event) and with its
-predecessor ``P`` (``V``'s parent; else the version before it), verified and loaded from
-the store as the scorers load them. Only the events ``V`` served count: those whose event
-time (else label time) is past ``V``'s creation plus the scorers' polling interval. The
-errors are the prequential ones (:func:`~streamserve.drift.error_monitor.error_of`: 0/1
-for classifiers, absolute error for regression).
+Every prediction names the version that answered it; the learner reads them back
+(:mod:`streamserve.drift.served`), so for each labelled example it knows which version
+answered its event and what it answered. The serving version ``V``'s live error is
+measured on the events ``V`` answered, from its own answers; its predecessor ``P``
+(``V``'s parent; else the version before it), verified and loaded from the store as the
+scorers load it, scores the same events, so the two errors are paired. The errors are the
+prequential ones (:func:`~streamserve.drift.error_monitor.error_of`: 0/1 for classifiers,
+absolute error for regression). An example whose prediction was not seen is counted
+(``streamserve_live_error_skipped_total{reason="unattributed"}``) and left out.
 
 Once ``min_examples`` such events are in and ``V``'s mean error exceeds ``P``'s by more
 than ``margin``, the decision is to roll back to ``P`` (the caller does it through the
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import redis
 
 from streamserve.drift.error_monitor import error_of
+from streamserve.drift.served import ServedVersions
 from streamserve.learners.base import Learner
 from streamserve.learners.catalogue import load_learner
 from streamserve.learners.spec import ModelSpec
@@ -39,16 +41,18 @@ from streamserve.snapshots.watcher import load_version
 logger = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_WARN_EVERY_S = 60.0
+_CATCH_UP_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class Labelled:
-    """One labelled example as the guard reads it: the event's and the label's times
-    (epoch ms; the record's time where the example has none)."""
+    """One labelled example as the guard reads it, with its label's time (epoch ms; the
+    record's time where the example has none)."""
 
+    event_id: str
     features: Features
     label: LabelValue
-    event_ms: int | None
     label_ms: int | None
 
 
@@ -79,8 +83,6 @@ class Worse:
 class _Pair:
     serving: int
     predecessor: int
-    since_ms: float
-    model: Learner
     before: Learner
     n: int = 0
     errors: float = 0.0
@@ -96,6 +98,7 @@ class LiveErrorCheck:
         spec: ModelSpec,
         store: SnapshotStore,
         codec: SnapshotCodec,
+        served: ServedVersions,
         settings: AutoRollbackSettings,
         metrics: Metrics,
         poll_s: float,
@@ -104,12 +107,15 @@ class LiveErrorCheck:
         self._spec = spec
         self._store = store
         self._codec = codec
+        self._served = served
         self._s = settings
         self._poll_s = poll_s
         self._clock = clock
         self._pair: _Pair | None = None
         self._serving: int | None = None
         self._next_poll = -float("inf")
+        self._next_warning = -float("inf")
+        self._next_catch_up = -float("inf")
         self._gauge = metrics.live_error
         self._skipped = metrics.live_error_skipped
 
@@ -117,21 +123,28 @@ class LiveErrorCheck:
         """Count ``examples`` against the serving version and its predecessor; a
         :class:`Worse` once the evidence says roll back."""
         self._refresh()
+        self._served.poll()
         pair = self._pair
         if pair is None:
             return None
-        task = self._spec.task
+        task, unattributed = self._spec.task, 0
+        if any(self._served.get(ex.event_id) is None for ex in examples):
+            self._catch_up()
         for ex in examples:
-            ts = ex.event_ms if ex.event_ms is not None else ex.label_ms
-            if ts is None or ts < pair.since_ms:
+            answer = self._served.get(ex.event_id)
+            if answer is None:
+                unattributed += 1
                 continue
-            now = error_of(task, ex.label, pair.model.predict_one(ex.features))
+            if answer.version != pair.serving:
+                continue
+            now = error_of(task, ex.label, answer.scored)
             before = error_of(task, ex.label, pair.before.predict_one(ex.features))
             if now is None or before is None:
                 continue
             pair.n += 1
             pair.errors += now
             pair.errors_before += before
+        self._unattributed(unattributed)
         if not pair.n:
             return None
         mean, mean_before = pair.errors / pair.n, pair.errors_before / pair.n
@@ -145,6 +158,32 @@ class LiveErrorCheck:
     def forget(self) -> None:
         """The serving version moved (a rollback): read it again at the next batch."""
         self._pair, self._serving, self._next_poll = None, None, -float("inf")
+
+    def close(self) -> None:
+        self._served.close()
+
+    def _catch_up(self) -> None:
+        """Some examples' predictions were not read yet (the reader lags behind the
+        examples): wait for them a little, at most once per polling interval."""
+        now = self._clock()
+        if now >= self._next_catch_up:
+            self._next_catch_up = now + self._poll_s
+            self._served.poll(wait_s=_CATCH_UP_S)
+
+    def _unattributed(self, n: int) -> None:
+        if not n:
+            return
+        name = self._spec.name
+        self._skipped.labels(name, "unattributed").inc(n)
+        now = self._clock()
+        if now >= self._next_warning:
+            self._next_warning = now + _WARN_EVERY_S
+            logger.warning(
+                "learner %s: live error: %d examples whose prediction was not seen (older "
+                "than the predictions read, or not scored yet); left out",
+                name,
+                n,
+            )
 
     def _refresh(self) -> None:
         now = self._clock()
@@ -172,7 +211,6 @@ class LiveErrorCheck:
         if meta is None or predecessor is None:
             return None  # the first version: nothing to go back to
         try:
-            _, now = load_version(self._store, self._codec, name, serving, self._load)
             _, before = load_version(self._store, self._codec, name, predecessor, self._load)
         except SnapshotError as exc:
             self._skipped.labels(name, "load").inc()
@@ -184,14 +222,13 @@ class LiveErrorCheck:
                 exc,
             )
             return None
-        since_ms = (meta.created_at + self._poll_s) * 1000.0
         logger.info(
-            "learner %s: measuring v%d's live error against v%d's on the events it serves",
+            "learner %s: measuring v%d's live error against v%d's on the events it answers",
             name,
             serving,
             predecessor,
         )
-        return _Pair(serving, predecessor, since_ms, now.model, before.model)
+        return _Pair(serving, predecessor, before.model)
 
     def _load(self, meta: SnapshotMeta, payload: bytes) -> Learner:
         return load_learner(self._spec, meta.format, payload)

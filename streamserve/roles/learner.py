@@ -103,18 +103,14 @@ class _Item:
 
 def _labelled(items: list[_Item]) -> list[Labelled]:
     """The batch's learnable examples as the training guard reads them (the record's
-    time where the example has no event or label time)."""
+    time where the example has no label time)."""
     out: list[Labelled] = []
     for item in items:
         if item.features is None:
             continue
         ex = item.full_example()
-        ts = record_ts(item.msg)
-        event_ms = ex.event_ts if ex.event_ts is not None else ex.label_ts
-        label_ms = ex.label_ts if ex.label_ts is not None else ts
-        out.append(
-            Labelled(item.features, item.label, ts if event_ms is None else event_ms, label_ms)
-        )
+        label_ms = ex.label_ts if ex.label_ts is not None else record_ts(item.msg)
+        out.append(Labelled(ex.event_id, item.features, item.label, label_ms))
     return out
 
 

@@ -123,8 +123,10 @@ class FakeLive:
     def __init__(self, worse: Worse | None = None) -> None:
         self.worse = worse
         self.forgot = 0
+        self.seen: list[Labelled] = []
 
     def observe(self, examples: Any) -> Worse | None:
+        self.seen.extend(examples)
         return self.worse
 
     def forget(self) -> None:
@@ -159,7 +161,7 @@ def _guard(
 
 def _examples(n: int, p_true: float, rng: random.Random, start_ms: int) -> list[Labelled]:
     return [
-        Labelled({"a": 1.0}, rng.random() < p_true, start_ms + i * 10, start_ms + i * 10)
+        Labelled(f"e{start_ms + i}", {"a": 1.0}, rng.random() < p_true, start_ms + i * 10)
         for i in range(n)
     ]
 
@@ -266,3 +268,18 @@ def test_bad_rollback_settings_name_the_key(values: dict[str, Any], key: str) ->
 def test_both_are_off_by_default() -> None:
     s = settings_from_dict({})
     assert not s.learner.breaker.enabled and not s.learner.rollback.enabled
+
+
+def test_the_live_error_sees_only_windows_within_bounds() -> None:
+    rng = random.Random(8)
+    live = FakeLive()
+    guard, *_ = _guard(live)
+    calm = _examples(330, 0.25, rng, 0)
+    guard.admit(1, calm)
+    assert live.seen == calm[:300]  # three windows judged; 30 wait for theirs
+    burst = _examples(70, 0.95, rng, 3300) + _examples(100, 0.95, rng, 4000)
+    guard.admit(1, burst)
+    assert live.seen == calm[:300]  # the jumped window (30 calm + 70 burst) is left out
+    after = _examples(100, 0.25, rng, 5000)
+    guard.admit(1, burst[70:] + after)
+    assert live.seen[300:] == after  # the burst's window out, the calm one in
