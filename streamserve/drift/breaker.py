@@ -5,7 +5,9 @@ label rate in labels per second by label time, and its class mix, or for regress
 mean and standard deviation) and compared with the recent history (the last
 ``history_windows`` windows that were within bounds):
 
-- rate: the window's rate over the history's median, beyond ``max_rate_ratio`` either way;
+- rate: the window's rate (from the median gap between label times, so a quiet spell
+  inside a window is not a jump) over the history's median, beyond ``max_rate_ratio``
+  either way;
 - class mix: the total variation distance between the window's class shares and the
   history's mean shares, beyond ``max_mix_shift``;
 - regression mean: ``|window mean - history mean|`` in the history's standard deviations,
@@ -20,6 +22,7 @@ it is now is the new normal).
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import Counter, deque
@@ -194,10 +197,18 @@ class LabelBreaker:
 
 
 def _rate(times: Sequence[int | None]) -> float | None:
-    """Labels per second over the window's label times; None when any is missing."""
-    known = [t for t in times if t is not None]
+    """Labels per second in the window, by label time; None when any time is missing.
+
+    The median gap between consecutive label times, so that a pause in the traffic (a
+    quiet night) inside one window is not a jump; where most labels share their
+    millisecond with the one before (the median gap is 0), the window's span instead.
+    """
+    known = sorted(t for t in times if t is not None)
     if len(known) < len(times) or len(known) < 2:
         return None
-    span_s = max(max(known) - min(known), 1) / 1000.0
+    gap_ms = statistics.median(b - a for a, b in itertools.pairwise(known))
+    if gap_ms > 0:
+        return 1000.0 / gap_ms
+    span_s = max(known[-1] - known[0], 1) / 1000.0
     rate = (len(known) - 1) / span_s
     return rate if math.isfinite(rate) else None

@@ -12,7 +12,7 @@ learner continues from the clean version, the breaker resumes learning once the 
 settles (an alert), and the final model is within 2 points of accuracy of a run without
 the poison (the same learner fed the same clean examples).
 
-Sized by ``STREAMSERVE_TEST_POISON_CLEAN`` (clean examples before the burst; 1600 by
+Sized by ``STREAMSERVE_TEST_POISON_CLEAN`` (clean examples before the burst; 1800 by
 default, a multiple of the breaker's window).
 """
 
@@ -33,12 +33,12 @@ from streamserve.snapshots import SnapshotStore
 from tests.integration.harness import make_settings, produce_json, read_topic, running, wait_for
 
 MODEL = "default"
-WINDOW = 200
+WINDOW = 300
 CLEAN = max(
-    WINDOW * 4, int(os.environ.get("STREAMSERVE_TEST_POISON_CLEAN", "1600")) // WINDOW * WINDOW
+    WINDOW * 4, int(os.environ.get("STREAMSERVE_TEST_POISON_CLEAN", "1800")) // WINDOW * WINDOW
 )
-BURST = 600
-AFTER = 1400
+BURST = 900
+AFTER = 2100
 RATE_MS = 10.0  # 100 labels a second
 BURST_MS = 0.5  # 2000 a second
 

@@ -81,6 +81,14 @@ def test_a_jump_in_the_label_rate_trips_either_way() -> None:
         assert (ratio > 4) if per_s > 100 else (ratio < 0.25)
 
 
+def test_a_quiet_spell_inside_a_window_is_not_a_jump() -> None:
+    rng = random.Random(9)
+    breaker = LabelBreaker(Task.BINARY, SETTINGS)
+    labels, times = _stream(800, 0, 100, 0.5, rng)
+    quiet = [t if t is None or i < 450 else t + 3_600_000 for i, t in enumerate(times)]
+    assert _feed(breaker, labels, quiet) == []
+
+
 def test_missing_label_times_skip_the_rate() -> None:
     rng = random.Random(4)
     breaker = LabelBreaker(Task.BINARY, SETTINGS)
