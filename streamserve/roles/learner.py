@@ -11,6 +11,12 @@ The examples-topic offsets live inside each snapshot: on start the leader resume
 the newest snapshot that verifies, at the offsets it reflects, so the model reflects each
 example once. Offsets are also committed to the consumer group, for lag dashboards only.
 
+While the model's learning is paused (``models pause``, or the training breaker) the
+learner reads its examples and moves past them without learning them
+(:mod:`streamserve.drift.pause`); the training guard (:mod:`streamserve.drift.guard`)
+sees each batch's labels first, pausing on a jump of the label stream and rolling the
+serving version back when it does worse than its predecessor on the events it answered.
+
 A snapshot is written only once every output produced before it (dead-letter copies,
 drift alerts) was acknowledged without error: the learner's producer tracks each one, and
 one whose delivery failed is produced again before the checkpoint is tried again
