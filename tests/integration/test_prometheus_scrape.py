@@ -74,7 +74,9 @@ def test_prometheus_scrapes_streamserve_and_evaluates_the_rules(
     bootstrap: str, redis_url: str, uid: str, tmp_path: Path
 ) -> None:
     prometheus = tool("prometheus", "prometheus (Debian package prometheus)")
-    env = role_env(bootstrap, redis_url, uid, STREAMSERVE__SNAPSHOTS__CHECKPOINT_EVERY_SECONDS="1")
+    env = role_env(
+        bootstrap, redis_url, uid, STREAMSERVE__SNAPSHOTS__CHECKPOINT_EVERY_SECONDS="1"
+    )
     with streamserve(["up"], env) as up:
         wait_for(lambda: "streamserve is up" in up.output() or up.poll() is not None, 90, "up")
         assert up.poll() is None, up.tail()
@@ -135,7 +137,8 @@ def _check(api: PrometheusApi, log: Any) -> None:
     wait_for(lambda: expected <= api.names(), 90, f"series {sorted(expected - api.names())}")
     lag_roles = {"scorer", "joiner", "learner-default"}
     wait_for(
-        lambda: lag_roles <= {r["metric"]["role"] for r in api.query("streamserve_consumer_lag")},
+        lambda: lag_roles
+        <= {r["metric"]["role"] for r in api.query("streamserve_consumer_lag")},
         60,
         "the lag of every consumer loop",
     )
@@ -148,10 +151,8 @@ def _check(api: PrometheusApi, log: Any) -> None:
         return [rule for group in groups for rule in group["rules"]]
 
     wait_for(
-        lambda: (
-            len(evaluated()) == 8
-            and all(not r["lastEvaluation"].startswith("0001") for r in evaluated())
-        ),
+        lambda: len(evaluated()) == 8
+        and all(not r["lastEvaluation"].startswith("0001") for r in evaluated()),
         60,
         "every rule to be evaluated",
     )

@@ -75,7 +75,7 @@ def test_json_non_finite_values_read_as_none(catalog: SchemaCatalog) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [b"\x00\x00\x00\x00\x63" + b"\x02ab", b"[1, 2]", b'{"event_id": "e"}', b"\xff", b""],
+    [b"\x00\x00\x00\x00\x63" + b"\x02ab", b"[1, 2]", b"{\"event_id\": \"e\"}", b"\xff", b""],
 )
 def test_what_is_not_a_prediction_raises_decode_error(value: bytes) -> None:
     with pytest.raises(DecodeError):

@@ -31,16 +31,8 @@ def _commands() -> set[str]:
 def test_compose_runs_every_service_an_operator_needs() -> None:
     services = _compose()["services"]
     assert {
-        "kafka",
-        "schema-registry",
-        "redis",
-        "topics",
-        "scorer",
-        "joiner",
-        "learner",
-        "api",
-        "prometheus",
-        "grafana",
+        "kafka", "schema-registry", "redis", "topics", "scorer", "joiner", "learner", "api",
+        "prometheus", "grafana",
     } <= set(services)
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")

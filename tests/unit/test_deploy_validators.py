@@ -41,14 +41,8 @@ def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProce
 def test_compose_file_matches_the_compose_specification() -> None:
     tool("check-jsonschema")
     out = _run(
-        [
-            sys.executable,
-            "-m",
-            "check_jsonschema",
-            "--builtin-schema",
-            "vendor.compose-spec",
-            "docker-compose.yml",
-        ]
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         "docker-compose.yml"]
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -59,14 +53,8 @@ def test_compose_validation_catches_a_mistake(tmp_path: Path) -> None:
     bad = tmp_path / "docker-compose.yml"
     bad.write_text((ROOT / "docker-compose.yml").read_text().replace("deploy:", "deploy_:", 1))
     out = _run(
-        [
-            sys.executable,
-            "-m",
-            "check_jsonschema",
-            "--builtin-schema",
-            "vendor.compose-spec",
-            str(bad),
-        ]
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(bad)]
     )
     assert out.returncode == 1 and "deploy_" in out.stdout
 
@@ -93,14 +81,8 @@ def test_rendered_manifests_match_the_kubernetes_schemas(overlay: str, tmp_path:
     docs = _render(overlay)
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == [
-        "ConfigMap",
-        "Deployment",
-        "Job",
-        "PodDisruptionBudget",
-        "PrometheusRule",
-        "ScaledObject",
-        "Service",
-        "ServiceMonitor",
+        "ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "PrometheusRule",
+        "ScaledObject", "Service", "ServiceMonitor",
     ]
     assert {d["metadata"].get("namespace") for d in docs} == {
         {"dev": "streamserve-dev", "prod": "streamserve"}[overlay]
@@ -110,26 +92,16 @@ def test_rendered_manifests_match_the_kubernetes_schemas(overlay: str, tmp_path:
     manifests.write_text(yaml.safe_dump_all([d for d in docs if not _custom(d)]))
     example = K8S / "secret.example.yaml"
     out = _run(
-        [
-            validator,
-            "--strict",
-            "--kubernetes-version",
-            KUBERNETES_VERSION,
-            "--quiet",
-            str(manifests),
-            str(example),
-        ]
+        [validator, "--strict", "--kubernetes-version", KUBERNETES_VERSION, "--quiet",
+         str(manifests), str(example)]
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_kubernetes_validation_catches_a_mistake(tmp_path: Path) -> None:
     docs = _render("dev")
-    (deployment,) = [
-        d
-        for d in docs
-        if d["metadata"]["name"] == "streamserve-scorer" and d["kind"] == "Deployment"
-    ]
+    (deployment,) = [d for d in docs if d["metadata"]["name"] == "streamserve-scorer"
+                     and d["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["readinessProbe"]["httpGet"]["pth"] = "/"
     validator = tool("kubernetes-validate")

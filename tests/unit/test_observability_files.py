@@ -35,21 +35,8 @@ _TOKEN = re.compile(
     # a name, and whether it is called: sum by (x) (...) is an aggregation, not a metric
     r"|(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?P<call>\s*(?:(?:by|without)\s*\([^)]*\)\s*)?\()?"
 )
-_KEYWORDS = {
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "bool",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "inf",
-    "nan",
-}
+_KEYWORDS = {"and", "or", "unless", "offset", "bool", "by", "without", "on", "ignoring",
+             "group_left", "group_right", "inf", "nan"}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -89,7 +76,9 @@ def _dashboard_exprs() -> list[tuple[str, str]]:
         for t in p.get("targets", [])
     ]
     exprs += [
-        (f"annotation {a['name']!r}", a["expr"]) for a in dash["annotations"]["list"] if "expr" in a
+        (f"annotation {a['name']!r}", a["expr"])
+        for a in dash["annotations"]["list"]
+        if "expr" in a
     ]
     return exprs
 
@@ -121,14 +110,9 @@ def test_every_metric_used_by_a_rule_or_panel_is_exported() -> None:
 def test_the_dashboard_shows_what_operators_look_at() -> None:
     dash = _dashboard()
     titles = {p["title"] for p in dash["panels"]}
-    for title in (
-        "Events scored / s",
-        "End-to-end latency (event time to prediction)",
-        "Consumer lag",
-        "Serving version",
-        "Prequential metrics",
-        "Dead letters / s",
-    ):
+    for title in ("Events scored / s", "End-to-end latency (event time to prediction)",
+                  "Consumer lag", "Serving version", "Prequential metrics",
+                  "Dead letters / s"):
         assert title in titles
     exprs = " ".join(e for _, e in _dashboard_exprs())
     assert "histogram_quantile(0.99" in exprs

@@ -42,22 +42,9 @@ def test_the_wheel_carries_the_schemas_and_the_installed_package_reads_them(
     shutil.copytree(ROOT / "topics", src / "topics")
     assert (src / "streamserve" / "_topics").is_symlink()
     built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path / "dist"),
-            str(src),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=240, check=False,
     )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (tmp_path / "dist").glob("streamserve-*.whl")
@@ -70,12 +57,7 @@ def test_the_wheel_carries_the_schemas_and_the_installed_package_reads_them(
     env["PYTHONPATH"] = str(tmp_path / "site")
     ran = subprocess.run(
         [sys.executable, "-c", CHECK, str(tmp_path / "site")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "prediction.avsc" in ran.stdout and "topics.yaml" in ran.stdout

@@ -282,9 +282,8 @@ def _json_batch(rng: random.Random) -> list[FakeMsg]:
     """JSON events with strings, and every kind of record that is not in the batch's
     common shape."""
     values: list[bytes | None] = [
-        json.dumps(
-            {"event_id": f"j{i}", "ts": 1_700_000_000_000 + i, "features": _json_row(rng)}
-        ).encode()
+        json.dumps({"event_id": f"j{i}", "ts": 1_700_000_000_000 + i, "features": _json_row(rng)})
+        .encode()
         for i in range(40)
     ]
     values[2] = json.dumps({"event_id": "j2", "features": {**_json_row(rng), "new": 1}}).encode()
@@ -341,10 +340,8 @@ def test_json_events_of_every_task_take_the_column_path(
     assert _plain_seen(fast_seen) == _plain_seen(slow_seen)
     stages = [h[H_STAGE] for topic, _, _, h in fast if topic == "dead-letter"]
     assert stages == [b"decode", b"decode"]
-    columns = (
-        Serde(catalog)
-        .event_decoders()[1]
-        .read([m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows])
+    columns = Serde(catalog).event_decoders()[1].read(
+        [m.value() or b"" for m in msgs], lambda rows: [record_ts(msgs[r]) for r in rows]
     )
     # The column path was taken: all but the other names (2), NaN (5) and the bad ones.
     assert columns is not None and len(columns) == 36
