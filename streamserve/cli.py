@@ -178,6 +178,7 @@ def _print_banner(s: Settings, rt: Runtime, http_port: int | None, api_url: str 
     ]
     if api_url is not None:
         lines.append(f"  http api          : {api_url}  (/v1/models/<model>:predict, /v2, ...)")
+        lines.append(f"  console           : {api_url}/  (live page; actions need an admin token)")
     if http_port is not None:
         lines.append(f"  metrics           : http://{s.http.host}:{http_port}/metrics")
     lines.append("  stop with Ctrl-C")

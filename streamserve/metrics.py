@@ -275,6 +275,24 @@ class Metrics:
             ["topic", "outcome"],
             registry=r,
         )
+        # console (the operator page and what feeds it)
+        self.console_write_failures = Counter(
+            "streamserve_console_write_failures",
+            "Console records that could not be written to Redis (logged at WARNING; what "
+            "they record went on): kind 'audit', 'alert' or 'status'.",
+            ["kind"],
+            registry=r,
+        )
+        self.console_streams = Gauge(
+            "streamserve_console_streams",
+            "Live-update streams (server-sent events) the console has open in this process.",
+            registry=r,
+        )
+        self.console_streams_refused = Counter(
+            "streamserve_console_streams_refused",
+            "Live-update streams refused because console.max_streams were open (503).",
+            registry=r,
+        )
         # shared
         self.batch_retries = Counter(
             "streamserve_batch_retries",

@@ -213,6 +213,26 @@ class ApiSettings:
     gc_freeze: bool = True
 
 
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The operator console (the API's page at ``/``) and what feeds it."""
+
+    # every process of the roles writes a status summary of its own metrics to Redis this
+    # often (the console's live figures); 0 turns it off
+    status_interval_seconds: float = 2.0
+    # the window latency percentiles are taken over
+    latency_window_seconds: float = 30.0
+    # live updates: streams open at once per API process, and how long one lasts before
+    # the page reconnects
+    max_streams: int = 16
+    stream_seconds: float = 600.0
+    # how often a stream sends the state
+    update_seconds: float = 2.0
+    # entries kept in Redis: the audit log, and drift alerts per model
+    audit_entries: int = 10_000
+    alert_entries: int = 1_000
+
+
 DEFAULT_MODEL = ModelSpec(name="default", task=Task.BINARY, learner="logistic_regression")
 
 
@@ -237,6 +257,7 @@ class Settings:
     learner: LearnerSettings = field(default_factory=LearnerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     models: tuple[ModelSpec, ...] = (DEFAULT_MODEL,)
     log_level: str = "INFO"
     # per model, from each model's `drift` and `retrain` keys; a model not listed gets
@@ -722,6 +743,7 @@ def _check_ranges(s: Settings) -> None:
     if not 0 <= s.http.port <= 65535:
         raise ConfigError("http.port", f"must be 0..65535; got {s.http.port}")
     _check_api(s.api)
+    _check_console(s.console)
     if s.snapshots.lease_ttl_ms < 1000:
         raise ConfigError("snapshots.lease_ttl_ms", "must be at least 1000 ms")
     if s.snapshots.signing_key_file and not Path(s.snapshots.signing_key_file).is_file():
@@ -746,6 +768,25 @@ def _check_kafka(s: Settings) -> None:
                     f"kafka.{section}.{prop}",
                     "is managed by streamserve; use the dedicated setting",
                 )
+
+
+def _check_console(c: ConsoleSettings) -> None:
+    if c.status_interval_seconds < 0:
+        raise ConfigError(
+            "console.status_interval_seconds",
+            f"must be >= 0 (0: off); got {c.status_interval_seconds}",
+        )
+    positive = {
+        "console.latency_window_seconds": c.latency_window_seconds,
+        "console.max_streams": c.max_streams,
+        "console.stream_seconds": c.stream_seconds,
+        "console.update_seconds": c.update_seconds,
+        "console.audit_entries": c.audit_entries,
+        "console.alert_entries": c.alert_entries,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(key, f"must be positive; got {value}")
 
 
 def _check_api(api: ApiSettings) -> None:

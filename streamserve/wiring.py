@@ -24,12 +24,16 @@ from streamserve.api import server as api_server
 from streamserve.api.app import build_asgi
 from streamserve.api.auth import Tokens
 from streamserve.api.batching import Batcher
+from streamserve.api.console import Streams
 from streamserve.api.context import ApiContext
 from streamserve.api.http import Limits
 from streamserve.api.routing import InFlight
 from streamserve.api.serving import ApiModel, Versions
 from streamserve.api.writer import RecordWriter
 from streamserve.app import App, Role
+from streamserve.console.feed import ConsoleFeed
+from streamserve.console.records import AlertLog, AuditLog
+from streamserve.console.status import StatusPublisher
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.breaker import LabelBreaker
 from streamserve.drift.error_monitor import ErrorMonitor
@@ -275,6 +279,41 @@ class Runtime:
             topic=self.topics["drift-alerts"],
             encoder=self.serde.alert_encoder(),
             metrics=self.metrics,
+            recorder=self.alert_log,
+        )
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        """Where lifecycle changes are recorded (Redis), for the console."""
+        s = self.settings
+        return AuditLog(
+            self.redis,
+            prefix=s.redis.key_prefix,
+            maxlen=s.console.audit_entries,
+            metrics=self.metrics,
+        )
+
+    @cached_property
+    def alert_log(self) -> AlertLog:
+        """Each model's drift alerts, kept in Redis for the console beside the topic."""
+        s = self.settings
+        return AlertLog(
+            self.redis,
+            prefix=s.redis.key_prefix,
+            maxlen=s.console.alert_entries,
+            metrics=self.metrics,
+        )
+
+    def console_feed(self) -> ConsoleFeed:
+        s = self.settings
+        return ConsoleFeed(
+            self.lifecycle,
+            self.redis,
+            prefix=s.redis.key_prefix,
+            audit=self.audit_log,
+            alerts=self.alert_log,
+            update_s=s.console.update_seconds,
+            status_interval_s=s.console.status_interval_seconds,
         )
 
 
@@ -666,10 +705,23 @@ def api_service(rt: Runtime) -> ApiService:
         closers.append(writer.close)
     tokens = Tokens(s.predict_tokens, s.admin_tokens)
     limits = Limits(s.max_body_bytes, s.max_instances, s.request_timeout_ms / 1000.0)
+    feed = rt.console_feed()
     ctx = ApiContext(
-        models, limits, writer, s.write_events, tokens.guards_reads, lifecycle=rt.lifecycle
+        models,
+        limits,
+        writer,
+        s.write_events,
+        tokens.guards_reads,
+        lifecycle=rt.lifecycle,
+        audit=rt.audit_log,
+        identity=tokens.identity,
+        console=feed,
     )
-    app = build_asgi(ctx, tokens=tokens, metrics=rt.metrics, inflight=inflight)
+    c = rt.settings.console
+    streams = Streams(
+        feed, tokens, rt.metrics, max_streams=c.max_streams, stream_s=c.stream_seconds
+    )
+    app = build_asgi(ctx, tokens=tokens, metrics=rt.metrics, inflight=inflight, streams=streams)
     return ApiService(app, closers)
 
 
@@ -748,4 +800,16 @@ def build_app(
         built.extend(build_learner_role(rt, rt.settings.model(n)) for n in names)
     if "api" in roles:
         built.append(build_api(rt, stop))
-    return App(rt, built, stop)
+    app = App(rt, built, stop)
+    console = rt.settings.console
+    if built and console.status_interval_seconds > 0:
+        publisher = StatusPublisher(
+            rt.redis,
+            prefix=rt.settings.redis.key_prefix,
+            metrics=rt.metrics,
+            health=app.health,
+            interval_s=console.status_interval_seconds,
+            window_s=console.latency_window_seconds,
+        )
+        app.roles.append(Role("status", publisher.run, [], publisher.health))
+    return app
