@@ -184,8 +184,9 @@ class Metrics:
             "Times the live error of the serving version could not be measured or acted on: "
             "reason 'redis' (unreachable), 'load' (a version that did not verify or load), "
             "'rollback' (the rollback it called for failed), 'prediction' (a prediction "
-            "read back that did not decode) or 'unattributed' (examples whose prediction "
-            "was not seen), per model.",
+            "read back that did not decode), 'kafka' (the prediction topics' partitions "
+            "could not be listed) or 'unattributed' (examples whose prediction was not "
+            "seen), per model.",
             ["model", "reason"],
             registry=r,
         )

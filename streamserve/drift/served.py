@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, KafkaError, KafkaException, TopicPartition
 
 from streamserve.metrics import Metrics
 from streamserve.records import Prediction, Scored
@@ -96,20 +96,34 @@ class ServedVersions:
         if now < self._next_refresh:
             return self._consumer
         self._next_refresh = now + _REFRESH_S
+        try:
+            self._assign_new(self._consumer)
+        except KafkaException as exc:  # the broker away: read what is assigned, retry later
+            self._skipped.labels(self._model, "kafka").inc()
+            logger.warning(
+                "learner %s: cannot find the prediction topics' partitions (%s); retrying in %.0fs",
+                self._model,
+                exc,
+                _REFRESH_S,
+            )
+        return self._consumer
+
+    def _assign_new(self, consumer: Any) -> None:
+        since_ms = int((time.time() - self._lookback_s) * 1000)
         new = [
-            TopicPartition(t, p, int((time.time() - self._lookback_s) * 1000))
+            TopicPartition(t, p, since_ms)
             for t in self._topics
             for p in self._partitions(t)
             if (t, p) not in self._assigned
         ]
-        if new:
-            found = self._consumer.offsets_for_times(new, 10.0)
-            for tp in found:
-                if tp.offset < 0:  # nothing that recent: from the end
-                    tp.offset = OFFSET_END
-            self._consumer.incremental_assign(found)
-            self._assigned.update((tp.topic, tp.partition) for tp in found)
-        return self._consumer
+        if not new:
+            return
+        found = consumer.offsets_for_times(new, 10.0)
+        for tp in found:
+            if tp.offset < 0:  # nothing that recent: from the end
+                tp.offset = OFFSET_END
+        consumer.incremental_assign(found)
+        self._assigned.update((tp.topic, tp.partition) for tp in found)
 
     def _take(self, m: Any) -> None:
         err = m.error()

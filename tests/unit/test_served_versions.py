@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import OFFSET_END
+from confluent_kafka import OFFSET_END, KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from streamserve.drift.served import ServedVersions
@@ -91,3 +91,29 @@ def test_it_keeps_the_models_answers_by_event_bounded() -> None:
     assert skipped == 1
     served.close()
     assert reader.closed
+
+
+def test_a_broker_that_does_not_answer_is_counted_and_tried_again_later() -> None:
+    serde = Serde(SchemaCatalog.from_dir(default_topics_dir()))
+    registry = CollectorRegistry()
+    calls: list[str] = []
+
+    def partitions(topic: str) -> list[int]:
+        calls.append(topic)
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "down"))
+
+    served = ServedVersions(
+        model="m",
+        consumer_factory=lambda: Reader([], {}),
+        topics=["predictions"],
+        partitions=partitions,
+        decoder=serde.prediction_decoder(),
+        metrics=Metrics(registry),
+    )
+    served.poll()
+    served.poll()  # not listed again before the refresh interval
+    assert calls == ["predictions"]
+    skipped = registry.get_sample_value(
+        "streamserve_live_error_skipped_total", {"model": "m", "reason": "kafka"}
+    )
+    assert skipped == 1
