@@ -178,6 +178,38 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.live_error = Gauge(
+            "streamserve_live_error",
+            "Mean error on the events the serving version served (which='serving') and "
+            "its predecessor's on the same events (which='predecessor'), per model; set "
+            "while learner.rollback is enabled.",
+            ["model", "which"],
+            registry=r,
+        )
+        self.live_error_skipped = Counter(
+            "streamserve_live_error_skipped",
+            "Times the live error of the serving version could not be measured or acted on: "
+            "reason 'redis' (unreachable), 'load' (a version that did not verify or load), "
+            "'rollback' (the rollback it called for failed), 'prediction' (a prediction "
+            "read back that did not decode), 'kafka' (the prediction topics' partitions "
+            "could not be listed) or 'unattributed' (examples whose prediction was not "
+            "seen), per model.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.auto_rollbacks = Counter(
+            "streamserve_auto_rollbacks",
+            "Serving versions rolled back to their predecessor by learner.rollback, per model.",
+            ["model"],
+            registry=r,
+        )
+        self.breaker_trips = Counter(
+            "streamserve_breaker_trips",
+            "Times the training breaker paused learning, per model and statistic "
+            "(label_rate, class_mix, label_mean, label_scale).",
+            ["model", "statistic"],
+            registry=r,
+        )
         self.prequential = Gauge(
             "streamserve_prequential_metric",
             "Running prequential metric of the learner.",

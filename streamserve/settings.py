@@ -146,10 +146,43 @@ class JoinerSettings:
 
 
 @dataclass(frozen=True)
+class BreakerSettings:
+    """The training breaker: learning pauses when the label stream jumps. The labels are
+    cut into windows of ``window_examples``; each window is compared with the last
+    ``history_windows`` (once ``min_history_windows`` are there): its label rate (per
+    second, by label time), its class mix (total variation distance) or, for regression,
+    its mean (in the history's standard deviations) and its standard deviation (ratio)."""
+
+    enabled: bool = False
+    window_examples: int = 200
+    history_windows: int = 10
+    min_history_windows: int = 3
+    max_rate_ratio: float = 4.0  # beyond x4 or below /4 of the history's median rate
+    max_mix_shift: float = 0.25  # total variation distance from the history's mix
+    max_mean_shift: float = 1.0  # |window mean - history mean| / history std
+    max_scale_ratio: float = 2.0  # window std vs history std, either way
+    settle_windows: int = 3  # windows within bounds before it resumes; 0: by command only
+
+
+@dataclass(frozen=True)
+class AutoRollbackSettings:
+    """Automatic rollback: the serving version goes back to its predecessor when its live
+    error on the events it served exceeds the predecessor's on the same events by
+    ``margin`` (error rate for classifiers, mean absolute error for regression) over at
+    least ``min_examples`` labelled events."""
+
+    enabled: bool = False
+    min_examples: int = 500
+    margin: float = 0.05
+
+
+@dataclass(frozen=True)
 class LearnerSettings:
     batch_size: int = 500
     batch_timeout_ms: int = 100
     start_from: Literal["earliest", "latest"] = "earliest"
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    rollback: AutoRollbackSettings = field(default_factory=AutoRollbackSettings)
 
 
 @dataclass(frozen=True)
@@ -691,6 +724,49 @@ def _check(s: Settings) -> None:
             raise ConfigError(key, f"must be positive; got {fvalue}")
     _check_ranges(s)
     _check_kafka(s)
+    _check_breaker(s.learner.breaker)
+    _check_rollback(s.learner.rollback)
+
+
+def _check_breaker(b: BreakerSettings) -> None:
+    key = "learner.breaker"
+    counts = {
+        "window_examples": (b.window_examples, 10),
+        "history_windows": (b.history_windows, 1),
+        "min_history_windows": (b.min_history_windows, 1),
+    }
+    for name, (value, least) in counts.items():
+        if value < least:
+            raise ConfigError(f"{key}.{name}", f"must be at least {least}; got {value}")
+    if b.min_history_windows > b.history_windows:
+        raise ConfigError(
+            f"{key}.min_history_windows",
+            f"must be at most history_windows ({b.history_windows}); got {b.min_history_windows}",
+        )
+    for name, ratio in (
+        ("max_rate_ratio", b.max_rate_ratio),
+        ("max_scale_ratio", b.max_scale_ratio),
+    ):
+        if not ratio > 1:
+            raise ConfigError(f"{key}.{name}", f"must be above 1 (a ratio either way); got {ratio}")
+    if not 0 < b.max_mix_shift <= 1:
+        raise ConfigError(f"{key}.max_mix_shift", f"must be in (0, 1]; got {b.max_mix_shift}")
+    if not b.max_mean_shift > 0:
+        raise ConfigError(f"{key}.max_mean_shift", f"must be positive; got {b.max_mean_shift}")
+    if b.settle_windows < 0:
+        raise ConfigError(
+            f"{key}.settle_windows",
+            f"must be 0 (resume by command only) or more; got {b.settle_windows}",
+        )
+
+
+def _check_rollback(r: AutoRollbackSettings) -> None:
+    if r.min_examples < 1:
+        raise ConfigError(
+            "learner.rollback.min_examples", f"must be positive; got {r.min_examples}"
+        )
+    if not r.margin >= 0:
+        raise ConfigError("learner.rollback.margin", f"must be 0 or more; got {r.margin}")
 
 
 def _check_ranges(s: Settings) -> None:

@@ -35,10 +35,14 @@ from streamserve.console.feed import ConsoleFeed
 from streamserve.console.records import AlertLog, AuditLog
 from streamserve.console.status import StatusPublisher
 from streamserve.drift.alerts import AlertSink
+from streamserve.drift.breaker import LabelBreaker
 from streamserve.drift.error_monitor import ErrorMonitor
+from streamserve.drift.guard import TrainingGuard
 from streamserve.drift.input_monitor import InputConfig, InputMonitor
+from streamserve.drift.live_error import LiveErrorCheck
 from streamserve.drift.pause import LearningGate
 from streamserve.drift.replay import ExamplesReplayer
+from streamserve.drift.served import ServedVersions
 from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
 from streamserve.files.backfill import Backfill
@@ -554,6 +558,10 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         alerts=alert_sink,
         poll_s=s.snapshots.poll_interval_seconds,
     )
+    guard = training_guard(rt, spec, gate, alert_sink)
+    closers: list[Callable[[], object]] = [lambda: out.close(30.0)]
+    if guard is not None:
+        closers.append(guard.close)
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -583,6 +591,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         alerts=alert_sink,
         topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
         gate=gate,
+        guard=guard,
     )
 
     def health() -> dict[str, Any]:
@@ -595,7 +604,49 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             "learning_paused": gate.paused,
         }
 
-    return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
+    return Role(f"learner-{spec.name}", role.run, closers, health)
+
+
+def training_guard(
+    rt: Runtime, spec: ModelSpec, gate: LearningGate, alerts: AlertSink
+) -> TrainingGuard | None:
+    """The learner's training breaker and automatic rollback, when either is enabled."""
+    s = rt.settings
+    breaker, rollback = s.learner.breaker, s.learner.rollback
+    if not breaker.enabled and not rollback.enabled:
+        return None
+    live = None
+    if rollback.enabled:
+        admin = kconf.admin_config(s.kafka)
+        errors = kconf.ClientErrors(f"learner-{spec.name}-served")
+        served = ServedVersions(
+            model=spec.name,
+            consumer_factory=lambda: rt.consumer(
+                f"learner-{spec.name}", f"learner-{spec.name}-served", errors
+            ),
+            topics=[rt.topics["predictions"], rt.topics["shadow-predictions"]],
+            partitions=lambda topic: partitions_of(admin, topic),
+            decoder=rt.serde.prediction_decoder(),
+            metrics=rt.metrics,
+        )
+        live = LiveErrorCheck(
+            spec=spec,
+            store=rt.store,
+            codec=rt.codec,
+            served=served,
+            settings=rollback,
+            metrics=rt.metrics,
+            poll_s=s.snapshots.poll_interval_seconds,
+        )
+    return TrainingGuard(
+        model=spec.name,
+        gate=gate,
+        breaker=LabelBreaker(spec.task, breaker) if breaker.enabled else None,
+        live=live,
+        rollback=rt.lifecycle.rollback,
+        alerts=alerts,
+        metrics=rt.metrics,
+    )
 
 
 def api_needs_kafka(s: Settings) -> bool:

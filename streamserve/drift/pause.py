@@ -135,9 +135,9 @@ class LearningGate:
             self._passed.inc(n)
 
     def release(self) -> None:
-        """This process no longer leads the model: it reports no pause."""
+        """This process stops leading the model (for good, or to restore again): it
+        reports no pause until it reads the state again, at its next poll."""
         self._gauge.set(0)
-        self._state = LearningState()
         self._next_poll = -float("inf")
 
     def _write(self, state: LearningState) -> bool:

@@ -11,6 +11,12 @@ The examples-topic offsets live inside each snapshot: on start the leader resume
 the newest snapshot that verifies, at the offsets it reflects, so the model reflects each
 example once. Offsets are also committed to the consumer group, for lag dashboards only.
 
+While the model's learning is paused (``models pause``, or the training breaker) the
+learner reads its examples and moves past them without learning them
+(:mod:`streamserve.drift.pause`); the training guard (:mod:`streamserve.drift.guard`)
+sees each batch's labels first, pausing on a jump of the label stream and rolling the
+serving version back when it does worse than its predecessor on the events it answered.
+
 A snapshot is written only once every output produced before it (dead-letter copies,
 drift alerts) was acknowledged without error: the learner's producer tracks each one, and
 one whose delivery failed is produced again before the checkpoint is tried again
@@ -31,6 +37,8 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.drift.guard import TrainingGuard
+from streamserve.drift.live_error import Labelled
 from streamserve.drift.pause import LearningGate
 from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
@@ -101,6 +109,19 @@ class _Item:
         return self.example if self.example is not None else self.rows.example(self.row)
 
 
+def _labelled(items: list[_Item]) -> list[Labelled]:
+    """The batch's learnable examples as the training guard reads them (the record's
+    time where the example has no label time)."""
+    out: list[Labelled] = []
+    for item in items:
+        if item.features is None:
+            continue
+        ex = item.full_example()
+        label_ms = ex.label_ts if ex.label_ts is not None else record_ts(item.msg)
+        out.append(Labelled(ex.event_id, item.features, item.label, label_ms))
+    return out
+
+
 @dataclass(frozen=True)
 class LearnerConfig:
     examples_topic: str
@@ -135,6 +156,7 @@ class LearnerRole:
         alerts: AlertSink | None = None,
         topic_identity: TopicIdentity | None = None,
         gate: LearningGate | None = None,
+        guard: TrainingGuard | None = None,
     ) -> None:
         self.spec = spec
         self._cfg = config
@@ -153,6 +175,7 @@ class LearnerRole:
         self._alerts = alerts
         self._topic = topic_identity
         self._gate = gate
+        self._guard = guard
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
         self._sampled_out = metrics.examples_sampled_out.labels(spec.name)
@@ -244,7 +267,7 @@ class LearnerRole:
                 self._lag.report(consumer, ((self._cfg.examples_topic, p) for p in assigned))
                 paused = self._gate is not None and self._gate.poll(state.version)
                 if self._topic_checked(consumer, state, assigned, msgs) and msgs:
-                    if paused:
+                    if paused and self._guard is None:
                         self._pass_over(state, consumer, msgs)
                     else:
                         self._learn_batch(state, msgs)
@@ -401,6 +424,13 @@ class LearnerRole:
 
     def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
         items = self._decode_batch(msgs)
+        if self._guard is not None:
+            verdict = self._guard.admit(state.version, _labelled(items))
+            if verdict.rolled_back_to is not None:
+                raise RolledBack(self.spec.name, verdict.rolled_back_to)
+            if not verdict.learn:
+                self._pass_over(state, self._consumer, [item.msg for item in items])
+                return
         learnable = [k for k, item in enumerate(items) if item.features is not None]
         if self._sampler is not None:
             learnable = self._sample(items, learnable)
