@@ -16,6 +16,7 @@ from streamserve.console.records import AlertLog, AuditLog
 from streamserve.console.status import read_statuses
 from streamserve.console.summary import deployment_live, model_live
 from streamserve.lifecycle.registry import Registry
+from streamserve.redis.types import RedisClient
 
 SERIES_POINTS = 720  # live metric points kept per model (an hour at 5 s)
 RECENT_ALERTS = 50
@@ -32,7 +33,7 @@ class ConsoleFeed:
     def __init__(
         self,
         registry: Registry,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         prefix: str,
         audit: AuditLog,

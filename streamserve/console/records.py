@@ -16,6 +16,7 @@ import orjson
 import redis
 
 from streamserve.metrics import Metrics
+from streamserve.redis.types import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def change_result(answer: Mapping[str, Any]) -> dict[str, Any]:
 class _CappedLog:
     """Appends JSON entries to capped Redis streams and reads the newest back."""
 
-    def __init__(self, client: redis.Redis, *, maxlen: int, metrics: Metrics, kind: str) -> None:
+    def __init__(self, client: RedisClient, *, maxlen: int, metrics: Metrics, kind: str) -> None:
         self._redis = client
         self._maxlen = maxlen
         self._failures = metrics.console_write_failures.labels(kind)
@@ -87,7 +88,7 @@ class _CappedLog:
 class AuditLog(_CappedLog):
     """Lifecycle changes made through the API or the ``models`` command."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, maxlen: int, metrics: Metrics) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, maxlen: int, metrics: Metrics) -> None:
         super().__init__(client, maxlen=maxlen, metrics=metrics, kind="audit")
         self._key = console_key(prefix, "audit")
 
@@ -129,7 +130,7 @@ class AuditLog(_CappedLog):
 class AlertLog(_CappedLog):
     """Each model's drift alerts (the records written to ``drift-alerts``)."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, maxlen: int, metrics: Metrics) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, maxlen: int, metrics: Metrics) -> None:
         super().__init__(client, maxlen=maxlen, metrics=metrics, kind="alert")
         self._prefix = prefix
 

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from streamserve.console.records import console_key
 from streamserve.metrics import Metrics
+from streamserve.redis.types import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class StatusPublisher:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         prefix: str,
         metrics: Metrics,
@@ -210,7 +211,7 @@ def _window_buckets(
 
 
 def read_statuses(
-    client: redis.Redis, prefix: str, *, clock: Callable[[], float] = time.time
+    client: RedisClient, prefix: str, *, clock: Callable[[], float] = time.time
 ) -> list[dict[str, Any]]:
     """The processes' summaries published within a few of their intervals; older ones
     are skipped, and removed past :data:`FORGET_S`."""
