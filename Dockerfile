@@ -17,16 +17,18 @@ ENTRYPOINT ["streamserve"]
 FROM base AS torch
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# ".[torch]" is this project (its dependencies are bounded in pyproject.toml), which
+# ".[torch,files]" is this project (its dependencies are bounded in pyproject.toml), which
 # hadolint does not tell from an unpinned package name.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
- && pip install --no-cache-dir ".[torch]"
+ && pip install --no-cache-dir ".[torch,files]"
 # Online models are small and their batches short: one intra-op thread per process is
 # faster than several; raise it for large modules.
 ENV OMP_NUM_THREADS=1
 USER 65534:65534
 
 FROM base AS default
-RUN pip install --no-cache-dir .
+# ".[files]": this project with pyarrow, so score-file and backfill read Parquet too.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[files]"
 USER 65534:65534

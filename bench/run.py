@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from bench import (
+    file_scoring,
     hotswap,
     http_api,
     latency,
@@ -33,6 +34,7 @@ from bench import (
     streamserve_setup,
 )
 from bench.kafka_io import EventFactory, JsonEventFactory
+from bench.procs import CpuShare
 from bench.profiling import Profile, py_spy, sampled, table
 from bench.results import HAND_LOOP, NUMPY_LOOP, PIPE_LOOP_BATCH
 from bench.throughput import Env, Method, RunResult, run_job, run_streamserve_scorer
@@ -41,6 +43,7 @@ from streamserve.serde.schemas import SchemaCatalog
 from streamserve.topics import default_topics_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+SCALING_PROCESSES = (1, 2, 3)
 SECTIONS = (
     "micro",
     "throughput",
@@ -55,6 +58,7 @@ SECTIONS = (
     "swap",
     "torch",
     "http",
+    "files",
 )
 
 # The raw pipe with the prefetch setting streamserve's consumers use (librdkafka's default
@@ -100,6 +104,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--swap-rate", type=int, default=10_000, help="offered events/s during swaps")
     p.add_argument("--http-rounds", type=int, default=3, help="HTTP API: rounds of every load")
     p.add_argument("--http-seconds", type=float, default=8.0, help="HTTP API: seconds per load")
+    p.add_argument(
+        "--file-rows",
+        type=int,
+        default=file_scoring.rows_from_env(),
+        help=f"files: rows per file (default ${file_scoring.ROWS_ENV}, else 1,000,000)",
+    )
     p.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     p.add_argument("--no-peers", action="store_true", help="skip Quix Streams and Bytewax")
     p.add_argument(
@@ -179,11 +189,23 @@ def _run(a: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         if "http" in sections:  # HTTP servers and Redis only, no broker
             _log("HTTP API against the FastAPI peer")
             results["http"] = http_api.run(redis_url, workdir, a.http_rounds, a.http_seconds)
+        if "files" in sections:  # files and Redis only, no broker
+            _log(f"score-file against River over pandas, {a.file_rows:,} rows")
+            results["files"] = file_scoring.run(
+                redis_url, workdir, a.file_rows, a.repeats, log=_log
+            )
         broker = EmbeddedBroker().start()
         with broker:
             _log(f"broker {broker.bootstrap_servers}, redis {redis_url}")
             env = Env(
-                broker.bootstrap_servers, redis_url, str(topics_dir), workdir, peers_python, []
+                broker.bootstrap_servers,
+                redis_url,
+                str(topics_dir),
+                workdir,
+                peers_python,
+                [],
+                broker_pid=broker.pid,
+                redis_pid=own_redis.pid if own_redis is not None else None,
             )
             if sections & {"throughput", "settings", "models", "scaling", "producing", "torch"}:
                 _log(f"generating {a.records} events")
@@ -370,12 +392,23 @@ def _models(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str,
 
 
 def _scaling(env: Env, factory: EventFactory, a: argparse.Namespace) -> dict[str, Any]:
-    runs = [
-        asdict(run_streamserve_scorer(env, f"{n} scorer process(es)", processes=n))
-        for n in (1, 2)
-        for _ in range(a.repeats)
-    ]
-    _log(f"scaling: {[round(r['rate']) for r in runs]}")
+    """1, 2 and 3 scorer processes over the same input, with the CPU the scorers and the
+    broker used while it was scored (what bounds the rate on a small machine)."""
+    runs = []
+    for _ in range(a.repeats):
+        for n in SCALING_PROCESSES:
+            share = CpuShare(env.broker_pid, exclude=[p for p in (env.redis_pid,) if p])
+            run = run_streamserve_scorer(
+                env, f"{n} scorer process(es)", processes=n, profile=lambda _pid, s=share: s
+            )
+            # CPU over the span the rate is timed on (first output to last), not start-up
+            cpu = share.window(run.first_ms / 1000.0, run.end_ms / 1000.0)
+            runs.append({**asdict(run), "processes": n, **cpu})
+            _log(
+                f"scaling: {n} process(es) {run.rate:,.0f}/s; CPU s: scorers "
+                f"{cpu['scorer_cpu_s']:.2f}, broker {cpu['broker_cpu_s']:.2f} "
+                f"in {cpu['wall_s']:.2f} s"
+            )
     return {"scaling": runs}
 
 

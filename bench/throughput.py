@@ -44,6 +44,8 @@ class Env:
     workdir: Path
     peers_python: str | None
     records: list[tuple[bytes, bytes]]
+    broker_pid: int | None = None  # the embedded broker, when the bench started it
+    redis_pid: int | None = None  # the embedded Redis, when the bench started it
 
 
 @dataclass
@@ -56,6 +58,8 @@ class RunResult:
     method: str = "timestamps"
     span_s: float = 0.0
     bulk_rate: float = 0.0  # over the central 90 % of the output by CreateTime
+    first_ms: int = 0  # the timed span (epoch ms): first output CreateTime ...
+    end_ms: int = 0  # ... to the last output reaching the broker
 
 
 Method = Literal["timestamps", "observer"]
@@ -114,7 +118,16 @@ def _measure(
         note = f"{timed.count - timed.distinct} duplicates"
     span = timed.span_s
     return RunResult(
-        name, timed.rate, timed.distinct, peak or None, note, method, span, timed.bulk_rate
+        name,
+        timed.rate,
+        timed.distinct,
+        peak or None,
+        note,
+        method,
+        span,
+        timed.bulk_rate,
+        timed.first_ms,
+        timed.end_ms,
     )
 
 

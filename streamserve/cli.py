@@ -18,6 +18,7 @@ import redis
 
 from streamserve import __version__
 from streamserve.app import App
+from streamserve.cli_files import add_files_parsers, run_backfill, run_score_file
 from streamserve.cli_models import add_models_parser, run_models
 from streamserve.demo.options import (
     DEFAULT_EVENTS,
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = topics.add_subparsers(dest="topics_command", required=True)
     _common(tsub.add_parser("create", help="create the topics idempotently; report mismatches"))
     add_models_parser(sub, _common)
+    add_files_parsers(sub, _common)
     demo = sub.add_parser(
         "demo",
         help="run the stack on embedded defaults over a drifting synthetic stream, "
@@ -178,6 +180,7 @@ def _print_banner(s: Settings, rt: Runtime, http_port: int | None, api_url: str 
     ]
     if api_url is not None:
         lines.append(f"  http api          : {api_url}  (/v1/models/<model>:predict, /v2, ...)")
+        lines.append(f"  console           : {api_url}/  (live page; actions need an admin token)")
     if http_port is not None:
         lines.append(f"  metrics           : http://{s.http.host}:{http_port}/metrics")
     lines.append("  stop with Ctrl-C")
@@ -253,6 +256,30 @@ def cmd_models(args: argparse.Namespace) -> int:
     return run_models(Runtime(s), args)
 
 
+def cmd_score_file(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if not args.log_level:
+        s = dataclasses.replace(s, log_level="WARNING")  # the bar and the summary say it all
+    _configure_logging(s.log_level)
+    rt = Runtime(s)  # Redis and the signing key; no broker
+    try:
+        return run_score_file(rt, args)
+    finally:
+        rt.close()
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if not args.log_level:
+        s = dataclasses.replace(s, log_level="WARNING")
+    _configure_logging(s.log_level)
+    rt = Runtime(s)  # Redis and the signing key; the broker only to read the topic
+    try:
+        return run_backfill(rt, args)
+    finally:
+        rt.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {
@@ -265,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": cmd_models,
         "snapshots": cmd_models,
         "demo": cmd_demo,
+        "score-file": cmd_score_file,
+        "backfill": cmd_backfill,
     }
     try:
         return commands[args.command](args)

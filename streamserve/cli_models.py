@@ -13,17 +13,22 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from streamserve.errors import ConfigError
+import redis
+
+from streamserve.console.records import change_result
+from streamserve.errors import ConfigError, StreamserveError
 from streamserve.lifecycle.files import export_file, import_file
 from streamserve.lifecycle.table import render_listing
 from streamserve.wiring import Runtime, key_file_codec
 
 Common = Callable[[argparse.ArgumentParser], None]
+Answer = dict[str, Any] | None
 
 _ALIAS_NOTE = "`snapshots list|pin|unpin` are aliases of `models list|pin|unpin`"
 
@@ -139,10 +144,71 @@ def run_models(rt: Runtime, args: argparse.Namespace, out: TextIO | None = None)
     export and import); print its result to ``out`` (stdout by default)."""
     command = _COMMANDS[args.models_command]
     try:
-        command(rt, args, out or sys.stdout)
+        if args.models_command not in _CHANGES:
+            command(rt, args, out or sys.stdout)
+            return 0
+        outcome, error, answer = "failed", None, None
+        try:
+            answer = command(rt, args, out or sys.stdout)
+            outcome = "ok"
+        except (StreamserveError, redis.RedisError) as exc:
+            outcome = "failed" if isinstance(exc, redis.RedisError) else "refused"
+            error = str(exc)
+            raise
+        finally:
+            action, given = _audited(args)
+            rt.audit_log.record(
+                who=f"{_user()} (os user)",
+                via="cli",
+                action=action,
+                model=getattr(args, "model", None),
+                args=given,
+                outcome=outcome,
+                error=error,
+                result=change_result(answer) if answer else None,
+            )
     finally:
         rt.close()
     return 0
+
+
+# Commands that change something: each is written to the audit log (the console shows it).
+_CHANGES = frozenset(
+    {"pin", "unpin", "rollback", "alias", "promote", "decide", "import", "pause", "resume"}
+)
+
+
+def _user() -> str:
+    """The OS user running the command."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment
+        return f"uid {os.getuid()}"
+
+
+def _audited(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The audit log's action name and arguments of a changing command."""
+    command = args.models_command
+    given = {k: getattr(args, a) for k, a in _AUDIT_ARGS.get(command, ())}
+    if command == "alias" and args.delete:
+        return "delete_alias", {"alias": args.name}
+    if command == "alias":
+        return "set_alias", given
+    if command == "decide":
+        rule = {k: v for k, v in given.items() if v is not None}
+        return ("decide" if rule else "clear_decision"), rule
+    return command, {k: str(v) if k == "file" else v for k, v in given.items()}
+
+
+# Per command, the audit log's argument names and the parsed arguments they come from.
+_AUDIT_ARGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "pin": (("version", "ref"),),
+    "rollback": (("to", "ref"),),
+    "alias": (("alias", "name"), ("version", "ref")),
+    "decide": (("threshold", "threshold"), ("costs", "costs")),
+    "import": (("file", "file"),),
+    "pause": (("reason", "reason"),),
+}
 
 
 def _listing(args: argparse.Namespace, out: TextIO, listing: dict[str, Any]) -> None:
@@ -150,48 +216,53 @@ def _listing(args: argparse.Namespace, out: TextIO, listing: dict[str, Any]) -> 
     out.write(render_listing(listing) if as_table else json.dumps(listing, indent=2) + "\n")
 
 
-def _one(rt: Runtime, args: argparse.Namespace, out: TextIO, view: dict[str, Any]) -> None:
+def _one(
+    rt: Runtime, args: argparse.Namespace, out: TextIO, view: dict[str, Any]
+) -> dict[str, Any]:
     _listing(args, out, {"experiment": rt.store.experiment(), "models": [view]})
+    return view
 
 
-def _json(out: TextIO, value: Any) -> None:
+def _json(out: TextIO, value: dict[str, Any]) -> dict[str, Any]:
     out.write(json.dumps(value, indent=2) + "\n")
+    return value
 
 
-def _list(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+def _list(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
     _listing(args, out, rt.lifecycle.listing(args.model))
+    return None
 
 
-def _show(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
-    _json(out, rt.lifecycle.show(args.model, args.ref))
+def _show(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _json(out, rt.lifecycle.show(args.model, args.ref))
 
 
-def _pin(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
-    _one(rt, args, out, rt.lifecycle.pin(args.model, args.ref))
+def _pin(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _one(rt, args, out, rt.lifecycle.pin(args.model, args.ref))
 
 
-def _unpin(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
-    _one(rt, args, out, rt.lifecycle.unpin(args.model))
+def _unpin(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _one(rt, args, out, rt.lifecycle.unpin(args.model))
 
 
-def _rollback(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
-    _one(rt, args, out, rt.lifecycle.rollback(args.model, args.ref))
+def _rollback(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _one(rt, args, out, rt.lifecycle.rollback(args.model, args.ref))
 
 
-def _alias(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+def _alias(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
     registry = rt.lifecycle
     if args.delete:
         view = registry.delete_alias(args.model, args.name)
     else:
         view = registry.set_alias(args.model, args.name, args.ref)
-    _one(rt, args, out, view)
+    return _one(rt, args, out, view)
 
 
-def _promote(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
-    _json(out, rt.lifecycle.promote(args.model))
+def _promote(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _json(out, rt.lifecycle.promote(args.model))
 
 
-def _decide(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+def _decide(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
     record: dict[str, Any] | None = None
     if args.threshold is not None:
         record = {"threshold": args.threshold}
@@ -200,35 +271,35 @@ def _decide(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
             record = {"costs": json.loads(args.costs)}
         except ValueError as exc:
             raise ConfigError("--costs", f"not JSON: {exc}") from exc
-    _json(out, rt.lifecycle.decide(args.model, record))
+    return _json(out, rt.lifecycle.decide(args.model, record))
 
 
 def _who() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no user name in this environment
-        return "cli"
+    """Who paused or resumed, as the learning state names it."""
+    return f"cli:{_user()}"
 
 
-def _pause(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
-    _one(rt, args, out, rt.lifecycle.pause_learning(args.model, args.reason, _who()))
+def _pause(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _one(rt, args, out, rt.lifecycle.pause_learning(args.model, args.reason, _who()))
 
 
-def _resume(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
-    _one(rt, args, out, rt.lifecycle.resume_learning(args.model, _who()))
+def _resume(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
+    return _one(rt, args, out, rt.lifecycle.resume_learning(args.model, _who()))
 
 
-def _export(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+def _export(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
     signer = key_file_codec(args.key_file) if args.key_file else rt.codec
-    _json(out, export_file(rt.lifecycle, rt.codec, args.model, args.ref, Path(args.file), signer))
+    return _json(
+        out, export_file(rt.lifecycle, rt.codec, args.model, args.ref, Path(args.file), signer)
+    )
 
 
-def _import(rt: Runtime, args: argparse.Namespace, out: TextIO) -> None:
+def _import(rt: Runtime, args: argparse.Namespace, out: TextIO) -> Answer:
     verifier = key_file_codec(args.key_file) if args.key_file else rt.codec
-    _json(out, import_file(rt.lifecycle, rt.codec, args.model, Path(args.file), verifier))
+    return _json(out, import_file(rt.lifecycle, rt.codec, args.model, Path(args.file), verifier))
 
 
-_COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace, TextIO], None]] = {
+_COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace, TextIO], Answer]] = {
     "list": _list,
     "show": _show,
     "pin": _pin,

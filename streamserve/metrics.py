@@ -125,6 +125,13 @@ class Metrics:
         self.examples_learned = Counter(
             "streamserve_examples_learned", "Examples learned, per model.", ["model"], registry=r
         )
+        self.examples_sampled_out = Counter(
+            "streamserve_examples_sampled_out",
+            "Negative examples left out by the model's negative sampling (neither scored "
+            "nor learned), per model.",
+            ["model"],
+            registry=r,
+        )
         self.checkpoints = Counter(
             "streamserve_checkpoints", "Snapshots written, per model.", ["model"], registry=r
         )
@@ -169,6 +176,38 @@ class Metrics:
             "Times the learner could not read or write whether its learning is paused "
             "(Redis unreachable; the state last read holds), per model.",
             ["model"],
+            registry=r,
+        )
+        self.live_error = Gauge(
+            "streamserve_live_error",
+            "Mean error on the events the serving version served (which='serving') and "
+            "its predecessor's on the same events (which='predecessor'), per model; set "
+            "while learner.rollback is enabled.",
+            ["model", "which"],
+            registry=r,
+        )
+        self.live_error_skipped = Counter(
+            "streamserve_live_error_skipped",
+            "Times the live error of the serving version could not be measured or acted on: "
+            "reason 'redis' (unreachable), 'load' (a version that did not verify or load), "
+            "'rollback' (the rollback it called for failed), 'prediction' (a prediction "
+            "read back that did not decode), 'kafka' (the prediction topics' partitions "
+            "could not be listed) or 'unattributed' (examples whose prediction was not "
+            "seen), per model.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.auto_rollbacks = Counter(
+            "streamserve_auto_rollbacks",
+            "Serving versions rolled back to their predecessor by learner.rollback, per model.",
+            ["model"],
+            registry=r,
+        )
+        self.breaker_trips = Counter(
+            "streamserve_breaker_trips",
+            "Times the training breaker paused learning, per model and statistic "
+            "(label_rate, class_mix, label_mean, label_scale).",
+            ["model", "statistic"],
             registry=r,
         )
         self.prequential = Gauge(
@@ -259,6 +298,32 @@ class Metrics:
             "Events and labels the API wrote to Kafka, per topic and outcome "
             "(acknowledged or failed).",
             ["topic", "outcome"],
+            registry=r,
+        )
+        # console (the operator page and what feeds it)
+        self.console_write_failures = Counter(
+            "streamserve_console_write_failures",
+            "Console records that could not be written to Redis (logged at WARNING; what "
+            "they record went on): kind 'audit', 'alert' or 'status'.",
+            ["kind"],
+            registry=r,
+        )
+        self.console_streams = Gauge(
+            "streamserve_console_streams",
+            "Live-update streams (server-sent events) the console has open in this process.",
+            registry=r,
+        )
+        self.console_streams_refused = Counter(
+            "streamserve_console_streams_refused",
+            "Live-update streams refused because console.max_streams were open (503).",
+            registry=r,
+        )
+        # files (score-file, backfill)
+        self.file_rows_rejected = Counter(
+            "streamserve_file_rows_rejected",
+            "Rows of an input file (or examples-topic records) that score-file or backfill "
+            "could not use and wrote to the rejects file, per command and model.",
+            ["command", "model"],
             registry=r,
         )
         # shared

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from streamserve.drift.spec import DetectorSpec, ModelDrift
 from streamserve.errors import ConfigError
 from streamserve.learners.catalogue import build_learner
 from streamserve.learners.exceptions import LearnerConfigError
+from streamserve.learners.sampling import WEIGHTED_LEARNERS
 from streamserve.learners.spec import ModelSpec, Task
 from streamserve.learners.torch_settings import TorchConfigError, TorchSettings, torch_settings
 from streamserve.serving.auto_promote import AutoPromote, auto_promote_from
@@ -68,6 +70,11 @@ class KafkaSettings:
     replication_factor: int | None = None
     # scorer and joiner: one Kafka transaction per micro-batch (outputs + input offsets)
     exactly_once: bool = False
+    # a name stable across restarts and unique among running instances (for example a
+    # StatefulSet pod name): exactly-once producers then use the transactional.id
+    # <group_prefix>-<role>-<instance_id>, so a restarted instance fences its predecessor
+    # and aborts its open transaction at once
+    instance_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class RedisSettings:
     ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
     ssl_check_hostname: bool = True
     socket_timeout_s: float = 5.0
+    # a Redis Cluster (also implied by a redis+cluster:// or rediss+cluster:// URL)
+    cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,10 +147,43 @@ class JoinerSettings:
 
 
 @dataclass(frozen=True)
+class BreakerSettings:
+    """The training breaker: learning pauses when the label stream jumps. The labels are
+    cut into windows of ``window_examples``; each window is compared with the last
+    ``history_windows`` (once ``min_history_windows`` are there): its label rate (per
+    second, by label time), its class mix (total variation distance) or, for regression,
+    its mean (in the history's standard deviations) and its standard deviation (ratio)."""
+
+    enabled: bool = False
+    window_examples: int = 200
+    history_windows: int = 10
+    min_history_windows: int = 3
+    max_rate_ratio: float = 4.0  # beyond x4 or below /4 of the history's median rate
+    max_mix_shift: float = 0.25  # total variation distance from the history's mix
+    max_mean_shift: float = 1.0  # |window mean - history mean| / history std
+    max_scale_ratio: float = 2.0  # window std vs history std, either way
+    settle_windows: int = 3  # windows within bounds before it resumes; 0: by command only
+
+
+@dataclass(frozen=True)
+class AutoRollbackSettings:
+    """Automatic rollback: the serving version goes back to its predecessor when its live
+    error on the events it served exceeds the predecessor's on the same events by
+    ``margin`` (error rate for classifiers, mean absolute error for regression) over at
+    least ``min_examples`` labelled events."""
+
+    enabled: bool = False
+    min_examples: int = 500
+    margin: float = 0.05
+
+
+@dataclass(frozen=True)
 class LearnerSettings:
     batch_size: int = 500
     batch_timeout_ms: int = 100
     start_from: Literal["earliest", "latest"] = "earliest"
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    rollback: AutoRollbackSettings = field(default_factory=AutoRollbackSettings)
 
 
 @dataclass(frozen=True)
@@ -181,6 +223,26 @@ class ApiSettings:
     gc_freeze: bool = True
 
 
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The operator console (the API's page at ``/``) and what feeds it."""
+
+    # every process of the roles writes a status summary of its own metrics to Redis this
+    # often (the console's live figures); 0 turns it off
+    status_interval_seconds: float = 2.0
+    # the window latency percentiles are taken over
+    latency_window_seconds: float = 30.0
+    # live updates: streams open at once per API process, and how long one lasts before
+    # the page reconnects
+    max_streams: int = 16
+    stream_seconds: float = 600.0
+    # how often a stream sends the state
+    update_seconds: float = 2.0
+    # entries kept in Redis: the audit log, and drift alerts per model
+    audit_entries: int = 10_000
+    alert_entries: int = 1_000
+
+
 DEFAULT_MODEL = ModelSpec(name="default", task=Task.BINARY, learner="logistic_regression")
 
 
@@ -205,6 +267,7 @@ class Settings:
     learner: LearnerSettings = field(default_factory=LearnerSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     models: tuple[ModelSpec, ...] = (DEFAULT_MODEL,)
     log_level: str = "INFO"
     # per model, from each model's `drift` and `retrain` keys; a model not listed gets
@@ -263,6 +326,7 @@ _MODEL_KEYS = frozenset(
         "torch",
         "decision",
         "post_processor",
+        "negative_sampling",
     }
 )
 
@@ -576,7 +640,32 @@ def _model_spec(item: Any, key: str) -> ModelSpec:
         params=dict(params),
         preprocess=preprocess,
         torch=_model_torch(item, key),
+        negative_sampling=_negative_sampling(item, key, task, learner),
     )
+
+
+def _negative_sampling(item: Mapping[str, Any], key: str, task: Task, learner: str) -> float | None:
+    """A model's ``negative_sampling`` rate: a number in (0, 1), for a binary model whose
+    learner learns weighted examples; None when not set."""
+    rate = item.get("negative_sampling")
+    if rate is None:
+        return None
+    where = f"{key}.negative_sampling"
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1:
+        raise ConfigError(
+            where, f"must be a number in (0, 1), the share of negatives kept; got {rate!r}"
+        )
+    if task is not Task.BINARY:
+        raise ConfigError(
+            where, f"needs a binary model (negatives are its false labels); task is {task.value}"
+        )
+    if learner not in WEIGHTED_LEARNERS:
+        raise ConfigError(
+            where,
+            "needs a learner that learns weighted examples "
+            f"({', '.join(sorted(WEIGHTED_LEARNERS))}); got {learner}",
+        )
+    return float(rate)
 
 
 def _validate_model(spec: ModelSpec, key: str) -> None:
@@ -643,6 +732,49 @@ def _check(s: Settings) -> None:
             raise ConfigError(key, f"must be positive; got {fvalue}")
     _check_ranges(s)
     _check_kafka(s)
+    _check_breaker(s.learner.breaker)
+    _check_rollback(s.learner.rollback)
+
+
+def _check_breaker(b: BreakerSettings) -> None:
+    key = "learner.breaker"
+    counts = {
+        "window_examples": (b.window_examples, 10),
+        "history_windows": (b.history_windows, 1),
+        "min_history_windows": (b.min_history_windows, 1),
+    }
+    for name, (value, least) in counts.items():
+        if value < least:
+            raise ConfigError(f"{key}.{name}", f"must be at least {least}; got {value}")
+    if b.min_history_windows > b.history_windows:
+        raise ConfigError(
+            f"{key}.min_history_windows",
+            f"must be at most history_windows ({b.history_windows}); got {b.min_history_windows}",
+        )
+    for name, ratio in (
+        ("max_rate_ratio", b.max_rate_ratio),
+        ("max_scale_ratio", b.max_scale_ratio),
+    ):
+        if not ratio > 1:
+            raise ConfigError(f"{key}.{name}", f"must be above 1 (a ratio either way); got {ratio}")
+    if not 0 < b.max_mix_shift <= 1:
+        raise ConfigError(f"{key}.max_mix_shift", f"must be in (0, 1]; got {b.max_mix_shift}")
+    if not b.max_mean_shift > 0:
+        raise ConfigError(f"{key}.max_mean_shift", f"must be positive; got {b.max_mean_shift}")
+    if b.settle_windows < 0:
+        raise ConfigError(
+            f"{key}.settle_windows",
+            f"must be 0 (resume by command only) or more; got {b.settle_windows}",
+        )
+
+
+def _check_rollback(r: AutoRollbackSettings) -> None:
+    if r.min_examples < 1:
+        raise ConfigError(
+            "learner.rollback.min_examples", f"must be positive; got {r.min_examples}"
+        )
+    if not r.margin >= 0:
+        raise ConfigError("learner.rollback.margin", f"must be 0 or more; got {r.margin}")
 
 
 def _check_ranges(s: Settings) -> None:
@@ -654,19 +786,35 @@ def _check_ranges(s: Settings) -> None:
     if not 0 <= s.http.port <= 65535:
         raise ConfigError("http.port", f"must be 0..65535; got {s.http.port}")
     _check_api(s.api)
+    _check_console(s.console)
     if s.snapshots.lease_ttl_ms < 1000:
         raise ConfigError("snapshots.lease_ttl_ms", "must be at least 1000 ms")
     if s.snapshots.signing_key_file and not Path(s.snapshots.signing_key_file).is_file():
         raise ConfigError(
             "snapshots.signing_key_file", f"no such file: {s.snapshots.signing_key_file}"
         )
-    if s.redis.url is not None and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("redis.url", "must start with redis://, rediss:// or unix://")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if s.redis.url is not None and not s.redis.url.startswith(schemes):
+        raise ConfigError(
+            "redis.url",
+            "must start with redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://",
+        )
+    if s.redis.cluster and (s.redis.url or "").startswith("unix://"):
+        raise ConfigError("redis.cluster", "a Redis Cluster is reached over TCP, not unix://")
+
+
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def _check_kafka(s: Settings) -> None:
     if s.kafka.replication_factor is not None and s.kafka.replication_factor <= 0:
         raise ConfigError("kafka.replication_factor", "must be positive")
+    if s.kafka.instance_id is not None and not _INSTANCE_ID.fullmatch(s.kafka.instance_id):
+        raise ConfigError(
+            "kafka.instance_id",
+            "must be 1-200 letters, digits, '.', '_' or '-', starting with a letter or digit; "
+            f"got {s.kafka.instance_id!r}",
+        )
     for section, props in (
         ("client", s.kafka.client),
         ("consumer", s.kafka.consumer),
@@ -678,6 +826,25 @@ def _check_kafka(s: Settings) -> None:
                     f"kafka.{section}.{prop}",
                     "is managed by streamserve; use the dedicated setting",
                 )
+
+
+def _check_console(c: ConsoleSettings) -> None:
+    if c.status_interval_seconds < 0:
+        raise ConfigError(
+            "console.status_interval_seconds",
+            f"must be >= 0 (0: off); got {c.status_interval_seconds}",
+        )
+    positive = {
+        "console.latency_window_seconds": c.latency_window_seconds,
+        "console.max_streams": c.max_streams,
+        "console.stream_seconds": c.stream_seconds,
+        "console.update_seconds": c.update_seconds,
+        "console.audit_entries": c.audit_entries,
+        "console.alert_entries": c.alert_entries,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(key, f"must be positive; got {value}")
 
 
 def _check_api(api: ApiSettings) -> None:

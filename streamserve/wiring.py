@@ -24,19 +24,30 @@ from streamserve.api import server as api_server
 from streamserve.api.app import build_asgi
 from streamserve.api.auth import Tokens
 from streamserve.api.batching import Batcher
+from streamserve.api.console import Streams
 from streamserve.api.context import ApiContext
 from streamserve.api.http import Limits
 from streamserve.api.routing import InFlight
 from streamserve.api.serving import ApiModel, Versions
 from streamserve.api.writer import RecordWriter
 from streamserve.app import App, Role
+from streamserve.console.feed import ConsoleFeed
+from streamserve.console.records import AlertLog, AuditLog
+from streamserve.console.status import StatusPublisher
 from streamserve.drift.alerts import AlertSink
+from streamserve.drift.breaker import LabelBreaker
 from streamserve.drift.error_monitor import ErrorMonitor
+from streamserve.drift.guard import TrainingGuard
 from streamserve.drift.input_monitor import InputConfig, InputMonitor
+from streamserve.drift.live_error import LiveErrorCheck
 from streamserve.drift.pause import LearningGate
 from streamserve.drift.replay import ExamplesReplayer
+from streamserve.drift.served import ServedVersions
 from streamserve.drift.spec import Policy
 from streamserve.errors import ConfigError
+from streamserve.files.backfill import Backfill
+from streamserve.files.examples_topic import ExamplesRange, Position
+from streamserve.files.scoring import FileModel
 from streamserve.kafka import config as kconf
 from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
 from streamserve.kafka.committer import AtLeastOnceCommitter, Committer, TransactionalCommitter
@@ -55,6 +66,7 @@ from streamserve.metrics import Metrics, WorkerMetrics
 from streamserve.redis.client import build_client, check_login
 from streamserve.redis.join_state import JoinState
 from streamserve.redis.retry import RetryPolicy
+from streamserve.redis.types import RedisClient
 from streamserve.roles.api import ApiRole
 from streamserve.roles.joiner import Joiner
 from streamserve.roles.learner import LearnerConfig, LearnerRole
@@ -72,7 +84,7 @@ from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.holder import Serving, ServingSource, SnapshotHolder
 from streamserve.snapshots.lease import Lease, new_holder_token
 from streamserve.snapshots.store import SnapshotStore
-from streamserve.snapshots.watcher import SnapshotWatcher
+from streamserve.snapshots.watcher import SnapshotWatcher, load_version
 from streamserve.topics import TopicSpec, default_topics_dir, load_topic_specs
 
 logger = logging.getLogger(__name__)
@@ -80,7 +92,7 @@ logger = logging.getLogger(__name__)
 LOGICAL_TOPICS = ("events", "feedback", "predictions", "examples", "drift-alerts", "dead-letter")
 
 
-def redis_client(s: Settings) -> redis.Redis:
+def redis_client(s: Settings) -> RedisClient:
     """The shared client (ACL credentials, TLS); a refused login is fatal here."""
     client = build_client(s.redis)
     check_login(client, s.redis)
@@ -185,7 +197,7 @@ class Runtime:
         return snapshot_codec(self.settings, ephemeral_ok=self._ephemeral_key_ok)
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> RedisClient:
         return redis_client(self.settings)
 
     @cached_property
@@ -221,8 +233,17 @@ class Runtime:
         errors = kconf.ClientErrors(role)
         tid = None
         if transactional:
-            instance = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+            stable = self.settings.kafka.instance_id
+            instance = stable or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
             tid = kconf.transactional_id(self.settings.kafka, role, instance)
+            logger.info(
+                "%s: transactional.id %s (%s)",
+                role,
+                tid,
+                "kafka.instance_id: a restart fences its predecessor"
+                if stable
+                else "unique to this process; set kafka.instance_id for a stable one",
+            )
         conf = kconf.producer_config(self.settings.kafka, errors, transactional_id=tid)
         return Producer(conf), errors
 
@@ -273,6 +294,41 @@ class Runtime:
             topic=self.topics["drift-alerts"],
             encoder=self.serde.alert_encoder(),
             metrics=self.metrics,
+            recorder=self.alert_log,
+        )
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        """Where lifecycle changes are recorded (Redis), for the console."""
+        s = self.settings
+        return AuditLog(
+            self.redis,
+            prefix=s.redis.key_prefix,
+            maxlen=s.console.audit_entries,
+            metrics=self.metrics,
+        )
+
+    @cached_property
+    def alert_log(self) -> AlertLog:
+        """Each model's drift alerts, kept in Redis for the console beside the topic."""
+        s = self.settings
+        return AlertLog(
+            self.redis,
+            prefix=s.redis.key_prefix,
+            maxlen=s.console.alert_entries,
+            metrics=self.metrics,
+        )
+
+    def console_feed(self) -> ConsoleFeed:
+        s = self.settings
+        return ConsoleFeed(
+            self.lifecycle,
+            self.redis,
+            prefix=s.redis.key_prefix,
+            audit=self.audit_log,
+            alerts=self.alert_log,
+            update_s=s.console.update_seconds,
+            status_interval_s=s.console.status_interval_seconds,
         )
 
 
@@ -504,6 +560,10 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         alerts=alert_sink,
         poll_s=s.snapshots.poll_interval_seconds,
     )
+    guard = training_guard(rt, spec, gate, alert_sink)
+    closers: list[Callable[[], object]] = [lambda: out.close(30.0)]
+    if guard is not None:
+        closers.append(guard.close)
     role = LearnerRole(
         spec=spec,
         config=LearnerConfig(
@@ -533,6 +593,7 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
         alerts=alert_sink,
         topic_identity=TopicIdentity(TopicIdLookup(admin, topic), lambda: errors.disconnects),
         gate=gate,
+        guard=guard,
         evidence=shadow_evidence(rt, spec),
     )
 
@@ -546,7 +607,49 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
             "learning_paused": gate.paused,
         }
 
-    return Role(f"learner-{spec.name}", role.run, [lambda: out.close(30.0)], health)
+    return Role(f"learner-{spec.name}", role.run, closers, health)
+
+
+def training_guard(
+    rt: Runtime, spec: ModelSpec, gate: LearningGate, alerts: AlertSink
+) -> TrainingGuard | None:
+    """The learner's training breaker and automatic rollback, when either is enabled."""
+    s = rt.settings
+    breaker, rollback = s.learner.breaker, s.learner.rollback
+    if not breaker.enabled and not rollback.enabled:
+        return None
+    live = None
+    if rollback.enabled:
+        admin = kconf.admin_config(s.kafka)
+        errors = kconf.ClientErrors(f"learner-{spec.name}-served")
+        served = ServedVersions(
+            model=spec.name,
+            consumer_factory=lambda: rt.consumer(
+                f"learner-{spec.name}", f"learner-{spec.name}-served", errors
+            ),
+            topics=[rt.topics["predictions"], rt.topics["shadow-predictions"]],
+            partitions=lambda topic: partitions_of(admin, topic),
+            decoder=rt.serde.prediction_decoder(),
+            metrics=rt.metrics,
+        )
+        live = LiveErrorCheck(
+            spec=spec,
+            store=rt.store,
+            codec=rt.codec,
+            served=served,
+            settings=rollback,
+            metrics=rt.metrics,
+            poll_s=s.snapshots.poll_interval_seconds,
+        )
+    return TrainingGuard(
+        model=spec.name,
+        gate=gate,
+        breaker=LabelBreaker(spec.task, breaker) if breaker.enabled else None,
+        live=live,
+        rollback=rt.lifecycle.rollback,
+        alerts=alerts,
+        metrics=rt.metrics,
+    )
 
 
 def shadow_evidence(rt: Runtime, spec: ModelSpec) -> ShadowEvidence | None:
@@ -634,10 +737,23 @@ def api_service(rt: Runtime) -> ApiService:
         closers.append(writer.close)
     tokens = Tokens(s.predict_tokens, s.admin_tokens)
     limits = Limits(s.max_body_bytes, s.max_instances, s.request_timeout_ms / 1000.0)
+    feed = rt.console_feed()
     ctx = ApiContext(
-        models, limits, writer, s.write_events, tokens.guards_reads, lifecycle=rt.lifecycle
+        models,
+        limits,
+        writer,
+        s.write_events,
+        tokens.guards_reads,
+        lifecycle=rt.lifecycle,
+        audit=rt.audit_log,
+        identity=tokens.identity,
+        console=feed,
     )
-    app = build_asgi(ctx, tokens=tokens, metrics=rt.metrics, inflight=inflight)
+    c = rt.settings.console
+    streams = Streams(
+        feed, tokens, rt.metrics, max_streams=c.max_streams, stream_s=c.stream_seconds
+    )
+    app = build_asgi(ctx, tokens=tokens, metrics=rt.metrics, inflight=inflight, streams=streams)
     return ApiService(app, closers)
 
 
@@ -694,6 +810,78 @@ def build_api(rt: Runtime, stop: threading.Event) -> Role:
     return Role("api", role.run, closers, role.health)
 
 
+def file_model(rt: Runtime, model: str | None, version: str | None) -> tuple[FileModel, Served]:
+    """The model version ``score-file`` answers with, through the holders, watchers and
+    decision watcher the scorer and the API use (its serving version), or ``version``
+    (a number, an alias, ``latest`` or ``serving``; ``0`` is the untrained model) loaded
+    and verified through the codec as the API loads one. Stop the returned watchers with
+    ``Served.closers`` once done. ``model`` defaults to the stream's champion, else the
+    first configured model."""
+    if model is not None:
+        rt.lifecycle.spec(model)  # NotFound names the configured models
+    served = served_models(rt)
+    try:
+        name = model or served.experiment.current.champion or rt.settings.models[0].name
+        spec = rt.lifecycle.spec(name)
+        (answering,) = [m for m in served.models if m.name == name]
+        serving = answering.holder.current
+        if version is not None:
+            rt.lifecycle.versioned(name)  # an ensemble has no versions of its own
+        if version is not None and version.strip() == "0":
+            serving = Serving(0, build_learner(spec))
+        elif version is not None:
+            number = rt.lifecycle.resolve(name, version)  # an ensemble is refused
+            if number != serving.version:
+                load = partial(_load_snapshot, spec)
+                serving = load_version(rt.store, rt.codec, name, number, load)[1]
+        decision = answering.decision.current
+    except BaseException:
+        for close in served.closers:
+            close()
+        raise
+    return FileModel(spec, serving, decision, answering.post), served
+
+
+def backfill_for(rt: Runtime, spec: ModelSpec) -> Backfill:
+    """A backfill of ``spec``: the store, the signing codec and the model's lease, as its
+    learner has them."""
+    s = rt.settings
+    lease = Lease(
+        rt.redis,
+        rt.store.lease_key(spec.name),
+        ttl_ms=s.snapshots.lease_ttl_ms,
+        holder=new_holder_token(),
+    )
+    return Backfill(spec=spec, store=rt.store, codec=rt.codec, lease=lease, metrics=rt.metrics)
+
+
+def examples_range(
+    rt: Runtime, spec: ModelSpec, start: Position, stop: Position, chunk_rows: int
+) -> ExamplesRange:
+    """The examples topic between ``start`` and ``stop``, read by an assigned consumer
+    (in a group of its own, never committing)."""
+    topic, partitions = rt.partitions("examples")
+    errors = kconf.ClientErrors(f"backfill-{spec.name}")
+    return ExamplesRange(
+        consumer_factory=lambda: rt.consumer(
+            f"backfill-{spec.name}",
+            f"backfill-{spec.name}",
+            errors,
+            **{"enable.auto.commit": False},
+        ),
+        topic=topic,
+        partitions=partitions,
+        decoder=rt.serde.example_decoder(),
+        start=start,
+        stop=stop,
+        chunk_rows=chunk_rows,
+    )
+
+
+def examples_topic_id(rt: Runtime) -> str | None:
+    return TopicIdLookup(kconf.admin_config(rt.settings.kafka), rt.topics["examples"])()
+
+
 def build_app(
     rt: Runtime, stop: threading.Event, roles: Sequence[str], models: Sequence[str] | None = None
 ) -> App:
@@ -716,4 +904,16 @@ def build_app(
         built.extend(build_learner_role(rt, rt.settings.model(n)) for n in names)
     if "api" in roles:
         built.append(build_api(rt, stop))
-    return App(rt, built, stop)
+    app = App(rt, built, stop)
+    console = rt.settings.console
+    if built and console.status_interval_seconds > 0:
+        publisher = StatusPublisher(
+            rt.redis,
+            prefix=rt.settings.redis.key_prefix,
+            metrics=rt.metrics,
+            health=app.health,
+            interval_s=console.status_interval_seconds,
+            window_s=console.latency_window_seconds,
+        )
+        app.roles.append(Role("status", publisher.run, [], publisher.health))
+    return app

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from streamserve.api import feedback, health, management, openapi, tfserving, v2
+from starlette.routing import BaseRoute
+
+from streamserve.api import console, feedback, health, management, openapi, tfserving, v2
 from streamserve.api.auth import Tokens
 from streamserve.api.context import ApiContext
 from streamserve.api.routing import ApiRoute, Dispatch, EndpointContext, InFlight, build_router
@@ -21,6 +23,7 @@ CONCERNS: tuple[RouteSet, ...] = (
     feedback.routes,
     health.routes,
     management.routes,
+    console.routes,
 )
 
 
@@ -31,8 +34,12 @@ def build_asgi(
     metrics: Metrics,
     inflight: InFlight,
     concerns: Sequence[RouteSet] = CONCERNS,
+    streams: console.Streams | None = None,
 ) -> Dispatch:
+    """The API's app; with ``streams`` (and the context's console) also the console's page
+    and live stream, which are not JSON operations (not in the OpenAPI document)."""
     routes = [r for concern in concerns for r in concern(ctx)]
     routes.append(openapi.route(routes, guards_reads=tokens.guards_reads))
     endpoint_ctx = EndpointContext(tokens, ctx.limits, metrics, inflight)
-    return build_router(routes, endpoint_ctx, list(ctx.models))
+    pages: list[BaseRoute] = console.pages(ctx, streams)
+    return build_router(routes, endpoint_ctx, list(ctx.models), pages)

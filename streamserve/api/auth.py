@@ -6,6 +6,7 @@ metrics.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Sequence
 from enum import Enum
@@ -58,6 +59,28 @@ class Tokens:
         if self._predict and _matches(token, self._predict):
             raise Forbidden("this route changes state and needs an admin token")
         raise Unauthorized("this route needs a valid admin bearer token (api.admin_tokens)")
+
+    def identity(self, authorization: bytes | None) -> str:
+        """Who a request's token names, for the audit log, never the token itself:
+        ``admin-token-N`` (the N-th of api.admin_tokens) or ``predict-token-N``, with the
+        first 8 hex digits of its SHA-256; ``anonymous`` without a known token."""
+        token = _bearer(authorization)
+        if token is None:
+            return "anonymous"
+        for kind, tokens in (("admin", self._admin), ("predict", self._predict)):
+            for i, candidate in enumerate(tokens):
+                if hmac.compare_digest(token, candidate):
+                    digest = hashlib.sha256(candidate).hexdigest()[:8]
+                    return f"{kind}-token-{i + 1} (sha256 {digest})"
+        return "anonymous"
+
+
+def authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The ``Authorization`` header's value, if any."""
+    for key, value in headers:
+        if key == b"authorization":
+            return value
+    return None
 
 
 def _bearer(authorization: bytes | None) -> bytes | None:

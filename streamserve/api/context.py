@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from streamserve import __version__
@@ -10,6 +10,8 @@ from streamserve.api.exceptions import BadRequest, NotFound
 from streamserve.api.http import Limits, Request
 from streamserve.api.serving import ApiModel
 from streamserve.api.writer import Writer
+from streamserve.console.feed import ConsoleFeed
+from streamserve.console.records import AuditLog
 from streamserve.lifecycle.registry import Registry
 
 MAX_VERSION = 2**63 - 1
@@ -24,6 +26,9 @@ class ApiContext:
     guards_reads: bool  # predict tokens configured
     server_version: str = __version__
     lifecycle: Registry | None = None  # the management routes' operations (Redis)
+    audit: AuditLog | None = None  # where the management routes record each change
+    identity: Callable[[bytes | None], str] = lambda _authorization: "anonymous"
+    console: ConsoleFeed | None = None  # the console page's state (Redis)
 
     def model(self, request: Request) -> ApiModel:
         name = request.params["model"]

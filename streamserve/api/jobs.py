@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Any
 
 import numpy as np
 
@@ -129,7 +127,7 @@ def _rows_frame(
 ) -> tuple[FeatureFrame, list[Span]] | None:
     """The row jobs' rows as one frame, for the jobs whose rows it holds whole."""
     rows = [x for i in members for x in jobs[i].as_rows()]
-    numbers = _numbers_only(rows)
+    numbers = FeatureFrame.of_numeric_rows(rows)
     if numbers is not None:  # the common case, at a third of the general way's cost
         spans: list[Span] = []
         start = 0
@@ -154,30 +152,6 @@ def _rows_frame(
             rest.append(i)
         start = end
     return (frame, spans) if spans else None
-
-
-def _numbers_only(rows: list[Features]) -> FeatureFrame | None:
-    """The rows as a frame when they all have the first row's names and hold plain
-    numbers only (booleans count, as the model's preprocessing counts them), else None."""
-    if not rows or not rows[0]:
-        return None
-    names = tuple(rows[0])
-    if sum(map(len, rows)) != len(names) * len(rows):
-        return None
-    get = itemgetter(*names)
-    try:
-        values: list[Any] = [get(x) for x in rows]
-    except KeyError:  # a row without one of the names (so with another instead)
-        return None
-    if len(names) == 1:
-        values = [(v,) for v in values]
-    try:
-        matrix = np.array(values)
-    except (ValueError, OverflowError):
-        return None
-    if matrix.ndim != 2 or matrix.dtype.kind not in "fiub":
-        return None
-    return FeatureFrame(names, matrix.astype(np.float64, copy=False))
 
 
 def _rows_of(scores: ColumnScores, begin: int, end: int) -> ColumnScores:

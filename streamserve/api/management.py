@@ -29,17 +29,18 @@ the champion's, a reserved alias, an ensemble's versions), 503 Redis unreachable
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import redis
 
 from streamserve.api import openapi as oa
-from streamserve.api.auth import Access
+from streamserve.api.auth import Access, authorization
 from streamserve.api.context import ApiContext
 from streamserve.api.exceptions import ApiError, BadRequest, NotFound, Unavailable
 from streamserve.api.http import Reply, Request, json_reply
 from streamserve.api.routing import ApiRoute
+from streamserve.console.records import AuditLog, change_result
 from streamserve.errors import ConfigError
 from streamserve.lifecycle import NotFound as LifecycleNotFound
 from streamserve.lifecycle import Refused, Registry
@@ -59,10 +60,10 @@ class Conflict(ApiError):
     status = 409
 
 
-async def _run(fn: Callable[..., dict[str, Any]], *args: Any) -> Reply:
-    """``fn(*args)`` off the event loop (Redis is synchronous), its errors as answers."""
+async def _call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``fn(*args)`` off the event loop (Redis is synchronous), its errors as API errors."""
     try:
-        return json_reply(await asyncio.to_thread(fn, *args))
+        return await asyncio.to_thread(fn, *args)
     except (LifecycleNotFound, SnapshotNotFoundError) as exc:
         raise NotFound(str(exc)) from exc
     except Refused as exc:
@@ -71,6 +72,14 @@ async def _run(fn: Callable[..., dict[str, Any]], *args: Any) -> Reply:
         raise BadRequest(str(exc)) from exc
     except redis.RedisError as exc:
         raise Unavailable(f"the snapshot store (Redis) did not answer: {exc}") from exc
+
+
+async def _run(fn: Callable[..., dict[str, Any]], *args: Any) -> Reply:
+    return json_reply(await _call(fn, *args))
+
+
+# A change: fills in the arguments it parsed (for the audit log), then makes the change.
+Act = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _object(request: Request, allowed: set[str]) -> Mapping[str, Any]:
@@ -111,10 +120,42 @@ def _decision(request: Request) -> Mapping[str, Any]:
 
 
 class _Handlers:
-    """Each route's handler over one registry."""
+    """Each route's handler over one registry; every change is written to the audit log
+    (who: the token's identity), refused ones too."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(
+        self, registry: Registry, audit: AuditLog | None, identity: Callable[[bytes | None], str]
+    ) -> None:
         self.r = registry
+        self.audit = audit
+        self.identity = identity
+
+    async def _audited(self, request: Request, action: str, act: Act) -> Reply:
+        model = request.params.get("model")
+        args: dict[str, Any] = {k: v for k, v in request.params.items() if k != "model"}
+        outcome, error, result = "ok", None, None
+        try:
+            answer = await act(args)
+            result = change_result(answer)
+            return json_reply(answer)
+        except ApiError as exc:
+            outcome = "refused" if exc.status < 500 else "failed"
+            error = exc.message
+            raise
+        finally:
+            if self.audit is not None:
+                who = self.identity(authorization(request.headers))
+                await asyncio.to_thread(
+                    self.audit.record,
+                    who=who,
+                    via="api",
+                    action=action,
+                    model=model,
+                    args=args,
+                    outcome=outcome,
+                    error=error,
+                    result=result,
+                )
 
     async def listing(self, request: Request) -> Reply:
         return await _run(self.r.listing)
@@ -126,40 +167,72 @@ class _Handlers:
         return await _run(self.r.show, request.params["model"], request.params["version"])
 
     async def pin(self, request: Request) -> Reply:
-        ref = _version_ref(request, "version")
-        return await _run(self.r.pin, request.params["model"], ref)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["version"] = ref = _version_ref(request, "version")
+            return await _call(self.r.pin, request.params["model"], ref)
+
+        return await self._audited(request, "pin", act)
 
     async def unpin(self, request: Request) -> Reply:
-        return await _run(self.r.unpin, request.params["model"])
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.unpin, request.params["model"])
+
+        return await self._audited(request, "unpin", act)
 
     async def rollback(self, request: Request) -> Reply:
-        ref = _version_ref(request, "to")
-        return await _run(self.r.rollback, request.params["model"], ref)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["to"] = ref = _version_ref(request, "to")
+            return await _call(self.r.rollback, request.params["model"], ref)
+
+        return await self._audited(request, "rollback", act)
 
     async def promote(self, request: Request) -> Reply:
-        return await _run(self.r.promote, request.params["model"])
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.promote, request.params["model"])
+
+        return await self._audited(request, "promote", act)
 
     async def pause(self, request: Request) -> Reply:
-        reason = _reason(request)
-        return await _run(self.r.pause_learning, request.params["model"], reason, _BY)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["reason"] = reason = _reason(request)
+            return await _call(self.r.pause_learning, request.params["model"], reason, _BY)
+
+        return await self._audited(request, "pause", act)
 
     async def resume(self, request: Request) -> Reply:
-        return await _run(self.r.resume_learning, request.params["model"], _BY)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.resume_learning, request.params["model"], _BY)
+
+        return await self._audited(request, "resume", act)
 
     async def set_alias(self, request: Request) -> Reply:
-        ref = _version_ref(request, "version")
-        params = request.params
-        return await _run(self.r.set_alias, params["model"], params["alias"], ref)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            args["version"] = ref = _version_ref(request, "version")
+            params = request.params
+            return await _call(self.r.set_alias, params["model"], params["alias"], ref)
+
+        return await self._audited(request, "set_alias", act)
 
     async def delete_alias(self, request: Request) -> Reply:
-        params = request.params
-        return await _run(self.r.delete_alias, params["model"], params["alias"])
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            params = request.params
+            return await _call(self.r.delete_alias, params["model"], params["alias"])
+
+        return await self._audited(request, "delete_alias", act)
 
     async def decide(self, request: Request) -> Reply:
-        return await _run(self.r.decide, request.params["model"], _decision(request))
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            rule = _decision(request)
+            args.update(rule)
+            return await _call(self.r.decide, request.params["model"], rule)
+
+        return await self._audited(request, "decide", act)
 
     async def clear_decision(self, request: Request) -> Reply:
-        return await _run(self.r.decide, request.params["model"], None)
+        async def act(args: dict[str, Any]) -> dict[str, Any]:
+            return await _call(self.r.decide, request.params["model"], None)
+
+        return await self._audited(request, "clear_decision", act)
 
 
 def _param(name: str, what: str) -> dict[str, Any]:
@@ -176,7 +249,7 @@ def routes(ctx: ApiContext) -> list[ApiRoute]:
     """The management routes, when the API has a registry (it does when it has Redis)."""
     if ctx.lifecycle is None:
         return []
-    h = _Handlers(ctx.lifecycle)
+    h = _Handlers(ctx.lifecycle, ctx.audit, ctx.identity)
     m = [oa.model_param(list(ctx.models))]
     v = [*m, _param("version", "a version number, an alias, latest or serving")]
     a = [*m, _param("alias", "an alias name (letters, digits, '-', '_')")]

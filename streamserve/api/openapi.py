@@ -258,6 +258,25 @@ SCHEMAS: dict[str, Any] = {
     },
     "Live": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
     **MANAGEMENT_SCHEMAS,
+    "ConsoleState": {
+        "type": "object",
+        "required": ["at", "models", "audit", "live", "sources"],
+        "properties": {
+            "at": {"type": "number", "description": "epoch seconds"},
+            "experiment": {"type": ["object", "null"]},
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "description": "a model's listing with its live figures, recent drift "
+                    "alerts and its metrics over time",
+                },
+            },
+            "audit": {"type": "array", "items": {"type": "object"}},
+            "live": {"type": "object"},
+            "sources": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
 }
 
 

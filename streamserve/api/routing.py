@@ -18,9 +18,9 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.routing import Route, Router
+from starlette.routing import BaseRoute, Route, Router
 
-from streamserve.api.auth import Access, Tokens
+from streamserve.api.auth import Access, Tokens, authorization
 from streamserve.api.exceptions import ApiError, MethodNotAllowed, NotFound, Unavailable
 from streamserve.api.http import (
     Limits,
@@ -164,7 +164,7 @@ class PathEndpoint:
         deadline = asyncio.get_running_loop().time() + ctx.limits.timeout_s
         reading = True
         try:
-            ctx.tokens.check(route.access, _authorization(headers))
+            ctx.tokens.check(route.access, authorization(headers))
             async with asyncio.timeout_at(deadline):  # one timer for the whole request
                 body = b""
                 if route.method in ("POST", "PUT", "PATCH"):
@@ -186,13 +186,6 @@ class PathEndpoint:
         except Exception:
             logger.exception("api: %s %s failed", route.method, route.name)
             return error_reply(ApiError("internal error (logged by the server)", status=500))
-
-
-def _authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    for key, value in headers:
-        if key == b"authorization":
-            return value
-    return None
 
 
 class _NotFound:
@@ -235,10 +228,14 @@ MODEL_PARAM = "{model:name}"
 
 
 def build_router(
-    routes: Sequence[ApiRoute], ctx: EndpointContext, models: Sequence[str] = ()
+    routes: Sequence[ApiRoute],
+    ctx: EndpointContext,
+    models: Sequence[str] = (),
+    others: Sequence[BaseRoute] = (),
 ) -> Dispatch:
     """One endpoint per path, in the order given; the paths whose only parameter is the
-    model are also indexed in full for each of ``models``."""
+    model are also indexed in full for each of ``models``. ``others`` (Starlette routes:
+    pages, streams) are mounted after them."""
     by_path: dict[str, list[ApiRoute]] = {}
     for r in routes:
         by_path.setdefault(r.path, []).append(r)
@@ -250,6 +247,7 @@ def build_router(
         elif path.count("{") == 1 and MODEL_PARAM in path:
             for name in models:
                 exact[path.replace(MODEL_PARAM, name)] = (endpoint, {"model": name})
-    mounted = [Route(path, endpoint) for path, endpoint in endpoints.items()]
+    mounted: list[BaseRoute] = [Route(path, endpoint) for path, endpoint in endpoints.items()]
+    mounted.extend(others)
     router = Router(routes=mounted, redirect_slashes=False, default=_NotFound(ctx.metrics))
     return Dispatch(router, exact)

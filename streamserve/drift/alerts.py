@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from streamserve.kafka.delivery import Batch, produce
 from streamserve.metrics import Metrics
@@ -65,12 +65,26 @@ class DriftAlert:
         }
 
 
+class AlertRecorder(Protocol):
+    """Somewhere else an alert is kept (the console's alert log in Redis); never raises."""
+
+    def record(self, alert: Mapping[str, Any]) -> None: ...
+
+
 class AlertSink:
-    """Writes each alert to the topic (keyed by model), counts it and logs it."""
+    """Writes each alert to the topic (keyed by model), counts it and logs it; and hands it
+    to ``recorder`` when one is given."""
 
     def __init__(
-        self, *, producer: Any, topic: str, encoder: Encoder[Mapping[str, Any]], metrics: Metrics
+        self,
+        *,
+        producer: Any,
+        topic: str,
+        encoder: Encoder[Mapping[str, Any]],
+        metrics: Metrics,
+        recorder: AlertRecorder | None = None,
     ) -> None:
+        self._recorder = recorder
         self._producer = producer
         self._topic = topic
         self._encode = encoder.encode
@@ -97,8 +111,11 @@ class AlertSink:
             alert.action,
             "" if alert.action_version is None else f" -> v{alert.action_version}",
         )
+        record = alert.as_record()
+        if self._recorder is not None:
+            self._recorder.record(record)
         try:
-            value = self._encode(alert.as_record())
+            value = self._encode(record)
         except EncodeError as exc:
             # Counted and logged (the line above has the alert itself); not produced.
             self._encode_failures.labels(alert.model).inc()

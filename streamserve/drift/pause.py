@@ -16,16 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import redis
-
 from streamserve.drift import alerts as actions
 from streamserve.drift.alerts import AlertSink, DriftAlert
 from streamserve.metrics import Metrics
+from streamserve.redis.retry import TRANSIENT_ERRORS
 from streamserve.snapshots.learning import BY_BREAKER, LearningState
 
 logger = logging.getLogger(__name__)
 
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_REDIS_ERRORS = TRANSIENT_ERRORS  # a Redis Cluster's failover errors too
 SIGNAL = "learning"
 
 
@@ -136,9 +135,9 @@ class LearningGate:
             self._passed.inc(n)
 
     def release(self) -> None:
-        """This process no longer leads the model: it reports no pause."""
+        """This process stops leading the model (for good, or to restore again): it
+        reports no pause until it reads the state again, at its next poll."""
         self._gauge.set(0)
-        self._state = LearningState()
         self._next_poll = -float("inf")
 
     def _write(self, state: LearningState) -> bool:

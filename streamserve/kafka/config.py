@@ -127,8 +127,12 @@ def producer_config(
 def transactional_id(s: KafkaSettings, role: str, instance: str) -> str:
     """A transactional.id unique to one role instance: ``<group prefix>-<role>-<instance>``.
 
-    Zombie instances are fenced by the consumer group generation sent with the offsets
-    (``send_offsets_to_transaction`` with the group metadata), not by reusing ids.
+    ``instance`` is ``kafka.instance_id`` when set (stable across restarts: the restarted
+    instance's ``init_transactions`` bumps the producer epoch, which fences the old one
+    and aborts the transaction it left open at once, instead of after
+    ``transaction.timeout.ms``), else unique to the process. Either way, zombie instances
+    are also fenced by the consumer group generation sent with the offsets
+    (``send_offsets_to_transaction`` with the group metadata).
     """
     return f"{s.group_prefix}-{role}-{instance}"
 

@@ -207,15 +207,26 @@ class RiverLearner:
                 self._compiled = None
         return self._compiled
 
-    def learn_one(self, x: Features, y: LabelValue) -> None:
+    def learn_one(self, x: Features, y: LabelValue, w: float = 1.0) -> None:
+        """Learn ``(x, y)``; with a weight ``w`` other than 1 (negative sampling), River's
+        ``learn_one(x, y, w=w)`` (the settings allow it only for estimators that take it)."""
         self._compiled = None
         self._compile_pending = True
         try:
-            self._model.learn_one(x, y)
+            if w == 1.0:
+                self._model.learn_one(x, y)
+            else:
+                self._model.learn_one(x, y, w=w)
         except Exception as exc:
             raise ModelError(f"model {self.spec.name!r} failed to learn: {exc!r}") from exc
 
-    def prequential_one(self, x: Features, y: LabelValue) -> Scored:
+    def prequential_weighted(
+        self, xs: Sequence[Features], ys: Sequence[LabelValue], ws: Sequence[float]
+    ) -> list[Scored]:
+        """``prequential_one`` over the examples in order, each learned with its weight."""
+        return [self.prequential_one(x, y, w) for x, y, w in zip(xs, ys, ws, strict=True)]
+
+    def prequential_one(self, x: Features, y: LabelValue, w: float = 1.0) -> Scored:
         """Score ``x``, then learn ``(x, y)``: ``predict_one`` then ``learn_one``, with the
         same results. For the usual ``Preprocess | estimator`` pipeline the two steps are
         driven directly, as ``Pipeline`` drives them (transform for the score; learn the
@@ -224,7 +235,7 @@ class RiverLearner:
         steps = self._steps
         if steps is None or compose.Pipeline._LEARN_UNSUPERVISED_DURING_PREDICT:
             scored = self.predict_one(x)
-            self.learn_one(x, y)
+            self.learn_one(x, y, w)
             return scored
         pre, last = steps
         try:
@@ -235,7 +246,10 @@ class RiverLearner:
         self._compiled = None
         self._compile_pending = True
         try:
-            last.learn_one(x=pre.learn_transform_one(x), y=y)
+            if w == 1.0:
+                last.learn_one(x=pre.learn_transform_one(x), y=y)
+            else:
+                last.learn_one(x=pre.learn_transform_one(x), y=y, w=w)
         except Exception as exc:
             raise ModelError(f"model {self.spec.name!r} failed to learn: {exc!r}") from exc
         return scored

@@ -41,6 +41,9 @@ class ModelSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     preprocess: bool = True
     torch: TorchSettings | None = None
+    # binary models: the learner keeps this share of the negative examples, weighted 1/rate
+    # (streamserve.learners.sampling); None learns every example
+    negative_sampling: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -61,5 +64,9 @@ class ModelSpec:
             )
         if not all(isinstance(key, str) for key in self.params):
             raise LearnerConfigError("params keys must be strings (keyword argument names)")
+        if self.negative_sampling is not None and not 0.0 < self.negative_sampling < 1.0:
+            raise LearnerConfigError(
+                f"negative_sampling must be in (0, 1), got {self.negative_sampling!r}"
+            )
         if self.torch is not None and not isinstance(self.torch, TorchSettings):
             object.__setattr__(self, "torch", torch_settings(self.torch))

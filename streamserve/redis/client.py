@@ -1,4 +1,11 @@
-"""The Redis client every role shares: credentials (ACL user, password) and TLS.
+"""The Redis client every role shares: one server or a Redis Cluster; credentials (ACL
+user, password) and TLS.
+
+``redis.cluster: true``, or a URL whose scheme is ``redis+cluster://`` or
+``rediss+cluster://``, builds redis-py's :class:`~redis.cluster.RedisCluster` from the URL's
+host as a seed node (the client discovers the others). Every key streamserve writes carries a
+hash tag (``{model}`` for a model's keys, ``{event id}`` for the join state), so each Lua
+script touches one slot; see the README's Redis Cluster section for the pub/sub caveats.
 
 TLS files are checked when the client is built, so a bad TLS configuration fails at
 start with an error naming the setting; the first PING tells a refused login (fatal,
@@ -14,22 +21,35 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from streamserve.errors import ConfigError, StreamserveError
+from streamserve.redis.types import RedisClient
 from streamserve.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
 
 _TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
 
 class RedisAuthError(StreamserveError):
     """Redis refused our credentials (wrong user or password, or a disabled user)."""
 
 
+class RedisClusterUnreachable(StreamserveError):
+    """No node of the Redis Cluster answered when the client was built.
+
+    Unlike a single server, which the roles wait for, the cluster client needs one node
+    to learn the cluster's layout before it can be built at all; the process stops and its
+    supervisor starts it again."""
+
+
 def tls_kwargs(r: RedisSettings) -> dict[str, Any]:
     """redis-py keyword arguments for TLS, after checking every file they name."""
-    url = r.url or ""
+    url = plain_url(r.url or "")
     tls = url.startswith("rediss://")
     files = {key: getattr(r, key) for key in _TLS_FILES if getattr(r, key)}
     if not tls:
@@ -71,7 +91,21 @@ def tls_kwargs(r: RedisSettings) -> dict[str, Any]:
     return kwargs
 
 
-def build_client(r: RedisSettings) -> redis.Redis:
+def is_cluster(r: RedisSettings) -> bool:
+    """Whether the settings name a Redis Cluster (``redis.cluster`` or a cluster URL)."""
+    return r.cluster or (r.url or "").startswith(CLUSTER_SCHEMES)
+
+
+def plain_url(url: str) -> str:
+    """``url`` with a cluster scheme turned into the redis-py one (``redis+cluster://h``
+    -> ``redis://h``); any other URL unchanged."""
+    for scheme in CLUSTER_SCHEMES:
+        if url.startswith(scheme):
+            return scheme.replace("+cluster", "") + url[len(scheme) :]
+    return url
+
+
+def build_client(r: RedisSettings) -> RedisClient:
     if not r.url:
         raise ConfigError("redis.url", "required; pass --redis-url or set STREAMSERVE_REDIS_URL")
     kwargs: dict[str, Any] = {
@@ -84,10 +118,26 @@ def build_client(r: RedisSettings) -> redis.Redis:
     if r.password is not None:
         kwargs["password"] = r.password.get()
     kwargs.update(tls_kwargs(r))
-    return redis.Redis.from_url(r.url, **kwargs)
+    url = plain_url(r.url)
+    if is_cluster(r):
+        if url.startswith("unix://"):
+            raise ConfigError("redis.url", "a Redis Cluster is reached over TCP, not unix://")
+        try:
+            return RedisCluster.from_url(url, **kwargs)
+        except (RedisClusterException, redis.RedisError) as exc:
+            raise RedisClusterUnreachable(
+                f"no node of the Redis Cluster at {_where(url)} answered (redis.url): {exc}"
+            ) from exc
+    return redis.Redis.from_url(url, **kwargs)
 
 
-def check_login(client: redis.Redis, r: RedisSettings) -> None:
+def _where(url: str) -> str:
+    """The host and port of ``url``, without credentials."""
+    rest = url.split("://", 1)[-1]
+    return rest.rsplit("@", 1)[-1].split("/", 1)[0]
+
+
+def check_login(client: RedisClient, r: RedisSettings) -> None:
     """PING once: a refused login or a failed certificate check is fatal and named;
     an unreachable server is only logged (roles retry Redis while it is down)."""
     who = f"user '{r.username}'" if r.username else "the default user"

@@ -14,21 +14,38 @@ is an accepted duplicate under at-least-once), while a replay of the first side 
 emits — even though the Redis state is outside the Kafka transaction, a pair is emitted
 by one side only. Nothing is deleted on a match, so a replay still finds the other side.
 
-A sorted set of pending keys (score: deadline) lets :meth:`JoinState.sweep` count what
-expired without a match; a side is removed from it as soon as its pair is complete.
+Sorted sets of pending keys (score: deadline) let :meth:`JoinState.sweep` count what
+expired without a match; a side is removed from them as soon as its pair is complete.
+There are :data:`PENDING_BUCKETS` of them, an id's bucket fixed by a CRC32 of the id and
+each bucket's key hash-tagged apart, so on a Redis Cluster the join state (pairs and
+pending sets alike) is spread over the slots of every master, not piled on one.
+
+The scripts of a batch go out in one pipeline as EVALSHA (on a Redis Cluster the pipeline
+is split per master). A server that does not know the script yet (a fresh one, or a
+replica just promoted) answers NOSCRIPT: the script is loaded (on every master of a
+cluster) and the batch run again; a replayed side keeps its stored flag, so running a
+script twice changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
+from redis.exceptions import NoScriptError
 
 from streamserve.records import Features, LabelValue
+from streamserve.redis.types import RedisClient
+
+logger = logging.getLogger(__name__)
+
+PENDING_BUCKETS = 16
 
 # KEYS: mine, theirs. ARGV: my JSON, TTL in ms.
 # Returns {emit, theirs_present, their JSON or ""}; a stored value is "<flag><JSON>".
@@ -80,15 +97,43 @@ Side = EventSide | LabelSide
 class JoinState:
     """Stores one side of each pair until the other arrives or the window passes."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, window_s: float) -> None:
+    def __init__(self, client: RedisClient, *, prefix: str, window_s: float) -> None:
         self._redis = client
         self._prefix = prefix
         self._ttl_ms = max(1, int(window_s * 1000))
-        self._pending = f"{prefix}:join:pending"
-        self._script = client.register_script(_PUT_GET)
+        self._sha = hashlib.sha1(_PUT_GET.encode()).hexdigest()
+
+    @property
+    def pending_keys(self) -> list[str]:
+        """The sorted sets of sides waiting for their pair, one per bucket."""
+        return [self._pending_key(b) for b in range(PENDING_BUCKETS)]
+
+    def _pending_key(self, bucket: int) -> str:
+        return f"{self._prefix}:join:pending:{{{bucket}}}"
+
+    def _pending_of(self, event_id: str) -> str:
+        return self._pending_key(zlib.crc32(event_id.encode()) % PENDING_BUCKETS)
 
     def _key(self, event_id: str, kind: str) -> str:
         return f"{self._prefix}:join:{{{event_id}}}:{kind}"
+
+    def _run_scripts(self, items: Sequence[tuple[str, Side]]) -> list[Any]:
+        # EVALSHA as a plain command: the cluster pipeline refuses Script objects (it cannot
+        # load them first), and both clients route it by its keys' slot.
+        pipe = self._redis.pipeline(transaction=False)
+        for event_id, side in items:
+            mine, theirs = (EVENT, LABEL) if isinstance(side, EventSide) else (LABEL, EVENT)
+            pipe.execute_command(
+                "EVALSHA",
+                self._sha,
+                2,
+                self._key(event_id, mine),
+                self._key(event_id, theirs),
+                _dump(side),
+                self._ttl_ms,
+            )
+        result: list[Any] = pipe.execute()
+        return result
 
     def put_many(self, items: Sequence[tuple[str, Side]]) -> list[Side | None]:
         """Store each side; return the other side of each pair where this side emits.
@@ -102,23 +147,21 @@ class JoinState:
             return []
         now_ms = int(time.time() * 1000)
         deadline = now_ms + self._ttl_ms
-        pipe = self._redis.pipeline(transaction=False)
-        for event_id, side in items:
-            mine, theirs = (EVENT, LABEL) if isinstance(side, EventSide) else (LABEL, EVENT)
-            self._script(
-                keys=[self._key(event_id, mine), self._key(event_id, theirs)],
-                args=[_dump(side), self._ttl_ms],
-                client=pipe,
-            )
-        raw: list[Any] = pipe.execute()
+        try:
+            raw = self._run_scripts(items)
+        except NoScriptError:
+            logger.info("join state: a Redis node did not know the join script; loading it")
+            self._redis.script_load(_PUT_GET)
+            raw = self._run_scripts(items)
         out: list[Side | None] = []
         book = self._redis.pipeline(transaction=False)
         for (event_id, side), (emit, theirs_present, other) in zip(items, raw, strict=True):
             mine = EVENT if isinstance(side, EventSide) else LABEL
+            pending = self._pending_of(event_id)
             if not theirs_present:
-                book.zadd(self._pending, {f"{mine}|{event_id}": deadline})
+                book.zadd(pending, {f"{mine}|{event_id}": deadline})
             else:
-                book.zrem(self._pending, f"{EVENT}|{event_id}", f"{LABEL}|{event_id}")
+                book.zrem(pending, f"{EVENT}|{event_id}", f"{LABEL}|{event_id}")
             out.append(_load(other, EVENT if mine == LABEL else LABEL) if emit else None)
         book.execute()
         return out
@@ -140,17 +183,25 @@ class JoinState:
             for ev, lb in zip(raw[::2], raw[1::2], strict=True)
         ]
 
-    def sweep(self, now_ms: int | None = None, limit: int = 1000) -> dict[str, int]:
-        """Count and forget pending sides whose window passed: {"event": n, "label": m}."""
+    def sweep(self, now_ms: int | None = None, limit: int = 1024) -> dict[str, int]:
+        """Count and forget pending sides whose window passed: {"event": n, "label": m}.
+
+        At most ``limit`` in one call (an equal share per bucket); the rest next time."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        due: list[bytes] = list(self._redis.zrangebyscore(self._pending, "-inf", now_ms, 0, limit))  # type: ignore[arg-type]
+        per_bucket = max(1, limit // PENDING_BUCKETS)
+        scan = self._redis.pipeline(transaction=False)
+        for key in self.pending_keys:
+            scan.zrangebyscore(key, "-inf", now_ms, 0, per_bucket)
+        found: list[list[bytes]] = scan.execute()
+        keys = self.pending_keys
+        due = [(key, m) for key, members in zip(keys, found, strict=True) for m in members]
         counts = {"event": 0, "label": 0}
         if not due:
             return counts
         pipe = self._redis.pipeline(transaction=False)
-        for member in due:
-            pipe.zrem(self._pending, member)
-        for member, removed in zip(due, pipe.execute(), strict=True):
+        for key, member in due:
+            pipe.zrem(key, member)
+        for (_, member), removed in zip(due, pipe.execute(), strict=True):
             if removed:  # another replica may have swept it first
                 counts["event" if member.startswith(b"e|") else "label"] += 1
         return counts

@@ -8,12 +8,34 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 from streamserve.errors import Interrupted
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    # Redis Cluster, while a master is down and before a replica took over its slots
+    # (CLUSTERDOWN, TRYAGAIN), or while the client's slot map names no node for a slot
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
+"""Errors that pass when Redis comes back (or its cluster heals): retried, not fatal."""
+
+ANY_REDIS_ERROR: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+"""Every error either client raises (the cluster client's own do not derive from
+``RedisError``)."""
 
 
 class RetryPolicy:
@@ -32,7 +54,7 @@ class RetryPolicy:
         while True:
             try:
                 result = fn()
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 failures += 1
                 if failures == 1 or failures % 10 == 0:
                     logger.warning("%s: Redis unavailable (%s); retrying", what, exc)

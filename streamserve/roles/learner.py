@@ -11,6 +11,12 @@ The examples-topic offsets live inside each snapshot: on start the leader resume
 the newest snapshot that verifies, at the offsets it reflects, so the model reflects each
 example once. Offsets are also committed to the consumer group, for lag dashboards only.
 
+While the model's learning is paused (``models pause``, or the training breaker) the
+learner reads its examples and moves past them without learning them
+(:mod:`streamserve.drift.pause`); the training guard (:mod:`streamserve.drift.guard`)
+sees each batch's labels first, pausing on a jump of the label stream and rolling the
+serving version back when it does worse than its predecessor on the events it answered.
+
 A snapshot is written only once every output produced before it (dead-letter copies,
 drift alerts) was acknowledged without error: the learner's producer tracks each one, and
 one whose delivery failed is produced again before the checkpoint is tried again
@@ -27,11 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, TopicPartition
 
 from streamserve.drift.alerts import AlertSink
 from streamserve.drift.error_monitor import ErrorMonitor, Outcome
+from streamserve.drift.guard import TrainingGuard
+from streamserve.drift.live_error import Labelled
 from streamserve.drift.pause import LearningGate
 from streamserve.kafka.admin import broker_answers
 from streamserve.kafka.committer import rewind
@@ -45,10 +52,12 @@ from streamserve.learners.catalogue import build_learner
 from streamserve.learners.evaluation import RunningMetrics
 from streamserve.learners.exceptions import LabelError
 from streamserve.learners.labels import coerce_label
+from streamserve.learners.sampling import NegativeSampler, weighted
 from streamserve.learners.spec import ModelSpec
 from streamserve.lifecycle.evidence import ShadowEvidence
 from streamserve.metrics import Metrics
 from streamserve.records import Example, Features, LabelValue
+from streamserve.redis.retry import TRANSIENT_ERRORS
 from streamserve.roles.exceptions import LeadershipLost, RolledBack, StoppedWhileWaiting
 from streamserve.roles.restore import Restorer
 from streamserve.serde.codecs import Decoder
@@ -62,7 +71,7 @@ from streamserve.snapshots.store import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
-_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+_REDIS_ERRORS = TRANSIENT_ERRORS
 FLUSH_S = 3.0  # a checkpoint waits this long for produced records; retried otherwise
 
 
@@ -95,9 +104,23 @@ class _Item:
     example: Example | None
     rows: ExampleRows
     row: int
+    weight: float = 1.0  # under negative sampling: what the example is learned with
 
     def full_example(self) -> Example:
         return self.example if self.example is not None else self.rows.example(self.row)
+
+
+def _labelled(items: list[_Item]) -> list[Labelled]:
+    """The batch's learnable examples as the training guard reads them (the record's
+    time where the example has no label time)."""
+    out: list[Labelled] = []
+    for item in items:
+        if item.features is None:
+            continue
+        ex = item.full_example()
+        label_ms = ex.label_ts if ex.label_ts is not None else record_ts(item.msg)
+        out.append(Labelled(ex.event_id, item.features, item.label, label_ms))
+    return out
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,7 @@ class LearnerRole:
         alerts: AlertSink | None = None,
         topic_identity: TopicIdentity | None = None,
         gate: LearningGate | None = None,
+        guard: TrainingGuard | None = None,
         evidence: ShadowEvidence | None = None,
     ) -> None:
         self.spec = spec
@@ -153,9 +177,21 @@ class LearnerRole:
         self._alerts = alerts
         self._topic = topic_identity
         self._gate = gate
+        self._guard = guard
         self._evidence = evidence  # automatic promotion's paired errors (auto_promote)
         self._consumer: Any = None
         self._learned = metrics.examples_learned.labels(spec.name)
+        self._sampled_out = metrics.examples_sampled_out.labels(spec.name)
+        self._sampler = (
+            NegativeSampler(spec.negative_sampling) if spec.negative_sampling is not None else None
+        )
+        if self._sampler is not None:
+            logger.info(
+                "learner %s: negative sampling: keeps %.4g of the negatives, weighted %.4g",
+                spec.name,
+                self._sampler.rate,
+                self._sampler.weight,
+            )
         self._leader = metrics.learner_leader.labels(spec.name)
         self._lag = LagReporter(metrics.consumer_lag, f"learner-{spec.name}")
         metrics.learning_paused.labels(spec.name).set(0)
@@ -234,7 +270,7 @@ class LearnerRole:
                 self._lag.report(consumer, ((self._cfg.examples_topic, p) for p in assigned))
                 paused = self._gate is not None and self._gate.poll(state.version)
                 if self._topic_checked(consumer, state, assigned, msgs) and msgs:
-                    if paused:
+                    if paused and self._guard is None:
                         self._pass_over(state, consumer, msgs)
                     else:
                         self._learn_batch(state, msgs)
@@ -391,13 +427,22 @@ class LearnerRole:
 
     def _learn_batch(self, state: LearnerState, msgs: list[Message]) -> None:
         items = self._decode_batch(msgs)
+        if self._guard is not None:
+            verdict = self._guard.admit(state.version, _labelled(items))
+            if verdict.rolled_back_to is not None:
+                raise RolledBack(self.spec.name, verdict.rolled_back_to)
+            if not verdict.learn:
+                self._pass_over(state, self._consumer, [item.msg for item in items])
+                return
         learnable = [k for k, item in enumerate(items) if item.features is not None]
+        if self._sampler is not None:
+            learnable = self._sample(items, learnable)
         scored = self._prequential(state.learner, items, learnable)
         learner, metrics, monitor = state.learner, state.metrics, state.drift
         learned = 0
         for k, item in enumerate(items):
             s, features, y = scored.get(k), item.features, item.label
-            if s is None or features is None:  # dead-lettered
+            if s is None or features is None:  # dead-lettered, or left out by sampling
                 self._record(item.msg, state)
                 continue
             metrics.update(y, s)
@@ -407,8 +452,6 @@ class LearnerRole:
             if self._on_learned is not None:
                 self._on_learned(self.spec.name, item.full_example(), s)
             self._record(item.msg, state)  # a promotion's snapshot reflects this example
-            if self._evidence is not None:
-                self._evidence.observe(item.msg.partition(), item.msg.offset(), y, s)
             if monitor is None:
                 continue
             outcome = monitor.observe(
@@ -429,8 +472,22 @@ class LearnerRole:
                     rest = [j for j in learnable if j > k and j in scored]
                     scored.update(self._prequential(learner, items, rest))
         self._learned.inc(learned)
-        if self._evidence is not None and self._alerts is not None:
-            for decision in self._evidence.after_batch(state.version):
+        self._weigh_evidence(state, items, scored)
+
+    def _weigh_evidence(
+        self, state: LearnerState, items: list[_Item], scored: dict[int, Scored]
+    ) -> None:
+        """Automatic promotion (``serving.auto_promote``): note the error of each example
+        learned, then write any decision it reaches to drift-alerts."""
+        evidence = self._evidence
+        if evidence is None:
+            return
+        for k in sorted(scored):  # in batch order
+            item = items[k]
+            if item.features is not None:
+                evidence.observe(item.msg.partition(), item.msg.offset(), item.label, scored[k])
+        for decision in evidence.after_batch(state.version):
+            if self._alerts is not None:
                 self._alerts.emit(decision)  # tracked by the learner's producer
 
     def _pass_over(self, state: LearnerState, consumer: Any, msgs: list[Message]) -> None:
@@ -481,16 +538,40 @@ class LearnerRole:
                 items.append(_Item(m, None, False, None, rows, i))
         return items
 
+    def _sample(self, items: list[_Item], learnable: list[int]) -> list[int]:
+        """The learnable items that negative sampling keeps (each given its weight); the
+        others are counted, and only their offsets move on."""
+        sampler = self._sampler
+        assert sampler is not None
+        kept = []
+        for k in learnable:
+            item = items[k]
+            w = sampler.weight_of(item.label, item.msg.partition() or 0, item.msg.offset() or 0)
+            if w is None:
+                continue
+            item.weight = w
+            kept.append(k)
+        self._sampled_out.inc(len(learnable) - len(kept))
+        return kept
+
     def _prequential(
         self, learner: Learner, items: list[_Item], which: list[int]
     ) -> dict[int, Scored]:
         """Items ``which`` scored, then learned, in order; one by one when a label cannot
-        be learned (that record goes to dead-letter, its item loses its features)."""
+        be learned (that record goes to dead-letter, its item loses its features). Under
+        negative sampling each is learned with its weight."""
         if not which:
             return {}
         xs = [items[k].features or {} for k in which]
         try:
-            many = learner.prequential_many(xs, [items[k].label for k in which])
+            ys = [items[k].label for k in which]
+            many = (
+                learner.prequential_many(xs, ys)
+                if self._sampler is None
+                else weighted(learner).prequential_weighted(
+                    xs, ys, [items[k].weight for k in which]
+                )
+            )
         except LabelError:
             pass  # learn them one by one, each wrong label to dead-letter
         else:
@@ -499,7 +580,13 @@ class LearnerRole:
         for k in which:
             item = items[k]
             try:
-                scored[k] = learner.prequential_one(item.features or {}, item.label)
+                scored[k] = (
+                    learner.prequential_one(item.features or {}, item.label)
+                    if self._sampler is None
+                    else weighted(learner).prequential_weighted(
+                        [item.features or {}], [item.label], [item.weight]
+                    )[0]
+                )
             except LabelError as exc:
                 self._dlq.send(item.msg, "learn", exc, None)
                 item.features = None

@@ -15,13 +15,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-import redis
-
 from streamserve.errors import StreamserveError
+from streamserve.redis.retry import ANY_REDIS_ERROR
 from streamserve.serving.decisions import Decision
 from streamserve.serving.experiment import Experiment
 
 logger = logging.getLogger(__name__)
+
+_READ_ERRORS: tuple[type[Exception], ...] = (*ANY_REDIS_ERROR, StreamserveError)
 
 T = TypeVar("T")
 
@@ -82,7 +83,7 @@ class ServingConfigWatcher:
     def _refresh(self, what: str, holder: Current[Any], read: Any) -> None:
         try:
             value = read()
-        except (redis.RedisError, StreamserveError) as exc:
+        except _READ_ERRORS as exc:
             logger.warning("serving config: %s not read (%s); keeping the current one", what, exc)
             if self._on_failure is not None:
                 self._on_failure(what)

@@ -11,8 +11,7 @@ import os
 import socket
 import uuid
 
-import redis
-
+from streamserve.redis.types import RedisClient
 from streamserve.snapshots.exceptions import SnapshotError
 
 logger = logging.getLogger(__name__)
@@ -56,13 +55,14 @@ def new_holder_token() -> str:
 class Lease:
     """A compare-and-set lease on ``key`` held under the token ``holder``."""
 
-    def __init__(self, redis: redis.Redis, key: str, *, ttl_ms: int, holder: str) -> None:
+    def __init__(self, redis: RedisClient, key: str, *, ttl_ms: int, holder: str) -> None:
         if not isinstance(key, str) or not key:
             raise SnapshotError("lease key must be a non-empty string")
         if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or ttl_ms < 1:
             raise SnapshotError(f"lease ttl_ms must be an int >= 1, got {ttl_ms!r}")
         if not isinstance(holder, str) or not holder:
             raise SnapshotError("lease holder token must be a non-empty string")
+        self._redis = redis
         self._key = key
         self._ttl_ms = ttl_ms
         self._token = holder
@@ -95,6 +95,13 @@ class Lease:
         if not renewed:
             logger.warning("lease %s lost by %s", self._key, self._token)
         return renewed
+
+    def holder_now(self) -> str | None:
+        """The token of whoever holds the lease now (None when it is free)."""
+        raw = self._redis.get(self._key)
+        if raw is None:
+            return None
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
     def release(self) -> None:
         """Give the lease up if we hold it; a no-op otherwise."""

@@ -29,9 +29,9 @@ import re
 import time
 from typing import Any
 
-import redis
 from redis.client import PubSub
 
+from streamserve.redis.types import RedisClient
 from streamserve.snapshots.codec import SnapshotMeta, peek_meta
 from streamserve.snapshots.exceptions import (
     FencedError,
@@ -272,7 +272,7 @@ class SnapshotStore:
     arguments raise ``SnapshotError``.
     """
 
-    def __init__(self, redis: redis.Redis, *, prefix: str = "ss", keep: int = 10) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str = "ss", keep: int = 10) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise SnapshotError(f"prefix must be a non-empty string without braces: {prefix!r}")
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:

@@ -1,6 +1,7 @@
 """Each command builds only what it uses: ``topics create`` needs a broker and nothing
 else (no Redis URL, no signing key), ``snapshots list/pin/unpin`` (aliases of ``models
-list/pin/unpin``) need Redis and nothing else (no bootstrap servers, no signing key)."""
+list/pin/unpin``) need Redis and nothing else (no bootstrap servers, no signing key),
+``score-file`` Redis and the signing key (no bootstrap servers)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 
 from streamserve.cli import main
+from streamserve.learners.catalogue import build_learner
+from streamserve.learners.spec import ModelSpec, Task
 from streamserve.snapshots.codec import SnapshotCodec, SnapshotMeta
 from streamserve.snapshots.store import SnapshotStore
 from streamserve.topics import REQUIRED_TOPICS
@@ -97,3 +101,39 @@ def test_snapshots_list_pin_unpin_need_only_redis(
     assert main(["snapshots", "unpin", "--redis-url", redis_url]) == 0
     unpinned = json.loads(capsys.readouterr().out)["models"][0]
     assert (unpinned["serving"], unpinned["pinned"]) == (3, False)
+
+
+def test_score_file_needs_redis_and_the_signing_key_only(
+    redis_url: str, uid: str, tmp_path: Path
+) -> None:
+    """No bootstrap servers: a file is scored from Redis with the signing key; without the
+    key the command stops at start naming it (exit 2)."""
+    key = "score-file-only-key-0123456789abcd"
+    learner = build_learner(ModelSpec(MODEL, Task.BINARY, "logistic_regression"))
+    learner.learn_one({"x": 1.0}, True)
+    meta = SnapshotMeta(
+        model=MODEL,
+        version=1,
+        parent=None,
+        created_at=time.time(),
+        examples_seen=1,
+        offsets={},
+        metrics={},
+        format=learner.format,
+        learner="logistic_regression",
+    )
+    client = redis.Redis.from_url(redis_url)
+    SnapshotStore(client, prefix=f"t{uid}").publish(
+        meta, SnapshotCodec([key.encode()]).encode(meta, learner.dumps())
+    )
+    client.close()
+    d = tmp_path
+    (d / "in.jsonl").write_text('{"x": 0.5}\n')
+    args = ["score-file", str(d / "in.jsonl"), str(d / "out.jsonl"), "--redis-url", redis_url]
+    env = _bare_env(STREAMSERVE__REDIS__KEY_PREFIX=f"t{uid}")
+    done = _cli(args, env)
+    assert done.returncode == 2, done.stderr
+    assert "snapshots.signing_key" in done.stderr
+    done = _cli(args, {**env, "STREAMSERVE_SNAPSHOT_KEY": key})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((d / "out.jsonl").read_text())["model_version"] == 1

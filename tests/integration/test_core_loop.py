@@ -205,6 +205,7 @@ def test_metrics_and_health_over_http(
         assert name in body, name
     assert 'streamserve_events_scored_total{model="default"} 20.0' in body
     assert health["ok"] is True
-    assert set(health["roles"]) == {"scorer", "joiner", "learner-default"}
+    # and the console's status publisher, which runs beside the roles of every process
+    assert set(health["roles"]) == {"scorer", "joiner", "learner-default", "status"}
     assert health["roles"]["scorer"]["serving"] == {"default": 0}
     assert missing == 404

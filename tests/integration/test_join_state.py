@@ -31,7 +31,10 @@ LB = LabelSide(True, 2000)
 
 
 def _pending(state: JoinState, client: redis.Redis) -> set[bytes]:
-    return set(client.zrange(state._pending, 0, -1))  # type: ignore[arg-type]
+    members: set[bytes] = set()
+    for key in state.pending_keys:
+        members |= set(client.zrange(key, 0, -1))  # type: ignore[arg-type]
+    return members
 
 
 def test_event_then_label_only_the_label_emits_even_when_both_replay(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench import report
+from bench.procs import CpuShare
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTES = ROOT / "bench" / "NOTES.md"
@@ -200,3 +201,45 @@ def test_the_figure_check_sees_figures() -> None:
     paragraphs = _paragraphs("Intro.\n\n- ran at 120,000-165,000/s\n- took 0.6 ms\n- 2 cores")
     assert [bool(FIGURE.search(p)) for p in paragraphs] == [False, True, True, False]
     assert FIGURE.search("p99 was 0.66x") and not FIGURE.search("p99 and fetch.wait.max.ms")
+
+
+def _scaling_run(n: int, rate: float, scorers: float, broker: float, machine: float) -> Any:
+    return {
+        "variant": f"{n} scorer process(es)",
+        "rate": rate,
+        "processes": n,
+        "scorer_cpu_s": scorers,
+        "broker_cpu_s": broker,
+        "machine_busy_s": machine,
+        "wall_s": 1.0,
+    }
+
+
+@pytest.mark.parametrize(("machine", "bound"), [(1.95, True), (1.2, False)])
+def test_the_scaling_section_says_what_bounds_it_from_the_cpu_it_recorded(
+    machine: float, bound: bool
+) -> None:
+    results = {
+        "machine": ["2 cores"],
+        "scaling": [
+            _scaling_run(1, 400_000, 0.9, 0.5, machine),
+            _scaling_run(2, 360_000, 1.0, 0.6, machine),
+            _scaling_run(3, 340_000, 1.0, 0.6, machine),
+        ],
+    }
+    text = "\n".join(report._scaling(results))
+    assert "| 3 scorer process(es) | 340,000 | 340,000 | 1.00 | 0.60 |" in text
+    assert "2 processes 0.90 x one, 3 processes 0.85 x one" in text
+    assert ("the cores bound the rate" in text) is bound
+    assert ("the cores were not saturated" in text) is not bound
+
+
+def test_cpu_share_splits_a_window_of_samples() -> None:
+    share = CpuShare(broker_pid=7)
+    share._samples = [(10.0, 1.0, 2.0, 5.0), (11.0, 1.5, 3.0, 7.0), (12.0, 2.0, 4.5, 9.0)]
+    assert share.window(10.5, 11.5) == {
+        "broker_cpu_s": 1.0,
+        "scorer_cpu_s": 2.5,
+        "machine_busy_s": 4.0,
+        "wall_s": 2.0,
+    }

@@ -145,7 +145,8 @@ def test_dockerfile_has_a_torch_cpu_target_and_the_plain_image_last() -> None:
     )
     assert f"ARG TORCH_VERSION={pinned.removeprefix('torch==')}" in text
     assert '--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in text
-    assert 'pip install --no-cache-dir ".[torch]"' in text
+    assert 'pip install --no-cache-dir ".[torch,files]"' in text
+    assert 'pip install --no-cache-dir ".[files]"' in text  # Parquet in both images
 
 
 def test_compose_torch_profile_serves_and_trains_its_config(tmp_path: Path) -> None:

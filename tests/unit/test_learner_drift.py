@@ -67,6 +67,7 @@ def learner_role(store: FakeSnapshotStore, sink: Any, **parts: Any) -> LearnerRo
     serde = Serde(SchemaCatalog.from_dir(topics_dir))
     decoders = serde.example_decoders()
     metrics = parts.pop("metrics", None) or Metrics(CollectorRegistry())
+    spec = parts.pop("spec", SPEC)
     kwargs: dict[str, Any] = {
         "producer": LearnerProducer(
             lambda: (FakeProducer(), ClientErrors("learner-m")), role="learner-m", metrics=metrics
@@ -76,7 +77,7 @@ def learner_role(store: FakeSnapshotStore, sink: Any, **parts: Any) -> LearnerRo
         **parts,
     }
     return LearnerRole(
-        spec=SPEC,
+        spec=spec,
         config=LearnerConfig("examples", 500, 0.1, 10**9, 10**9),
         consumer_factory=lambda: None,
         partitions=lambda: [0],

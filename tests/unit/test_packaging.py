@@ -1,5 +1,6 @@
-"""A built wheel carries topics/ (topics.yaml and the Avro schemas) as package data, and
-the installed package reads its schemas from there, away from the repository."""
+"""A built wheel carries topics/ (topics.yaml and the Avro schemas) and the console's files
+(its page and the libraries it ships, with their licences) as package data, and the
+installed package reads its schemas from there, away from the repository."""
 
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ def test_the_wheel_carries_the_schemas_and_the_installed_package_reads_them(
         zf.extractall(tmp_path / "site")
     schemas = {p.name for p in (ROOT / "topics").iterdir() if p.suffix in (".avsc", ".yaml")}
     assert {f"streamserve/_topics/{n}" for n in schemas} <= names
+    # the console's page and the library it ships, with its licence (nothing fetched at run time)
+    static = ROOT / "streamserve" / "console" / "static"
+    shipped = {f"streamserve/{p.relative_to(ROOT / 'streamserve').as_posix()}"
+               for p in static.rglob("*") if p.is_file()}  # fmt: skip
+    assert "streamserve/console/static/vendor/uplot/LICENSE" in shipped
+    assert "streamserve/console/static/vendor/uplot/uPlot.iife.min.js" in shipped
+    assert shipped <= names, sorted(shipped - names)
     env = {k: v for k, v in os.environ.items() if k != "STREAMSERVE_TOPICS_DIR"}
     env["PYTHONPATH"] = str(tmp_path / "site")
     ran = subprocess.run(

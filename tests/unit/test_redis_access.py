@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 import redis
 
+from streamserve.embedded import free_port
 from streamserve.errors import ConfigError
-from streamserve.redis.client import RedisAuthError, check_login, tls_kwargs
+from streamserve.redis.client import (
+    RedisAuthError,
+    RedisClusterUnreachable,
+    build_client,
+    check_login,
+    is_cluster,
+    plain_url,
+    tls_kwargs,
+)
 from streamserve.settings import RedisSettings, Secret, settings_from_dict
 from tests.tls_certs import make_pki, openssl_available
 
@@ -112,3 +121,36 @@ def test_tls_settings_load_from_yaml_keys_and_bad_values_are_named() -> None:
     with pytest.raises(ConfigError) as err:
         settings_from_dict({"redis": {"ssl_cert_reqs": "sometimes"}})
     assert err.value.key == "redis.ssl_cert_reqs"
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster", "expected"),
+    [
+        ("redis://h:7000", False, False),
+        ("redis://h:7000", True, True),
+        ("redis+cluster://h:7000", False, True),
+        ("rediss+cluster://h:7000", False, True),
+    ],
+)
+def test_cluster_is_chosen_by_the_setting_or_the_url(
+    url: str, cluster: bool, expected: bool
+) -> None:
+    r = RedisSettings(url=url, cluster=cluster)
+    assert is_cluster(r) is expected
+    assert plain_url(url).startswith(("redis://", "rediss://"))
+
+
+def test_tls_applies_to_a_cluster_url_too() -> None:
+    with pytest.raises(ConfigError) as err:
+        tls_kwargs(RedisSettings(url="redis+cluster://h:7000", ssl_ca_certs="/etc/hosts"))
+    assert err.value.key == "redis.ssl_ca_certs"
+    assert tls_kwargs(RedisSettings(url="rediss+cluster://h:7000"))["ssl_cert_reqs"] == "required"
+
+
+def test_an_unreachable_cluster_is_named_at_start_without_the_password() -> None:
+    port = free_port()  # nothing listens there
+    r = RedisSettings(url=f"redis+cluster://user:s3cret-pass@127.0.0.1:{port}/0")
+    with pytest.raises(RedisClusterUnreachable) as err:
+        build_client(r)
+    assert f"127.0.0.1:{port}" in str(err.value) and "redis.url" in str(err.value)
+    assert "s3cret-pass" not in str(err.value)
