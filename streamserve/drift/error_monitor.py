@@ -195,7 +195,13 @@ class ErrorMonitor:
             if severity == "warning" or self.challenger is not None:  # or one is on trial
                 return Outcome(self._alert(severity, version, offset, actions.ACTION_NONE))
             return self._replay(champion, version, offset, offsets)
-        # challenger
+        return self._on_challenger_signal(severity, champion, version, offset)
+
+    def _on_challenger_signal(
+        self, severity: Severity, champion: Learner, version: int, offset: int | None
+    ) -> Outcome | None:
+        """The challenger policy's answer to a signal: start a challenger, or judge the one
+        a warning started when the drift is confirmed."""
         ch = self.challenger
         if ch is None:
             self.challenger = self._new_challenger(champion.clone(), severity == "warning")
