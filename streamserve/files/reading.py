@@ -219,8 +219,8 @@ def _size(path: Path) -> int | None:
         return None
 
 
-class JsonLinesSource:
-    """One JSON object per line."""
+class _ByteSource:
+    """A source read as bytes: its progress is counted in bytes of the file."""
 
     unit = "B"
 
@@ -229,6 +229,10 @@ class JsonLinesSource:
         self._chunk_rows = chunk_rows
         self._label = label_column
         self.total = _size(path)
+
+
+class JsonLinesSource(_ByteSource):
+    """One JSON object per line."""
 
     def chunks(self) -> Iterator[Chunk]:
         builder = _Builder(self._label)
@@ -253,16 +257,8 @@ class JsonLinesSource:
             yield builder.chunk(read)
 
 
-class AvroSource:
+class AvroSource(_ByteSource):
     """An Avro object container file of records (flat, or event-shaped)."""
-
-    unit = "B"
-
-    def __init__(self, path: Path, chunk_rows: int, label_column: str | None) -> None:
-        self._path = path
-        self._chunk_rows = chunk_rows
-        self._label = label_column
-        self.total = _size(path)
 
     def chunks(self) -> Iterator[Chunk]:
         import fastavro
@@ -316,17 +312,12 @@ def csv_value(text: str) -> bool | int | float | str | None:
         return text
 
 
-class CsvSource:
+class CsvSource(_ByteSource):
     """A CSV file with a header row (see :func:`csv_value` for the fields' types; the
     ``event_id`` and label columns are kept as text)."""
 
-    unit = "B"
-
     def __init__(self, path: Path, chunk_rows: int, label_column: str | None) -> None:
-        self._path = path
-        self._chunk_rows = chunk_rows
-        self._label = label_column
-        self.total = _size(path)
+        super().__init__(path, chunk_rows, label_column)
         self._read = 0
 
     def _lines(self, f: IO[bytes]) -> Iterator[str]:
