@@ -1,7 +1,7 @@
 """Snapshot store, lease and watcher against a real Redis.
 
-Uses the session's Redis (``redis_url`` in tests/conftest.py: the embedded one when nothing
-answers on 6379); each test gets its own key prefix and deletes its keys afterwards.
+Uses the session's own Redis (``redis_url`` in tests/conftest.py); each test gets its own
+key prefix and deletes its keys afterwards.
 """
 
 from __future__ import annotations
