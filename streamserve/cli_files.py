@@ -109,10 +109,21 @@ def add_files_parsers(sub: Any, common: Common) -> None:
 def _chunk_rows(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-rows",
-        type=int,
+        type=_at_least_one,
         default=DEFAULT_CHUNK_ROWS,
         help=f"rows read, scored and written at a time (default {DEFAULT_CHUNK_ROWS})",
     )
+
+
+def _at_least_one(text: str) -> int:
+    """A count of rows: a whole number of at least 1 (else argparse exits 2 naming it)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def run_score_file(rt: Runtime, args: argparse.Namespace) -> int:
@@ -141,8 +152,6 @@ def run_backfill(rt: Runtime, args: argparse.Namespace) -> int:
     spec = rt.lifecycle.versioned(args.model)  # NotFound, or Refused for an ensemble
     if args.input is not None and (args.start or args.stop):
         raise ConfigError("--from", "--from and --to read the examples topic; not with IN")
-    if args.chunk_rows < 1:
-        raise ConfigError("--chunk-rows", f"must be at least 1, got {args.chunk_rows}")
     backfill = backfill_for(rt, spec)
     if args.input is not None:
         src = Path(args.input)

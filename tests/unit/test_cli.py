@@ -61,3 +61,17 @@ def test_each_command_names_the_one_setting_it_lacks(
     assert "'kafka.bootstrap_servers'" in capsys.readouterr().err
     assert main(["snapshots", "list"]) == 2
     assert "'redis.url'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["score-file", "backfill"])
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_bad_chunk_size_is_a_bad_argument(
+    command: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [command, str(tmp_path / "in.jsonl")]
+    args += [str(tmp_path / "out.jsonl")] if command == "score-file" else ["--model", "m"]
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--chunk-rows", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--chunk-rows" in err and ("at least 1" in err or "whole number" in err)
