@@ -441,13 +441,39 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
                 out[section] = value
         elif name.startswith("STREAMSERVE__"):
             parts = [p.lower() for p in name[len("STREAMSERVE__") :].split("__") if p]
-            if len(parts) == 1:
-                out[parts[0]] = _env_value(value)
-            elif len(parts) == 2:
-                _merge(out, {parts[0]: {parts[1]: _env_value(value)}})
-            else:
+            if not parts:
                 raise ConfigError(name, "expected STREAMSERVE__SECTION__KEY")
+            _check_env_path(name, parts)
+            nested: Any = _env_value(value)
+            for part in reversed(parts):
+                nested = {part: nested}
+            _merge(out, nested)
     return out
+
+
+def _check_env_path(name: str, parts: list[str]) -> None:
+    """An environment variable may name any setting whose sections are settings sections
+    (``learner.breaker.enabled``), not a key inside a mapping or a list (``kafka.client``,
+    ``models``, ``serving``): those come only from the file. Unknown keys are refused
+    later, by the same check as the file's."""
+    cls: Any = Settings
+    for depth, part in enumerate(parts[:-1]):
+        hints = get_type_hints(cls)
+        tp = _without_none(hints.get(part)) if part in hints else None
+        if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(
+                name, f"{where!r} is not a section of settings: set it in the config file"
+            )
+        cls = tp
+
+
+def _without_none(tp: Any) -> Any:
+    """``X`` for ``X | None``; any other type as it is."""
+    if get_origin(tp) in (Union, types.UnionType):
+        options = [t for t in get_args(tp) if t is not type(None)]
+        return options[0] if len(options) == 1 else tp
+    return tp
 
 
 def _env_value(value: str) -> Any:
@@ -476,11 +502,11 @@ def _build(
     if not isinstance(data, Mapping):
         raise ConfigError(path or "<root>", f"expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)  # skipped: built elsewhere
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{path}.{unknown[0]}" if path else str(unknown[0])
-        raise ConfigError(where, f"unknown key (known: {', '.join(sorted(names - set(skip)))})")
+        raise ConfigError(where, f"unknown key (known: {', '.join(sorted(names))})")
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in skip or f.name not in data:

@@ -85,6 +85,41 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     assert s.kafka.bootstrap_servers == "flag:9092"
 
 
+def test_nested_settings_come_from_the_environment() -> None:
+    env = {
+        "STREAMSERVE__LEARNER__BREAKER__ENABLED": "true",
+        "STREAMSERVE__LEARNER__ROLLBACK__MIN_EXAMPLES": "750",
+        "STREAMSERVE__SCORER__INPUT_DRIFT__DETECTOR": "kswin",
+    }
+    s = load_settings(None, env=env)
+    assert s.learner.breaker.enabled is True
+    assert s.learner.rollback.min_examples == 750
+    assert s.scorer.input_drift.detector == "kswin"
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("STREAMSERVE__KAFKA__CLIENT__ACKS", "STREAMSERVE__KAFKA__CLIENT__ACKS"),
+        ("STREAMSERVE__MODELS__NAME", "STREAMSERVE__MODELS__NAME"),
+        ("STREAMSERVE__LEARNER__BREAKER__NOPE", "learner.breaker.nope"),
+        ("STREAMSERVE__EXPERIMENT__CHAMPION", "experiment"),
+        ("STREAMSERVE__", "STREAMSERVE__"),
+    ],
+)
+def test_an_environment_variable_that_names_no_setting_stops_it(name: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={name: "1"})
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize("key", ["experiment", "answers", "auto_promote"])
+def test_settings_built_from_other_keys_are_refused_in_the_file(key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({key: {}})
+    assert info.value.key == key and "unknown key" in info.value.reason
+
+
 def test_config_file_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "missing.yaml", env={})
