@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from streamserve.settings import load_settings
 from tests.tools import required, tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,10 +89,15 @@ def _custom(doc: dict[str, Any]) -> bool:
     return str(doc["apiVersion"]).split("/")[0] in CUSTOM_GROUPS
 
 
-@pytest.mark.parametrize("overlay", ["dev", "prod"])
+OVERLAYS = ("dev", "prod", "exactly-once")
+NAMESPACES = {"dev": "streamserve-dev", "prod": "streamserve", "exactly-once": "streamserve"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_rendered_manifests_match_the_kubernetes_schemas(overlay: str, tmp_path: Path) -> None:
     docs = _render(overlay)
     kinds = sorted({d["kind"] for d in docs})
+    stateful = ["StatefulSet"] if overlay == "exactly-once" else []
     assert kinds == [
         "ConfigMap",
         "Deployment",
@@ -101,10 +107,9 @@ def test_rendered_manifests_match_the_kubernetes_schemas(overlay: str, tmp_path:
         "ScaledObject",
         "Service",
         "ServiceMonitor",
+        *stateful,
     ]
-    assert {d["metadata"].get("namespace") for d in docs} == {
-        {"dev": "streamserve-dev", "prod": "streamserve"}[overlay]
-    }
+    assert {d["metadata"].get("namespace") for d in docs} == {NAMESPACES[overlay]}
     validator = tool("kubernetes-validate")
     manifests = tmp_path / f"{overlay}.yaml"
     manifests.write_text(yaml.safe_dump_all([d for d in docs if not _custom(d)]))
@@ -123,6 +128,39 @@ def test_rendered_manifests_match_the_kubernetes_schemas(overlay: str, tmp_path:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_exactly_once_roles_run_as_stateful_sets_named_by_their_pods() -> None:
+    """Scorers and joiners keep their pod names across restarts, and each name is the
+    pod's kafka.instance_id (its transactional.id); KEDA scales the scorers' set."""
+    docs = _render("exactly-once")
+    sets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StatefulSet"}
+    assert sorted(sets) == ["streamserve-joiner", "streamserve-scorer"]
+    deployments = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
+    assert deployments == {"streamserve-api", "streamserve-learner"}
+    for s in sets.values():
+        (container,) = s["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["STREAMSERVE__KAFKA__EXACTLY_ONCE"]["value"] == "true"
+        field = env["STREAMSERVE__KAFKA__INSTANCE_ID"]["valueFrom"]["fieldRef"]
+        assert field["fieldPath"] == "metadata.name"
+        assert "STREAMSERVE_CONFIG" in env  # the pod settings every role shares
+        assert s["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    (scaled,) = [d for d in docs if d["kind"] == "ScaledObject"]
+    assert scaled["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "streamserve-scorer",
+    }
+    # the settings those variables give are ones streamserve accepts
+    settings = load_settings(
+        None,
+        env={
+            "STREAMSERVE__KAFKA__EXACTLY_ONCE": "true",
+            "STREAMSERVE__KAFKA__INSTANCE_ID": "streamserve-scorer-0",
+        },
+    )
+    assert settings.kafka.exactly_once and settings.kafka.instance_id == "streamserve-scorer-0"
+
+
 def test_kubernetes_validation_catches_a_mistake(tmp_path: Path) -> None:
     docs = _render("dev")
     (deployment,) = [
@@ -139,7 +177,7 @@ def test_kubernetes_validation_catches_a_mistake(tmp_path: Path) -> None:
     assert out.returncode == 1 and "'pth' was unexpected" in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("overlay", ["dev", "prod"])
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_rendered_custom_resources_match_their_crds(overlay: str) -> None:
     custom = [d for d in _render(overlay) if _custom(d)]
     assert sorted(d["kind"] for d in custom) == ["PrometheusRule", "ScaledObject", "ServiceMonitor"]
