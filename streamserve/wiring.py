@@ -49,7 +49,7 @@ from streamserve.files.backfill import Backfill
 from streamserve.files.examples_topic import ExamplesRange, Position
 from streamserve.files.scoring import FileModel
 from streamserve.kafka import config as kconf
-from streamserve.kafka.admin import TopicReport, ensure_topics, partitions_of
+from streamserve.kafka.admin import TopicReport, ensure_topics, look_up_topics, partitions_of
 from streamserve.kafka.committer import AtLeastOnceCommitter, Committer, TransactionalCommitter
 from streamserve.kafka.consumer_loop import ConsumerLoop
 from streamserve.kafka.dead_letter import DeadLetterSink
@@ -90,6 +90,11 @@ from streamserve.topics import TopicSpec, default_topics_dir, load_topic_specs
 logger = logging.getLogger(__name__)
 
 LOGICAL_TOPICS = ("events", "feedback", "predictions", "examples", "drift-alerts", "dead-letter")
+# What each role's producer writes to, looked up when it is made (Runtime.producer); the
+# shadow-predictions topic only when a model shadows, so it is looked up on first use.
+SCORER_WRITES = ("predictions", "dead-letter", "drift-alerts")
+JOINER_WRITES = ("examples", "dead-letter")
+LEARNER_WRITES = ("dead-letter", "drift-alerts")
 
 
 def redis_client(s: Settings) -> RedisClient:
@@ -228,8 +233,10 @@ class Runtime:
         )
 
     def producer(
-        self, role: str, *, transactional: bool = False
+        self, role: str, *, transactional: bool = False, writes: Sequence[str] = ()
     ) -> tuple[Producer, kconf.ClientErrors]:
+        """A producer for ``role``, the metadata of the topics it ``writes`` to already
+        fetched (:func:`~streamserve.kafka.admin.look_up_topics`)."""
         errors = kconf.ClientErrors(role)
         tid = None
         if transactional:
@@ -245,16 +252,21 @@ class Runtime:
                 else "unique to this process; set kafka.instance_id for a stable one",
             )
         conf = kconf.producer_config(self.settings.kafka, errors, transactional_id=tid)
-        return Producer(conf), errors
+        producer = Producer(conf)
+        look_up_topics(producer, [self.topics[t] for t in writes])
+        return producer, errors
 
     def committer(self, role: str, consumer: Consumer, producer: Producer) -> Committer:
         if self.settings.kafka.exactly_once:
             return TransactionalCommitter(role=role, consumer=consumer, producer=producer)
         return AtLeastOnceCommitter(role=role, consumer=consumer, producer=producer)
 
-    def loop_clients(self, role: str, group_suffix: str) -> LoopClients:
-        """A consumer loop's consumer, producer and committer; called again to replace them."""
-        producer, errors = self.producer(role, transactional=self.settings.kafka.exactly_once)
+    def loop_clients(self, role: str, group_suffix: str, writes: Sequence[str]) -> LoopClients:
+        """A consumer loop's consumer, producer (writing to the logical topics ``writes``)
+        and committer; called again to replace them."""
+        producer, errors = self.producer(
+            role, transactional=self.settings.kafka.exactly_once, writes=writes
+        )
         consumer = self.consumer(role, group_suffix, errors)
         return LoopClients(consumer, producer, self.committer(role, consumer, producer), errors)
 
@@ -334,7 +346,7 @@ class Runtime:
 
 def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
-    clients = rt.loop_clients("scorer", "scorer")
+    clients = rt.loop_clients("scorer", "scorer", SCORER_WRITES)
     producer = clients.producer
     models = served_models(rt)
     served, experiment = models.models, models.experiment
@@ -375,7 +387,7 @@ def build_scorer(rt: Runtime, stop: threading.Event) -> Role:
         metrics=rt.metrics,
         batch_size=s.scorer.batch_size,
         timeout_s=s.scorer.batch_timeout_ms / 1000.0,
-        rebuild=lambda: rt.loop_clients("scorer", "scorer"),
+        rebuild=lambda: rt.loop_clients("scorer", "scorer", SCORER_WRITES),
     )
 
     def health() -> dict[str, Any]:
@@ -489,7 +501,7 @@ def _serving(
 
 def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
     s = rt.settings
-    clients = rt.loop_clients("joiner", "joiner")
+    clients = rt.loop_clients("joiner", "joiner", JOINER_WRITES)
     producer = clients.producer
     joiner = Joiner(
         events_topic=rt.topics["events"],
@@ -512,7 +524,7 @@ def build_joiner(rt: Runtime, stop: threading.Event) -> Role:
         metrics=rt.metrics,
         batch_size=s.joiner.batch_size,
         timeout_s=s.joiner.batch_timeout_ms / 1000.0,
-        rebuild=lambda: rt.loop_clients("joiner", "joiner"),
+        rebuild=lambda: rt.loop_clients("joiner", "joiner", JOINER_WRITES),
     )
     return Role("joiner", loop.run, [], lambda: {"partitions": len(loop.assigned)})
 
@@ -521,7 +533,9 @@ def build_learner_role(rt: Runtime, spec: ModelSpec) -> Role:
     s = rt.settings
     # Dead-letter copies and alerts go through ``out``, which tracks each until acknowledged.
     out = LearnerProducer(
-        lambda: rt.producer(f"learner-{spec.name}"), role=f"learner-{spec.name}", metrics=rt.metrics
+        lambda: rt.producer(f"learner-{spec.name}", writes=LEARNER_WRITES),
+        role=f"learner-{spec.name}",
+        metrics=rt.metrics,
     )
     errors = out.errors
     topic = rt.topics["examples"]
@@ -725,7 +739,7 @@ def api_service(rt: Runtime) -> ApiService:
         )
     writer = None
     if api_needs_kafka(rt.settings):
-        producer, _ = rt.producer("api")
+        producer, _ = rt.producer("api", writes=("events", "feedback"))
         writer = RecordWriter(
             producer=producer,
             events_topic=rt.topics["events"],

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Sequence
 
 import redis
 from confluent_kafka import Producer
@@ -34,8 +35,9 @@ class ProducerElsewhere(Runtime):
     out_servers = ""
 
     def producer(
-        self, role: str, *, transactional: bool = False
+        self, role: str, *, transactional: bool = False, writes: Sequence[str] = ()
     ) -> tuple[Producer, kconf.ClientErrors]:
+        # ``writes`` is not looked up: the broker at out_servers starts later in the test
         errors = kconf.ClientErrors(role)
         elsewhere = dataclasses.replace(self.settings.kafka, bootstrap_servers=self.out_servers)
         return Producer(kconf.producer_config(elsewhere, errors)), errors
